@@ -1,0 +1,35 @@
+package dev.lopper.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+
+/** Additive attention masks: 0 where a query may attend, -inf where it may not. */
+public final class Masks {
+    private Masks() {
+    }
+
+    /**
+     * Causal mask [T, T]; with {@code window > 0} a query also sees only the last {@code window} positions
+     * (Mistral's sliding window); with a padding mask [B, T], padded keys are masked too, giving [B, 1, T, T].
+     */
+    public static NDArray causal(NDManager manager, int t, int window, NDArray paddingMask) {
+        float[] m = new float[t * t];
+        for (int i = 0; i < t; i++) {
+            for (int j = 0; j < t; j++) {
+                boolean visible = j <= i && (window <= 0 || i - j < window);
+                m[i * t + j] = visible ? 0f : Float.NEGATIVE_INFINITY;
+            }
+        }
+        NDArray mask = manager.create(m, new Shape(t, t));
+        if (paddingMask == null) {
+            return mask;
+        }
+        long b = paddingMask.getShape().get(0);
+        // keys that are padding get -inf; a fully padded query row keeps its diagonal so softmax stays finite
+        NDArray keyBlocked = paddingMask.toType(ai.djl.ndarray.types.DataType.FLOAT32, false).neg().add(1f)
+                .mul(-1e30f).reshape(b, 1, 1, t);
+        NDArray diagonal = manager.eye(t).reshape(1, 1, t, t);
+        return mask.reshape(1, 1, t, t).add(keyBlocked.mul(diagonal.neg().add(1f)));
+    }
+}

@@ -1,0 +1,42 @@
+package dev.lopper.model;
+
+/** HF tensor names of a LLaMA-family checkpoint. Every other class asks here rather than spelling names. */
+public final class WeightNames {
+    public static final String EMBED = "model.embed_tokens.weight";
+    public static final String FINAL_NORM = "model.norm.weight";
+    public static final String LM_HEAD = "lm_head.weight";
+
+    private WeightNames() {
+    }
+
+    public static String layerPrefix(int layer) {
+        return "model.layers." + layer + ".";
+    }
+
+    public static String inputNorm(int layer) {
+        return layerPrefix(layer) + "input_layernorm.weight";
+    }
+
+    public static String postAttentionNorm(int layer) {
+        return layerPrefix(layer) + "post_attention_layernorm.weight";
+    }
+
+    /** {@code proj} is one of q_proj, k_proj, v_proj, o_proj. */
+    public static String attn(int layer, String proj, String param) {
+        return layerPrefix(layer) + "self_attn." + proj + "." + param;
+    }
+
+    /** {@code proj} is one of gate_proj, up_proj, down_proj. */
+    public static String mlp(int layer, String proj, String param) {
+        return layerPrefix(layer) + "mlp." + proj + "." + param;
+    }
+
+    /** The layer index of a per-layer tensor name, or -1 for a global tensor. */
+    public static int layerOf(String name) {
+        if (!name.startsWith("model.layers.")) {
+            return -1;
+        }
+        int start = "model.layers.".length();
+        return Integer.parseInt(name.substring(start, name.indexOf('.', start)));
+    }
+}

@@ -1,0 +1,151 @@
+package dev.lopper.model.io;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lopper.model.ModelFormatException;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Stream;
+
+/**
+ * The weights of an HF model directory: {@code model.safetensors}, or shards listed in
+ * {@code model.safetensors.index.json}. Tensors stay on disk (memory-mapped) until loaded one at a time.
+ */
+public final class Checkpoint implements TensorSource, AutoCloseable {
+    public static final String SINGLE_FILE = "model.safetensors";
+    public static final String INDEX_FILE = "model.safetensors.index.json";
+
+    private final Path dir;
+    private final Map<Path, SafeTensorsFile> files;
+    private final Map<String, TensorInfo> tensors;
+
+    private Checkpoint(Path dir, Map<Path, SafeTensorsFile> files, Map<String, TensorInfo> tensors) {
+        this.dir = dir;
+        this.files = files;
+        this.tensors = tensors;
+    }
+
+    /** Opens the checkpoint of a model directory, validating every header (and the index, when sharded). */
+    public static Checkpoint open(Path dir) {
+        Path index = dir.resolve(INDEX_FILE);
+        Path single = dir.resolve(SINGLE_FILE);
+        Map<Path, SafeTensorsFile> files = new LinkedHashMap<>();
+        Map<String, TensorInfo> tensors = new LinkedHashMap<>();
+        try {
+            if (Files.exists(index)) {
+                JsonNode weightMap;
+                try {
+                    weightMap = new ObjectMapper().readTree(index.toFile()).get("weight_map");
+                } catch (IOException e) {
+                    throw ModelFormatException.file(index, "not valid JSON: " + e.getMessage());
+                }
+                if (weightMap == null || !weightMap.isObject()) {
+                    throw ModelFormatException.field(index, "weight_map", "nothing", "an object mapping tensor names to shard files");
+                }
+                for (Map.Entry<String, JsonNode> e : (Iterable<Map.Entry<String, JsonNode>>) weightMap::fields) {
+                    Path shard = dir.resolve(e.getValue().asText());
+                    SafeTensorsFile f = files.get(shard);
+                    if (f == null) {
+                        if (!Files.exists(shard)) {
+                            throw ModelFormatException.file(index, "tensor '" + e.getKey() + "' is in shard " + shard.getFileName() + ", which does not exist");
+                        }
+                        f = SafeTensorsFile.open(shard);
+                        files.put(shard, f);
+                    }
+                    TensorInfo info = f.tensors().get(e.getKey());
+                    if (info == null) {
+                        throw ModelFormatException.file(shard, "tensor '" + e.getKey() + "' listed in " + INDEX_FILE + " is not in this shard");
+                    }
+                    tensors.put(e.getKey(), info);
+                }
+            } else if (Files.exists(single)) {
+                SafeTensorsFile f = SafeTensorsFile.open(single);
+                files.put(single, f);
+                tensors.putAll(f.tensors());
+            } else {
+                String found;
+                try (Stream<Path> s = Files.list(dir)) {
+                    found = s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".bin") || n.endsWith(".safetensors") || n.endsWith(".pt"))
+                            .sorted().findFirst().map(n -> "found " + n).orElse("found no weights");
+                } catch (IOException e) {
+                    found = "cannot list it";
+                }
+                throw ModelFormatException.file(dir, found + "; expected " + SINGLE_FILE + " or " + INDEX_FILE + " (safetensors only)");
+            }
+        } catch (RuntimeException e) {
+            files.values().forEach(SafeTensorsFile::close);
+            throw e;
+        }
+        return new Checkpoint(dir, files, Collections.unmodifiableMap(tensors));
+    }
+
+    public Path dir() {
+        return dir;
+    }
+
+    @Override
+    public Set<String> names() {
+        return tensors.keySet();
+    }
+
+    public TensorInfo info(String name) {
+        TensorInfo info = tensors.get(name);
+        if (info == null) {
+            throw ModelFormatException.file(dir, "tensor '" + name + "' is missing from the checkpoint");
+        }
+        return info;
+    }
+
+    @Override
+    public Shape shape(String name) {
+        return info(name).shape();
+    }
+
+    @Override
+    public DataType storedType(String name) {
+        return info(name).dtype();
+    }
+
+    /** Total bytes of tensor data. */
+    public long dataBytes() {
+        return tensors.values().stream().mapToLong(TensorInfo::byteLength).sum();
+    }
+
+    /** The mapped raw bytes of one tensor (little-endian, stored dtype). */
+    public ByteBuffer raw(String name) {
+        TensorInfo info = info(name);
+        return files.get(info.file()).map(info);
+    }
+
+    @Override
+    public NDArray load(String name, NDManager manager, DataType type) {
+        TensorInfo info = info(name);
+        ByteBuffer bytes = raw(name);
+        DataType dtype = info.dtype();
+        if (dtype == DataType.BFLOAT16) {
+            bytes = BFloat16.toFloat32(bytes);
+            dtype = DataType.FLOAT32;
+        }
+        // DJL wraps a direct buffer without copying (torch::from_blob), and toType of the same dtype returns an
+        // alias; so copy explicitly, so that no weight ever points into a mapping that is later released.
+        try (NDArray stored = manager.create(bytes, info.shape(), dtype)) {
+            return type == dtype ? stored.duplicate() : stored.toType(type, false);
+        }
+    }
+
+    @Override
+    public void close() {
+        files.values().forEach(SafeTensorsFile::close);
+    }
+}

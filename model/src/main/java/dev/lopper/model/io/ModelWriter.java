@@ -1,0 +1,160 @@
+package dev.lopper.model.io;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.model.config.ModelConfig;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * Saves a model as an HF directory: config.json, model.safetensors (or shards + index) and the tokenizer files
+ * copied from the source. The directory is built under a temporary name beside the target and moved into place
+ * only when complete, so a failed save leaves nothing half-written.
+ */
+public final class ModelWriter {
+    /** Files copied unchanged from the source model directory when present. */
+    public static final List<String> SIDE_FILES = List.of("tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "generation_config.json");
+
+    /** HF's default shard size for save_pretrained. */
+    public static final long DEFAULT_MAX_SHARD_BYTES = 5L * 1000 * 1000 * 1000;
+
+    private ModelWriter() {
+    }
+
+    /**
+     * @param storeAs dtype to write every floating tensor in, or null to keep each tensor's stored dtype
+     * @param sideFilesFrom a directory to copy tokenizer/generation files from, or null
+     * @return bytes of tensor data written
+     */
+    public static long save(Path out, ModelConfig config, TensorSource tensors, DataType storeAs, Path sideFilesFrom,
+                            long maxShardBytes, Map<String, String> metadata) throws IOException {
+        Path target = out.toAbsolutePath();
+        Files.createDirectories(target.getParent());
+        Path tmp = Files.createTempDirectory(target.getParent(), "." + target.getFileName() + ".tmp-");
+        try {
+            ObjectNode json = config.toJson();
+            if (storeAs != null) {
+                json.put("torch_dtype", storeAs == DataType.BFLOAT16 ? "bfloat16" : storeAs == DataType.FLOAT16 ? "float16" : "float32");
+            }
+            new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.resolve("config.json").toFile(), json);
+            long bytes = writeTensors(tmp, tensors, storeAs, maxShardBytes, metadata);
+            if (sideFilesFrom != null) {
+                for (String f : SIDE_FILES) {
+                    if (Files.exists(sideFilesFrom.resolve(f))) {
+                        Files.copy(sideFilesFrom.resolve(f), tmp.resolve(f));
+                    }
+                }
+            }
+            replaceDirectory(tmp, target);
+            return bytes;
+        } finally {
+            deleteTree(tmp);
+        }
+    }
+
+    private static long writeTensors(Path dir, TensorSource tensors, DataType storeAs, long maxShardBytes,
+                                     Map<String, String> metadata) throws IOException {
+        List<List<SafeTensorsWriter.Entry>> shards = new ArrayList<>();
+        List<SafeTensorsWriter.Entry> current = new ArrayList<>();
+        long currentBytes = 0;
+        long total = 0;
+        for (String name : tensors.names()) {
+            DataType stored = tensors.storedType(name);
+            DataType type = storeAs != null && stored.isFloating() ? storeAs : stored;
+            SafeTensorsWriter.Entry e = new SafeTensorsWriter.Entry(name, type, tensors.shape(name), () -> bytesOf(tensors, name, type));
+            if (!current.isEmpty() && currentBytes + e.byteLength() > maxShardBytes) {
+                shards.add(current);
+                current = new ArrayList<>();
+                currentBytes = 0;
+            }
+            current.add(e);
+            currentBytes += e.byteLength();
+            total += e.byteLength();
+        }
+        shards.add(current);
+        if (shards.size() == 1) {
+            SafeTensorsWriter.write(dir.resolve(Checkpoint.SINGLE_FILE), shards.get(0), metadata);
+            return total;
+        }
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode index = json.createObjectNode();
+        index.putObject("metadata").put("total_size", total);
+        ObjectNode weightMap = index.putObject("weight_map");
+        for (int i = 0; i < shards.size(); i++) {
+            String file = String.format("model-%05d-of-%05d.safetensors", i + 1, shards.size());
+            SafeTensorsWriter.write(dir.resolve(file), shards.get(i), metadata);
+            for (SafeTensorsWriter.Entry e : shards.get(i)) {
+                weightMap.put(e.name(), file);
+            }
+        }
+        json.writerWithDefaultPrettyPrinter().writeValue(dir.resolve(Checkpoint.INDEX_FILE).toFile(), index);
+        return total;
+    }
+
+    /** One tensor's bytes in {@code type}: straight from the mapped file when no conversion is needed. */
+    private static ByteBuffer bytesOf(TensorSource tensors, String name, DataType type) {
+        if (tensors instanceof Checkpoint c && c.storedType(name) == type) {
+            return c.raw(name);
+        }
+        try (NDManager m = NDManager.newBaseManager(ai.djl.Device.cpu())) {
+            if (type == DataType.BFLOAT16) {
+                return BFloat16.fromFloat32(tensors.load(name, m, DataType.FLOAT32).toFloatArray());
+            }
+            NDArray a = tensors.load(name, m, type);
+            ByteBuffer data = a.toByteBuffer();
+            ByteBuffer copy = ByteBuffer.allocateDirect(data.remaining()).order(ByteOrder.LITTLE_ENDIAN);
+            copy.put(data).flip();
+            return copy;
+        }
+    }
+
+    /** Moves {@code fresh} to {@code target}; an existing target is moved aside first and deleted after. */
+    private static void replaceDirectory(Path fresh, Path target) throws IOException {
+        Path old = null;
+        if (Files.exists(target)) {
+            old = target.resolveSibling("." + target.getFileName() + ".old-" + System.nanoTime());
+            Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
+        }
+        try {
+            Files.move(fresh, target, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            if (old != null) {
+                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
+            }
+            throw e;
+        }
+        if (old != null) {
+            deleteTree(old);
+        }
+    }
+
+    static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(p)) {
+            s.sorted(Comparator.reverseOrder()).forEach(x -> {
+                try {
+                    Files.delete(x);
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,55 @@
+package dev.lopper.model;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import dev.lopper.model.config.Family;
+import dev.lopper.model.testing.RandomModels;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.nio.file.Path;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The DJL forward pass against a plain-loop double-precision implementation, on every generated variant. */
+class ForwardTest {
+    @TempDir
+    Path tmp;
+
+    static Stream<RandomModels.Spec> variants() {
+        RandomModels.Spec base = RandomModels.llama();
+        return Stream.of(
+                base,                                             // GQA 4/2, untied
+                base.withHeads(4, 4).withTied(true),              // MHA, tied embeddings
+                base.withHeads(4, 1).withQkvBias(true),           // MQA with LLaMA attention_bias (q/k/v/o)
+                base.withFamily(Family.QWEN2),                    // q/k/v biases only
+                base.withFamily(Family.MISTRAL),                  // sliding window 16 (< sequence)
+                base.withRopeScaling("llama3").withShards(3),     // LLaMA 3.1 rope scaling, sharded checkpoint
+                base.withDtype(DataType.BFLOAT16),
+                base.withDtype(DataType.FLOAT16));
+    }
+
+    @ParameterizedTest
+    @MethodSource("variants")
+    void matchesNaiveImplementation(RandomModels.Spec spec) throws Exception {
+        Path dir = tmp.resolve("m");
+        RandomModels.write(dir, spec);
+        long[] ids = new long[24];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = (i * 37 + 5) % spec.vocab();
+        }
+        try (ModelDir md = ModelDir.open(dir); LlamaModel model = md.loadModel(Device.cpu())) {
+            float[][] got = model.logits(ids);
+            double[][] want = new NaiveLlama(md.config(), md.checkpoint()).logits(ids);
+            double maxDiff = 0;
+            for (int t = 0; t < ids.length; t++) {
+                for (int v = 0; v < spec.vocab(); v++) {
+                    maxDiff = Math.max(maxDiff, Math.abs(got[t][v] - want[t][v]));
+                }
+            }
+            assertTrue(maxDiff < 1e-4, spec + ": max abs diff " + maxDiff);
+        }
+    }
+}
