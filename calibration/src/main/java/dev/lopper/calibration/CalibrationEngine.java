@@ -1,0 +1,246 @@
+package dev.lopper.calibration;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.Shape;
+import dev.lopper.model.Decoder;
+import dev.lopper.model.LayerHooks;
+import dev.lopper.model.LayerWeights;
+import dev.lopper.model.Masks;
+import dev.lopper.model.Rope;
+import dev.lopper.model.WeightNames;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.model.io.TensorSource;
+
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Streams a calibration batch through a model holding one decoder layer at a time, so models larger than memory
+ * can be calibrated. Embeddings for all N windows are computed first; then for each layer its weights are loaded
+ * from the (memory-mapped) source, the batch runs through it in chunks of sequences while collectors observe
+ * the activations, the outputs are kept as the next layer's input, and the layer is released.
+ *
+ * <p>Resident at any time: one layer's fp32 weights, the hidden states of all windows twice (this layer's input
+ * and output, N x L x hidden fp32 each) and one chunk's activations. The embedding matrix is loaded once at the
+ * start and released before the first layer; the LM head is never loaded.
+ */
+public final class CalibrationEngine {
+    private final ModelConfig config;
+    private final TensorSource source;
+    private final Device device;
+
+    /**
+     * @param chunkTokens tokens per forward chunk (sequences per chunk = max(1, chunkTokens / seqLen)); bounds the
+     *     activation memory, not the results
+     * @param progress where per-layer progress goes
+     */
+    public record Options(int chunkTokens, Progress progress) {
+        public static Options defaults() {
+            return new Options(8192, Progress.NONE);
+        }
+
+        public Options withProgress(Progress p) {
+            return new Options(chunkTokens, p);
+        }
+
+        public Options withChunkTokens(int t) {
+            return new Options(t, progress);
+        }
+    }
+
+    /** What a run did: tokens per layer, wall time, and the largest layer's fp32 weight bytes. */
+    public record Result(long tokens, int layers, double seconds, long maxLayerBytes) {
+    }
+
+    public CalibrationEngine(ModelConfig config, TensorSource source, Device device) {
+        this.config = config;
+        this.source = source;
+        this.device = device;
+    }
+
+    /** Runs all layers over {@code data}, feeding {@code collectors}. */
+    public Result run(CalibrationData data, List<? extends StatsCollector> collectors, Options options) {
+        int n = data.samples();
+        int t = data.seqLen();
+        int chunk = Math.max(1, Math.min(n, options.chunkTokens() / t));
+        int layers = config.numLayers();
+        long start = System.nanoTime();
+        long maxLayerBytes = 0;
+        boolean io = collectors.stream().anyMatch(StatsCollector::wantsLayerIO);
+        try (NDManager root = NDManager.newBaseManager(device)) {
+            NDList rope = new Rope(config).tables(root, 0, t);
+            NDArray mask = Masks.causal(root, t, config.slidingWindow(), null);
+            NDManager current = root.newSubManager();
+            List<NDArray> hidden = embed(data, chunk, current);
+            for (int i = 0; i < layers; i++) {
+                long layerStart = System.nanoTime();
+                NDManager next = root.newSubManager();
+                try (NDManager layerManager = root.newSubManager()) {
+                    LayerWeights w = LayerWeights.load(source, config, i, layerManager);
+                    maxLayerBytes = Math.max(maxLayerBytes, bytes(w));
+                    for (StatsCollector c : collectors) {
+                        c.beginLayer(w);
+                    }
+                    Hooks hooks = new Hooks(collectors);
+                    List<NDArray> outputs = new ArrayList<>(hidden.size());
+                    long done = 0;
+                    for (NDArray in : hidden) {
+                        try (NDManager scope = root.newSubManager()) {
+                            NDArray x = in.duplicate();
+                            x.attach(scope); // op results land in the first operand's manager: the scope
+                            NDArray out = Decoder.layer(w, x, rope.get(0), rope.get(1), mask, config.rmsNormEps(),
+                                    config.headDim(), hooks);
+                            if (io) {
+                                for (StatsCollector c : collectors) {
+                                    if (c.wantsLayerIO()) {
+                                        c.layerIO(i, in, out);
+                                    }
+                                }
+                            }
+                            out.attach(next);
+                            outputs.add(out);
+                        }
+                        done += in.getShape().get(0) * t;
+                        double now = seconds(start);
+                        options.progress().update(i, layers, done, (long) n * t, seconds(layerStart), now);
+                    }
+                    for (StatsCollector c : collectors) {
+                        c.endLayer(w);
+                    }
+                    LayerWeights replacement = null;
+                    for (StatsCollector c : collectors) {
+                        LayerWeights r = c.forwardWeights(replacement == null ? w : replacement, layerManager);
+                        if (r != null) {
+                            replacement = r;
+                        }
+                    }
+                    if (replacement != null) {
+                        outputs = rerun(replacement, hidden, rope, mask, next, outputs);
+                    }
+                    current.close(); // this layer's input is no longer needed
+                    current = next;
+                    hidden = outputs;
+                }
+                options.progress().layerDone(i, layers, (long) n * t, seconds(layerStart), seconds(start));
+            }
+            current.close();
+        }
+        return new Result((long) n * t, layers, seconds(start), maxLayerBytes);
+    }
+
+    /** Embeddings of every window, in chunks [chunk, T, hidden] owned by {@code into}. */
+    private List<NDArray> embed(CalibrationData data, int chunk, NDManager into) {
+        List<NDArray> out = new ArrayList<>();
+        try (NDManager scope = into.getParentManager().newSubManager()) {
+            NDArray table = source.load(WeightNames.EMBED, scope); // [vocab, hidden]; released right after
+            int t = data.seqLen();
+            long[][] w = data.windows();
+            for (int s = 0; s < w.length; s += chunk) {
+                int b = Math.min(chunk, w.length - s);
+                long[] ids = new long[b * t];
+                for (int i = 0; i < b; i++) {
+                    for (int j = 0; j < t; j++) {
+                        long id = w[s + i][j];
+                        if (id < 0 || id >= config.vocabSize()) {
+                            throw new IllegalArgumentException("calibration token id " + id + " is outside the vocabulary (0.."
+                                    + (config.vocabSize() - 1) + "): was the data tokenized with this model's tokenizer?");
+                        }
+                        ids[i * t + j] = id;
+                    }
+                }
+                NDArray idx = scope.create(ids);
+                NDArray rows = table.get(new NDIndex("{}", idx)).reshape(b, t, config.hiddenSize());
+                rows.attach(into);
+                out.add(rows);
+            }
+        }
+        return out;
+    }
+
+    private List<NDArray> rerun(LayerWeights w, List<NDArray> inputs, NDList rope, NDArray mask, NDManager next,
+                                List<NDArray> dense) {
+        for (NDArray d : dense) {
+            d.close();
+        }
+        List<NDArray> outputs = new ArrayList<>(inputs.size());
+        for (NDArray in : inputs) {
+            try (NDManager scope = next.getParentManager().newSubManager()) {
+                NDArray x = in.duplicate();
+                x.attach(scope);
+                NDArray out = Decoder.layer(w, x, rope.get(0), rope.get(1), mask, config.rmsNormEps(), config.headDim(),
+                        LayerHooks.NONE);
+                out.attach(next);
+                outputs.add(out);
+            }
+        }
+        return outputs;
+    }
+
+    private static long bytes(LayerWeights w) {
+        long total = 0;
+        for (NDArray a : new NDArray[] {w.inputNorm(), w.q(), w.qBias(), w.k(), w.kBias(), w.v(), w.vBias(), w.o(),
+                w.oBias(), w.postNorm(), w.gate(), w.up(), w.down(), w.downBias()}) {
+            if (a != null) {
+                total += a.size() * 4;
+            }
+        }
+        return total;
+    }
+
+    private static double seconds(long since) {
+        return (System.nanoTime() - since) / 1e9;
+    }
+
+    /** Routes Decoder's taps to the collectors that asked for them. */
+    private static final class Hooks implements LayerHooks {
+        private final List<? extends StatsCollector> collectors;
+        private final List<Set<Tap>> wanted = new ArrayList<>();
+
+        Hooks(List<? extends StatsCollector> collectors) {
+            this.collectors = collectors;
+            for (StatsCollector c : collectors) {
+                Set<Tap> taps = c.taps();
+                wanted.add(taps.isEmpty() ? EnumSet.noneOf(Tap.class) : EnumSet.copyOf(taps));
+            }
+        }
+
+        private void fire(int layer, Tap tap, NDArray x) {
+            for (int i = 0; i < collectors.size(); i++) {
+                if (wanted.get(i).contains(tap)) {
+                    collectors.get(i).activation(layer, tap, x);
+                }
+            }
+        }
+
+        @Override
+        public void attentionInput(int layer, NDArray normed) {
+            fire(layer, Tap.ATTENTION_INPUT, normed);
+        }
+
+        @Override
+        public void oProjInput(int layer, NDArray x) {
+            fire(layer, Tap.O_PROJ_INPUT, x);
+        }
+
+        @Override
+        public void mlpInput(int layer, NDArray normed) {
+            fire(layer, Tap.MLP_INPUT, normed);
+        }
+
+        @Override
+        public void downProjInput(int layer, NDArray x) {
+            fire(layer, Tap.DOWN_PROJ_INPUT, x);
+        }
+    }
+
+    /** Shape of the hidden states the engine keeps, for memory estimates: [N, T, hidden] fp32 bytes. */
+    public static long hiddenStateBytes(ModelConfig config, CalibrationData data) {
+        return new Shape(data.samples(), data.seqLen(), config.hiddenSize()).size() * 4;
+    }
+}
