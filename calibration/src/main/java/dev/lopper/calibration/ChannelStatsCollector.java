@@ -11,7 +11,7 @@ import java.util.Map;
 import java.util.Set;
 
 /** Collects {@link ChannelStats} for chosen taps of every layer. */
-public final class ChannelStatsCollector implements StatsCollector {
+public class ChannelStatsCollector implements StatsCollector {
     private final Set<Tap> taps;
     private final List<Map<Tap, ChannelStats>> perLayer = new ArrayList<>();
 

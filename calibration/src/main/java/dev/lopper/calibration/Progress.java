@@ -24,6 +24,18 @@ public interface Progress {
         return new Console(out, tty);
     }
 
+    /** One plain line per finished layer, handed to {@code sink} (e.g. a criterion's progress consumer). */
+    static Progress lines(java.util.function.Consumer<String> sink) {
+        return new Progress() {
+            @Override
+            public void layerDone(int layer, int layers, long tokens, double layerSeconds, double elapsedSeconds) {
+                double eta = elapsedSeconds / (layer + 1) * (layers - layer - 1);
+                sink.accept(String.format(Locale.ROOT, "layer %d/%d: %,d tokens in %.1f s (%,.0f tok/s), ETA %.0f s", layer + 1,
+                        layers, tokens, layerSeconds, tokens / Math.max(1e-9, layerSeconds), eta));
+            }
+        };
+    }
+
     /** Writes progress to a stream; {@code tty} selects the redrawn bar. */
     record Console(PrintStream out, boolean tty) implements Progress {
         @Override
