@@ -98,6 +98,7 @@ public final class Allocation {
     static {
         register("uniform", new UniformAllocation());
         register("global", new GlobalAllocation());
+        register("adaptive", new AdaptiveAllocation());
     }
 
     private Allocation() {

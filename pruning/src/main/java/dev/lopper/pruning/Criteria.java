@@ -14,6 +14,9 @@ public final class Criteria {
 
     static {
         register("magnitude", o -> MagnitudeCriterion.of(o.get("norm")));
+        register(WandaSpCriterion.NAME, o -> new WandaSpCriterion());
+        register(FlapCriterion.NAME, o -> FlapCriterion.of(o.get("metric"), o.get("compensation")));
+        register(CfspCriterion.NAME, o -> new CfspCriterion());
     }
 
     private Criteria() {
