@@ -1,0 +1,236 @@
+package dev.lopper.cli;
+
+import ai.djl.Device;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.model.Devices;
+import dev.lopper.model.ModelDir;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.pruning.Allocation;
+import dev.lopper.pruning.Criteria;
+import dev.lopper.pruning.Criterion;
+import dev.lopper.pruning.LayerSelection;
+import dev.lopper.pruning.ModelHash;
+import dev.lopper.pruning.PruningPlan;
+import dev.lopper.pruning.Scores;
+import dev.lopper.pruning.ScoringContext;
+import dev.lopper.pruning.StructureGraph;
+import dev.lopper.pruning.Surgery;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code lopper prune MODEL --method magnitude --ratio 0.2 --targets heads,channels --out DIR}: scores the
+ * model's structures, allocates the cut, writes the plan and/or the smaller model. Every input is checked before
+ * anything is written.
+ */
+@Command(name = "prune", mixinStandardHelpOptions = true,
+        description = {"Structurally prune a model: remove attention heads / GQA groups, MLP channels or layers.",
+                "Writes a smaller HF model (--out) and/or the pruning plan (--plan-out); --apply-plan applies a plan instead of scoring."})
+public final class PruneCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Parameters(index = "0", paramLabel = "MODEL", description = "HF model directory (config.json, *.safetensors, tokenizer.json)")
+    Path model;
+
+    @Option(names = "--method", defaultValue = "magnitude", description = "criterion: ${COMPLETION-CANDIDATES}; default ${DEFAULT-VALUE}",
+            completionCandidates = MethodNames.class)
+    String method;
+
+    @Option(names = "--norm", description = "magnitude norm: l1 or l2 (default l2)")
+    String norm;
+
+    @Option(names = "--ratio", description = "fraction of prunable parameters to remove, in [0, 1)")
+    Double ratio;
+
+    @Option(names = "--targets", split = ",", defaultValue = "heads,channels",
+            description = "what to prune: heads, channels, layers (comma-separated); default ${DEFAULT-VALUE}")
+    List<String> targets;
+
+    @Option(names = "--allocation", defaultValue = "uniform", description = "uniform (same fraction per layer) or global (one threshold); default ${DEFAULT-VALUE}")
+    String allocation;
+
+    @Option(names = "--head-unit", description = "kv-group (whole GQA groups with their query heads) or query-head (heads inside every group alike); default: the criterion's")
+    String headUnit;
+
+    @Option(names = "--head-ratio", description = "uniform: fraction of head units removed per layer (default --ratio)")
+    Double headRatio;
+
+    @Option(names = "--channel-ratio", description = "uniform: fraction of MLP channels removed per layer (default --ratio)")
+    Double channelRatio;
+
+    @Option(names = "--keep-first", defaultValue = "0", description = "never prune the first N layers")
+    int keepFirst;
+
+    @Option(names = "--keep-last", defaultValue = "0", description = "never prune the last N layers")
+    int keepLast;
+
+    @Option(names = "--seed", defaultValue = "0", description = "random seed (recorded; for criteria that sample)")
+    long seed;
+
+    @Option(names = "--out", paramLabel = "DIR", description = "write the pruned model here (HF safetensors + config.json + tokenizer)")
+    Path out;
+
+    @Option(names = "--plan-out", paramLabel = "FILE", description = "write the pruning plan (JSON, docs/FORMAT.md) here")
+    Path planOut;
+
+    @Option(names = "--apply-plan", paramLabel = "FILE", description = "apply this plan instead of scoring (hand-written or from --plan-out)")
+    Path applyPlan;
+
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu, gpu or gpu:N; default ${DEFAULT-VALUE}")
+    String device;
+
+    @Option(names = "--json", description = "print the summary as JSON")
+    boolean json;
+
+    /** Completion candidates for --method. */
+    static final class MethodNames implements Iterable<String> {
+        @Override
+        public java.util.Iterator<String> iterator() {
+            return Criteria.names().stream().sorted().iterator();
+        }
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        long start = System.nanoTime();
+        PrintWriter log = spec.commandLine().getErr();
+        if (out == null && planOut == null) {
+            throw new IllegalArgumentException("nothing to write: give --out DIR (the pruned model) and/or --plan-out FILE");
+        }
+        if (out != null && Files.exists(out) && Files.isSameFile(out, model)) {
+            throw new IllegalArgumentException("--out " + out + " is the input model; choose another directory");
+        }
+        Device dev = Devices.parse(device);
+        try (ModelDir md = ModelDir.open(model)) {
+            ModelConfig config = md.config();
+            String hash = ModelHash.of(model);
+            PruningPlan plan;
+            if (applyPlan != null) {
+                if (ratio != null) {
+                    throw new IllegalArgumentException("--ratio has no effect with --apply-plan (the plan says what to cut)");
+                }
+                plan = PruningPlan.load(applyPlan);
+                plan.checkModel(hash);
+                List<LayerSelection> sel = plan.resolve(config);
+                plan = plan.withModelHash(hash).withResult(Allocation.result(config, sel, plan.targets().contains("heads"),
+                        plan.targets().contains("channels"), plan.targets().contains("layers"), 0, 0));
+            } else {
+                if (ratio == null) {
+                    throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
+                }
+                Allocation.Options options = new Allocation.Options(ratio, new LinkedHashSet<>(targets), allocation,
+                        parseHeadUnit(headUnit), headRatio, channelRatio, keepFirst, keepLast);
+                Criterion criterion = Criteria.create(method, norm == null ? Map.of() : Map.of("norm", norm));
+                if (!Allocation.strategies().contains(allocation)) {
+                    throw new IllegalArgumentException("--allocation " + allocation + ": expected one of " + Allocation.strategies());
+                }
+                if (criterion.needsCalibration()) {
+                    throw new IllegalArgumentException("--method " + method + " needs calibration data, which this command cannot load yet");
+                }
+                ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), dev, null, null, seed,
+                        msg -> { });
+                Scores scores = criterion.score(ctx);
+                plan = Allocation.allocate(ctx.graph(), scores, options)
+                        .withProvenance(criterion.name(), criterion.options(), ratio,
+                                PruningPlan.TARGETS.stream().filter(targets::contains).toList(), allocation, null, seed)
+                        .withModelHash(hash);
+            }
+            List<LayerSelection> sel = plan.resolve(config);
+            if (out != null) {
+                Surgery.save(Surgery.apply(config, md.checkpoint(), sel), out, model, plan);
+            }
+            if (planOut != null) {
+                plan.save(planOut);
+            }
+            print(config, plan, sel, (System.nanoTime() - start) / 1e9);
+        }
+        return 0;
+    }
+
+    private static StructureGraph.Kind parseHeadUnit(String s) {
+        if (s == null) {
+            return null;
+        }
+        return switch (s.trim().toLowerCase()) {
+            case "kv-group", "kv-groups", "group", "groups" -> StructureGraph.Kind.KV_GROUP;
+            case "query-head", "query-heads", "head", "heads" -> StructureGraph.Kind.QUERY_HEAD;
+            default -> throw new IllegalArgumentException("--head-unit " + s + ": expected kv-group or query-head");
+        };
+    }
+
+    private void print(ModelConfig config, PruningPlan plan, List<LayerSelection> sel, double seconds) throws Exception {
+        PrintWriter w = spec.commandLine().getOut();
+        PruningPlan.Result r = plan.result();
+        if (json) {
+            ObjectNode o = new ObjectMapper().createObjectNode();
+            o.put("model", model.toString());
+            if (out != null) {
+                o.put("out", out.toString());
+            }
+            if (planOut != null) {
+                o.put("planOut", planOut.toString());
+            }
+            o.put("criterion", plan.criterion());
+            o.put("allocation", plan.allocation());
+            o.put("paramsBefore", r.paramsBefore());
+            o.put("paramsAfter", r.paramsAfter());
+            o.put("prunableParams", r.prunableParams());
+            o.put("achievedRatio", r.achievedRatio());
+            if (plan.ratio() != null) {
+                o.put("requestedRatio", plan.ratio());
+            }
+            o.put("seconds", seconds);
+            ArrayNode layers = o.putArray("layers");
+            for (LayerSelection s : sel) {
+                ObjectNode l = layers.addObject();
+                LayerShape before = config.layer(s.layer());
+                l.put("layer", s.layer());
+                l.put("removed", s.removed());
+                l.put("heads", s.keptHeads().length).put("headsBefore", before.numHeads());
+                l.put("kvHeads", s.keptKvGroups().length).put("kvHeadsBefore", before.numKvHeads());
+                l.put("channels", s.keptChannels().length).put("channelsBefore", before.intermediateSize());
+            }
+            w.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(o));
+        } else {
+            w.printf("pruned %s with %s (%s): %,d -> %,d parameters (%.2f%% of all removed)%n", model, plan.criterion(),
+                    plan.allocation() == null ? "plan" : plan.allocation(), r.paramsBefore(), r.paramsAfter(),
+                    100.0 * r.removedParams() / r.paramsBefore());
+            w.printf("achieved ratio %.4f of %,d prunable parameters%s%n", r.achievedRatio(), r.prunableParams(),
+                    plan.ratio() == null ? "" : String.format(" (requested %.4f)", plan.ratio()));
+            w.println("layer  heads  kv-heads  channels");
+            for (LayerSelection s : sel) {
+                LayerShape b = config.layer(s.layer());
+                if (s.removed()) {
+                    w.printf("%5d  removed%n", s.layer());
+                } else {
+                    w.printf("%5d  %2d/%-3d %3d/%-4d %6d/%d%n", s.layer(), s.keptHeads().length, b.numHeads(), s.keptKvGroups().length,
+                            b.numKvHeads(), s.keptChannels().length, b.intermediateSize());
+                }
+            }
+            if (out != null) {
+                w.println("model written to " + out);
+            }
+            if (planOut != null) {
+                w.println("plan written to " + planOut);
+            }
+            w.printf("time %.1f s%n", seconds);
+        }
+        w.flush();
+    }
+}

@@ -1,0 +1,127 @@
+package dev.lopper.cli;
+
+import ai.djl.Device;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lopper.model.LlamaModel;
+import dev.lopper.model.ModelDir;
+import dev.lopper.model.ModelStats;
+import dev.lopper.model.testing.RandomModels;
+import dev.lopper.pruning.ModelHash;
+import dev.lopper.pruning.PruningPlan;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** {@code lopper prune} end to end on a tiny random model, and its bad-input errors (nothing written). */
+class PruneCommandTest {
+    @TempDir
+    Path tmp;
+
+    private record Run(int code, String out, String err) {
+    }
+
+    private Run prune(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        CommandLine cl = new CommandLine(new PruneCommand());
+        cl.setOut(new PrintWriter(out));
+        cl.setErr(new PrintWriter(err));
+        int code = cl.execute(args);
+        return new Run(code, out.toString(), err.toString());
+    }
+
+    private Path model() throws Exception {
+        Path dir = tmp.resolve("model");
+        RandomModels.write(dir, RandomModels.llama().withHeads(8, 4).withLayers(3));
+        return dir;
+    }
+
+    @Test
+    void magnitudePruneWritesALoadableSmallerModelAndPlan() throws Exception {
+        Path dir = model();
+        Path out = tmp.resolve("pruned");
+        Path planFile = tmp.resolve("plan.json");
+        Run r = prune(dir.toString(), "--method", "magnitude", "--ratio", "0.25", "--targets", "heads,channels",
+                "--out", out.toString(), "--plan-out", planFile.toString(), "--json");
+        assertEquals(0, r.code(), r.err());
+        JsonNode summary = new ObjectMapper().readTree(r.out());
+        assertEquals(0.25, summary.get("achievedRatio").asDouble(), 1e-12, "1 of 4 groups and 24 of 96 channels per layer");
+        try (ModelDir md = ModelDir.open(out); LlamaModel m = md.loadModel(Device.cpu())) {
+            assertEquals(summary.get("paramsAfter").asLong(), ModelStats.parameters(md.config()));
+            assertEquals(6, md.config().layer(0).numHeads());
+            assertEquals(3, md.config().layer(0).numKvHeads());
+            assertEquals(72, md.config().layer(2).intermediateSize());
+            float[][] logits = m.logits(new long[] {1, 5, 9, 200});
+            assertTrue(Float.isFinite(logits[3][7]));
+            assertTrue(Files.exists(out.resolve("tokenizer.json")));
+        }
+        PruningPlan plan = PruningPlan.load(planFile);
+        assertEquals(ModelHash.of(dir), plan.modelHash());
+        assertEquals("magnitude", plan.criterion());
+        assertEquals("l2", plan.criterionOptions().get("norm").asText());
+        assertEquals(PruningPlan.load(out.resolve("lopper_plan.json")).toJson(), plan.toJson());
+
+        // applying the written plan gives the same model
+        Path again = tmp.resolve("again");
+        Run a = prune(dir.toString(), "--apply-plan", planFile.toString(), "--out", again.toString());
+        assertEquals(0, a.code(), a.err());
+        assertTrue(a.out().contains("achieved ratio 0.2500"), a.out());
+        assertEquals(Files.readString(out.resolve("config.json")), Files.readString(again.resolve("config.json")));
+        assertEquals(-1, Files.mismatch(out.resolve("model.safetensors"), again.resolve("model.safetensors")));
+    }
+
+    @Test
+    void globalAllocationGivesNonUniformLayers() throws Exception {
+        Path dir = model();
+        Path out = tmp.resolve("pruned");
+        Run r = prune(dir.toString(), "--ratio", "0.3", "--allocation", "global", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        try (ModelDir md = ModelDir.open(out); LlamaModel m = md.loadModel(Device.cpu())) {
+            assertTrue(md.config().numLayers() == 3);
+            assertTrue(Float.isFinite(m.logits(new long[] {3, 4})[1][0]));
+        }
+        assertTrue(r.out().contains("layer  heads"), r.out());
+    }
+
+    @Test
+    void badInputFailsClearlyAndWritesNothing() throws Exception {
+        Path dir = model();
+        Path out = tmp.resolve("pruned");
+        Path plan = tmp.resolve("p.json");
+        assertFails(prune(dir.toString(), "--ratio", "1.5", "--out", out.toString()), "[0, 1)", out);
+        assertFails(prune(dir.toString(), "--ratio", "-0.1", "--out", out.toString()), "[0, 1)", out);
+        assertFails(prune(dir.toString(), "--ratio", "0.2", "--targets", "heads,neurons", "--out", out.toString()), "neurons", out);
+        assertFails(prune(dir.toString(), "--ratio", "0.2", "--method", "psychic", "--out", out.toString()), "psychic", out);
+
+        Files.writeString(plan, "{\"format\": \"lopper-plan/1\", \"layers\": [{\"layer\": 0, \"keptHeads\": [0, 99]}]}");
+        assertFails(prune(dir.toString(), "--apply-plan", plan.toString(), "--out", out.toString()), "query head 99 does not exist", out);
+        Files.writeString(plan, "{\"format\": \"lopper-plan/1\", \"removedLayers\": [7]}");
+        assertFails(prune(dir.toString(), "--apply-plan", plan.toString(), "--out", out.toString()), "layer 7 does not exist", out);
+        Files.writeString(plan, "{\"format\": \"lopper-plan/1\", \"layers\": [{\"layer\": 2, \"keptChannels\": []}]}");
+        assertFails(prune(dir.toString(), "--apply-plan", plan.toString(), "--out", out.toString()), "every MLP channel", out);
+
+        // a plan made for another model
+        Path other = tmp.resolve("other");
+        RandomModels.write(other, RandomModels.llama().withHeads(8, 4).withLayers(3).withSeed(7));
+        assertNotEquals(ModelHash.of(dir), ModelHash.of(other));
+        Files.writeString(plan, PruningPlan.empty().withModelHash(ModelHash.of(other)).toJsonString());
+        assertFails(prune(dir.toString(), "--apply-plan", plan.toString(), "--out", out.toString()), "different model", out);
+    }
+
+    private static void assertFails(Run r, String message, Path out) {
+        assertNotEquals(0, r.code());
+        assertTrue(r.err().contains(message), "expected '" + message + "' in: " + r.err());
+        assertFalse(Files.exists(out), "nothing may be written on bad input");
+    }
+}
