@@ -266,9 +266,9 @@ public record CalibrationData(long[][] windows, String key) {
         Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** The default cache directory: $LOPPER_CACHE or ~/.cache/lopper, then /calibration. */
+    /** The default cache directory: -Dlopper.cache, $LOPPER_CACHE or ~/.cache/lopper, then /calibration. */
     public static Path defaultCacheDir() {
-        String env = System.getenv("LOPPER_CACHE");
+        String env = System.getProperty("lopper.cache", System.getenv("LOPPER_CACHE"));
         Path base = env != null && !env.isBlank() ? Path.of(env) : Path.of(System.getProperty("user.home"), ".cache", "lopper");
         return base.resolve("calibration");
     }

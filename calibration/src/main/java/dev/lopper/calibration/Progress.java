@@ -18,9 +18,12 @@ public interface Progress {
     default void layerDone(int layer, int layers, long tokens, double layerSeconds, double elapsedSeconds) {
     }
 
-    /** A bar on a TTY, plain lines otherwise, on {@code out}. */
+    /** A bar on a TTY, plain lines otherwise (or with CI set), on {@code out}; nothing with -Dlopper.quiet=true. */
     static Progress console(PrintStream out) {
-        boolean tty = System.console() != null && !"true".equalsIgnoreCase(System.getenv("CI"));
+        if (Boolean.getBoolean("lopper.quiet")) {
+            return NONE;
+        }
+        boolean tty = System.console() != null && System.getenv("CI") == null;
         return new Console(out, tty);
     }
 

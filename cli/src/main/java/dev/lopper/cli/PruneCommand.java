@@ -8,7 +8,13 @@ import dev.lopper.model.Devices;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
+import ai.djl.ndarray.NDManager;
+import dev.lopper.calibration.CalibrationData;
+import dev.lopper.calibration.CalibrationEngine;
+import dev.lopper.calibration.Progress;
 import dev.lopper.pruning.Allocation;
+import dev.lopper.pruning.CalibratedCriterion;
+import dev.lopper.pruning.FlapCriterion;
 import dev.lopper.pruning.Criteria;
 import dev.lopper.pruning.Criterion;
 import dev.lopper.pruning.LayerSelection;
@@ -62,7 +68,7 @@ public final class PruneCommand implements Callable<Integer> {
             description = "what to prune: heads, channels, layers (comma-separated); default ${DEFAULT-VALUE}")
     List<String> targets;
 
-    @Option(names = "--allocation", defaultValue = "uniform", description = "uniform (same fraction per layer) or global (one threshold); default ${DEFAULT-VALUE}")
+    @Option(names = "--allocation", defaultValue = "uniform", description = "uniform (same fraction per layer), global (one threshold) or adaptive (FLAP's AL-AM; CFSP's block budgets); default ${DEFAULT-VALUE}")
     String allocation;
 
     @Option(names = "--head-unit", description = "kv-group (whole GQA groups with their query heads) or query-head (heads inside every group alike); default: the criterion's")
@@ -80,8 +86,27 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--keep-last", defaultValue = "0", description = "never prune the last N layers")
     int keepLast;
 
-    @Option(names = "--seed", defaultValue = "0", description = "random seed (recorded; for criteria that sample)")
+    @Option(names = "--seed", defaultValue = "0", description = "random seed (calibration window sampling); default ${DEFAULT-VALUE}")
     long seed;
+
+    @Option(names = "--calib", paramLabel = "FILE", description = "calibration text for wanda-sp/flap/cfsp: a text file, a .jsonl file (field --calib-field) or a directory of text files")
+    Path calib;
+
+    @Option(names = "--calib-field", defaultValue = "text", description = "JSONL field holding the text; default ${DEFAULT-VALUE}")
+    String calibField;
+
+    @Option(names = "--samples", description = "calibration windows (default: the method's paper: wanda-sp 128, flap 1024, cfsp 128)")
+    Integer samples;
+
+    @Option(names = "--seq-len", description = "tokens per calibration window (default: the method's paper: wanda-sp 128, flap 128, cfsp 1024)")
+    Integer seqLen;
+
+    @Option(names = "--flap-metric", description = "flap channel metric: wifv (default), ifv or wifn")
+    String flapMetric;
+
+    @Option(names = "--bias-compensation", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "flap: add the removed channels' mean contribution as o_proj/down_proj biases (default on; --no-bias-compensation turns it off)")
+    boolean biasCompensation;
 
     @Option(names = "--out", paramLabel = "DIR", description = "write the pruned model here (HF safetensors + config.json + tokenizer)")
     Path out;
@@ -97,6 +122,10 @@ public final class PruneCommand implements Callable<Integer> {
 
     @Option(names = "--json", description = "print the summary as JSON")
     boolean json;
+
+    private CalibrationEngine.Result calibration;
+    private FlapCriterion compensation;
+    private long compensationParams;
 
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
@@ -136,24 +165,59 @@ public final class PruneCommand implements Callable<Integer> {
                 }
                 Allocation.Options options = new Allocation.Options(ratio, new LinkedHashSet<>(targets), allocation,
                         parseHeadUnit(headUnit), headRatio, channelRatio, keepFirst, keepLast);
-                Criterion criterion = Criteria.create(method, norm == null ? Map.of() : Map.of("norm", norm));
+                Map<String, String> copts = new java.util.HashMap<>();
+                if (norm != null) {
+                    copts.put("norm", norm);
+                }
+                if (flapMetric != null) {
+                    copts.put("metric", flapMetric);
+                }
+                copts.put("compensation", Boolean.toString(biasCompensation));
+                Criterion criterion = Criteria.create(method, copts);
                 if (!Allocation.strategies().contains(allocation)) {
                     throw new IllegalArgumentException("--allocation " + allocation + ": expected one of " + Allocation.strategies());
                 }
-                if (criterion.needsCalibration()) {
-                    throw new IllegalArgumentException("--method " + method + " needs calibration data, which this command cannot load yet");
+                long[][] windows = null;
+                PruningPlan.Calibration calibInfo = null;
+                if (criterion instanceof CalibratedCriterion cc) {
+                    if (calib == null) {
+                        throw new IllegalArgumentException("--method " + method + " needs calibration data: give --calib FILE (text, .jsonl or a directory)");
+                    }
+                    int n = samples != null ? samples : cc.defaultSamples();
+                    int len = seqLen != null ? seqLen : cc.defaultSeqLen();
+                    CalibrationData data = CalibrationData.load(calib, md.tokenizer(), n, len, seed, calibField,
+                            CalibrationData.defaultCacheDir());
+                    windows = data.windows();
+                    calibInfo = new PruningPlan.Calibration(calib.toString(), n, len);
+                    cc.withProgress(Progress.console(System.err));
+                } else if (calib != null || samples != null || seqLen != null) {
+                    throw new IllegalArgumentException("--calib/--samples/--seq-len: --method " + method + " uses no calibration data");
                 }
-                ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), dev, null, null, seed,
+                ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), dev, windows, calibInfo, seed,
                         msg -> { });
                 Scores scores = criterion.score(ctx);
+                if (criterion instanceof CalibratedCriterion cc && cc.lastRun() != null) {
+                    calibration = cc.lastRun();
+                }
                 plan = Allocation.allocate(ctx.graph(), scores, options)
                         .withProvenance(criterion.name(), criterion.options(), ratio,
-                                PruningPlan.TARGETS.stream().filter(targets::contains).toList(), allocation, null, seed)
+                                PruningPlan.TARGETS.stream().filter(targets::contains).toList(), allocation, calibInfo, seed)
                         .withModelHash(hash);
+                compensation = criterion instanceof FlapCriterion f && f.compensates() ? f : null;
             }
             List<LayerSelection> sel = plan.resolve(config);
             if (out != null) {
-                Surgery.save(Surgery.apply(config, md.checkpoint(), sel), out, model, plan);
+                try (NDManager biases = NDManager.newBaseManager()) {
+                    Surgery.Result result = Surgery.apply(config, md.checkpoint(), sel);
+                    if (compensation != null) {
+                        // FLAP: removed channels' mean contribution -> o_proj/down_proj biases (BiasCompensation)
+                        result = compensation.compensation().apply(config, md.checkpoint(), result, biases);
+                        for (LayerShape l : result.config().layers()) {
+                            compensationParams += (l.oProjBias() ? config.hiddenSize() : 0) + (l.downProjBias() ? config.hiddenSize() : 0);
+                        }
+                    }
+                    Surgery.save(result, out, model, plan);
+                }
             }
             if (planOut != null) {
                 plan.save(planOut);
@@ -161,6 +225,20 @@ public final class PruneCommand implements Callable<Integer> {
             print(config, plan, sel, (System.nanoTime() - start) / 1e9);
         }
         return 0;
+    }
+
+    /** Peak resident set size of this process (VmHWM in /proc/self/status), or -1 where unavailable. */
+    static long peakRssBytes() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmHWM:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+                }
+            }
+        } catch (Exception e) {
+            // not Linux: no peak figure
+        }
+        return -1;
     }
 
     private static StructureGraph.Kind parseHeadUnit(String s) {
@@ -196,6 +274,13 @@ public final class PruneCommand implements Callable<Integer> {
                 o.put("requestedRatio", plan.ratio());
             }
             o.put("seconds", seconds);
+            o.put("peakRssBytes", peakRssBytes());
+            if (calibration != null) {
+                o.put("calibrationTokens", calibration.tokens());
+                o.put("calibrationSeconds", calibration.seconds());
+            }
+            o.put("biasCompensation", compensation != null);
+            o.put("compensationBiasParams", compensationParams);
             ArrayNode layers = o.putArray("layers");
             for (LayerSelection s : sel) {
                 ObjectNode l = layers.addObject();
@@ -229,7 +314,15 @@ public final class PruneCommand implements Callable<Integer> {
             if (planOut != null) {
                 w.println("plan written to " + planOut);
             }
-            w.printf("time %.1f s%n", seconds);
+            if (calibration != null) {
+                w.printf("calibration: %,d tokens per layer in %.1f s (%,.0f tok/s)%n", calibration.tokens(), calibration.seconds(),
+                        calibration.tokens() * calibration.layers() / Math.max(1e-9, calibration.seconds()));
+            }
+            if (compensation != null) {
+                w.printf("bias compensation (FLAP): o_proj/down_proj biases added, %,d parameters (not counted above)%n", compensationParams);
+            }
+            long rss = peakRssBytes();
+            w.printf("time %.1f s%s%n", seconds, rss > 0 ? String.format(", peak memory (RSS) %.1f MiB", rss / 1048576.0) : "");
         }
         w.flush();
     }
