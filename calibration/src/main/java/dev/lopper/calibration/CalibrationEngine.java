@@ -42,7 +42,7 @@ public final class CalibrationEngine {
      */
     public record Options(int chunkTokens, Progress progress) {
         public static Options defaults() {
-            return new Options(8192, Progress.NONE);
+            return new Options(2048, Progress.NONE);
         }
 
         public Options withProgress(Progress p) {

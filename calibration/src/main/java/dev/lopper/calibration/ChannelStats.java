@@ -39,14 +39,25 @@ public final class ChannelStats {
             NDArray x64 = x.toType(DataType.FLOAT64, true);
             x64.attach(scope);
             NDArray s = x64.sum(new int[] {1}); // [B, C]
-            NDArray sq = x64.square().sum(new int[] {1});
-            NDArray centred = x64.sub(s.div(t).expandDims(1)).square().sum(new int[] {1});
+            // [B, T, C] fp64 temporaries are the largest arrays here: close each as soon as it is reduced
+            NDArray sq = reduceSquares(x64);
+            NDArray dev = x64.sub(s.div(t).expandDims(1));
+            x64.close();
+            NDArray centred = reduceSquares(dev);
+            dev.close();
             double[] sAll = s.toDoubleArray();
             double[] sqAll = sq.toDoubleArray();
             double[] m2All = centred.toDoubleArray();
             for (int i = 0; i < b; i++) {
                 addSequence(t, sAll, sqAll, m2All, i * channels);
             }
+        }
+    }
+
+    /** sum over axis 1 of x^2, freeing the squared temporary at once. */
+    private static NDArray reduceSquares(NDArray x) {
+        try (NDArray sq = x.square()) {
+            return sq.sum(new int[] {1});
         }
     }
 

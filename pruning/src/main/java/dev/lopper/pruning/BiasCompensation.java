@@ -3,7 +3,6 @@ package dev.lopper.pruning;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
-import ai.djl.ndarray.types.Shape;
 import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
@@ -89,24 +88,18 @@ public final class BiasCompensation {
         return new Surgery.Result(pruned.config().withLayers(shapes), out, pruned.selections());
     }
 
-    /** b_r = sum_{c in removed} W[r, c] * mean[c], W the full [hidden, in] weight, in fp64. */
+    /**
+     * b_r = sum_{c in removed} W[r, c] * mean[c], W the full [hidden, in] weight: one fp64 mat-vec off the Java heap
+     * with the kept channels' means zeroed.
+     */
     static double[] compensation(TensorSource weights, String name, int[] removed, double[] mean) {
+        double[] masked = new double[mean.length];
+        for (int c : removed) {
+            masked[c] = mean[c];
+        }
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray w = weights.load(name, m, DataType.FLOAT32);
-            Shape shape = w.getShape();
-            int rows = (int) shape.get(0);
-            int cols = (int) shape.get(1);
-            float[] f = w.toFloatArray();
-            double[] b = new double[rows];
-            for (int r = 0; r < rows; r++) {
-                double acc = 0;
-                int base = r * cols;
-                for (int c : removed) {
-                    acc += f[base + c] * mean[c];
-                }
-                b[r] = acc;
-            }
-            return b;
+            NDArray w = weights.load(name, m, DataType.FLOAT32).toType(DataType.FLOAT64, false);
+            return w.matMul(m.create(masked).reshape(mean.length, 1)).toDoubleArray();
         }
     }
 

@@ -19,7 +19,7 @@ import java.util.List;
  */
 public abstract class CalibratedCriterion implements Criterion {
     private Progress progress;
-    private int chunkTokens = 8192;
+    private int chunkTokens = 2048; // bounds activation memory: 2048 x intermediate x 4 B per temporary
     private CalibrationEngine.Result lastRun;
 
     @Override

@@ -139,7 +139,8 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
     @Override
     public NDArray load(String name, NDManager manager, DataType type) {
         TensorInfo info = info(name);
-        ByteBuffer bytes = raw(name);
+        ByteBuffer mapped = raw(name);
+        ByteBuffer bytes = mapped;
         DataType dtype = info.dtype();
         if (dtype == DataType.BFLOAT16) {
             bytes = BFloat16.toFloat32(bytes);
@@ -149,6 +150,13 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
         // alias; so copy explicitly, so that no weight ever points into a mapping that is later released.
         try (NDArray stored = manager.create(bytes, info.shape(), dtype)) {
             return type == dtype ? stored.duplicate() : stored.toType(type, false);
+        } finally {
+            // Both buffers are ours alone and already copied into libtorch: release them now, not at some GC, so
+            // streaming a checkpoint larger than memory holds neither fp32 copies nor mapped pages of old layers.
+            if (bytes != mapped) {
+                DirectBuffers.free(bytes);
+            }
+            DirectBuffers.free(mapped);
         }
     }
 
