@@ -37,12 +37,13 @@ public final class CalibrationEngine {
 
     /**
      * @param chunkTokens tokens per forward chunk (sequences per chunk = max(1, chunkTokens / seqLen)); bounds the
-     *     activation memory, not the results
+     *     activation memory, not the results: every intermediate of a chunk lives until the chunk ends, about
+     *     (30 x hidden + 5 x intermediate) x 4 bytes per token
      * @param progress where per-layer progress goes
      */
     public record Options(int chunkTokens, Progress progress) {
         public static Options defaults() {
-            return new Options(2048, Progress.NONE);
+            return new Options(512, Progress.NONE);
         }
 
         public Options withProgress(Progress p) {

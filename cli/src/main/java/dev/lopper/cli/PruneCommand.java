@@ -101,6 +101,9 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--seq-len", description = "tokens per calibration window (default: the method's paper: wanda-sp 128, flap 128, cfsp 1024)")
     Integer seqLen;
 
+    @Option(names = "--chunk-tokens", defaultValue = "512", description = "calibration tokens per forward chunk: memory vs speed, results do not change; default ${DEFAULT-VALUE}")
+    int chunkTokens;
+
     @Option(names = "--flap-metric", description = "flap channel metric: wifv (default), ifv or wifn")
     String flapMetric;
 
@@ -189,7 +192,7 @@ public final class PruneCommand implements Callable<Integer> {
                             CalibrationData.defaultCacheDir());
                     windows = data.windows();
                     calibInfo = new PruningPlan.Calibration(calib.toString(), n, len);
-                    cc.withProgress(Progress.console(System.err));
+                    cc.withProgress(Progress.console(System.err)).withChunkTokens(chunkTokens);
                 } else if (calib != null || samples != null || seqLen != null) {
                     throw new IllegalArgumentException("--calib/--samples/--seq-len: --method " + method + " uses no calibration data");
                 }

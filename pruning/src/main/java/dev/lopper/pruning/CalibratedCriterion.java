@@ -19,7 +19,7 @@ import java.util.List;
  */
 public abstract class CalibratedCriterion implements Criterion {
     private Progress progress;
-    private int chunkTokens = 2048; // bounds activation memory: 2048 x intermediate x 4 B per temporary
+    private int chunkTokens = 512; // bounds activation memory (see CalibrationEngine.Options)
     private CalibrationEngine.Result lastRun;
 
     @Override
