@@ -150,7 +150,7 @@ class AllocationTest {
         ModelConfig c = config();
         Scores s = scores(c, true);
         assertTrue(assertThrows(IllegalArgumentException.class, () -> Allocation.allocate(StructureGraph.of(c), s,
-                Allocation.Options.of(0.2, Set.of("heads"), "adaptive"))).getMessage().contains("uniform"));
+                Allocation.Options.of(0.2, Set.of("heads"), "no-such-strategy"))).getMessage().contains("uniform"));
         Scores noQuery = new Scores("x", true, StructureGraph.Kind.KV_GROUP, s.kvGroups(), null, s.channels(), null);
         assertThrows(IllegalArgumentException.class, () -> Allocation.allocate(StructureGraph.of(c), noQuery,
                 new Allocation.Options(0.5, Set.of("heads"), "uniform", StructureGraph.Kind.QUERY_HEAD, null, null, 0, 0)));
