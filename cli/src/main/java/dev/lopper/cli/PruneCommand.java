@@ -15,6 +15,7 @@ import dev.lopper.calibration.Progress;
 import dev.lopper.pruning.Allocation;
 import dev.lopper.pruning.CalibratedCriterion;
 import dev.lopper.pruning.FlapCriterion;
+import dev.lopper.pruning.WandaSpCriterion;
 import dev.lopper.pruning.Criteria;
 import dev.lopper.pruning.Criterion;
 import dev.lopper.pruning.LayerSelection;
@@ -104,6 +105,9 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--chunk-tokens", defaultValue = "512", description = "calibration tokens per forward chunk: memory vs speed, results do not change; default ${DEFAULT-VALUE}")
     int chunkTokens;
 
+    @Option(names = "--wanda-order", description = "wanda-sp: sequential (the official order: each layer pruned before the next is scored; needs --allocation uniform) or dense (all layers scored on the dense model); default sequential with uniform allocation, else dense")
+    String wandaOrder;
+
     @Option(names = "--flap-metric", description = "flap channel metric: wifv (default), ifv or wifn")
     String flapMetric;
 
@@ -179,6 +183,16 @@ public final class PruneCommand implements Callable<Integer> {
                 Criterion criterion = Criteria.create(method, copts);
                 if (!Allocation.strategies().contains(allocation)) {
                     throw new IllegalArgumentException("--allocation " + allocation + ": expected one of " + Allocation.strategies());
+                }
+                if (criterion instanceof WandaSpCriterion wanda) {
+                    String order = wandaOrder != null ? wandaOrder : "uniform".equals(allocation) ? "sequential" : "dense";
+                    switch (order) {
+                        case "sequential" -> wanda.sequential(options);
+                        case "dense" -> { }
+                        default -> throw new IllegalArgumentException("--wanda-order " + wandaOrder + ": expected sequential or dense");
+                    }
+                } else if (wandaOrder != null) {
+                    throw new IllegalArgumentException("--wanda-order applies to --method wanda-sp only");
                 }
                 long[][] windows = null;
                 PruningPlan.Calibration calibInfo = null;

@@ -2,6 +2,8 @@ package dev.lopper.pruning;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import dev.lopper.calibration.ChannelStats;
 import dev.lopper.calibration.ChannelStatsCollector;
 import dev.lopper.calibration.Tap;
@@ -23,11 +25,31 @@ import java.util.List;
  * channels. Only o_proj and down_proj are looked at, as in the official code. Scores are per-layer quantities
  * (not comparable across layers): the official allocation is uniform.
  *
- * <p>Deviation: statistics come from the dense model in one pass; the official code prunes layer by layer and
- * feeds the pruned layer's output forward (see docs/CRITERIA.md).
+ * <p>Order: by default all layers are scored on the dense model in one pass. {@link #sequential} gives the
+ * official order: each layer is pruned (uniform allocation, decided right after its statistics) before the batch
+ * moves on, so later layers see the pruned layers' outputs (see docs/CRITERIA.md).
  */
 public final class WandaSpCriterion extends CalibratedCriterion {
     public static final String NAME = "wanda-sp";
+
+    private Allocation.Options sequential;
+
+    /**
+     * Official order: prune each layer with these (uniform) allocation options as soon as it is scored, and feed
+     * the pruned layer's output to the next one.
+     */
+    public WandaSpCriterion sequential(Allocation.Options uniform) {
+        if (!"uniform".equals(uniform.strategy()) || uniform.layers()) {
+            throw new IllegalArgumentException("wanda-sp's sequential order prunes each layer as it goes, which needs --allocation uniform "
+                    + "and targets heads/channels; use --wanda-order dense for " + uniform.strategy());
+        }
+        this.sequential = uniform;
+        return this;
+    }
+
+    public boolean isSequential() {
+        return sequential != null;
+    }
 
     @Override
     public String name() {
@@ -48,7 +70,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
     public ObjectNode options() {
         ObjectNode o = new ObjectMapper().createObjectNode();
         o.put("score", "mean_i |W[i,j]| * sqrt(sum_t x_j^2 / N), heads: sum over head_dim");
-        o.put("order", "dense (one pass)");
+        o.put("order", sequential != null ? "sequential (official)" : "dense (one pass)");
         return o;
     }
 
@@ -70,9 +92,55 @@ public final class WandaSpCriterion extends CalibratedCriterion {
                 channels[i] = channelScores(get(i, Tap.DOWN_PROJ_INPUT),
                         s.intermediateSize() > 0 ? columnAbsMean(w.down()) : new double[0]);
             }
+
+            @Override
+            public LayerWeights forwardWeights(LayerWeights dense, NDManager manager) {
+                if (sequential == null) {
+                    return null;
+                }
+                int i = dense.index();
+                LayerSelection sel = selectLayer(c, i, kv[i], heads[i], channels[i]);
+                return sel.unchanged(dense.shape()) ? null : masked(dense, sel, c.headDim(), manager);
+            }
         };
         calibrate(ctx, List.of(stats));
         return new Scores(NAME, false, StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
+    }
+
+    /** What uniform allocation keeps of layer {@code i} given only that layer's scores. */
+    private LayerSelection selectLayer(ModelConfig c, int i, double[] kv, double[] heads, double[] channels) {
+        int n = c.numLayers();
+        double[][] k = new double[n][], h = new double[n][], ch = new double[n][];
+        for (int l = 0; l < n; l++) {
+            LayerShape s = c.layer(l);
+            k[l] = l == i ? kv : new double[s.numKvHeads()];
+            h[l] = l == i ? heads : new double[s.numHeads()];
+            ch[l] = l == i ? channels : new double[s.intermediateSize()];
+        }
+        Scores one = new Scores(NAME, false, StructureGraph.Kind.KV_GROUP, k, h, ch, null);
+        return new UniformAllocation().select(StructureGraph.of(c), one, sequential).get(i);
+    }
+
+    /**
+     * The layer with removed heads' o_proj columns and removed channels' down_proj columns zeroed: its output
+     * equals the pruned layer's (a removed head or channel only reaches the output through those columns).
+     */
+    static LayerWeights masked(LayerWeights w, LayerSelection sel, int headDim, NDManager manager) {
+        LayerShape s = w.shape();
+        float[] oMask = new float[s.numHeads() * headDim];
+        for (int h : sel.keptHeads()) {
+            java.util.Arrays.fill(oMask, h * headDim, (h + 1) * headDim, 1f);
+        }
+        float[] dMask = new float[s.intermediateSize()];
+        for (int j : sel.keptChannels()) {
+            dMask[j] = 1f;
+        }
+        NDArray o = w.o().mul(manager.create(oMask));
+        o.attach(manager);
+        NDArray down = w.down().mul(manager.create(dMask));
+        down.attach(manager);
+        return new LayerWeights(w.index(), s, w.inputNorm(), w.q(), w.qBias(), w.k(), w.kBias(), w.v(), w.vBias(), o,
+                w.oBias(), w.postNorm(), w.gate(), w.up(), down, w.downBias());
     }
 
     /** s_j = colAbsMean_j * sqrt(scaler_row_j). */

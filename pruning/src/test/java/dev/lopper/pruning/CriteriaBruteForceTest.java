@@ -75,6 +75,62 @@ class CriteriaBruteForceTest {
         }
     }
 
+    /**
+     * The official order: layer l is scored on the activations of the model whose layers before l are already
+     * pruned (brute force: removed columns zeroed in a TensorMap, whole model re-run for every layer), then pruned
+     * with uniform allocation.
+     */
+    @ParameterizedTest
+    @MethodSource("models")
+    void sequentialWandaSpMatchesBruteForce(RandomModels.Spec spec) throws Exception {
+        Path dir = tmp.resolve("m");
+        RandomModels.write(dir, spec);
+        long[][] w = windows(6, 16, spec.vocab(), 21);
+        try (ModelDir md = ModelDir.open(dir); ai.djl.ndarray.NDManager m = ai.djl.ndarray.NDManager.newBaseManager()) {
+            ModelConfig c = md.config();
+            Allocation.Options o = Allocation.Options.of(0.5, Set.of("heads", "channels"), "uniform");
+            Scores got = new WandaSpCriterion().sequential(o).withChunkTokens(32).score(context(md, w));
+            Scores dense = new WandaSpCriterion().withChunkTokens(32).score(context(md, w));
+            int n = c.numLayers();
+            double[][] kv = new double[n][], heads = new double[n][], channels = new double[n][];
+            dev.lopper.model.io.TensorMap current = new dev.lopper.model.io.TensorMap(md.checkpoint());
+            for (int l = 0; l < n; l++) {
+                LayerShape s = c.layer(l);
+                Activations a = new Activations(c, current, w);
+                double[] attn = wanda(Activations.weight(c, current, l, "o"), a.oIn.get(l));
+                heads[l] = Activations.sumRuns(attn, c.headDim());
+                kv[l] = Activations.sumRuns(attn, c.headDim() * s.groupSize());
+                channels[l] = wanda(Activations.weight(c, current, l, "down"), a.downIn.get(l));
+                double[][] fk = new double[n][], fh = new double[n][], fc = new double[n][];
+                for (int j = 0; j < n; j++) {
+                    fk[j] = j == l ? kv[l] : new double[c.layer(j).numKvHeads()];
+                    fh[j] = j == l ? heads[l] : new double[c.layer(j).numHeads()];
+                    fc[j] = j == l ? channels[l] : new double[c.layer(j).intermediateSize()];
+                }
+                LayerSelection sel = new UniformAllocation().select(StructureGraph.of(c),
+                        new Scores("x", false, StructureGraph.Kind.KV_GROUP, fk, fh, fc, null), o).get(l);
+                java.util.List<LayerSelection> only = new java.util.ArrayList<>();
+                for (int j = 0; j < n; j++) {
+                    only.add(j == l ? sel : LayerSelection.whole(j, c.layer(j)));
+                }
+                // zero layer l's removed structures (graph sets, independent of the criterion's masking code)
+                dev.lopper.model.io.TensorMap z = Reference.zeroed(c, current, only, m);
+                for (String name : z.names()) {
+                    if (dev.lopper.model.WeightNames.layerOf(name) == l) {
+                        current.put(name, z.load(name, m));
+                    }
+                }
+            }
+            Scores want = new Scores(WandaSpCriterion.NAME, false, StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
+            assertScores(want, got, 1e-5, 0);
+            assertSamePlans(c, want, got, List.of("uniform"));
+            // the first layer sees the dense input either way; later layers see pruned inputs
+            assertClose(dense.channels()[0], got.channels()[0], 1e-9, null, "layer 0 is scored on dense inputs");
+            assertTrue(Math.abs(dense.channels()[n - 1][0] - got.channels()[n - 1][0]) > 1e-6 * Math.abs(dense.channels()[n - 1][0]),
+                    "the last layer's scores change when earlier layers are pruned");
+        }
+    }
+
     /** (1/d) sum_i |W[i,j]| * sqrt(sum_t x_j^2 / N). */
     static double[] wanda(double[][] w, double[][][] x) {
         double[] abs = Activations.colAbsMean(w);
