@@ -109,26 +109,52 @@ public final class CfspCriterion extends CalibratedCriterion {
 
     /**
      * The official {@code three_w_one_wa} metric, term by term: out [hidden, C] is the weight reading the channels
-     * (down or o), in1/in2 [C, hidden] those producing them (up and gate, or q); in2 may be null.
+     * (down or o), in1/in2 [C, hidden] those producing them (up and gate, or q); in2 may be null. Since the mean
+     * over rows distributes over the sum of terms, each term's column mean is computed on its own and its
+     * [hidden, C] fp64 temporaries are freed before the next (at most two such matrices alive).
      */
     double[] fine(ChannelStats stats, NDArray out, NDArray in1, NDArray in2) {
         double[] s = sqrt(stats.wandaScalerRow());
+        double[] sum = new double[s.length];
         try (NDManager scope = out.getManager().newSubManager()) {
-            NDArray sv = scope.create(s); // [C]
-            NDArray wOut = out.toType(DataType.FLOAT64, true);
-            wOut.attach(scope);
-            NDArray under = wOut.abs().mul(sv.pow(b)); // |W| * s^b, [hidden, C]
-            NDArray metric = under.div(under.sum(new int[] {0}, true));
+            NDArray sb = scope.create(s).pow(b); // [C]
+            accumulate(sum, normalizedColumnMean(out, false, sb, scope));
             for (NDArray in : new NDArray[] {in1, in2}) {
-                if (in == null) {
-                    continue;
+                if (in != null) {
+                    accumulate(sum, normalizedColumnMean(in, true, null, scope));
                 }
-                NDArray t = in.toType(DataType.FLOAT64, true);
-                t.attach(scope);
-                NDArray abs = t.transpose().abs(); // [hidden, C]
-                metric = metric.add(abs.div(abs.sum(new int[] {0}, true)));
             }
-            return metric.mul(sv.pow(c)).mean(new int[] {0}).toDoubleArray();
+        }
+        for (int j = 0; j < sum.length; j++) {
+            sum[j] *= Math.pow(s[j], c);
+        }
+        return sum;
+    }
+
+    /**
+     * mean_i of |W'[i, j]| x scale_j / sum_i' |W'[i', j]| x scale_j, with W' = w (or w^T when {@code transpose}),
+     * in fp64.
+     */
+    private static double[] normalizedColumnMean(NDArray w, boolean transpose, NDArray scale, NDManager scope) {
+        try (NDManager local = scope.newSubManager()) {
+            NDArray w64 = w.toType(DataType.FLOAT64, true);
+            w64.attach(local);
+            NDArray abs = (transpose ? w64.transpose() : w64).abs();
+            w64.close();
+            if (scale != null) {
+                NDArray scaled = abs.mul(scale);
+                abs.close();
+                abs = scaled;
+            }
+            NDArray normalized = abs.div(abs.sum(new int[] {0}, true));
+            abs.close();
+            return normalized.mean(new int[] {0}).toDoubleArray();
+        }
+    }
+
+    private static void accumulate(double[] into, double[] v) {
+        for (int j = 0; j < into.length; j++) {
+            into[j] += v[j];
         }
     }
 
