@@ -35,6 +35,8 @@ class PruneCommandTest {
         StringWriter out = new StringWriter();
         StringWriter err = new StringWriter();
         CommandLine cl = new CommandLine(new PruneCommand());
+        // Main's handler: one-line "error: ..." messages, exit 1 (the lead registers prune in Main)
+        cl.setExecutionExceptionHandler(Main.commandLine().getExecutionExceptionHandler());
         cl.setOut(new PrintWriter(out));
         cl.setErr(new PrintWriter(err));
         int code = cl.execute(args);
@@ -66,6 +68,14 @@ class PruneCommandTest {
             assertTrue(Float.isFinite(logits[3][7]));
             assertTrue(Files.exists(out.resolve("tokenizer.json")));
         }
+        // lopper inspect reports the parameter count the plan's formula gives, and the checkpoint holds exactly that
+        StringWriter inspectOut = new StringWriter();
+        CommandLine inspect = Main.commandLine();
+        inspect.setOut(new PrintWriter(inspectOut));
+        assertEquals(0, inspect.execute("inspect", out.toString(), "--json"));
+        JsonNode described = new ObjectMapper().readTree(inspectOut.toString());
+        assertEquals(summary.get("paramsAfter").asLong(), described.get("parameters").asLong());
+        assertEquals(summary.get("paramsAfter").asLong(), described.get("checkpoint_elements").asLong());
         PruningPlan plan = PruningPlan.load(planFile);
         assertEquals(ModelHash.of(dir), plan.modelHash());
         assertEquals("magnitude", plan.criterion());
@@ -120,7 +130,8 @@ class PruneCommandTest {
     }
 
     private static void assertFails(Run r, String message, Path out) {
-        assertNotEquals(0, r.code());
+        assertEquals(1, r.code(), r.err());
+        assertTrue(r.err().startsWith("error: ") && r.err().strip().lines().count() == 1, r.err());
         assertTrue(r.err().contains(message), "expected '" + message + "' in: " + r.err());
         assertFalse(Files.exists(out), "nothing may be written on bad input");
     }
