@@ -76,6 +76,14 @@ class PruneCommandTest {
         JsonNode described = new ObjectMapper().readTree(inspectOut.toString());
         assertEquals(summary.get("paramsAfter").asLong(), described.get("parameters").asLong());
         assertEquals(summary.get("paramsAfter").asLong(), described.get("checkpoint_elements").asLong());
+        // lopper ppl DIR works on the pruned model
+        Path text = tmp.resolve("t.txt");
+        Files.writeString(text, "In the beginning God created the heaven and the earth. ".repeat(20));
+        StringWriter pplOut = new StringWriter();
+        CommandLine ppl = Main.commandLine();
+        ppl.setOut(new PrintWriter(pplOut));
+        assertEquals(0, ppl.execute("ppl", out.toString(), "--text", text.toString(), "--seq-len", "64"));
+        assertTrue(pplOut.toString().strip().lines().reduce((a, b) -> b).orElse("").matches("perplexity: \\d+\\.\\d{4}"), pplOut.toString());
         PruningPlan plan = PruningPlan.load(planFile);
         assertEquals(ModelHash.of(dir), plan.modelHash());
         assertEquals("magnitude", plan.criterion());
