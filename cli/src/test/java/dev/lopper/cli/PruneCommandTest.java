@@ -113,6 +113,22 @@ class PruneCommandTest {
     }
 
     @Test
+    void layerPruningRemovesTheLowestScoredLayer() throws Exception {
+        Path dir = model();
+        Path out = tmp.resolve("shallow");
+        Run r = prune(dir.toString(), "--ratio", "0.34", "--targets", "layers", "--out", out.toString(), "--json");
+        assertEquals(0, r.code(), r.err());
+        JsonNode summary = new ObjectMapper().readTree(r.out());
+        assertEquals(1, java.util.stream.StreamSupport.stream(summary.get("layers").spliterator(), false)
+                .filter(l -> l.get("removed").asBoolean()).count());
+        try (ModelDir md = ModelDir.open(out)) {
+            assertEquals(2, md.config().numLayers());
+            assertTrue(md.config().isUniform());
+            assertFalse(Files.readString(out.resolve("config.json")).contains("lopper_layers"), "a standard HF config");
+        }
+    }
+
+    @Test
     void badInputFailsClearlyAndWritesNothing() throws Exception {
         Path dir = model();
         Path out = tmp.resolve("pruned");
