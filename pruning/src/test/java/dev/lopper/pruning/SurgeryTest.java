@@ -40,7 +40,7 @@ class SurgeryTest {
     static Stream<RandomModels.Spec> variants() {
         RandomModels.Spec base = RandomModels.llama().withLayers(3);
         return Stream.of(
-                base.withHeads(8, 2),
+                base.withHeads(8, 2).withShards(3),                 // sharded checkpoint
                 base.withHeads(4, 4).withTied(true),
                 base.withFamily(Family.QWEN2),
                 base.withHeads(4, 1).withQkvBias(true));
