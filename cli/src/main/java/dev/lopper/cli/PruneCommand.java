@@ -4,7 +4,6 @@ import ai.djl.Device;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lopper.model.Devices;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
@@ -26,6 +25,7 @@ import dev.lopper.pruning.ScoringContext;
 import dev.lopper.pruning.StructureGraph;
 import dev.lopper.pruning.Surgery;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -124,11 +124,8 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--apply-plan", paramLabel = "FILE", description = "apply this plan instead of scoring (hand-written or from --plan-out)")
     Path applyPlan;
 
-    @Option(names = "--device", defaultValue = "cpu", description = "cpu, gpu or gpu:N; default ${DEFAULT-VALUE}")
-    String device;
-
-    @Option(names = "--json", description = "print the summary as JSON")
-    boolean json;
+    @Mixin
+    ModelOptions options;
 
     private CalibrationEngine.Result calibration;
     private FlapCriterion compensation;
@@ -145,14 +142,13 @@ public final class PruneCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         long start = System.nanoTime();
-        PrintWriter log = spec.commandLine().getErr();
         if (out == null && planOut == null) {
             throw new IllegalArgumentException("nothing to write: give --out DIR (the pruned model) and/or --plan-out FILE");
         }
         if (out != null && Files.exists(out) && Files.isSameFile(out, model)) {
             throw new IllegalArgumentException("--out " + out + " is the input model; choose another directory");
         }
-        Device dev = Devices.parse(device);
+        Device dev = options.device();
         try (ModelDir md = ModelDir.open(model)) {
             ModelConfig config = md.config();
             String hash = ModelHash.of(model);
@@ -170,7 +166,7 @@ public final class PruneCommand implements Callable<Integer> {
                 if (ratio == null) {
                     throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
                 }
-                Allocation.Options options = new Allocation.Options(ratio, new LinkedHashSet<>(targets), allocation,
+                Allocation.Options alloc = new Allocation.Options(ratio, new LinkedHashSet<>(targets), allocation,
                         parseHeadUnit(headUnit), headRatio, channelRatio, keepFirst, keepLast);
                 Map<String, String> copts = new java.util.HashMap<>();
                 if (norm != null) {
@@ -187,7 +183,7 @@ public final class PruneCommand implements Callable<Integer> {
                 if (criterion instanceof WandaSpCriterion wanda) {
                     String order = wandaOrder != null ? wandaOrder : "uniform".equals(allocation) ? "sequential" : "dense";
                     switch (order) {
-                        case "sequential" -> wanda.sequential(options);
+                        case "sequential" -> wanda.sequential(alloc);
                         case "dense" -> { }
                         default -> throw new IllegalArgumentException("--wanda-order " + wandaOrder + ": expected sequential or dense");
                     }
@@ -216,7 +212,7 @@ public final class PruneCommand implements Callable<Integer> {
                 if (criterion instanceof CalibratedCriterion cc && cc.lastRun() != null) {
                     calibration = cc.lastRun();
                 }
-                plan = Allocation.allocate(ctx.graph(), scores, options)
+                plan = Allocation.allocate(ctx.graph(), scores, alloc)
                         .withProvenance(criterion.name(), criterion.options(), ratio,
                                 PruningPlan.TARGETS.stream().filter(targets::contains).toList(), allocation, calibInfo, seed)
                         .withModelHash(hash);
@@ -272,7 +268,7 @@ public final class PruneCommand implements Callable<Integer> {
     private void print(ModelConfig config, PruningPlan plan, List<LayerSelection> sel, double seconds) throws Exception {
         PrintWriter w = spec.commandLine().getOut();
         PruningPlan.Result r = plan.result();
-        if (json) {
+        if (options.json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString());
             if (out != null) {
@@ -308,7 +304,7 @@ public final class PruneCommand implements Callable<Integer> {
                 l.put("kvHeads", s.keptKvGroups().length).put("kvHeadsBefore", before.numKvHeads());
                 l.put("channels", s.keptChannels().length).put("channelsBefore", before.intermediateSize());
             }
-            w.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(o));
+            Output.json(w, o);
         } else {
             w.printf("pruned %s with %s (%s): %,d -> %,d parameters (%.2f%% of all removed)%n", model, plan.criterion(),
                     plan.allocation() == null ? "plan" : plan.allocation(), r.paramsBefore(), r.paramsAfter(),

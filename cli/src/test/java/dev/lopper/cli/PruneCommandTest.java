@@ -35,6 +35,8 @@ class PruneCommandTest {
         StringWriter out = new StringWriter();
         StringWriter err = new StringWriter();
         CommandLine cl = new CommandLine(new PruneCommand());
+        // Main's handler: one-line "error: ..." messages, exit 1 (the lead registers prune in Main)
+        cl.setExecutionExceptionHandler(Main.commandLine().getExecutionExceptionHandler());
         cl.setOut(new PrintWriter(out));
         cl.setErr(new PrintWriter(err));
         int code = cl.execute(args);
@@ -66,6 +68,22 @@ class PruneCommandTest {
             assertTrue(Float.isFinite(logits[3][7]));
             assertTrue(Files.exists(out.resolve("tokenizer.json")));
         }
+        // lopper inspect reports the parameter count the plan's formula gives, and the checkpoint holds exactly that
+        StringWriter inspectOut = new StringWriter();
+        CommandLine inspect = Main.commandLine();
+        inspect.setOut(new PrintWriter(inspectOut));
+        assertEquals(0, inspect.execute("inspect", out.toString(), "--json"));
+        JsonNode described = new ObjectMapper().readTree(inspectOut.toString());
+        assertEquals(summary.get("paramsAfter").asLong(), described.get("parameters").asLong());
+        assertEquals(summary.get("paramsAfter").asLong(), described.get("checkpoint_elements").asLong());
+        // lopper ppl DIR works on the pruned model
+        Path text = tmp.resolve("t.txt");
+        Files.writeString(text, "In the beginning God created the heaven and the earth. ".repeat(20));
+        StringWriter pplOut = new StringWriter();
+        CommandLine ppl = Main.commandLine();
+        ppl.setOut(new PrintWriter(pplOut));
+        assertEquals(0, ppl.execute("ppl", out.toString(), "--text", text.toString(), "--seq-len", "64"));
+        assertTrue(pplOut.toString().strip().lines().reduce((a, b) -> b).orElse("").matches("perplexity: \\d+\\.\\d{4}"), pplOut.toString());
         PruningPlan plan = PruningPlan.load(planFile);
         assertEquals(ModelHash.of(dir), plan.modelHash());
         assertEquals("magnitude", plan.criterion());
@@ -95,6 +113,22 @@ class PruneCommandTest {
     }
 
     @Test
+    void layerPruningRemovesTheLowestScoredLayer() throws Exception {
+        Path dir = model();
+        Path out = tmp.resolve("shallow");
+        Run r = prune(dir.toString(), "--ratio", "0.34", "--targets", "layers", "--out", out.toString(), "--json");
+        assertEquals(0, r.code(), r.err());
+        JsonNode summary = new ObjectMapper().readTree(r.out());
+        assertEquals(1, java.util.stream.StreamSupport.stream(summary.get("layers").spliterator(), false)
+                .filter(l -> l.get("removed").asBoolean()).count());
+        try (ModelDir md = ModelDir.open(out)) {
+            assertEquals(2, md.config().numLayers());
+            assertTrue(md.config().isUniform());
+            assertFalse(Files.readString(out.resolve("config.json")).contains("lopper_layers"), "a standard HF config");
+        }
+    }
+
+    @Test
     void badInputFailsClearlyAndWritesNothing() throws Exception {
         Path dir = model();
         Path out = tmp.resolve("pruned");
@@ -120,7 +154,8 @@ class PruneCommandTest {
     }
 
     private static void assertFails(Run r, String message, Path out) {
-        assertNotEquals(0, r.code());
+        assertEquals(1, r.code(), r.err());
+        assertTrue(r.err().startsWith("error: ") && r.err().strip().lines().count() == 1, r.err());
         assertTrue(r.err().contains(message), "expected '" + message + "' in: " + r.err());
         assertFalse(Files.exists(out), "nothing may be written on bad input");
     }

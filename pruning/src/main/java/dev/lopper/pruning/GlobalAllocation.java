@@ -29,6 +29,9 @@ public final class GlobalAllocation implements Allocation.Strategy {
             throw new IllegalArgumentException("criterion " + scores.criterion()
                     + " gives scores that are not comparable across layers; use --allocation uniform");
         }
+        if (o.headRatio() != null || o.channelRatio() != null) {
+            throw new IllegalArgumentException("--head-ratio/--channel-ratio apply to --allocation uniform only; global allocation decides the split");
+        }
         var c = graph.config();
         int n = graph.numLayers();
         StructureGraph.Kind unit = o.headUnit() != null ? o.headUnit() : scores.headUnit();

@@ -9,6 +9,7 @@ import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.ModelWriter;
+import dev.lopper.model.io.TensorMap;
 import dev.lopper.model.io.TensorSource;
 
 import java.io.IOException;
@@ -37,12 +38,12 @@ public final class Surgery {
      *
      * @param config its config (per-layer shapes; {@link ModelConfig#toJson()} writes standard HF fields when
      *               layers agree, else {@code lopper_layers})
-     * @param tensors its weights, sliced lazily from the source; wrap in a {@link dev.lopper.model.io.TensorMap}
-     *                to add or replace tensors (e.g. FLAP's compensation biases, then set the
+     * @param tensors its weights: a {@link TensorMap} over a view that slices each tensor from the source when it
+     *                is loaded; {@code put} adds or replaces tensors (e.g. FLAP's compensation biases, then set the
      *                {@link LayerShape#withBiases} flags in the config)
      * @param selections what each original layer kept
      */
-    public record Result(ModelConfig config, TensorSource tensors, List<LayerSelection> selections) {
+    public record Result(ModelConfig config, TensorMap tensors, List<LayerSelection> selections) {
         /** New index of original layer {@code original}, or -1 when it was removed. */
         public int newIndex(int original) {
             int j = 0;
@@ -126,7 +127,7 @@ public final class Surgery {
                 cuts.put(renamed, new Cut(t.name(), axis, idx, new Shape(dims)));
             }
         }
-        return new Result(Allocation.prunedConfig(config, selections), new Sliced(source, cuts), selections);
+        return new Result(Allocation.prunedConfig(config, selections), new TensorMap(new Sliced(source, cuts)), selections);
     }
 
     /** Saves a surgery result as an HF directory (tokenizer files copied from {@code sideFilesFrom}), plus the plan. */

@@ -26,6 +26,7 @@ import java.util.stream.Stream;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The exact invariants of surgery (issue 4, item 4/5) on tiny random models of every family variant. */
@@ -39,7 +40,7 @@ class SurgeryTest {
     static Stream<RandomModels.Spec> variants() {
         RandomModels.Spec base = RandomModels.llama().withLayers(3);
         return Stream.of(
-                base.withHeads(8, 2),
+                base.withHeads(8, 2).withShards(3),                 // sharded checkpoint
                 base.withHeads(4, 4).withTied(true),
                 base.withFamily(Family.QWEN2),
                 base.withHeads(4, 1).withQkvBias(true));
@@ -107,6 +108,44 @@ class SurgeryTest {
             List<LayerSelection> sel = cuts(c);
             sel = List.of(sel.get(0), LayerSelection.dropped(1), sel.get(2));
             assertNoChange(md, sel, true);
+        }
+    }
+
+    /**
+     * With target "layers", a kept layer may lose every head (only its o_proj bias stays) or every channel: the
+     * result still equals the zeroed model, and saves and reloads (zero-row tensors, lopper_layers with 0 heads).
+     */
+    @Test
+    void emptiedModulesEqualZeroingAndReload() throws Exception {
+        Path dir = tmp.resolve("m");
+        RandomModels.write(dir, RandomModels.llama().withLayers(3).withHeads(4, 2).withQkvBias(true)); // LLaMA attention_bias: o_proj bias too
+        try (ModelDir md = ModelDir.open(dir)) {
+            ModelConfig c = md.config();
+            List<LayerSelection> sel = List.of(LayerSelection.whole(0, c.layer(0)),
+                    new LayerSelection(1, false, new int[0], new int[0], LayerSelection.range(96)),
+                    new LayerSelection(2, false, LayerSelection.range(2), LayerSelection.range(4), new int[0]));
+            PruningPlan plan = Allocation.toPlan(c, sel, PruningPlan.empty());
+            assertThrows(IllegalArgumentException.class, () -> plan.validate(c), "not allowed without target 'layers'");
+            PruningPlan allowed = plan.withProvenance("manual", null, null, List.of("heads", "channels", "layers"), null, null, null);
+            assertEquals(sel, allowed.resolve(c));
+            Surgery.Result r = Surgery.apply(c, md.checkpoint(), allowed);
+            assertEquals(new LayerShape(0, 0, 96, true, false), r.config().layer(1));
+            long[] ids = Reference.ids(20, c.vocabSize());
+            float[][] want = Reference.zeroedLogits(c, md.checkpoint(), sel, ids);
+            float[][] got;
+            try (LlamaModel m = LlamaModel.load(r.config(), r.tensors(), Device.cpu())) {
+                got = m.logits(ids);
+            }
+            assertTrue(Reference.maxAbsDiff(want, got) <= TOL, "diff " + Reference.maxAbsDiff(want, got));
+            Path out = tmp.resolve("out");
+            Surgery.save(r, out, dir, allowed);
+            try (ModelDir back = ModelDir.open(out); LlamaModel m = back.loadModel(Device.cpu())) {
+                assertEquals(r.config().layers(), back.config().layers());
+                float[][] again = m.logits(ids);
+                for (int t = 0; t < ids.length; t++) {
+                    assertArrayEquals(got[t], again[t], 0f);
+                }
+            }
         }
     }
 
