@@ -196,6 +196,11 @@ public final class PruneCommand implements Callable<Integer> {
                     if (calib == null) {
                         throw new IllegalArgumentException("--method " + method + " needs calibration data: give --calib FILE (text, .jsonl or a directory)");
                     }
+                    if ("global".equals(allocation) && !cc.comparableAcrossLayers()) {
+                        // fail before the calibration pass, not after it
+                        throw new IllegalArgumentException("--allocation global needs scores comparable across layers, and " + method
+                                + "'s are not; use --allocation uniform or adaptive (which standardizes them per layer)");
+                    }
                     int n = samples != null ? samples : cc.defaultSamples();
                     int len = seqLen != null ? seqLen : cc.defaultSeqLen();
                     CalibrationData data = CalibrationData.load(calib, md.tokenizer(), n, len, seed, calibField,

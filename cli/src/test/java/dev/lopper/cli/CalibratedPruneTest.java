@@ -134,5 +134,9 @@ class CalibratedPruneTest {
         assertNotEquals(0, r.code());
         assertTrue(r.err().contains("needs calibration data"), r.err());
         assertTrue(!Files.exists(tmp.resolve("x")));
+        Run g = prune(dir.toString(), "--method", "wanda-sp", "--ratio", "0.3", "--allocation", "global", "--calib", text().toString(),
+                "--out", tmp.resolve("y").toString());
+        assertNotEquals(0, g.code());
+        assertTrue(g.err().contains("not comparable across layers") && !g.err().contains("layer 1/3"), "fails before calibrating: " + g.err());
     }
 }

@@ -27,6 +27,9 @@ public abstract class CalibratedCriterion implements Criterion {
         return true;
     }
 
+    /** Whether {@link #score} returns scores comparable across layers (what {@code --allocation global} needs). */
+    public abstract boolean comparableAcrossLayers();
+
     /** Calibration windows the paper's official code uses by default. */
     public abstract int defaultSamples();
 

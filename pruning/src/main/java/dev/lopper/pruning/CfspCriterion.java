@@ -57,6 +57,11 @@ public final class CfspCriterion extends CalibratedCriterion {
     }
 
     @Override
+    public boolean comparableAcrossLayers() {
+        return false;
+    }
+
+    @Override
     public int defaultSamples() {
         return 128; // CFSP main.py: nsamples 128
     }
@@ -104,7 +109,7 @@ public final class CfspCriterion extends CalibratedCriterion {
         for (int i = 0; i < n; i++) {
             layers[i] *= OFFICIAL_TOKENS / tokens;
         }
-        return new Scores(NAME, false, StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
     }
 
     /**

@@ -71,6 +71,11 @@ public final class FlapCriterion extends CalibratedCriterion {
     }
 
     @Override
+    public boolean comparableAcrossLayers() {
+        return true;
+    }
+
+    @Override
     public int defaultSamples() {
         return 1024; // FLAP's scripts pass --nsamples 1024 (main.py's default 2048 is capped by its buffer)
     }
@@ -131,7 +136,7 @@ public final class FlapCriterion extends CalibratedCriterion {
         };
         calibrate(ctx, List.of(stats));
         compensation = new BiasCompensation(oMeans, downMeans);
-        return new Scores(NAME, true, StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
+        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
     }
 
     /** The attention channel metric, squared as in the official code. */

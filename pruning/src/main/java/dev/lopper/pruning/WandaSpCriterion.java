@@ -57,6 +57,11 @@ public final class WandaSpCriterion extends CalibratedCriterion {
     }
 
     @Override
+    public boolean comparableAcrossLayers() {
+        return false;
+    }
+
+    @Override
     public int defaultSamples() {
         return 128; // FLAP repo: get_loaders("c4", nsamples=128, ...)
     }
@@ -104,7 +109,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
             }
         };
         calibrate(ctx, List.of(stats));
-        return new Scores(NAME, false, StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
+        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
     }
 
     /** What uniform allocation keeps of layer {@code i} given only that layer's scores. */
@@ -117,7 +122,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
             h[l] = l == i ? heads : new double[s.numHeads()];
             ch[l] = l == i ? channels : new double[s.intermediateSize()];
         }
-        Scores one = new Scores(NAME, false, StructureGraph.Kind.KV_GROUP, k, h, ch, null);
+        Scores one = new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, k, h, ch, null);
         return new UniformAllocation().select(StructureGraph.of(c), one, sequential).get(i);
     }
 
