@@ -137,6 +137,6 @@ class CalibratedPruneTest {
         Run g = prune(dir.toString(), "--method", "wanda-sp", "--ratio", "0.3", "--allocation", "global", "--calib", text().toString(),
                 "--out", tmp.resolve("y").toString());
         assertNotEquals(0, g.code());
-        assertTrue(g.err().contains("not comparable across layers") && !g.err().contains("layer 1/3"), "fails before calibrating: " + g.err());
+        assertTrue(g.err().contains("needs scores comparable across layers") && !g.err().contains("layer 1/3"), "fails before calibrating: " + g.err());
     }
 }
