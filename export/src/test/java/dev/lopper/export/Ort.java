@@ -1,0 +1,92 @@
+package dev.lopper.export;
+
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
+
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** An exported ONNX model in ONNX Runtime (Java API), run on plain arrays. */
+final class Ort implements AutoCloseable {
+    private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+    private final OrtSession session;
+
+    Ort(Path modelFile, int threads) throws OrtException {
+        try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
+            if (threads > 0) {
+                opts.setIntraOpNumThreads(threads);
+            }
+            session = env.createSession(modelFile.toString(), opts);
+        }
+    }
+
+    Map<String, NodeInfo> inputs() throws OrtException {
+        return session.getInputInfo();
+    }
+
+    /** The float outputs by name, flattened, for inputs given as long[][] (ids, mask) and float tensors. */
+    Map<String, float[]> run(long[][] ids, long[][] mask, Map<String, float[]> floats, Map<String, long[]> floatShapes)
+            throws OrtException {
+        Map<String, OnnxTensor> in = new HashMap<>();
+        try {
+            in.put("input_ids", longs(ids));
+            in.put("attention_mask", longs(mask));
+            for (Map.Entry<String, float[]> e : floats.entrySet()) {
+                in.put(e.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(e.getValue()), floatShapes.get(e.getKey())));
+            }
+            Map<String, float[]> out = new LinkedHashMap<>();
+            try (OrtSession.Result r = session.run(in)) {
+                for (Map.Entry<String, OnnxValue> e : r) {
+                    OnnxTensor t = (OnnxTensor) e.getValue();
+                    FloatBuffer fb = t.getFloatBuffer();
+                    float[] a = new float[fb.remaining()];
+                    fb.get(a);
+                    out.put(e.getKey(), a);
+                }
+            }
+            return out;
+        } finally {
+            in.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    float[] logits(long[][] ids, long[][] mask) throws OrtException {
+        return run(ids, mask, Map.of(), Map.of()).get("logits");
+    }
+
+    /** Shape of an input, with -1 for symbolic dims. */
+    long[] inputShape(String name) throws OrtException {
+        return ((TensorInfo) session.getInputInfo().get(name).getInfo()).getShape();
+    }
+
+    List<String> inputNames() throws OrtException {
+        return List.copyOf(session.getInputNames());
+    }
+
+    private OnnxTensor longs(long[][] a) throws OrtException {
+        return OnnxTensor.createTensor(env, LongBuffer.wrap(Reference.flat(a)), new long[] {a.length, a[0].length});
+    }
+
+    static long[][] ones(int b, int t) {
+        long[][] m = new long[b][t];
+        for (long[] row : m) {
+            java.util.Arrays.fill(row, 1);
+        }
+        return m;
+    }
+
+    @Override
+    public void close() throws OrtException {
+        session.close();
+    }
+}
