@@ -37,6 +37,12 @@ final class Ort implements AutoCloseable {
     /** The float outputs by name, flattened, for inputs given as long[][] (ids, mask) and float tensors. */
     Map<String, float[]> run(long[][] ids, long[][] mask, Map<String, float[]> floats, Map<String, long[]> floatShapes)
             throws OrtException {
+        return run(ids, mask, floats, floatShapes, null);
+    }
+
+    /** As above, fetching only {@code outputs} (all when null). */
+    Map<String, float[]> run(long[][] ids, long[][] mask, Map<String, float[]> floats, Map<String, long[]> floatShapes,
+                             java.util.Set<String> outputs) throws OrtException {
         Map<String, OnnxTensor> in = new HashMap<>();
         try {
             in.put("input_ids", longs(ids));
@@ -45,7 +51,7 @@ final class Ort implements AutoCloseable {
                 in.put(e.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(e.getValue()), floatShapes.get(e.getKey())));
             }
             Map<String, float[]> out = new LinkedHashMap<>();
-            try (OrtSession.Result r = session.run(in)) {
+            try (OrtSession.Result r = outputs == null ? session.run(in) : session.run(in, outputs)) {
                 for (Map.Entry<String, OnnxValue> e : r) {
                     OnnxTensor t = (OnnxTensor) e.getValue();
                     FloatBuffer fb = t.getFloatBuffer();
