@@ -90,6 +90,14 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
         return new Checkpoint(dir, files, Collections.unmodifiableMap(tensors));
     }
 
+    /** A single .safetensors file of any name as a checkpoint (reference outputs, exported tensors). */
+    public static Checkpoint ofFile(Path file) {
+        SafeTensorsFile f = SafeTensorsFile.open(file);
+        Map<Path, SafeTensorsFile> files = new LinkedHashMap<>();
+        files.put(file, f);
+        return new Checkpoint(file, files, f.tensors());
+    }
+
     public Path dir() {
         return dir;
     }

@@ -1,0 +1,51 @@
+package dev.lopper.cli;
+
+import dev.lopper.model.ModelFormatException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+
+/** The {@code lopper} command line: a thin layer over the Java API. */
+@Command(name = "lopper", mixinStandardHelpOptions = true, versionProvider = Version.class,
+        description = "Structured pruning for LLaMA-family language models.",
+        subcommands = {InspectCommand.class, PplCommand.class, GenerateCommand.class, CommandLine.HelpCommand.class})
+public final class Main {
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /** Runs a command line and returns its exit code (0 success, 1 bad input or failure, 2 usage error). */
+    public static int run(String... args) {
+        return commandLine().execute(args);
+    }
+
+    /** The configured command line (tests set their own out/err writers on it). */
+    public static CommandLine commandLine() {
+        // Nothing is ever downloaded at run time: libtorch and the tokenizer natives come from the jar.
+        System.setProperty("ai.djl.offline", "true");
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
+            cmd.getErr().println("error: " + message(e));
+            if (Boolean.getBoolean("lopper.debug")) {
+                e.printStackTrace(cmd.getErr());
+            }
+            return 1;
+        });
+        return cl;
+    }
+
+    static String message(Throwable e) {
+        if (e instanceof ModelFormatException || e instanceof IllegalArgumentException || e instanceof IllegalStateException) {
+            return e.getMessage();
+        }
+        if (e instanceof UncheckedIOException u) {
+            return u.getCause().toString();
+        }
+        if (e instanceof IOException) {
+            return e.toString();
+        }
+        return e.toString() + " (run with -Dlopper.debug=true for the stack trace)";
+    }
+}

@@ -1,0 +1,79 @@
+package dev.lopper.eval;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import dev.lopper.model.LlamaModel;
+import dev.lopper.model.ModelFormatException;
+import dev.lopper.model.Tokenizer;
+import dev.lopper.model.util.Progress;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * Perplexity over non-overlapping windows, the protocol of the fixture's reference numbers:
+ * ids = tokenizer.encode(text) (BOS included); windows [i*L, (i+1)*L); the last partial window is dropped; each
+ * window scores tokens 1..L-1 given the ones before them in the window; perplexity = exp(mean NLL).
+ */
+public final class Perplexity {
+    private Perplexity() {
+    }
+
+    /** Reads and tokenizes a UTF-8 text file; an empty or missing file is a clear error. */
+    public static long[] tokenize(Tokenizer tokenizer, Path text) {
+        if (!Files.isRegularFile(text)) {
+            throw ModelFormatException.file(text, "not found; expected a UTF-8 text file");
+        }
+        String s;
+        try {
+            s = Files.readString(text, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw ModelFormatException.file(text, "cannot read as UTF-8 text: " + e.getMessage());
+        }
+        if (s.isBlank()) {
+            throw ModelFormatException.file(text, "is empty; expected text to evaluate");
+        }
+        return tokenizer.encode(s);
+    }
+
+    /**
+     * @param ids the whole text's token ids
+     * @param batchSize windows per forward pass
+     */
+    public static PerplexityResult evaluate(LlamaModel model, long[] ids, int seqLen, int batchSize, String modelName, String textName) {
+        if (seqLen < 2) {
+            throw new IllegalArgumentException("--seq-len " + seqLen + ": expected at least 2");
+        }
+        int windows = ids.length / seqLen;
+        if (windows == 0) {
+            throw new IllegalArgumentException(textName + ": " + ids.length + " tokens, expected at least one window of --seq-len " + seqLen);
+        }
+        double nll = 0;
+        try (NDManager manager = NDManager.newBaseManager(model.device());
+             Progress progress = Progress.start("perplexity", (long) windows * seqLen, "tok")) {
+            for (int w0 = 0; w0 < windows; w0 += batchSize) {
+                int b = Math.min(batchSize, windows - w0);
+                long[] batch = new long[b * seqLen];
+                System.arraycopy(ids, w0 * seqLen, batch, 0, b * seqLen);
+                try (NDManager scope = manager.newSubManager()) {
+                    NDArray input = scope.create(batch, new Shape(b, seqLen));
+                    NDArray logits = model.logits(input); // [b, L, V]
+                    NDArray logProbs = logits.get(new NDIndex(":, :-1, :")).logSoftmax(-1);
+                    NDArray targets = input.get(new NDIndex(":, 1:")).expandDims(-1);
+                    NDArray picked = logProbs.gather(targets, -1); // [b, L-1, 1]
+                    nll -= picked.toType(DataType.FLOAT64, false).sum().getDouble();
+                }
+                progress.advance((long) b * seqLen);
+            }
+            long predicted = (long) windows * (seqLen - 1);
+            double mean = nll / predicted;
+            return new PerplexityResult(modelName, textName, seqLen, windows, predicted, ids.length, mean, Math.exp(mean),
+                    progress.elapsedSeconds(), progress.rate(), model.device().toString());
+        }
+    }
+}
