@@ -1,10 +1,8 @@
 package dev.lopper.cli;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.export.ExportFormat;
 import dev.lopper.export.Exporter;
+import dev.lopper.model.ModelDir;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -13,7 +11,11 @@ import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
@@ -48,21 +50,24 @@ public final class ExportCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         ExportFormat f = ExportFormat.parse(format);
         Exporter.Result r;
-        try (dev.lopper.model.ModelDir md = dev.lopper.model.ModelDir.open(model)) {
+        try (ModelDir md = ModelDir.open(model)) {
             r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData);
         }
         PrintWriter w = spec.commandLine().getOut();
         if (json) {
-            ObjectMapper m = new ObjectMapper();
-            ObjectNode o = m.createObjectNode();
+            List<Map<String, Object>> files = new ArrayList<>();
+            for (Exporter.WrittenFile file : r.files()) {
+                Map<String, Object> e = new LinkedHashMap<>();
+                e.put("path", file.path().toString());
+                e.put("bytes", file.bytes());
+                files.add(e);
+            }
+            Map<String, Object> o = new LinkedHashMap<>();
             o.put("format", f.cliName());
             o.put("dir", r.dir().toString());
-            ArrayNode files = o.putArray("files");
-            for (Exporter.WrittenFile file : r.files()) {
-                files.addObject().put("path", file.path().toString()).put("bytes", file.bytes());
-            }
+            o.put("files", files);
             o.put("total_bytes", r.totalBytes());
-            w.println(m.writerWithDefaultPrettyPrinter().writeValueAsString(o));
+            Output.json(w, o);
         } else {
             w.printf("exported %s as %s to %s%n", model, f.cliName(), r.dir());
             for (Exporter.WrittenFile file : r.files()) {

@@ -11,6 +11,7 @@ import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.ModelWriter;
 import dev.lopper.model.io.TensorMap;
+import dev.lopper.model.testing.Fixtures;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -30,14 +31,14 @@ public final class TestModels {
     private TestModels() {
     }
 
-    /** fixtures/lopper-tiny in the repository, or null when it is not there (yet). */
+    /** fixtures/lopper-tiny in the repository, or null when its weights are not there (yet). */
     public static Path fixture() {
-        String root = System.getProperty("lopper.repo.root", ".");
-        Path p = Path.of(root).resolve("fixtures/lopper-tiny");
-        if (!Files.exists(p.resolve("config.json"))) {
-            p = Path.of(root).resolve("../fixtures/lopper-tiny");
+        try {
+            Path p = Fixtures.root().resolve("fixtures/lopper-tiny");
+            return Files.exists(p.resolve("model.safetensors")) ? p : null;
+        } catch (IllegalStateException e) {
+            return null;
         }
-        return Files.exists(p.resolve("config.json")) ? p : null;
     }
 
     /**
