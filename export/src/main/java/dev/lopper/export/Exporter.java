@@ -1,6 +1,5 @@
 package dev.lopper.export;
 
-import ai.djl.ndarray.types.DataType;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.ModelWriter;
@@ -57,8 +56,9 @@ public final class Exporter {
             throw new IllegalArgumentException("--out " + out + ": is a file; expected a directory to write into");
         }
         if (format == ExportFormat.HF) {
-            // ModelWriter already builds the directory beside the target and moves it into place
-            ModelWriter.save(target, config, tensors, DataType.FLOAT32, sideFilesFrom, ModelWriter.DEFAULT_MAX_SHARD_BYTES,
+            // ModelWriter already builds the directory beside the target and moves it into place; each tensor keeps
+            // the dtype it was stored in (a BF16 model stays BF16)
+            ModelWriter.save(target, config, tensors, null, sideFilesFrom, ModelWriter.DEFAULT_MAX_SHARD_BYTES,
                     Map.of("format", "pt"));
             return new Result(format, target, listFiles(target));
         }

@@ -240,7 +240,9 @@ public final class OnnxExporter {
     private String rmsNorm(String x, String weightName) throws IOException {
         int hidden = config.hiddenSize();
         String w = g.weight(weightName, weights.get(weightName, hidden), hidden);
-        String ms = g.op("ReduceMean", g.op("Mul", x, x), attr("axes", new long[] {-1}), attr("keepdims", 1));
+        // Pow(x, 2) rather than x * x: the same value, and ONNX Runtime fuses Pow-ReduceMean-Add-Sqrt-Div into one
+        // SimplifiedLayerNormalization kernel
+        String ms = g.op("ReduceMean", g.op("Pow", x, g.scalar(2f)), attr("axes", new long[] {-1}), attr("keepdims", 1));
         String rms = g.op("Sqrt", g.op("Add", ms, g.scalar((float) config.rmsNormEps())));
         return g.op("Mul", g.op("Div", x, rms), w);
     }

@@ -28,7 +28,19 @@ import java.util.Map;
 public final class OnnxBenchmark {
     static final int PREFILL = 128;
 
+    /**
+     * With one intra-op thread ONNX Runtime runs every node on the calling thread, so that thread's CPU time is the
+     * model's compute time, without the time other processes on a shared machine take away (wall time varied 2-3x
+     * between rounds on the 2-core development machine). Set -Dlopper.bench.clock=wall for wall time.
+     */
+    private static boolean cpuClock;
+    private static final java.lang.management.ThreadMXBean THREADS = java.lang.management.ManagementFactory.getThreadMXBean();
+
     private OnnxBenchmark() {
+    }
+
+    private static long now() {
+        return cpuClock ? THREADS.getCurrentThreadCpuTime() : System.nanoTime();
     }
 
     record Variant(String name, Path dir, ModelConfig config, Ort logits, Ort kv, long onnxBytes, long kvBytes) {
@@ -43,6 +55,7 @@ public final class OnnxBenchmark {
         int heads = args.length > 5 ? Integer.parseInt(args[5]) : 8;
         int inter = args.length > 6 ? Integer.parseInt(args[6]) : 1408;
         int vocab = args.length > 7 ? Integer.parseInt(args[7]) : 4096;
+        cpuClock = threads == 1 && !"wall".equals(System.getProperty("lopper.bench.clock"));
         Files.createDirectories(out);
         Path dense = out.resolve("dense-model");
         RandomModels.Spec spec = RandomModels.llama().withLayers(layers).withHeads(heads, heads)
@@ -56,14 +69,23 @@ public final class OnnxBenchmark {
         List<Variant> variants = new ArrayList<>();
         variants.add(variant("dense", dense, out));
         for (double prune : new double[] {0.2, 0.5}) {
-            List<LayerShape> shapes = new ArrayList<>();
-            for (LayerShape s : c.layers()) {
-                int kv = (int) Math.round(s.numKvHeads() * (1 - prune));
-                shapes.add(new LayerShape(kv * s.groupSize(), kv, (int) Math.round(s.intermediateSize() * (1 - prune))));
+            for (boolean align : new boolean[] {false, true}) {
+                List<LayerShape> shapes = new ArrayList<>();
+                for (LayerShape s : c.layers()) {
+                    int kv = (int) Math.round(s.numKvHeads() * (1 - prune));
+                    int channels = (int) Math.round(s.intermediateSize() * (1 - prune));
+                    if (align) {
+                        channels = Math.max(64, (int) Math.round(channels / 64.0) * 64); // hardware-friendly widths
+                    }
+                    shapes.add(new LayerShape(kv * s.groupSize(), kv, channels));
+                }
+                if (align && shapes.get(0).intermediateSize() == (int) Math.round(c.layer(0).intermediateSize() * (1 - prune))) {
+                    continue; // already a multiple of 64: the same model
+                }
+                String name = "pruned-" + Math.round(prune * 100) + "%" + (align ? "-a64" : "");
+                Path dir = TestModels.slice(dense, shapes, out.resolve(name.replace("%", "") + "-model"));
+                variants.add(variant(name, dir, out));
             }
-            String name = "pruned-" + Math.round(prune * 100) + "%";
-            Path dir = TestModels.slice(dense, shapes, out.resolve(name.replace("%", "") + "-model"));
-            variants.add(variant(name, dir, out));
         }
         List<Variant> open = new ArrayList<>();
         for (Variant v : variants) {
@@ -89,11 +111,12 @@ public final class OnnxBenchmark {
         StringBuilder md = new StringBuilder();
         md.append(String.format(Locale.ROOT, "Model: random LLaMA, hidden %d, %d layers, %d heads (head_dim %d, MHA), intermediate %d, vocab %d, fp32.%n",
                 hidden, layers, heads, hidden / heads, inter, vocab));
-        md.append(String.format(Locale.ROOT, "ONNX Runtime %s (Java, CPU), intra-op threads %d, %d interleaved rounds, medians. "
+        md.append(String.format(Locale.ROOT, "ONNX Runtime %s (Java, CPU), intra-op threads %d, %s, %d interleaved rounds, medians. "
                 + "Prefill: batch 1 x %d tokens (logits variant). Decode: batch 1, 1 token with a KV cache of %d (onnx-kv).%n%n",
-                ai.onnxruntime.OrtEnvironment.getEnvironment().getVersion(), threads, rounds, PREFILL, PREFILL));
-        md.append("| model | params | layer params | model.onnx | prefill ms | prefill tok/s | decode ms/token | decode tok/s | prefill speed-up | decode speed-up | param reduction (all / layers) | MAC reduction (prefill / decode) |\n");
-        md.append("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                ai.onnxruntime.OrtEnvironment.getEnvironment().getVersion(), threads,
+                cpuClock ? "times are the calling thread's CPU time" : "wall-clock times", rounds, PREFILL, PREFILL));
+        md.append("| model | intermediate | params | layer params | model.onnx | prefill ms | prefill tok/s | decode ms/token | decode tok/s | prefill speed-up | decode speed-up | param reduction (all / layers) | MAC reduction (prefill / decode) |\n");
+        md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         double pd = median(prefill.get("dense"));
         double dd = median(decode.get("dense"));
         long paramsDense = ModelStats.parameters(c);
@@ -103,8 +126,8 @@ public final class OnnxBenchmark {
             double d = median(decode.get(v.name()));
             long params = ModelStats.parameters(v.config());
             long lp = layerParams(v.config());
-            md.append(String.format(Locale.ROOT, "| %s | %.2fM | %.2fM | %.1f MiB | %.2f | %.0f | %.3f | %.0f | %.2fx | %.2fx | %.2fx / %.2fx | %.2fx / %.2fx |%n",
-                    v.name(), params / 1e6, lp / 1e6, v.onnxBytes() / 1048576.0, p, PREFILL / p * 1000, d, 1000 / d,
+            md.append(String.format(Locale.ROOT, "| %s | %d | %.2fM | %.2fM | %.1f MiB | %.2f | %.0f | %.3f | %.0f | %.2fx | %.2fx | %.2fx / %.2fx | %.2fx / %.2fx |%n",
+                    v.name(), v.config().layer(0).intermediateSize(), params / 1e6, lp / 1e6, v.onnxBytes() / 1048576.0, p, PREFILL / p * 1000, d, 1000 / d,
                     pd / p, dd / d, (double) paramsDense / params, (double) layersDense / lp,
                     macsPerToken(c, (PREFILL + 1) / 2.0) / macsPerToken(v.config(), (PREFILL + 1) / 2.0),
                     macsPerToken(c, PREFILL + 1) / macsPerToken(v.config(), PREFILL + 1)));
@@ -112,6 +135,10 @@ public final class OnnxBenchmark {
         md.append("\nPer-round timings (ms), prefill / decode:\n\n");
         for (Variant v : open) {
             md.append(String.format(Locale.ROOT, "- %s: %s / %s%n", v.name(), fmt(prefill.get(v.name())), fmt(decode.get(v.name()))));
+        }
+        if (Boolean.getBoolean("lopper.bench.profile")) {
+            md.append("\nWhere decode time goes (ONNX Runtime profiler, 50 single-token steps, microseconds per step by op type):\n\n");
+            md.append(profile(open, threads, out));
         }
         System.out.print(md);
         Files.writeString(out.resolve("report.md"), md.toString());
@@ -135,6 +162,55 @@ public final class OnnxBenchmark {
         return macs;
     }
 
+    /** Per-op-type decode time of each model from ONNX Runtime's profiler, as a Markdown table. */
+    private static String profile(List<Variant> models, int threads, Path out) throws Exception {
+        Map<String, Map<String, Double>> byModel = new java.util.LinkedHashMap<>();
+        java.util.Set<String> ops = new java.util.TreeSet<>();
+        int steps = 50;
+        for (Variant v : models) {
+            Map<String, Double> perOp = new HashMap<>();
+            try (Ort ort = new Ort(v.dir().resolve("onnx-kv/model.onnx"), threads, out.resolve("profile-" + v.name().replace("%", "")))) {
+                Variant p = new Variant(v.name(), v.dir(), v.config(), null, ort, 0, 0);
+                timeDecode(p, 5 + steps);
+                Path file = ort.endProfiling();
+                com.fasterxml.jackson.databind.JsonNode events = new com.fasterxml.jackson.databind.ObjectMapper().readTree(file.toFile());
+                for (com.fasterxml.jackson.databind.JsonNode e : events) {
+                    if ("Node".equals(e.path("cat").asText()) && e.path("name").asText().endsWith("_kernel_time")) {
+                        String op = e.path("args").path("op_name").asText();
+                        perOp.merge(op, e.path("dur").asDouble() / (5 + steps), Double::sum);
+                    }
+                }
+            }
+            byModel.put(v.name(), perOp);
+            ops.addAll(perOp.keySet());
+        }
+        StringBuilder b = new StringBuilder("| op |");
+        for (String m : byModel.keySet()) {
+            b.append(' ').append(m).append(" |");
+        }
+        b.append(" dense / last |\n|---|");
+        byModel.keySet().forEach(m -> b.append("---|"));
+        b.append("---|\n");
+        List<String> sorted = new ArrayList<>(ops);
+        Map<String, Double> first = byModel.values().iterator().next();
+        Map<String, Double> last = new ArrayList<>(byModel.values()).get(byModel.size() - 1);
+        sorted.sort((x, y) -> Double.compare(first.getOrDefault(y, 0.0), first.getOrDefault(x, 0.0)));
+        Map<String, Double> totals = new java.util.LinkedHashMap<>();
+        for (String op : sorted) {
+            b.append("| ").append(op).append(" |");
+            for (Map.Entry<String, Map<String, Double>> m : byModel.entrySet()) {
+                double us = m.getValue().getOrDefault(op, 0.0);
+                totals.merge(m.getKey(), us, Double::sum);
+                b.append(String.format(Locale.ROOT, " %.0f |", us));
+            }
+            b.append(String.format(Locale.ROOT, " %.2fx |%n", first.getOrDefault(op, 0.0) / Math.max(1e-9, last.getOrDefault(op, 0.0))));
+        }
+        b.append("| **all nodes** |");
+        totals.values().forEach(t -> b.append(String.format(Locale.ROOT, " %.0f |", t)));
+        b.append(String.format(Locale.ROOT, " %.2fx |%n", totals.get(models.get(0).name()) / totals.get(models.get(models.size() - 1).name())));
+        return b.toString();
+    }
+
     private static long layerParams(ModelConfig c) {
         return c.layers().stream().mapToLong(s -> ModelStats.layerParameters(c, s)).sum();
     }
@@ -152,11 +228,11 @@ public final class OnnxBenchmark {
     private static double timePrefill(Variant v, int n) throws OrtException {
         long[][] ids = Reference.ids(1, PREFILL, v.config().vocabSize(), 3);
         long[][] mask = Ort.ones(1, PREFILL);
-        long t0 = System.nanoTime();
+        long t0 = now();
         for (int i = 0; i < n; i++) {
             v.logits().logits(ids, mask);
         }
-        return (System.nanoTime() - t0) / 1e6 / n;
+        return (now() - t0) / 1e6 / n;
     }
 
     /** Mean ms of {@code n} single-token decode calls on a cache of PREFILL tokens (zeros: the cost is the same). */
@@ -173,11 +249,11 @@ public final class OnnxBenchmark {
         }
         long[][] ids = {{5}};
         long[][] mask = Ort.ones(1, PREFILL + 1);
-        long t0 = System.nanoTime();
+        long t0 = now();
         for (int i = 0; i < n; i++) {
             v.kv().run(ids, mask, cache, shapes, java.util.Set.of("logits"));
         }
-        return (System.nanoTime() - t0) / 1e6 / n;
+        return (now() - t0) / 1e6 / n;
     }
 
     private static double median(double[] a) {

@@ -22,12 +22,25 @@ final class Ort implements AutoCloseable {
     private final OrtSession session;
 
     Ort(Path modelFile, int threads) throws OrtException {
+        this(modelFile, threads, null);
+    }
+
+    /** @param profilePrefix where ONNX Runtime writes a per-node profile (see {@link #endProfiling}), or null */
+    Ort(Path modelFile, int threads, Path profilePrefix) throws OrtException {
         try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
             if (threads > 0) {
                 opts.setIntraOpNumThreads(threads);
             }
+            if (profilePrefix != null) {
+                opts.enableProfiling(profilePrefix.toString());
+            }
             session = env.createSession(modelFile.toString(), opts);
         }
+    }
+
+    /** Stops profiling; returns the profile file (Chrome trace JSON). */
+    Path endProfiling() throws OrtException {
+        return Path.of(session.endProfiling());
     }
 
     Map<String, NodeInfo> inputs() throws OrtException {
