@@ -43,7 +43,7 @@ public final class OnnxBenchmark {
         return cpuClock ? THREADS.getCurrentThreadCpuTime() : System.nanoTime();
     }
 
-    record Variant(String name, Path dir, ModelConfig config, Ort logits, Ort kv, long onnxBytes, long kvBytes) {
+    record Variant(String name, Path dir, ModelConfig config, Ort logits, Ort kv, long onnxBytes, long ptBytes) {
     }
 
     public static void main(String[] args) throws Exception {
@@ -90,7 +90,7 @@ public final class OnnxBenchmark {
         List<Variant> open = new ArrayList<>();
         for (Variant v : variants) {
             open.add(new Variant(v.name(), v.dir(), v.config(), new Ort(v.dir().resolve("onnx/model.onnx"), threads),
-                    new Ort(v.dir().resolve("onnx-kv/model.onnx"), threads), v.onnxBytes(), v.kvBytes()));
+                    new Ort(v.dir().resolve("onnx-kv/model.onnx"), threads), v.onnxBytes(), v.ptBytes()));
         }
 
         Map<String, double[]> prefill = new HashMap<>();
@@ -115,8 +115,8 @@ public final class OnnxBenchmark {
                 + "Prefill: batch 1 x %d tokens (logits variant). Decode: batch 1, 1 token with a KV cache of %d (onnx-kv).%n%n",
                 ai.onnxruntime.OrtEnvironment.getEnvironment().getVersion(), threads,
                 cpuClock ? "times are the calling thread's CPU time" : "wall-clock times", rounds, PREFILL, PREFILL));
-        md.append("| model | intermediate | params | layer params | model.onnx | prefill ms | prefill tok/s | decode ms/token | decode tok/s | prefill speed-up | decode speed-up | param reduction (all / layers) | MAC reduction (prefill / decode) |\n");
-        md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.append("| model | intermediate | params | layer params | model.onnx | model.pt | prefill ms | prefill tok/s | decode ms/token | decode tok/s | prefill speed-up | decode speed-up | param reduction (all / layers) | MAC reduction (prefill / decode) |\n");
+        md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         double pd = median(prefill.get("dense"));
         double dd = median(decode.get("dense"));
         long paramsDense = ModelStats.parameters(c);
@@ -126,8 +126,8 @@ public final class OnnxBenchmark {
             double d = median(decode.get(v.name()));
             long params = ModelStats.parameters(v.config());
             long lp = layerParams(v.config());
-            md.append(String.format(Locale.ROOT, "| %s | %d | %.2fM | %.2fM | %.1f MiB | %.2f | %.0f | %.3f | %.0f | %.2fx | %.2fx | %.2fx / %.2fx | %.2fx / %.2fx |%n",
-                    v.name(), v.config().layer(0).intermediateSize(), params / 1e6, lp / 1e6, v.onnxBytes() / 1048576.0, p, PREFILL / p * 1000, d, 1000 / d,
+            md.append(String.format(Locale.ROOT, "| %s | %d | %.2fM | %.2fM | %.1f MiB | %.1f MiB | %.2f | %.0f | %.3f | %.0f | %.2fx | %.2fx | %.2fx / %.2fx | %.2fx / %.2fx |%n",
+                    v.name(), v.config().layer(0).intermediateSize(), params / 1e6, lp / 1e6, v.onnxBytes() / 1048576.0, v.ptBytes() / 1048576.0, p, PREFILL / p * 1000, d, 1000 / d,
                     pd / p, dd / d, (double) paramsDense / params, (double) layersDense / lp,
                     macsPerToken(c, (PREFILL + 1) / 2.0) / macsPerToken(v.config(), (PREFILL + 1) / 2.0),
                     macsPerToken(c, PREFILL + 1) / macsPerToken(v.config(), PREFILL + 1)));
@@ -218,10 +218,11 @@ public final class OnnxBenchmark {
     private static Variant variant(String name, Path model, Path out) throws Exception {
         Path dir = out.resolve(name.replace("%", ""));
         Exporter.Result onnx = Exporter.export(model, ExportFormat.ONNX, dir.resolve("onnx"));
-        Exporter.Result kv = Exporter.export(model, ExportFormat.ONNX_KV, dir.resolve("onnx-kv"));
+        Exporter.export(model, ExportFormat.ONNX_KV, dir.resolve("onnx-kv"));
+        Exporter.Result ts = Exporter.export(model, ExportFormat.TORCHSCRIPT, dir.resolve("torchscript"));
         long onnxBytes = Files.size(onnx.dir().resolve("model.onnx"));
-        long kvBytes = Files.size(kv.dir().resolve("model.onnx"));
-        return new Variant(name, dir, ModelConfig.load(model), null, null, onnxBytes, kvBytes);
+        long ptBytes = Files.size(ts.dir().resolve(TorchScriptExporter.FILE));
+        return new Variant(name, dir, ModelConfig.load(model), null, null, onnxBytes, ptBytes);
     }
 
     /** Mean ms of {@code n} prefill calls. */

@@ -91,6 +91,29 @@ class OnnxExportTest {
         checkLogits(pruned, 32);
     }
 
+    /** FLAP can remove a layer's whole attention or MLP: only the compensation bias remains. */
+    @Test
+    void layersWithNoHeadsOrNoChannels() throws Exception {
+        Path dense = tmp.resolve("dense");
+        RandomModels.write(dense, RandomModels.llama().withLayers(3));
+        ModelConfig c = ModelConfig.load(dense);
+        List<dev.lopper.model.config.LayerShape> shapes = List.of(
+                new dev.lopper.model.config.LayerShape(0, 0, 50, true, false),
+                new dev.lopper.model.config.LayerShape(4, 2, 0, false, true),
+                new dev.lopper.model.config.LayerShape(2, 1, 30, true, true));
+        Path dir = TestModels.slice(dense, shapes, tmp.resolve("empty-layers"));
+        checkLogits(dir, 12);
+        Exporter.Result kv = Exporter.export(dir, ExportFormat.ONNX_KV, tmp.resolve("kv"));
+        try (Ort ort = new Ort(kv.dir().resolve(OnnxExporter.MODEL_FILE), 1)) {
+            assertFalse(ort.inputNames().contains(OnnxExporter.pastName(0, "key")), "a layer with no KV heads has no cache");
+            assertTrue(ort.inputNames().contains(OnnxExporter.pastName(1, "key")));
+        }
+        Exporter.Result ts = Exporter.export(dir, ExportFormat.TORCHSCRIPT, tmp.resolve("ts"));
+        long[][] ids = Reference.ids(2, 12, c.vocabSize(), 1);
+        double diff = Reference.maxAbsDiff(TorchScriptExportTest.libtorchLogits(ts.dir(), ids), Reference.logits(dir, ids, null));
+        assertTrue(diff <= TOL, "TorchScript with empty layers: max abs diff " + diff);
+    }
+
     @Test
     void paddingMaskMatchesForwardPass() throws Exception {
         Path dir = model(RandomModels.llama(), false);
