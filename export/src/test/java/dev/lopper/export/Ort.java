@@ -38,6 +38,21 @@ final class Ort implements AutoCloseable {
         }
     }
 
+    /** Runs prepared tensors (kept by the caller, reusable across calls), fetching only {@code outputs}. */
+    void runPrepared(Map<String, OnnxTensor> inputs, java.util.Set<String> outputs) throws OrtException {
+        session.run(inputs, outputs).close();
+    }
+
+    /** A float tensor the caller closes. */
+    OnnxTensor floatTensor(float[] data, long[] shape) throws OrtException {
+        return OnnxTensor.createTensor(env, FloatBuffer.wrap(data), shape);
+    }
+
+    /** An int64 tensor the caller closes. */
+    OnnxTensor longTensor(long[][] data) throws OrtException {
+        return longs(data);
+    }
+
     /** Stops profiling; returns the profile file (Chrome trace JSON). */
     Path endProfiling() throws OrtException {
         return Path.of(session.endProfiling());
