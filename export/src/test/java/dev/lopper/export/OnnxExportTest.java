@@ -18,6 +18,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -163,6 +164,10 @@ class OnnxExportTest {
         int v = c.vocabSize();
         int d = c.headDim();
         try (Ort ort = new Ort(r.dir().resolve(OnnxExporter.MODEL_FILE), 2)) {
+            for (int i : OnnxExporter.cachedLayers(c)) {
+                // documented input shape: [batch, kv_heads_i, past_sequence, head_dim], symbolic batch and past
+                assertArrayEquals(new long[] {-1, c.layer(i).numKvHeads(), -1, d}, ort.inputShape(OnnxExporter.pastName(i, "value")));
+            }
             Map<String, float[]> cache = new HashMap<>();
             Map<String, long[]> shapes = new HashMap<>();
             for (int i : OnnxExporter.cachedLayers(c)) {
