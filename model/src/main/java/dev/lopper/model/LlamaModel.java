@@ -81,9 +81,10 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Runs decoder layer {@code i} on hidden states [B, T, hidden] at positions start..start+T-1.
+     * Runs decoder layer {@code i} on hidden states [B, T, hidden].
      *
-     * @param paddingMask [B, T] with 1 for real tokens and 0 for padding, or null
+     * @param ropeTables cos and sin from {@link #ropeTables}
+     * @param mask additive mask from {@link #mask}
      */
     public NDArray layer(int i, NDArray hidden, NDList ropeTables, NDArray mask, LayerHooks hooks) {
         return Decoder.layer(layers.get(i), hidden, ropeTables.get(0), ropeTables.get(1), mask, config.rmsNormEps(),
