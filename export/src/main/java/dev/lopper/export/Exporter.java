@@ -2,16 +2,14 @@ package dev.lopper.export;
 
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
+import dev.lopper.model.io.AtomicDirectory;
 import dev.lopper.model.io.ModelWriter;
 import dev.lopper.model.io.TensorSource;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
@@ -62,8 +60,7 @@ public final class Exporter {
                     Map.of("format", "pt"));
             return new Result(format, target, listFiles(target));
         }
-        Files.createDirectories(target.getParent());
-        Path tmp = Files.createTempDirectory(target.getParent(), "." + target.getFileName() + ".tmp-");
+        Path tmp = AtomicDirectory.createTemp(target);
         try {
             switch (format) {
                 case ONNX, ONNX_KV -> OnnxExporter.write(config, tensors, tmp, format == ExportFormat.ONNX_KV, forceExternalData);
@@ -78,9 +75,9 @@ public final class Exporter {
                     }
                 }
             }
-            replaceDirectory(tmp, target);
+            AtomicDirectory.replace(tmp, target);
         } finally {
-            deleteTree(tmp);
+            AtomicDirectory.deleteTree(tmp);
         }
         return new Result(format, target, listFiles(target));
     }
@@ -93,40 +90,5 @@ public final class Exporter {
             }
         }
         return files;
-    }
-
-    /** Moves {@code fresh} to {@code target}; an existing target is moved aside first and deleted after. */
-    private static void replaceDirectory(Path fresh, Path target) throws IOException {
-        Path old = null;
-        if (Files.exists(target)) {
-            old = target.resolveSibling("." + target.getFileName() + ".old-" + System.nanoTime());
-            Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-        }
-        try {
-            Files.move(fresh, target, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            if (old != null) {
-                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
-            }
-            throw e;
-        }
-        if (old != null) {
-            deleteTree(old);
-        }
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            s.sorted(Comparator.reverseOrder()).forEach(x -> {
-                try {
-                    Files.delete(x);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e);
-                }
-            });
-        }
     }
 }
