@@ -10,7 +10,8 @@ import java.io.UncheckedIOException;
 /** The {@code lopper} command line: a thin layer over the Java API. */
 @Command(name = "lopper", mixinStandardHelpOptions = true, versionProvider = Version.class,
         description = "Structured pruning for LLaMA-family language models.",
-        subcommands = {InspectCommand.class, PplCommand.class, GenerateCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {InspectCommand.class, PplCommand.class, GenerateCommand.class, PruneCommand.class, ExportCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Main {
     public static void main(String[] args) {
         System.exit(run(args));

@@ -9,7 +9,9 @@ import java.util.List;
 /**
  * Every prunable layer loses the same fraction: {@code round(headRatio x units)} head units (KV groups, or query
  * heads inside every group alike) and {@code round(channelRatio x channels)} MLP channels, the lowest scored;
- * each layer keeps at least one head unit and one channel. With target "layers" (alone) it removes
+ * each layer keeps at least one head unit and one channel. When heads and channels are both targets and neither
+ * per-kind ratio is given, heads are rounded first and the channel count is chosen so that the layer loses
+ * {@code ratio} of its prunable parameters (the channels absorb the heads' rounding). With target "layers" (alone) it removes
  * {@code round(ratio x prunable layers)} whole layers, the lowest scored. This is LLM-Pruner's block-wise setting
  * and FLAP's UL-UM.
  */
@@ -48,7 +50,16 @@ public final class UniformAllocation implements Allocation.Strategy {
             }
             int[] channels = LayerSelection.range(s.intermediateSize());
             if (o.channels() && s.intermediateSize() > 0) {
-                int k = Math.min((int) Math.round(rc * s.intermediateSize()), s.intermediateSize() - 1);
+                int k = (int) Math.round(rc * s.intermediateSize());
+                if (o.heads() && o.headRatio() == null && o.channelRatio() == null) {
+                    // whole heads rarely hit the ratio: let the channels absorb the rounding, so that the layer
+                    // loses `ratio` of its prunable parameters (e.g. 1 of 4 KV groups = 25% of attention at ratio 0.2)
+                    long target = Math.round(o.ratio() * Allocation.prunable(graph.config(), s, true, true, false));
+                    long headsGone = Allocation.prunable(graph.config(), s, true, false, false)
+                            - Allocation.prunable(graph.config(), new LayerShape(heads.length, groups.length, 0), true, false, false);
+                    k = (int) Math.max(0, Math.round((double) (target - headsGone) / graph.mlpChannels(i).parametersPerUnit()));
+                }
+                k = Math.min(k, s.intermediateSize() - 1);
                 channels = Allocation.complement(s.intermediateSize(), Allocation.lowest(scores.channels()[i], k));
             }
             out.add(new LayerSelection(i, false, groups, heads, channels));

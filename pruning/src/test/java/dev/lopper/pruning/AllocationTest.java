@@ -71,6 +71,23 @@ class AllocationTest {
     }
 
     @Test
+    void uniformChannelsAbsorbTheHeadRounding() throws Exception {
+        ModelConfig c = config();
+        // per layer: attention 24576 + MLP 18432 = 43008 prunable; 0.2 -> 8602; round(0.8) = 1 KV group = 6144,
+        // so (8602 - 6144) / 192 = 12.8 -> 13 channels go instead of round(0.2 x 96) = 19
+        PruningPlan plan = Allocation.allocate(StructureGraph.of(c), scores(c, false), Allocation.Options.of(0.2, Set.of("heads", "channels"), "uniform"));
+        for (LayerSelection l : plan.resolve(c)) {
+            assertEquals(3, l.keptKvGroups().length);
+            assertEquals(83, l.keptChannels().length);
+        }
+        assertEquals(0.2, plan.result().achievedRatio(), 192.0 / 43008);
+        // explicit per-kind ratios are taken as given
+        PruningPlan split = Allocation.allocate(StructureGraph.of(c), scores(c, false),
+                new Allocation.Options(0.2, Set.of("heads", "channels"), "uniform", null, 0.2, 0.2, 0, 0));
+        assertEquals(77, split.resolve(c).get(0).keptChannels().length);
+    }
+
+    @Test
     void uniformQueryHeadsKeepEveryGroupTheSameSize() throws Exception {
         ModelConfig c = RandomModels.write(tmp.resolve("q"), RandomModels.llama().withHeads(8, 2).withLayers(2));
         Scores s = scores(c, false);

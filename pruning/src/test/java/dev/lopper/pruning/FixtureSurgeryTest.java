@@ -54,6 +54,22 @@ class FixtureSurgeryTest {
         magnitudePlanEqualsZeroedModelAndReloads(fixture());
     }
 
+    /** Uniform magnitude at ratio 0.2 on the fixture: 1 of 4 KV groups and 125 of 688 channels per layer (PRUNING.md). */
+    @Test
+    void fixtureUniformMagnitudeHitsTheRatio() throws Exception {
+        try (ModelDir md = ModelDir.open(fixture())) {
+            ModelConfig c = md.config();
+            Scores s = new MagnitudeCriterion(2).score(ScoringContext.of(c, md.checkpoint(), Device.cpu()));
+            PruningPlan plan = Allocation.allocate(StructureGraph.of(c), s, Allocation.Options.of(0.2, Set.of("heads", "channels"), "uniform"));
+            for (LayerSelection l : plan.resolve(c)) {
+                assertEquals(3, l.keptKvGroups().length);
+                assertEquals(6, l.keptHeads().length);
+                assertEquals(563, l.keptChannels().length);
+            }
+            assertEquals(0.2, plan.result().achievedRatio(), 768.0 / 724992);
+        }
+    }
+
     @Test
     void randomBf16EmptyPlanIsBitIdentical() throws Exception {
         emptyPlanIsBitIdentical(randomBf16());

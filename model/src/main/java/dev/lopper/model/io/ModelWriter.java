@@ -8,17 +8,13 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.config.ModelConfig;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
-import java.util.stream.Stream;
 
 /**
  * Saves a model as an HF directory: config.json, model.safetensors (or shards + index) and the tokenizer files
@@ -44,8 +40,7 @@ public final class ModelWriter {
     public static long save(Path out, ModelConfig config, TensorSource tensors, DataType storeAs, Path sideFilesFrom,
                             long maxShardBytes, Map<String, String> metadata) throws IOException {
         Path target = out.toAbsolutePath();
-        Files.createDirectories(target.getParent());
-        Path tmp = Files.createTempDirectory(target.getParent(), "." + target.getFileName() + ".tmp-");
+        Path tmp = AtomicDirectory.createTemp(target);
         try {
             ObjectNode json = config.toJson();
             if (storeAs != null) {
@@ -60,10 +55,10 @@ public final class ModelWriter {
                     }
                 }
             }
-            replaceDirectory(tmp, target);
+            AtomicDirectory.replace(tmp, target);
             return bytes;
         } finally {
-            deleteTree(tmp);
+            AtomicDirectory.deleteTree(tmp);
         }
     }
 
@@ -120,41 +115,6 @@ public final class ModelWriter {
             ByteBuffer copy = ByteBuffer.allocateDirect(data.remaining()).order(ByteOrder.LITTLE_ENDIAN);
             copy.put(data).flip();
             return copy;
-        }
-    }
-
-    /** Moves {@code fresh} to {@code target}; an existing target is moved aside first and deleted after. */
-    private static void replaceDirectory(Path fresh, Path target) throws IOException {
-        Path old = null;
-        if (Files.exists(target)) {
-            old = target.resolveSibling("." + target.getFileName() + ".old-" + System.nanoTime());
-            Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-        }
-        try {
-            Files.move(fresh, target, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            if (old != null) {
-                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
-            }
-            throw e;
-        }
-        if (old != null) {
-            deleteTree(old);
-        }
-    }
-
-    static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            s.sorted(Comparator.reverseOrder()).forEach(x -> {
-                try {
-                    Files.delete(x);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e);
-                }
-            });
         }
     }
 }

@@ -1,0 +1,284 @@
+package dev.lopper.export;
+
+import ai.onnx.proto.OnnxMl.ModelProto;
+import ai.onnx.proto.OnnxMl.OperatorSetIdProto;
+import ai.onnx.proto.OnnxMl.StringStringEntryProto;
+import dev.lopper.model.WeightNames;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.model.io.TensorSource;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static dev.lopper.export.OnnxGraph.FLOAT;
+import static dev.lopper.export.OnnxGraph.INT64;
+import static dev.lopper.export.OnnxGraph.attr;
+
+/**
+ * Writes a LLaMA-family model (LLaMA, Mistral, Qwen2; per-layer shapes and FLAP biases included) as an ONNX graph
+ * that computes exactly what {@code LlamaModel.logits} computes (see docs/EXPORT.md for names and shapes).
+ *
+ * <ul>
+ *   <li>logits variant: {@code input_ids} [batch, sequence] int64, {@code attention_mask} [batch, sequence] int64
+ *       -> {@code logits} [batch, sequence, vocab] fp32;</li>
+ *   <li>KV-cache variant: additionally {@code past_key_values.<i>.key|value} [batch, kv_heads_i, past_sequence,
+ *       head_dim] in and {@code present.<i>.key|value} [batch, kv_heads_i, past_sequence + sequence, head_dim] out,
+ *       with {@code attention_mask} [batch, past_sequence + sequence]; layers with no KV heads (all heads pruned)
+ *       have no cache entries.</li>
+ * </ul>
+ * Positions are {@code past_sequence .. past_sequence + sequence - 1} (as in Lopper's forward pass, padding does
+ * not shift them). Linear weights are stored transposed ([in, out]) under their HF names, as MatMul wants them.
+ * Opset 17, IR version 8; weights go to {@code model.onnx.data} when they would push the file past protobuf's
+ * 2 GB limit.
+ */
+public final class OnnxExporter {
+    public static final int OPSET = 17;
+    public static final int IR_VERSION = 8;
+    public static final String MODEL_FILE = "model.onnx";
+    public static final String DATA_FILE = "model.onnx.data";
+    /** Above this many bytes of weights, external data is used (protobuf's hard limit is 2 GiB). */
+    public static final long EXTERNAL_DATA_THRESHOLD = 2L * 1024 * 1024 * 1024 - 64L * 1024 * 1024;
+
+    private final ModelConfig config;
+    private final Weights weights;
+    private final boolean kvCache;
+    private OnnxGraph g;
+
+    private OnnxExporter(ModelConfig config, TensorSource source, boolean kvCache) {
+        this.config = config;
+        this.weights = new Weights(source);
+        this.kvCache = kvCache;
+    }
+
+    /**
+     * Writes {@code dir/model.onnx} (and {@code dir/model.onnx.data} when needed or forced); {@code dir} must exist.
+     *
+     * @param forceExternal put weights in {@code model.onnx.data} even when the model is small
+     * @return the files written
+     */
+    public static List<Path> write(ModelConfig config, TensorSource source, Path dir, boolean kvCache,
+                                   boolean forceExternal) throws IOException {
+        return new OnnxExporter(config, source, kvCache).write(dir, forceExternal);
+    }
+
+    private List<Path> write(Path dir, boolean forceExternal) throws IOException {
+        boolean external = forceExternal || weights.totalFloat32Bytes() > EXTERNAL_DATA_THRESHOLD;
+        Path data = dir.resolve(DATA_FILE);
+        ModelProto model;
+        try (OnnxGraph graph = new OnnxGraph(kvCache ? "lopper_llama_kv" : "lopper_llama", external ? data : null)) {
+            g = graph;
+            buildGraph();
+            model = ModelProto.newBuilder()
+                    .setIrVersion(IR_VERSION)
+                    .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(OPSET))
+                    .setProducerName("lopper")
+                    .setProducerVersion("0.1.0")
+                    .setDocString("LLaMA-family causal LM exported by Lopper (" + (kvCache ? "with KV cache" : "logits") + ")")
+                    .addMetadataProps(StringStringEntryProto.newBuilder().setKey("lopper.config").setValue(config.toJson().toString()))
+                    .addMetadataProps(StringStringEntryProto.newBuilder().setKey("lopper.variant").setValue(kvCache ? "onnx-kv" : "onnx"))
+                    .setGraph(graph.build())
+                    .build();
+        }
+        Path file = dir.resolve(MODEL_FILE);
+        try (OutputStream out = Files.newOutputStream(file)) {
+            model.writeTo(out);
+        }
+        return external ? List.of(file, data) : List.of(file);
+    }
+
+    private void buildGraph() throws IOException {
+        int hidden = config.hiddenSize();
+        int d = config.headDim();
+        g.input("input_ids", INT64, "batch", "sequence");
+        g.input("attention_mask", INT64, "batch", kvCache ? "total_sequence" : "sequence");
+        if (kvCache) {
+            for (int i = 0; i < config.numLayers(); i++) {
+                int kv = config.layer(i).numKvHeads();
+                if (kv > 0) {
+                    g.input(pastName(i, "key"), FLOAT, "batch", (long) kv, "past_sequence", (long) d);
+                    g.input(pastName(i, "value"), FLOAT, "batch", (long) kv, "past_sequence", (long) d);
+                }
+            }
+        }
+        g.output("logits", FLOAT, "batch", "sequence", (long) config.vocabSize());
+
+        // positions: queries at past..total-1, keys at 0..total-1 (total = attention_mask's length)
+        String t = g.op("Shape", "input_ids", attr("start", 1), attr("end", 2));
+        String s = g.op("Shape", "attention_mask", attr("start", 1), attr("end", 2));
+        String past = g.op("Sub", s, t);
+        String zero = g.longScalar(0);
+        String one = g.longScalar(1);
+        String axis0 = g.longs(0);
+        String qPos = g.op("Range", new String[] {g.op("Squeeze", past, axis0), g.op("Squeeze", s, axis0), one}); // [T]
+        String kPos = g.op("Range", new String[] {zero, g.op("Squeeze", s, axis0), one}); // [S]
+        String qCol = g.op("Unsqueeze", qPos, g.longs(1)); // [T, 1]
+        String kRow = g.op("Unsqueeze", kPos, axis0); // [1, S]
+
+        // RoPE tables [T, headDim] from inverse frequencies, in fp32 as Rope.java computes them
+        double[] inv = config.ropeScaling().inverseFrequencies(d, config.ropeTheta());
+        float[] invF = new float[inv.length];
+        for (int i = 0; i < inv.length; i++) {
+            invF[i] = (float) inv[i];
+        }
+        String invFreq = g.floats(invF, 1, inv.length);
+        String angles = g.op("Mul", g.op("Cast", qCol, attr("to", FLOAT)), invFreq); // [T, D/2]
+        String emb = g.op("Concat", new String[] {angles, angles}, attr("axis", -1)); // [T, D]
+        String cos = g.op("Cos", emb);
+        String sin = g.op("Sin", emb);
+
+        String mask = mask(qCol, kRow); // [B, 1, T, S]
+
+        String h = g.op("Gather", g.weight(WeightNames.EMBED, weights.get(WeightNames.EMBED, config.vocabSize(), hidden),
+                config.vocabSize(), hidden), "input_ids", attr("axis", 0)); // [B, T, hidden]
+        for (int i = 0; i < config.numLayers(); i++) {
+            h = layer(i, h, cos, sin, mask);
+        }
+        String normed = rmsNorm(h, WeightNames.FINAL_NORM);
+        String headT;
+        if (weights.has(WeightNames.LM_HEAD)) {
+            headT = g.weight(WeightNames.LM_HEAD, weights.transposed(WeightNames.LM_HEAD, config.vocabSize(), hidden),
+                    hidden, config.vocabSize());
+        } else {
+            // tied: reuse the embedding (ONNX Runtime folds the transpose once, at session start)
+            headT = g.op("Transpose", WeightNames.EMBED, attr("perm", 1, 0));
+        }
+        g.opTo("logits", "MatMul", new String[] {normed, headT});
+    }
+
+    /**
+     * The additive mask [B, 1, T, S]: causal (and Mistral's window) as -inf, padded keys as -1e30 except on the
+     * diagonal, exactly like {@code Masks.causal}.
+     */
+    private String mask(String qCol, String kRow) {
+        String allowed = g.op("LessOrEqual", kRow, qCol); // [T, S]
+        if (config.slidingWindow() > 0) {
+            String inWindow = g.op("Less", g.op("Sub", qCol, kRow), g.longScalar(config.slidingWindow()));
+            allowed = g.op("And", allowed, inWindow);
+        }
+        String causal = g.op("Where", new String[] {allowed, g.scalar(0f), g.scalar(Float.NEGATIVE_INFINITY)});
+        String am = g.op("Cast", "attention_mask", attr("to", FLOAT)); // [B, S]
+        String blocked = g.op("Mul", g.op("Sub", g.scalar(1f), am), g.scalar(-1e30f));
+        String blocked4 = g.op("Unsqueeze", blocked, g.longs(1, 2)); // [B, 1, 1, S]
+        String offDiagonal = g.op("Cast", g.op("Not", g.op("Equal", qCol, kRow)), attr("to", FLOAT)); // [T, S]
+        return g.op("Add", causal, g.op("Mul", blocked4, offDiagonal));
+    }
+
+    private String layer(int i, String x, String cos, String sin, String mask) throws IOException {
+        LayerShape s = config.layer(i);
+        int hidden = config.hiddenSize();
+        String h = x;
+        if (s.numHeads() > 0) {
+            String n1 = rmsNorm(x, WeightNames.inputNorm(i));
+            String attn = attention(i, s, n1, cos, sin, mask);
+            h = g.op("Add", x, linear(attn, i, "self_attn", "o_proj", (long) s.numHeads() * config.headDim(), hidden, s.oProjBias()));
+        } else if (s.oProjBias()) {
+            h = g.op("Add", x, bias(WeightNames.attn(i, "o_proj", "bias"), hidden));
+        }
+        if (s.intermediateSize() > 0) {
+            String n2 = rmsNorm(h, WeightNames.postAttentionNorm(i));
+            String gate = linear(n2, i, "mlp", "gate_proj", hidden, s.intermediateSize(), false);
+            String up = linear(n2, i, "mlp", "up_proj", hidden, s.intermediateSize(), false);
+            String act = g.op("Mul", g.op("Mul", g.op("Sigmoid", gate), gate), up);
+            return g.op("Add", h, linear(act, i, "mlp", "down_proj", s.intermediateSize(), hidden, s.downProjBias()));
+        }
+        return s.downProjBias() ? g.op("Add", h, bias(WeightNames.mlp(i, "down_proj", "bias"), hidden)) : h;
+    }
+
+    /** Grouped-query causal attention; returns [B, T, heads * headDim]. */
+    private String attention(int i, LayerShape s, String n1, String cos, String sin, String mask) throws IOException {
+        int hidden = config.hiddenSize();
+        long d = config.headDim();
+        boolean b = config.qkvBias();
+        String q = heads(linear(n1, i, "self_attn", "q_proj", hidden, s.numHeads() * d, b), s.numHeads());
+        String k = heads(linear(n1, i, "self_attn", "k_proj", hidden, s.numKvHeads() * d, b), s.numKvHeads());
+        String v = heads(linear(n1, i, "self_attn", "v_proj", hidden, s.numKvHeads() * d, b), s.numKvHeads());
+        q = rope(q, cos, sin);
+        k = rope(k, cos, sin);
+        if (kvCache) {
+            k = g.opTo(presentName(i, "key"), "Concat", new String[] {pastName(i, "key"), k}, attr("axis", 2));
+            v = g.opTo(presentName(i, "value"), "Concat", new String[] {pastName(i, "value"), v}, attr("axis", 2));
+            g.output(presentName(i, "key"), FLOAT, "batch", (long) s.numKvHeads(), "total_sequence", d);
+            g.output(presentName(i, "value"), FLOAT, "batch", (long) s.numKvHeads(), "total_sequence", d);
+        }
+        if (s.groupSize() > 1) {
+            k = repeatKv(k, s);
+            v = repeatKv(v, s);
+        }
+        String scores = g.op("MatMul", q, g.op("Transpose", k, attr("perm", 0, 1, 3, 2)));
+        scores = g.op("Add", g.op("Mul", scores, g.scalar((float) (1.0 / Math.sqrt(d)))), mask);
+        String out = g.op("MatMul", g.op("Softmax", scores, attr("axis", -1)), v); // [B, H, T, D]
+        out = g.op("Transpose", out, attr("perm", 0, 2, 1, 3));
+        return g.op("Reshape", out, g.longs(0, 0, s.numHeads() * d));
+    }
+
+    /** [B, T, n * D] -> [B, n, T, D]. */
+    private String heads(String x, int n) {
+        return g.op("Transpose", g.op("Reshape", x, g.longs(0, 0, n, config.headDim())), attr("perm", 0, 2, 1, 3));
+    }
+
+    /** HF's repeat_kv: [B, kv, S, D] -> [B, kv * group, S, D], query head j reading KV head j / group. */
+    private String repeatKv(String x, LayerShape s) {
+        String x5 = g.op("Unsqueeze", x, g.longs(2)); // [B, kv, 1, S, D]
+        String expanded = g.op("Expand", x5, g.longs(1, 1, s.groupSize(), 1, 1));
+        return g.op("Reshape", expanded, g.longs(0, s.numHeads(), -1, config.headDim()));
+    }
+
+    /** x * cos + rotate_half(x) * sin, rotate_half(x) = concat(-x2, x1) over the two halves of the head dim. */
+    private String rope(String x, String cos, String sin) {
+        long half = config.headDim() / 2;
+        String[] halves = g.opN("Split", 2, new String[] {x, g.longs(half, half)}, attr("axis", -1));
+        String rotated = g.op("Concat", new String[] {g.op("Neg", halves[1]), halves[0]}, attr("axis", -1));
+        return g.op("Add", g.op("Mul", x, cos), g.op("Mul", rotated, sin));
+    }
+
+    /** RMSNorm in fp32: x / sqrt(mean(x^2) + eps) * weight. */
+    private String rmsNorm(String x, String weightName) throws IOException {
+        int hidden = config.hiddenSize();
+        String w = g.weight(weightName, weights.get(weightName, hidden), hidden);
+        // Pow(x, 2) rather than x * x: the same value, and ONNX Runtime fuses Pow-ReduceMean-Add-Sqrt-Div into one
+        // SimplifiedLayerNormalization kernel
+        String ms = g.op("ReduceMean", g.op("Pow", x, g.scalar(2f)), attr("axes", new long[] {-1}), attr("keepdims", 1));
+        String rms = g.op("Sqrt", g.op("Add", ms, g.scalar((float) config.rmsNormEps())));
+        return g.op("Mul", g.op("Div", x, rms), w);
+    }
+
+    /** x W^T (+ b), with W [out, in] stored transposed. */
+    private String linear(String x, int layer, String block, String proj, long in, long out, boolean withBias) throws IOException {
+        String name = block.equals("mlp") ? WeightNames.mlp(layer, proj, "weight") : WeightNames.attn(layer, proj, "weight");
+        String w = g.weight(name, weights.transposed(name, out, in), in, out);
+        String y = g.op("MatMul", x, w);
+        if (withBias) {
+            String bName = block.equals("mlp") ? WeightNames.mlp(layer, proj, "bias") : WeightNames.attn(layer, proj, "bias");
+            y = g.op("Add", y, bias(bName, out));
+        }
+        return y;
+    }
+
+    private String bias(String name, long n) throws IOException {
+        return g.weight(name, weights.get(name, n), n);
+    }
+
+    public static String pastName(int layer, String kind) {
+        return "past_key_values." + layer + "." + kind;
+    }
+
+    public static String presentName(int layer, String kind) {
+        return "present." + layer + "." + kind;
+    }
+
+    /** Layers that have KV-cache inputs/outputs (those with at least one KV head). */
+    public static List<Integer> cachedLayers(ModelConfig config) {
+        List<Integer> out = new ArrayList<>();
+        for (int i = 0; i < config.numLayers(); i++) {
+            if (config.layer(i).numKvHeads() > 0) {
+                out.add(i);
+            }
+        }
+        return out;
+    }
+}

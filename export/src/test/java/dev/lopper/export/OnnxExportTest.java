@@ -1,0 +1,209 @@
+package dev.lopper.export;
+
+import ai.djl.ndarray.types.DataType;
+import dev.lopper.model.ModelDir;
+import dev.lopper.model.config.Family;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.model.testing.RandomModels;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/** ONNX exports run in ONNX Runtime (Java) against Lopper's own forward pass: max abs diff <= 1e-4 (fp32). */
+class OnnxExportTest {
+    static final double TOL = 1e-4;
+
+    @TempDir
+    Path tmp;
+
+    static Stream<Arguments> variants() {
+        RandomModels.Spec base = RandomModels.llama();
+        return Stream.of(
+                Arguments.of("gqa", base, false),
+                Arguments.of("mha-tied", base.withHeads(4, 4).withTied(true), false),
+                Arguments.of("mqa-attention-bias", base.withHeads(4, 1).withQkvBias(true), false),
+                Arguments.of("qwen2", base.withFamily(Family.QWEN2), false),
+                Arguments.of("mistral-window", base.withFamily(Family.MISTRAL), false),
+                Arguments.of("llama3-rope-bf16", base.withRopeScaling("llama3").withDtype(DataType.BFLOAT16), false),
+                Arguments.of("pruned-gqa-biases", base.withLayers(4).withHeads(8, 4), true),
+                Arguments.of("pruned-qwen2-tied", base.withLayers(3).withFamily(Family.QWEN2).withHeads(6, 3).withTied(true), true));
+    }
+
+    /** A model dir for the variant: the random model, or it sliced to non-uniform layers with FLAP biases. */
+    private Path model(RandomModels.Spec spec, boolean pruned) throws Exception {
+        Path dense = tmp.resolve("dense");
+        RandomModels.write(dense, spec);
+        if (!pruned) {
+            return dense;
+        }
+        ModelConfig c = ModelConfig.load(dense);
+        Path out = TestModels.slice(dense, TestModels.nonUniform(c, 0.6, true), tmp.resolve("pruned"));
+        assertFalse(ModelConfig.load(out).isUniform(), "the pruned test model must have non-uniform layers");
+        return out;
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("variants")
+    void logitsMatchForwardPass(String name, RandomModels.Spec spec, boolean pruned) throws Exception {
+        Path dir = model(spec, pruned);
+        checkLogits(dir, 24);
+    }
+
+    private void checkLogits(Path dir, int len) throws Exception {
+        Exporter.Result r = Exporter.export(dir, ExportFormat.ONNX, tmp.resolve("onnx"));
+        int vocab = ModelConfig.load(dir).vocabSize();
+        long[][] ids = Reference.ids(2, len, vocab, 1);
+        float[] want = Reference.logits(dir, ids, null);
+        try (Ort ort = new Ort(r.dir().resolve(OnnxExporter.MODEL_FILE), 2)) {
+            float[] got = ort.logits(ids, Ort.ones(2, len));
+            double diff = Reference.maxAbsDiff(got, want);
+            assertTrue(diff <= TOL, dir.getFileName() + ": ONNX Runtime vs forward pass max abs diff " + diff);
+            // the batch and sequence axes are symbolic: a different shape runs too
+            long[][] shorter = Reference.ids(1, 5, vocab, 3);
+            double diff2 = Reference.maxAbsDiff(ort.logits(shorter, Ort.ones(1, 5)), Reference.logits(dir, shorter, null));
+            assertTrue(diff2 <= TOL, "batch 1, length 5: max abs diff " + diff2);
+            assertEquals(-1, ort.inputShape("input_ids")[0]);
+            assertEquals(-1, ort.inputShape("input_ids")[1]);
+        }
+    }
+
+    @Test
+    void fixtureDenseAndPruned() throws Exception {
+        Path fixture = TestModels.fixture();
+        assumeTrue(fixture != null, "fixtures/lopper-tiny is not in this checkout");
+        checkLogits(fixture, 32);
+        ModelConfig c = ModelConfig.load(fixture);
+        Path pruned = TestModels.slice(fixture, TestModels.nonUniform(c, 0.5, true), tmp.resolve("fixture-pruned"));
+        checkLogits(pruned, 32);
+    }
+
+    /** FLAP can remove a layer's whole attention or MLP: only the compensation bias remains. */
+    @Test
+    void layersWithNoHeadsOrNoChannels() throws Exception {
+        Path dense = tmp.resolve("dense");
+        RandomModels.write(dense, RandomModels.llama().withLayers(3));
+        ModelConfig c = ModelConfig.load(dense);
+        List<dev.lopper.model.config.LayerShape> shapes = List.of(
+                new dev.lopper.model.config.LayerShape(0, 0, 50, true, false),
+                new dev.lopper.model.config.LayerShape(4, 2, 0, false, true),
+                new dev.lopper.model.config.LayerShape(2, 1, 30, true, true));
+        Path dir = TestModels.slice(dense, shapes, tmp.resolve("empty-layers"));
+        checkLogits(dir, 12);
+        Exporter.Result kv = Exporter.export(dir, ExportFormat.ONNX_KV, tmp.resolve("kv"));
+        try (Ort ort = new Ort(kv.dir().resolve(OnnxExporter.MODEL_FILE), 1)) {
+            assertFalse(ort.inputNames().contains(OnnxExporter.pastName(0, "key")), "a layer with no KV heads has no cache");
+            assertTrue(ort.inputNames().contains(OnnxExporter.pastName(1, "key")));
+        }
+        Exporter.Result ts = Exporter.export(dir, ExportFormat.TORCHSCRIPT, tmp.resolve("ts"));
+        long[][] ids = Reference.ids(2, 12, c.vocabSize(), 1);
+        double diff = Reference.maxAbsDiff(TorchScriptExportTest.libtorchLogits(ts.dir(), ids), Reference.logits(dir, ids, null));
+        assertTrue(diff <= TOL, "TorchScript with empty layers: max abs diff " + diff);
+    }
+
+    @Test
+    void paddingMaskMatchesForwardPass() throws Exception {
+        Path dir = model(RandomModels.llama(), false);
+        long[][] ids = Reference.ids(2, 12, 300, 2);
+        long[][] mask = Ort.ones(2, 12);
+        for (int t = 0; t < 4; t++) {
+            mask[1][t] = 0; // left padding in the second row
+        }
+        Exporter.Result r = Exporter.export(dir, ExportFormat.ONNX, tmp.resolve("onnx"));
+        try (Ort ort = new Ort(r.dir().resolve(OnnxExporter.MODEL_FILE), 2)) {
+            double diff = Reference.maxAbsDiff(ort.logits(ids, mask), Reference.logits(dir, ids, mask));
+            assertTrue(diff <= TOL, "padded batch: max abs diff " + diff);
+        }
+    }
+
+    @Test
+    void externalDataLoadsAndMatches() throws Exception {
+        Path dir = model(RandomModels.llama().withLayers(3).withHeads(8, 4), true);
+        Path out = tmp.resolve("ext");
+        Files.createDirectories(out);
+        try (ModelDir md = ModelDir.open(dir)) {
+            List<Path> files = OnnxExporter.write(md.config(), md.checkpoint(), out, false, true);
+            assertEquals(2, files.size());
+        }
+        long modelBytes = Files.size(out.resolve(OnnxExporter.MODEL_FILE));
+        long dataBytes = Files.size(out.resolve(OnnxExporter.DATA_FILE));
+        assertTrue(modelBytes < 64 * 1024, "weights must be outside model.onnx, which has " + modelBytes + " bytes");
+        assertTrue(dataBytes > 100_000, "model.onnx.data has only " + dataBytes + " bytes");
+        long[][] ids = Reference.ids(2, 10, 300, 4);
+        try (Ort ort = new Ort(out.resolve(OnnxExporter.MODEL_FILE), 2)) {
+            double diff = Reference.maxAbsDiff(ort.logits(ids, Ort.ones(2, 10)), Reference.logits(dir, ids, null));
+            assertTrue(diff <= TOL, "external data: max abs diff " + diff);
+        }
+    }
+
+    /** KV cache: prefill n tokens with an empty cache, then decode one token at a time; equals full-sequence logits. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("variants")
+    void kvCachePrefillThenStepsMatchFullSequence(String name, RandomModels.Spec spec, boolean pruned) throws Exception {
+        Path dir = model(spec, pruned);
+        ModelConfig c = ModelConfig.load(dir);
+        int len = 20;
+        int prefill = 17;
+        long[][] ids = Reference.ids(2, len, c.vocabSize(), 5);
+        float[] want = Reference.logits(dir, ids, null);
+        Exporter.Result r = Exporter.export(dir, ExportFormat.ONNX_KV, tmp.resolve("onnx-kv"));
+        int v = c.vocabSize();
+        int d = c.headDim();
+        try (Ort ort = new Ort(r.dir().resolve(OnnxExporter.MODEL_FILE), 2)) {
+            for (int i : OnnxExporter.cachedLayers(c)) {
+                // documented input shape: [batch, kv_heads_i, past_sequence, head_dim], symbolic batch and past
+                assertArrayEquals(new long[] {-1, c.layer(i).numKvHeads(), -1, d}, ort.inputShape(OnnxExporter.pastName(i, "value")));
+            }
+            Map<String, float[]> cache = new HashMap<>();
+            Map<String, long[]> shapes = new HashMap<>();
+            for (int i : OnnxExporter.cachedLayers(c)) {
+                for (String kind : List.of("key", "value")) {
+                    cache.put(OnnxExporter.pastName(i, kind), new float[0]);
+                    shapes.put(OnnxExporter.pastName(i, kind), new long[] {2, c.layer(i).numKvHeads(), 0, d});
+                }
+            }
+            int done = 0;
+            for (int step : new int[] {prefill, 1, 1, 1}) {
+                long[][] chunk = new long[2][step];
+                for (int b = 0; b < 2; b++) {
+                    System.arraycopy(ids[b], done, chunk[b], 0, step);
+                }
+                Map<String, float[]> out = ort.run(chunk, Ort.ones(2, done + step), cache, shapes);
+                float[] logits = out.get("logits");
+                double diff = 0;
+                for (int b = 0; b < 2; b++) {
+                    for (int t = 0; t < step; t++) {
+                        for (int k = 0; k < v; k++) {
+                            float w = want[(b * len + done + t) * v + k];
+                            diff = Math.max(diff, Math.abs(logits[(b * step + t) * v + k] - w));
+                        }
+                    }
+                }
+                assertTrue(diff <= TOL, name + ": tokens " + done + ".." + (done + step - 1) + " with cache: max abs diff " + diff);
+                done += step;
+                for (int i : OnnxExporter.cachedLayers(c)) {
+                    for (String kind : List.of("key", "value")) {
+                        float[] present = out.get(OnnxExporter.presentName(i, kind));
+                        assertEquals(2L * c.layer(i).numKvHeads() * done * d, present.length);
+                        cache.put(OnnxExporter.pastName(i, kind), present);
+                        shapes.put(OnnxExporter.pastName(i, kind), new long[] {2, c.layer(i).numKvHeads(), done, d});
+                    }
+                }
+            }
+        }
+    }
+}
