@@ -158,8 +158,14 @@ public final class PruneCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("--ratio has no effect with --apply-plan (the plan says what to cut)");
                 }
                 plan = PruningPlan.load(applyPlan);
-                plan.checkModel(hash);
-                List<LayerSelection> sel = plan.resolve(config);
+                List<LayerSelection> sel;
+                try {
+                    plan.checkModel(hash);
+                    sel = plan.resolve(config);
+                } catch (IllegalArgumentException e) {
+                    // validation speaks of "plan: ..."; the user should see which file
+                    throw new IllegalArgumentException(e.getMessage().replaceFirst("^plan: ", applyPlan + ": "), e);
+                }
                 plan = plan.withModelHash(hash).withResult(Allocation.result(config, sel, plan.targets().contains("heads"),
                         plan.targets().contains("channels"), plan.targets().contains("layers"), 0, 0));
             } else {

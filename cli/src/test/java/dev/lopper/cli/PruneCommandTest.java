@@ -150,6 +150,7 @@ class PruneCommandTest {
         RandomModels.write(other, RandomModels.llama().withHeads(8, 4).withLayers(3).withSeed(7));
         assertNotEquals(ModelHash.of(dir), ModelHash.of(other));
         Files.writeString(plan, PruningPlan.empty().withModelHash(ModelHash.of(other)).toJsonString());
+        assertFails(prune(dir.toString(), "--apply-plan", plan.toString(), "--out", out.toString()), plan + ": field 'modelHash'", out);
         assertFails(prune(dir.toString(), "--apply-plan", plan.toString(), "--out", out.toString()), "different model", out);
     }
 
