@@ -147,6 +147,11 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
+    /** Arrays owned by this model's manager (its weights); tests use it to prove forward passes leak nothing. */
+    int managedArrays() {
+        return ((ai.djl.ndarray.BaseNDManager) manager).getManagedArrays().size();
+    }
+
     /** Parameters held (the LM head counted only when untied). */
     public long parameterCount() {
         return ModelStats.parameters(config);
