@@ -33,12 +33,21 @@ public final class Decoder {
      */
     public static NDArray layer(LayerWeights w, NDArray x, NDArray cos, NDArray sin, NDArray mask, double eps,
                                 int headDim, LayerHooks hooks) {
+        return layer(w, x, cos, sin, mask, eps, headDim, hooks, null);
+    }
+
+    /**
+     * Runs one layer on new tokens whose past keys/values are in {@code cache} (null: no past, nothing kept);
+     * then {@code mask} is [T_new, T_past + T_new].
+     */
+    public static NDArray layer(LayerWeights w, NDArray x, NDArray cos, NDArray sin, NDArray mask, double eps,
+                                int headDim, LayerHooks hooks, KvCache cache) {
         LayerShape s = w.shape();
         NDArray h = x;
         if (s.numHeads() > 0) {
             NDArray n1 = rmsNorm(x, w.inputNorm(), eps);
             hooks.attentionInput(w.index(), n1);
-            NDArray attn = attention(w, n1, cos, sin, mask, headDim);
+            NDArray attn = attention(w, n1, cos, sin, mask, headDim, cache);
             hooks.oProjInput(w.index(), attn);
             h = x.add(linear(attn, w.o(), w.oBias()));
         } else if (w.oBias() != null) {
@@ -56,7 +65,8 @@ public final class Decoder {
     }
 
     /** Grouped-query causal self-attention; returns the concatenated head outputs [B, T, heads x headDim]. */
-    static NDArray attention(LayerWeights w, NDArray n1, NDArray cos, NDArray sin, NDArray mask, int headDim) {
+    static NDArray attention(LayerWeights w, NDArray n1, NDArray cos, NDArray sin, NDArray mask, int headDim,
+                             KvCache cache) {
         LayerShape s = w.shape();
         Shape in = n1.getShape();
         long b = in.get(0);
@@ -66,6 +76,11 @@ public final class Decoder {
         NDArray v = linear(n1, w.v(), w.vBias()).reshape(b, t, s.numKvHeads(), headDim).transpose(0, 2, 1, 3);
         q = Rope.apply(q, cos, sin);
         k = Rope.apply(k, cos, sin);
+        if (cache != null) {
+            NDArray[] all = cache.append(w.index(), k, v, n1.getManager());
+            k = all[0];
+            v = all[1];
+        }
         if (s.groupSize() > 1) {
             // query head j reads KV head j / groupSize (HF's repeat_kv = repeat_interleave on the head axis)
             k = k.repeat(1, s.groupSize());

@@ -133,6 +133,35 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
+    /** An empty KV cache for incremental decoding with {@link #logits(NDArray, KvCache)}. */
+    public KvCache newCache() {
+        return new KvCache(manager, layers.size());
+    }
+
+    /**
+     * Logits [B, T, vocab] of new tokens [B, T] that continue the sequence whose keys/values {@code cache}
+     * holds (positions cache.length() onwards); appends their keys/values to the cache.
+     */
+    public NDArray logits(NDArray ids, KvCache cache) {
+        try (NDManager scope = manager.newSubManager()) {
+            NDArray local = ids.toDevice(device(), true);
+            local.attach(scope);
+            int t = (int) ids.getShape().get(1);
+            int start = cache.length();
+            NDList rope = this.rope.tables(scope, start, t);
+            NDArray mask = Masks.window(scope, start, t, config.slidingWindow());
+            NDArray h = embed(scope, local);
+            for (int i = 0; i < layers.size(); i++) {
+                h = Decoder.layer(layers.get(i), h, rope.get(0), rope.get(1), mask, config.rmsNormEps(), config.headDim(),
+                        LayerHooks.NONE, cache);
+            }
+            cache.advance(t);
+            NDArray out = head(h).toDevice(ids.getDevice(), false);
+            out.attach(ids.getManager());
+            return out;
+        }
+    }
+
     /** Logits [T][vocab] of one sequence. */
     public float[][] logits(long[] ids) {
         try (NDManager m = NDManager.newBaseManager(device())) {

@@ -32,4 +32,21 @@ public final class Masks {
         NDArray diagonal = manager.eye(t).reshape(1, 1, t, t);
         return mask.reshape(1, 1, t, t).add(keyBlocked.mul(diagonal.neg().add(1f)));
     }
+
+    /**
+     * Mask [T, start + T] for T new queries at positions start..start+T-1 over every key so far (a KV-cache
+     * step): causal, and with {@code window > 0} only the last {@code window} positions.
+     */
+    public static NDArray window(NDManager manager, int start, int t, int window) {
+        int keys = start + t;
+        float[] m = new float[t * keys];
+        for (int q = 0; q < t; q++) {
+            int i = start + q;
+            for (int j = 0; j < keys; j++) {
+                boolean visible = j <= i && (window <= 0 || i - j < window);
+                m[q * keys + j] = visible ? 0f : Float.NEGATIVE_INFINITY;
+            }
+        }
+        return manager.create(m, new Shape(t, keys));
+    }
 }
