@@ -2,13 +2,11 @@ package dev.lopper.export;
 
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.model.ModelDir;
-import dev.lopper.model.config.Family;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.testing.RandomModels;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.file.Files;
@@ -16,7 +14,6 @@ import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -31,34 +28,12 @@ class OnnxExportTest {
     @TempDir
     Path tmp;
 
-    static Stream<Arguments> variants() {
-        RandomModels.Spec base = RandomModels.llama();
-        return Stream.of(
-                Arguments.of("gqa", base, false),
-                Arguments.of("mha-tied", base.withHeads(4, 4).withTied(true), false),
-                Arguments.of("mqa-attention-bias", base.withHeads(4, 1).withQkvBias(true), false),
-                Arguments.of("qwen2", base.withFamily(Family.QWEN2), false),
-                Arguments.of("mistral-window", base.withFamily(Family.MISTRAL), false),
-                Arguments.of("llama3-rope-bf16", base.withRopeScaling("llama3").withDtype(DataType.BFLOAT16), false),
-                Arguments.of("pruned-gqa-biases", base.withLayers(4).withHeads(8, 4), true),
-                Arguments.of("pruned-qwen2-tied", base.withLayers(3).withFamily(Family.QWEN2).withHeads(6, 3).withTied(true), true));
-    }
-
-    /** A model dir for the variant: the random model, or it sliced to non-uniform layers with FLAP biases. */
     private Path model(RandomModels.Spec spec, boolean pruned) throws Exception {
-        Path dense = tmp.resolve("dense");
-        RandomModels.write(dense, spec);
-        if (!pruned) {
-            return dense;
-        }
-        ModelConfig c = ModelConfig.load(dense);
-        Path out = TestModels.slice(dense, TestModels.nonUniform(c, 0.6, true), tmp.resolve("pruned"));
-        assertFalse(ModelConfig.load(out).isUniform(), "the pruned test model must have non-uniform layers");
-        return out;
+        return TestModels.variantDir(tmp, spec, pruned);
     }
 
     @ParameterizedTest(name = "{0}")
-    @MethodSource("variants")
+    @MethodSource("dev.lopper.export.TestModels#variants")
     void logitsMatchForwardPass(String name, RandomModels.Spec spec, boolean pruned) throws Exception {
         Path dir = model(spec, pruned);
         checkLogits(dir, 24);
@@ -152,7 +127,7 @@ class OnnxExportTest {
 
     /** KV cache: prefill n tokens with an empty cache, then decode one token at a time; equals full-sequence logits. */
     @ParameterizedTest(name = "{0}")
-    @MethodSource("variants")
+    @MethodSource("dev.lopper.export.TestModels#variants")
     void kvCachePrefillThenStepsMatchFullSequence(String name, RandomModels.Spec spec, boolean pruned) throws Exception {
         Path dir = model(spec, pruned);
         ModelConfig c = ModelConfig.load(dir);

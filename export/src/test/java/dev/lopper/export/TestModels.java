@@ -7,11 +7,14 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.WeightNames;
+import dev.lopper.model.config.Family;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.ModelWriter;
 import dev.lopper.model.io.TensorMap;
 import dev.lopper.model.testing.Fixtures;
+import dev.lopper.model.testing.RandomModels;
+import org.junit.jupiter.params.provider.Arguments;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -20,6 +23,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
 
 /**
  * Test models: the committed fixture when present, and "pruned" models made by plain row/column slicing (keep the
@@ -29,6 +35,36 @@ import java.util.SplittableRandom;
  */
 public final class TestModels {
     private TestModels() {
+    }
+
+    /**
+     * The model variants every export format is checked on: (name, spec, pruned). "Pruned" variants are sliced to
+     * non-uniform layers with FLAP-style biases by {@link #variantDir}.
+     */
+    public static Stream<Arguments> variants() {
+        RandomModels.Spec base = RandomModels.llama();
+        return Stream.of(
+                Arguments.of("gqa", base, false),
+                Arguments.of("mha-tied", base.withHeads(4, 4).withTied(true), false),
+                Arguments.of("mqa-attention-bias", base.withHeads(4, 1).withQkvBias(true), false),
+                Arguments.of("qwen2", base.withFamily(Family.QWEN2), false),
+                Arguments.of("mistral-window", base.withFamily(Family.MISTRAL), false),
+                Arguments.of("llama3-rope-bf16", base.withRopeScaling("llama3").withDtype(DataType.BFLOAT16), false),
+                Arguments.of("pruned-gqa-biases", base.withLayers(4).withHeads(8, 4), true),
+                Arguments.of("pruned-qwen2-tied", base.withLayers(3).withFamily(Family.QWEN2).withHeads(6, 3).withTied(true), true));
+    }
+
+    /** A model dir under {@code tmp} for a variant: the random model, or it sliced to non-uniform layers with FLAP biases. */
+    public static Path variantDir(Path tmp, RandomModels.Spec spec, boolean pruned) throws Exception {
+        Path dense = tmp.resolve("dense");
+        RandomModels.write(dense, spec);
+        if (!pruned) {
+            return dense;
+        }
+        ModelConfig c = ModelConfig.load(dense);
+        Path out = slice(dense, nonUniform(c, 0.6, true), tmp.resolve("pruned"));
+        assertFalse(ModelConfig.load(out).isUniform(), "the pruned test model must have non-uniform layers");
+        return out;
     }
 
     /** fixtures/lopper-tiny in the repository, or null when its weights are not there (yet). */

@@ -8,22 +8,18 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.translate.NoopTranslator;
-import dev.lopper.model.config.Family;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.testing.RandomModels;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.stream.Stream;
 import java.util.zip.ZipFile;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -38,29 +34,8 @@ class TorchScriptExportTest {
     @TempDir
     Path tmp;
 
-    static Stream<Arguments> variants() {
-        RandomModels.Spec base = RandomModels.llama();
-        return Stream.of(
-                Arguments.of("gqa", base, false),
-                Arguments.of("mha-tied", base.withHeads(4, 4).withTied(true), false),
-                Arguments.of("mqa-attention-bias", base.withHeads(4, 1).withQkvBias(true), false),
-                Arguments.of("qwen2", base.withFamily(Family.QWEN2), false),
-                Arguments.of("mistral-window", base.withFamily(Family.MISTRAL), false),
-                Arguments.of("llama3-rope-bf16", base.withRopeScaling("llama3").withDtype(DataType.BFLOAT16), false),
-                Arguments.of("pruned-gqa-biases", base.withLayers(4).withHeads(8, 4), true),
-                Arguments.of("pruned-qwen2-tied", base.withLayers(3).withFamily(Family.QWEN2).withHeads(6, 3).withTied(true), true));
-    }
-
     private Path model(RandomModels.Spec spec, boolean pruned) throws Exception {
-        Path dense = tmp.resolve("dense");
-        RandomModels.write(dense, spec);
-        if (!pruned) {
-            return dense;
-        }
-        ModelConfig c = ModelConfig.load(dense);
-        Path out = TestModels.slice(dense, TestModels.nonUniform(c, 0.6, true), tmp.resolve("pruned"));
-        assertFalse(ModelConfig.load(out).isUniform());
-        return out;
+        return TestModels.variantDir(tmp, spec, pruned);
     }
 
     /** Runs the archive in libtorch via DJL: logits [B * T * V]. */
@@ -90,7 +65,7 @@ class TorchScriptExportTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @MethodSource("variants")
+    @MethodSource("dev.lopper.export.TestModels#variants")
     void libtorchRunsArchiveLikeForwardPass(String name, RandomModels.Spec spec, boolean pruned) throws Exception {
         check(model(spec, pruned), 24);
     }
