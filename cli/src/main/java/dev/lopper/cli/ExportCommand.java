@@ -3,6 +3,7 @@ package dev.lopper.cli;
 import dev.lopper.export.ExportFormat;
 import dev.lopper.export.Exporter;
 import dev.lopper.model.ModelDir;
+import dev.lopper.model.io.OutputGuard;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -24,7 +25,8 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "export", mixinStandardHelpOptions = true,
         description = {"Writes MODEL (an HF directory, pruned or not) as ONNX, ONNX with KV cache, TorchScript or an HF directory.",
-                "The output directory is replaced atomically: a failed export leaves it as it was. See docs/EXPORT.md."})
+                "The output is written atomically: a failed export leaves nothing behind. An existing --out is replaced only with",
+                "--overwrite and only if Lopper wrote it. See docs/EXPORT.md."})
 public final class ExportCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "model directory (config.json, *.safetensors, tokenizer.json)")
     Path model;
@@ -34,8 +36,11 @@ public final class ExportCommand implements Callable<Integer> {
                     + "torchscript (torch.jit.load: input_ids -> logits) or hf (config.json + safetensors)")
     String format;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "directory to write (replaced if it exists)")
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "directory to write: a new or empty one, or one Lopper wrote with --overwrite")
     Path out;
+
+    @Option(names = "--overwrite", description = "replace an existing --out that Lopper wrote earlier (never anything else)")
+    boolean overwrite;
 
     @Option(names = "--external-data", description = "ONNX: put weights in model.onnx.data even below the 2 GB protobuf limit")
     boolean externalData;
@@ -49,6 +54,7 @@ public final class ExportCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         ExportFormat f = ExportFormat.parse(format);
+        OutputGuard.checkDirectory(out, overwrite, "--out", model);
         Exporter.Result r;
         try (ModelDir md = ModelDir.open(model)) {
             r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData);

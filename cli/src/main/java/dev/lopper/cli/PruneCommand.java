@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
+import dev.lopper.model.io.OutputGuard;
 import ai.djl.ndarray.NDManager;
 import dev.lopper.calibration.CalibrationData;
 import dev.lopper.calibration.CalibrationEngine;
@@ -115,8 +116,11 @@ public final class PruneCommand implements Callable<Integer> {
             description = "flap: add the removed channels' mean contribution as o_proj/down_proj biases (default on; --no-bias-compensation turns it off)")
     boolean biasCompensation;
 
-    @Option(names = "--out", paramLabel = "DIR", description = "write the pruned model here (HF safetensors + config.json + tokenizer)")
+    @Option(names = "--out", paramLabel = "DIR", description = "write the pruned model here (HF safetensors + config.json + tokenizer); a new or empty directory, or one Lopper wrote with --overwrite")
     Path out;
+
+    @Option(names = "--overwrite", description = "replace an existing --out / --plan-out that Lopper wrote earlier (never anything else)")
+    boolean overwrite;
 
     @Option(names = "--plan-out", paramLabel = "FILE", description = "write the pruning plan (JSON, docs/FORMAT.md) here")
     Path planOut;
@@ -145,8 +149,12 @@ public final class PruneCommand implements Callable<Integer> {
         if (out == null && planOut == null) {
             throw new IllegalArgumentException("nothing to write: give --out DIR (the pruned model) and/or --plan-out FILE");
         }
-        if (out != null && Files.exists(out) && Files.isSameFile(out, model)) {
-            throw new IllegalArgumentException("--out " + out + " is the input model; choose another directory");
+        // never destroy what Lopper did not write: checked before any work (OutputGuard)
+        if (out != null) {
+            OutputGuard.checkDirectory(out, overwrite, "--out", model, applyPlan, calib);
+        }
+        if (planOut != null) {
+            OutputGuard.checkFile(planOut, overwrite, "--plan-out", PruningPlan.FORMAT_PREFIX, model, applyPlan, calib, out);
         }
         Device dev = options.device();
         try (ModelDir md = ModelDir.open(model)) {

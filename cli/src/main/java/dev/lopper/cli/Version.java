@@ -2,11 +2,10 @@ package dev.lopper.cli;
 
 import picocli.CommandLine;
 
-/** Version from the jar manifest (set by Maven), "dev" when run from classes. */
+/** Lopper's one version string ({@link dev.lopper.model.LopperVersion}), the same that plans record. */
 public final class Version implements CommandLine.IVersionProvider {
     public static String get() {
-        String v = Main.class.getPackage().getImplementationVersion();
-        return v == null ? "dev" : v;
+        return dev.lopper.model.LopperVersion.get();
     }
 
     @Override

@@ -85,11 +85,15 @@ class ExportCommandTest {
     }
 
     @Test
-    void replacesAnExistingDirectoryAndLeavesNoTemporaries() throws Exception {
+    void replacesItsOwnEarlierExportOnlyWithOverwriteAndLeavesNoTemporaries() throws Exception {
         Path out = tmp.resolve("ts");
-        Files.createDirectories(out);
-        Files.writeString(out.resolve("stale.txt"), "old");
         assertEquals(0, run(model.toString(), "--format", "torchscript", "--out", out.toString()).code());
+        Files.writeString(out.resolve("stale.txt"), "old");
+        Run again = run(model.toString(), "--format", "torchscript", "--out", out.toString());
+        assertEquals(1, again.code());
+        assertTrue(again.err().contains("--overwrite"), again.err());
+        assertTrue(Files.exists(out.resolve("stale.txt")), "a refused export must not touch the directory");
+        assertEquals(0, run(model.toString(), "--format", "torchscript", "--out", out.toString(), "--overwrite").code());
         assertFalse(Files.exists(out.resolve("stale.txt")), "the old directory must be replaced, not merged");
         try (Stream<Path> s = Files.list(tmp)) {
             assertTrue(s.noneMatch(p -> p.getFileName().toString().startsWith(".")), "temporary directories left behind");

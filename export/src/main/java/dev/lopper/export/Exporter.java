@@ -4,6 +4,7 @@ import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.AtomicDirectory;
 import dev.lopper.model.io.ModelWriter;
+import dev.lopper.model.io.OutputGuard;
 import dev.lopper.model.io.TensorSource;
 
 import java.io.IOException;
@@ -50,6 +51,7 @@ public final class Exporter {
     public static Result export(ModelConfig config, TensorSource tensors, Path sideFilesFrom, ExportFormat format,
                                 Path out, boolean forceExternalData) throws IOException {
         Path target = out.toAbsolutePath().normalize();
+        OutputGuard.checkNotOverlapping(target, "--out", sideFilesFrom);
         if (Files.exists(target) && !Files.isDirectory(target)) {
             throw new IllegalArgumentException("--out " + out + ": is a file; expected a directory to write into");
         }
@@ -75,6 +77,7 @@ public final class Exporter {
                     }
                 }
             }
+            OutputGuard.writeMarker(tmp, "export-" + format.cliName());
             AtomicDirectory.replace(tmp, target);
         } finally {
             AtomicDirectory.deleteTree(tmp);

@@ -47,6 +47,8 @@ public record PruningPlan(String criterion, ObjectNode criterionOptions, Double 
 
     /** The format tag this code reads and writes. */
     public static final String FORMAT = "lopper-plan/1";
+    /** What every plan format version starts with (how a file Lopper wrote is recognised). */
+    public static final String FORMAT_PREFIX = "lopper-plan/";
     public static final List<String> TARGETS = List.of("heads", "channels", "layers");
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -528,21 +530,9 @@ public record PruningPlan(String criterion, ObjectNode criterionOptions, Double 
         }
     }
 
-    /** Lopper's version, from the build (pruning module resource), for provenance. */
+    /** Lopper's version, for provenance. */
     public static String toolVersionString() {
-        try (var in = PruningPlan.class.getResourceAsStream("/dev/lopper/pruning/version.properties")) {
-            if (in != null) {
-                java.util.Properties p = new java.util.Properties();
-                p.load(in);
-                String v = p.getProperty("version");
-                if (v != null && !v.startsWith("${")) {
-                    return "lopper " + v;
-                }
-            }
-        } catch (IOException ignored) {
-            // fall through to the unknown version
-        }
-        return "lopper (unknown version)";
+        return "lopper " + dev.lopper.model.LopperVersion.get();
     }
 
     /** Pretty printer that keeps arrays of numbers on one line, so a plan of a 7B model stays readable. */

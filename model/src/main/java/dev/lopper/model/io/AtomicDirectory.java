@@ -24,10 +24,19 @@ public final class AtomicDirectory {
         return Files.createTempDirectory(abs.getParent(), "." + abs.getFileName() + ".tmp-");
     }
 
-    /** Moves {@code fresh} to {@code target}; an existing target is moved aside first and deleted after. */
+    /**
+     * Moves {@code fresh} to {@code target}; an existing target is moved aside first and deleted after. An existing
+     * target is replaced only when it is empty or Lopper wrote it ({@link OutputGuard#isLopperOutput}): whatever
+     * checks a caller made or skipped, this never deletes a user's directory.
+     */
     public static void replace(Path fresh, Path target) throws IOException {
         Path old = null;
-        if (Files.exists(target)) {
+        if (Files.exists(target, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            if (!Files.isDirectory(target, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                    || !(OutputGuard.isEmpty(target) || OutputGuard.isLopperOutput(target))) {
+                throw new IllegalArgumentException(target + ": exists and was not written by Lopper (no " + OutputGuard.MARKER
+                        + "); refusing to replace it");
+            }
             old = target.resolveSibling("." + target.getFileName() + ".old-" + System.nanoTime());
             Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
         }

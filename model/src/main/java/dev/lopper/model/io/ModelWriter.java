@@ -40,6 +40,7 @@ public final class ModelWriter {
     public static long save(Path out, ModelConfig config, TensorSource tensors, DataType storeAs, Path sideFilesFrom,
                             long maxShardBytes, Map<String, String> metadata) throws IOException {
         Path target = out.toAbsolutePath();
+        OutputGuard.checkNotOverlapping(target, "--out", sideFilesFrom);
         Path tmp = AtomicDirectory.createTemp(target);
         try {
             ObjectNode json = config.toJson();
@@ -55,6 +56,7 @@ public final class ModelWriter {
                     }
                 }
             }
+            OutputGuard.writeMarker(tmp, "model");
             AtomicDirectory.replace(tmp, target);
             return bytes;
         } finally {
