@@ -73,11 +73,11 @@ def main():
     enc = bpe.Encoder(tok["model"]["vocab"], merges)
     ref = json.load(open(ppl_json))
     ids = [config["bos_token_id"]] + enc.encode(open(text_file).read())
-    ppl, count = train.perplexity(model, ids, ref["seqLen"])
+    ppl, count = train.perplexity(model, ids, ref["seq_len"])
     rel = abs(ppl - ref["perplexity"]) / ref["perplexity"]
-    ok = count == ref["predictedTokens"] and rel < 1e-3
+    ok = count == ref["predicted_tokens"] and rel < 1e-3
     print(f"hf: PyTorch perplexity {ppl:.4f} over {count} tokens, Lopper {ref['perplexity']:.4f} over "
-          f"{ref['predictedTokens']} (rel diff {rel:.2e})")
+          f"{ref['predicted_tokens']} (rel diff {rel:.2e})")
     print(f"hf: {1 if ok else 0} passed, {0 if ok else 1} failed")
     return 0 if ok else 1
 

@@ -152,31 +152,36 @@ public record CalibrationData(long[][] windows, String key) {
     private static long[] tokenize(List<Path> files, Tokenizer tokenizer, String textField) throws IOException {
         LongBuffer out = new LongBuffer();
         for (Path f : files) {
-            if (isJsonl(f)) {
-                try (BufferedReader r = Files.newBufferedReader(f, StandardCharsets.UTF_8)) {
-                    String line;
-                    int n = 0;
-                    while ((line = r.readLine()) != null) {
-                        n++;
-                        if (line.isBlank()) {
-                            continue;
+            try {
+                if (isJsonl(f)) {
+                    try (BufferedReader r = Files.newBufferedReader(f, StandardCharsets.UTF_8)) {
+                        String line;
+                        int n = 0;
+                        while ((line = r.readLine()) != null) {
+                            n++;
+                            if (line.isBlank()) {
+                                continue;
+                            }
+                            JsonNode node;
+                            try {
+                                node = JSON.readTree(line);
+                            } catch (IOException e) {
+                                throw new IllegalArgumentException("--calib " + f + ": line " + n + " is not valid JSON");
+                            }
+                            JsonNode text = node == null ? null : node.get(textField);
+                            if (text == null || !text.isTextual()) {
+                                throw new IllegalArgumentException("--calib " + f + ": line " + n + " has no string field '" + textField
+                                        + "' (found fields " + (node == null ? "none" : iterable(node)) + ")");
+                            }
+                            tokenizeText(text.textValue() + "\n\n", tokenizer, out);
                         }
-                        JsonNode node;
-                        try {
-                            node = JSON.readTree(line);
-                        } catch (IOException e) {
-                            throw new IllegalArgumentException("--calib " + f + ": line " + n + " is not valid JSON");
-                        }
-                        JsonNode text = node == null ? null : node.get(textField);
-                        if (text == null || !text.isTextual()) {
-                            throw new IllegalArgumentException("--calib " + f + ": line " + n + " has no string field '" + textField
-                                    + "' (found fields " + (node == null ? "none" : iterable(node)) + ")");
-                        }
-                        tokenizeText(text.textValue() + "\n\n", tokenizer, out);
                     }
+                } else {
+                    tokenizeText(Files.readString(f, StandardCharsets.UTF_8), tokenizer, out);
                 }
-            } else {
-                tokenizeText(Files.readString(f, StandardCharsets.UTF_8), tokenizer, out);
+            } catch (java.nio.charset.CharacterCodingException e) {
+                throw new IllegalArgumentException("--calib " + f + ": is not UTF-8 text (a binary file?); expected a .txt file, "
+                        + "a .jsonl file or a directory of text files");
             }
         }
         return out.toArray();
@@ -266,11 +271,31 @@ public record CalibrationData(long[][] windows, String key) {
         Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** The default cache directory: -Dlopper.cache, $LOPPER_CACHE or ~/.cache/lopper, then /calibration. */
+    /**
+     * The default cache directory: -Dlopper.cache, $LOPPER_CACHE or ~/.cache/lopper, then /calibration. When it
+     * cannot be created or written (e.g. a home directory that does not exist), a directory under java.io.tmpdir is
+     * used instead, with a warning on stderr: a cache is an optimisation, never a reason to fail.
+     */
     public static Path defaultCacheDir() {
         String env = System.getProperty("lopper.cache", System.getenv("LOPPER_CACHE"));
         Path base = env != null && !env.isBlank() ? Path.of(env) : Path.of(System.getProperty("user.home"), ".cache", "lopper");
-        return base.resolve("calibration");
+        Path dir = base.resolve("calibration");
+        if (usable(dir)) {
+            return dir;
+        }
+        Path fallback = Path.of(System.getProperty("java.io.tmpdir"), "lopper-cache-" + System.getProperty("user.name", "user"), "calibration");
+        System.err.println("warning: calibration cache " + dir + " cannot be created or written; using " + fallback
+                + " (set LOPPER_CACHE to choose)");
+        return usable(fallback) ? fallback : null;
+    }
+
+    private static boolean usable(Path dir) {
+        try {
+            Files.createDirectories(dir);
+            return Files.isWritable(dir);
+        } catch (IOException | SecurityException e) {
+            return false;
+        }
     }
 
     /** A growable long[]. */

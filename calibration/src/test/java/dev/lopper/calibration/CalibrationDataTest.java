@@ -85,6 +85,35 @@ class CalibrationDataTest {
     }
 
     @Test
+    void aBinaryFileIsAClearErrorNamingIt() throws Exception {
+        Path bin = Files.write(tmp.resolve("weights.bin"), new byte[] {(byte) 0xC3, (byte) 0x28, 0, (byte) 0xFF, (byte) 0xFE, 65});
+        for (Path f : new Path[] {bin, Files.copy(bin, tmp.resolve("weights.jsonl"))}) {
+            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> CalibrationData.load(f, tok, 2, 4, 0, "text", null));
+            assertEquals("--calib " + f + ": is not UTF-8 text (a binary file?); expected a .txt file, a .jsonl file or a directory of text files",
+                    e.getMessage());
+        }
+    }
+
+    @Test
+    void anUnwritableCacheFallsBackToATemporaryOne() {
+        String old = System.getProperty("lopper.cache");
+        try {
+            System.setProperty("lopper.cache", "/proc/lopper-cannot-exist"); // not creatable, even for root
+            Path dir = CalibrationData.defaultCacheDir();
+            org.junit.jupiter.api.Assertions.assertNotNull(dir);
+            org.junit.jupiter.api.Assertions.assertTrue(dir.startsWith(Path.of(System.getProperty("java.io.tmpdir"))), dir.toString());
+            org.junit.jupiter.api.Assertions.assertTrue(Files.isWritable(dir));
+        } finally {
+            if (old == null) {
+                System.clearProperty("lopper.cache");
+            } else {
+                System.setProperty("lopper.cache", old);
+            }
+        }
+    }
+
+    @Test
     void secondLoadReadsTheCache() throws Exception {
         Path f = Files.writeString(tmp.resolve("a.txt"), "the quick brown fox jumps over the lazy dog ".repeat(10));
         Path cache = tmp.resolve("cache");

@@ -13,6 +13,15 @@ import java.io.UncheckedIOException;
         subcommands = {InspectCommand.class, PplCommand.class, GenerateCommand.class, PruneCommand.class, ExportCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main {
+    /** Global {@code --debug}: stack traces with errors (the same as -Dlopper.debug=true). */
+    @picocli.CommandLine.Option(names = "--debug", scope = CommandLine.ScopeType.INHERIT,
+            description = "On errors, print the stack trace after the one-line message.")
+    void debug(boolean on) {
+        if (on) {
+            System.setProperty("lopper.debug", "true");
+        }
+    }
+
     public static void main(String[] args) {
         System.exit(run(args));
     }
@@ -47,6 +56,6 @@ public final class Main {
         if (e instanceof IOException) {
             return e.toString();
         }
-        return e.toString() + " (run with -Dlopper.debug=true for the stack trace)";
+        return e.toString() + " (run with --debug for the stack trace)";
     }
 }

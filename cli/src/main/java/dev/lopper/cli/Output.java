@@ -7,7 +7,9 @@ import java.io.PrintWriter;
 
 /** Prints a command's result as text or, with --json, as one JSON document on stdout. */
 final class Output {
-    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    // snake_case keys everywhere, as HF configs write them (records' camelCase components are renamed)
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT)
+            .setPropertyNamingStrategy(com.fasterxml.jackson.databind.PropertyNamingStrategies.SNAKE_CASE);
 
     private Output() {
     }

@@ -40,7 +40,19 @@ final class PplCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        if (batch < 1) {
+            throw new IllegalArgumentException("--batch " + batch + ": expected at least 1 window per forward pass");
+        }
+        if (seqLen < 2) {
+            throw new IllegalArgumentException("--seq-len " + seqLen + ": expected at least 2 tokens");
+        }
         try (ModelDir md = ModelDir.open(model)) {
+            if (seqLen > md.config().maxPositionEmbeddings()) {
+                spec.commandLine().getErr().printf("warning: --seq-len %d is longer than the model's context length (max_position_embeddings %d "
+                        + "in %s); positions past it were never trained, so the perplexity will mislead%n", seqLen,
+                        md.config().maxPositionEmbeddings(), model.resolve("config.json"));
+                spec.commandLine().getErr().flush();
+            }
             long[] ids = Perplexity.tokenize(md.tokenizer(), text);
             try (LlamaModel lm = md.loadModel(options.device())) {
                 PerplexityResult r = Perplexity.evaluate(lm, ids, seqLen, batch, model.toString(), text.toString());

@@ -49,6 +49,9 @@ public final class Perplexity {
         if (seqLen < 2) {
             throw new IllegalArgumentException("--seq-len " + seqLen + ": expected at least 2");
         }
+        if (batchSize < 1) {
+            throw new IllegalArgumentException("--batch " + batchSize + ": expected at least 1");
+        }
         int windows = ids.length / seqLen;
         if (windows == 0) {
             throw new IllegalArgumentException(textName + ": " + ids.length + " tokens, expected at least one window of --seq-len " + seqLen);
@@ -73,7 +76,7 @@ public final class Perplexity {
             long predicted = (long) windows * (seqLen - 1);
             double mean = nll / predicted;
             return new PerplexityResult(modelName, textName, seqLen, windows, predicted, ids.length, mean, Math.exp(mean),
-                    progress.elapsedSeconds(), progress.rate(), model.device().toString());
+                    progress.elapsedSeconds(), progress.rate(), dev.lopper.model.Devices.name(model.device()));
         }
     }
 }

@@ -27,4 +27,9 @@ public final class Devices {
         }
         throw new IllegalArgumentException("--device " + name + ": expected cpu, gpu or gpu:N");
     }
+
+    /** The name a user would type for {@code device}: "cpu", "gpu:0" (DJL's own toString is "cpu()"). */
+    public static String name(Device device) {
+        return device.isGpu() ? "gpu:" + device.getDeviceId() : device.getDeviceType();
+    }
 }

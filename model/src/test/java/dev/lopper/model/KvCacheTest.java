@@ -62,6 +62,28 @@ class KvCacheTest {
         }
     }
 
+    @org.junit.jupiter.api.Test
+    void generationPastTheContextLengthKeepsTheCacheUntilThenAndStreamsEveryToken() throws Exception {
+        Path dir = tmp.resolve("short");
+        RandomModels.write(dir, RandomModels.llama());
+        // a context of 12 tokens: 5 prompt tokens + 7 cached steps, then 13 windowed steps
+        Path config = dir.resolve("config.json");
+        java.nio.file.Files.writeString(config, java.nio.file.Files.readString(config)
+                .replaceAll("\"max_position_embeddings\"\\s*:\\s*\\d+", "\"max_position_embeddings\" : 12"));
+        try (ModelDir md = ModelDir.open(dir); LlamaModel model = md.loadModel(Device.cpu())) {
+            assertEquals(12, model.config().maxPositionEmbeddings());
+            long[] prompt = {3, 1, 4, 1, 5};
+            assertTrue(Generation.exceedsContext(model, prompt.length, 20));
+            java.util.List<Long> streamed = new java.util.ArrayList<>();
+            long[] got = Generation.greedy(model, prompt, 20, streamed::add);
+            assertArrayEquals(Generation.greedyWindowed(model, prompt, 20), got);
+            assertEquals(got.length - prompt.length, streamed.size());
+            for (int i = 0; i < streamed.size(); i++) {
+                assertEquals(got[prompt.length + i], streamed.get(i));
+            }
+        }
+    }
+
     private static double maxDiff(float[] a, float[] b) {
         double max = 0;
         for (int i = 0; i < a.length; i++) {
