@@ -4,6 +4,7 @@ import dev.lopper.export.ExportFormat;
 import dev.lopper.export.Exporter;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.io.OutputGuard;
+import dev.lopper.model.io.OutputLock;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -56,7 +57,7 @@ public final class ExportCommand implements Callable<Integer> {
         ExportFormat f = ExportFormat.parse(format);
         OutputGuard.checkDirectory(out, overwrite, "--out", model);
         Exporter.Result r;
-        try (ModelDir md = ModelDir.open(model)) {
+        try (OutputLock lock = OutputLock.acquire(out, "--out"); ModelDir md = ModelDir.open(model)) {
             r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData);
         }
         PrintWriter w = spec.commandLine().getOut();

@@ -8,6 +8,7 @@ import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.OutputGuard;
+import dev.lopper.model.io.OutputLock;
 import ai.djl.ndarray.NDManager;
 import dev.lopper.calibration.CalibrationData;
 import dev.lopper.calibration.CalibrationEngine;
@@ -156,6 +157,14 @@ public final class PruneCommand implements Callable<Integer> {
         if (planOut != null) {
             OutputGuard.checkFile(planOut, overwrite, "--plan-out", PruningPlan.FORMAT_PREFIX, model, applyPlan, calib, out);
         }
+        // a second run writing the same outputs fails now, not after its calibration
+        try (OutputLock outLock = out == null ? null : OutputLock.acquire(out, "--out");
+             OutputLock planLock = planOut == null ? null : OutputLock.acquire(planOut, "--plan-out")) {
+            return prune(start);
+        }
+    }
+
+    private Integer prune(long start) throws Exception {
         Device dev = options.device();
         try (ModelDir md = ModelDir.open(model)) {
             ModelConfig config = md.config();

@@ -153,4 +153,58 @@ class OutputSafetyTest {
         assertTrue(OutputGuard.isLopperOutput(empty), "an export carries the marker");
         assertTrue(Files.exists(parent.resolve("notes.txt")));
     }
+
+    @Test
+    void aSecondRunOnALockedOutputFailsAtOnce() throws Exception {
+        Path out = tmp.resolve("pruned");
+        try (dev.lopper.model.io.OutputLock held = dev.lopper.model.io.OutputLock.acquire(out, "--out")) {
+            Run r = lopper("prune", model.toString(), "--method", "magnitude", "--ratio", "0.2", "--out", out.toString());
+            assertEquals(1, r.code());
+            assertTrue(r.err().contains("another Lopper run is writing it"), r.err());
+            Run e = lopper("export", model.toString(), "--format", "hf", "--out", out.toString());
+            assertEquals(1, e.code());
+            assertTrue(e.err().contains("another Lopper run is writing it"), e.err());
+            assertFalse(Files.exists(out));
+        }
+        assertEquals(0, lopper("prune", model.toString(), "--method", "magnitude", "--ratio", "0.2", "--out", out.toString()).code());
+        assertFalse(Files.exists(tmp.resolve(".pruned.lock")), "the lock file goes with the run");
+    }
+
+    @Test
+    void temporariesOfKilledRunsAreRemovedOnTheNextRunAndOthersKept() throws Exception {
+        Path out = tmp.resolve("onnx");
+        // pid 999999999 is above Linux's pid_max: that writer is certainly gone
+        Path stale = Files.createDirectories(tmp.resolve(".onnx.tmp-999999999-123-0"));
+        Files.writeString(stale.resolve("model.onnx"), "partial");
+        Path live = Files.createDirectories(tmp.resolve(".onnx.tmp-" + ProcessHandle.current().pid() + "-1-0"));
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        java.io.PrintStream old = System.err;
+        System.setErr(new java.io.PrintStream(err, true));
+        try {
+            assertEquals(0, lopper("export", model.toString(), "--format", "onnx", "--out", out.toString()).code());
+        } finally {
+            System.setErr(old);
+        }
+        assertFalse(Files.exists(stale), "a dead run's temporary is removed");
+        assertTrue(Files.exists(live), "a live run's temporary is left alone");
+        assertTrue(err.toString().contains("warning: removing " + stale), err.toString());
+    }
+
+    @Test
+    void writtenFilesFollowTheUmask() throws Exception {
+        Path out = tmp.resolve("pruned");
+        Path plan = tmp.resolve("plan.json");
+        assertEquals(0, lopper("prune", model.toString(), "--method", "magnitude", "--ratio", "0.2", "--out", out.toString(),
+                "--plan-out", plan.toString()).code());
+        // what this process's umask gives a plainly created file and directory
+        var filePerms = Files.getPosixFilePermissions(Files.createFile(tmp.resolve("probe.txt")));
+        var dirPerms = Files.getPosixFilePermissions(Files.createDirectory(tmp.resolve("probe-dir")));
+        assertEquals(dirPerms, Files.getPosixFilePermissions(out));
+        assertEquals(filePerms, Files.getPosixFilePermissions(plan));
+        try (Stream<Path> s = Files.list(out)) {
+            for (Path p : s.toList()) {
+                assertEquals(filePerms, Files.getPosixFilePermissions(p), p.toString());
+            }
+        }
+    }
 }

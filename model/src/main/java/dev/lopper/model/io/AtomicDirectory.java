@@ -6,6 +6,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Comparator;
+import java.util.List;
 import java.util.stream.Stream;
 
 /**
@@ -17,11 +18,52 @@ public final class AtomicDirectory {
     private AtomicDirectory() {
     }
 
-    /** A fresh temporary directory in the same folder as {@code target} (so the final move is a rename). */
+    /**
+     * A fresh temporary directory in the same folder as {@code target} (so the final move is a rename), named
+     * {@code .NAME.tmp-PID-N}. Temporaries that a killed run left beside the target (their process no longer runs)
+     * are removed first, with a line on stderr. Created with {@link Files#createDirectory}, so the user's umask
+     * applies (not the 0700 of {@code createTempDirectory}).
+     */
     public static Path createTemp(Path target) throws IOException {
         Path abs = target.toAbsolutePath();
         Files.createDirectories(abs.getParent());
-        return Files.createTempDirectory(abs.getParent(), "." + abs.getFileName() + ".tmp-");
+        removeStale(abs);
+        for (int attempt = 0; ; attempt++) {
+            Path tmp = abs.resolveSibling(tempName(abs, "tmp") + "-" + attempt);
+            try {
+                return Files.createDirectory(tmp);
+            } catch (java.nio.file.FileAlreadyExistsException e) {
+                if (attempt > 1000) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** {@code .NAME.KIND-PID-NANOS}: the pid tells a later run whether the writer is still alive. */
+    private static String tempName(Path target, String kind) {
+        return "." + target.getFileName() + "." + kind + "-" + ProcessHandle.current().pid() + "-" + System.nanoTime();
+    }
+
+    /** Removes {@code .NAME.tmp-PID-*} and {@code .NAME.old-PID-*} beside {@code target} whose process has ended. */
+    static void removeStale(Path target) throws IOException {
+        java.util.regex.Pattern mine = java.util.regex.Pattern.compile(
+                java.util.regex.Pattern.quote("." + target.getFileName() + ".") + "(?:tmp|old)-(\\d+)-.*");
+        List<Path> stale = new java.util.ArrayList<>();
+        try (Stream<Path> s = Files.list(target.getParent())) {
+            for (Path p : s.toList()) {
+                java.util.regex.Matcher m = mine.matcher(p.getFileName().toString());
+                if (m.matches() && ProcessHandle.of(Long.parseLong(m.group(1))).isEmpty()) {
+                    stale.add(p);
+                }
+            }
+        } catch (NumberFormatException e) {
+            return; // not a pid: not ours
+        }
+        for (Path p : stale) {
+            System.err.println("warning: removing " + p + ", left by an earlier run that was killed");
+            deleteTree(p);
+        }
     }
 
     /**
@@ -37,7 +79,7 @@ public final class AtomicDirectory {
                 throw new IllegalArgumentException(target + ": exists and was not written by Lopper (no " + OutputGuard.MARKER
                         + "); refusing to replace it");
             }
-            old = target.resolveSibling("." + target.getFileName() + ".old-" + System.nanoTime());
+            old = target.resolveSibling(tempName(target, "old"));
             Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
         }
         try {
