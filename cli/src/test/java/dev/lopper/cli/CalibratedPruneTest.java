@@ -1,5 +1,6 @@
 package dev.lopper.cli;
 
+import dev.lopper.pruning.plan.PruningPlan;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -10,7 +11,6 @@ import dev.lopper.model.ModelDir;
 import dev.lopper.model.ModelStats;
 import dev.lopper.model.WeightNames;
 import dev.lopper.model.testing.RandomModels;
-import dev.lopper.pruning.PruningPlan;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;

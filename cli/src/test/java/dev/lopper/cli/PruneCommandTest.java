@@ -1,5 +1,7 @@
 package dev.lopper.cli;
 
+import dev.lopper.pruning.plan.PruningPlan;
+import dev.lopper.pruning.plan.ModelHash;
 import ai.djl.Device;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -7,8 +9,6 @@ import dev.lopper.model.LlamaModel;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.ModelStats;
 import dev.lopper.model.testing.RandomModels;
-import dev.lopper.pruning.ModelHash;
-import dev.lopper.pruning.PruningPlan;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;

@@ -19,13 +19,13 @@ import java.util.List;
  * full {@link LlamaModel} ([sequence][token][channel], double), every weight as a double matrix, and the papers'
  * formulas written as plain loops.
  */
-final class Activations {
-    final List<double[][][]> oIn = new ArrayList<>();
-    final List<double[][][]> downIn = new ArrayList<>();
-    final List<double[][][]> layerIn = new ArrayList<>();
-    final List<double[][][]> layerOut = new ArrayList<>();
+public final class Activations {
+    public final List<double[][][]> oIn = new ArrayList<>();
+    public final List<double[][][]> downIn = new ArrayList<>();
+    public final List<double[][][]> layerIn = new ArrayList<>();
+    public final List<double[][][]> layerOut = new ArrayList<>();
 
-    Activations(ModelConfig config, TensorSource source, long[][] windows) {
+    public Activations(ModelConfig config, TensorSource source, long[][] windows) {
         int n = windows.length;
         int t = windows[0].length;
         try (LlamaModel model = LlamaModel.load(config, source, Device.cpu()); NDManager m = NDManager.newBaseManager()) {
@@ -57,7 +57,7 @@ final class Activations {
         }
     }
 
-    static double[][][] cube(NDArray x) {
+    public static double[][][] cube(NDArray x) {
         Shape s = x.getShape();
         int b = (int) s.get(0);
         int t = (int) s.get(1);
@@ -75,7 +75,7 @@ final class Activations {
     }
 
     /** A layer's weight as double [rows][cols]. */
-    static double[][] weight(ModelConfig config, TensorSource source, int layer, String which) {
+    public static double[][] weight(ModelConfig config, TensorSource source, int layer, String which) {
         try (NDManager m = NDManager.newBaseManager()) {
             LayerWeights w = LayerWeights.load(source, config, layer, m);
             NDArray a = switch (which) {
@@ -100,7 +100,7 @@ final class Activations {
     }
 
     /** Wanda's scaler_row: sum over all tokens of x_j^2, divided by the number of sequences. */
-    static double[] scalerRow(double[][][] x) {
+    public static double[] scalerRow(double[][][] x) {
         double[] out = new double[x[0][0].length];
         for (double[][] seq : x) {
             for (double[] tok : seq) {
@@ -116,7 +116,7 @@ final class Activations {
     }
 
     /** FLAP's BiasGPT.add_batch transcribed (one sequence per call, alias quirk included): {baseline, fluc}. */
-    static double[][] flap(double[][][] x) {
+    public static double[][] flap(double[][][] x) {
         int ch = x[0][0].length;
         double[] baseline = new double[ch];
         double[] fluc = new double[ch];
@@ -148,7 +148,7 @@ final class Activations {
     }
 
     /** Per column j: mean_i |W[i][j]|. */
-    static double[] colAbsMean(double[][] w) {
+    public static double[] colAbsMean(double[][] w) {
         double[] out = new double[w[0].length];
         for (double[] row : w) {
             for (int j = 0; j < out.length; j++) {
@@ -159,7 +159,7 @@ final class Activations {
     }
 
     /** Per column j: sum_i W[i][j]^2. */
-    static double[] colSq(double[][] w) {
+    public static double[] colSq(double[][] w) {
         double[] out = new double[w[0].length];
         for (double[] row : w) {
             for (int j = 0; j < out.length; j++) {
@@ -169,7 +169,7 @@ final class Activations {
         return out;
     }
 
-    static double[] sumRuns(double[] v, int w) {
+    public static double[] sumRuns(double[] v, int w) {
         double[] out = new double[v.length / w];
         for (int i = 0; i < v.length; i++) {
             out[i / w] += v[i];
@@ -177,7 +177,7 @@ final class Activations {
         return out;
     }
 
-    static double[] meanRuns(double[] v, int w) {
+    public static double[] meanRuns(double[] v, int w) {
         double[] out = sumRuns(v, w);
         for (int i = 0; i < out.length; i++) {
             out[i] /= w;
@@ -185,7 +185,7 @@ final class Activations {
         return out;
     }
 
-    static double[] zscore(double[] x) {
+    public static double[] zscore(double[] x) {
         double mean = java.util.Arrays.stream(x).average().orElse(0);
         double ss = 0;
         for (double v : x) {

@@ -1,5 +1,8 @@
 package dev.lopper.pruning;
 
+import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.graph.StructureGraph;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
@@ -21,12 +24,12 @@ import java.util.List;
  * columns set to 0 (from the graph's {@link StructureGraph.StructureSet}s, not from surgery's code path), and
  * removed layers skipped in the forward pass.
  */
-final class Reference {
+public final class Reference {
     private Reference() {
     }
 
     /** Logits [T][vocab] of the original model with the selections' removed structures zeroed and layers skipped. */
-    static float[][] zeroedLogits(ModelConfig config, TensorSource source, List<LayerSelection> sel, long[] ids) {
+    public static float[][] zeroedLogits(ModelConfig config, TensorSource source, List<LayerSelection> sel, long[] ids) {
         try (NDManager m = NDManager.newBaseManager(Device.cpu())) {
             TensorMap zeroed = zeroed(config, source, sel, m);
             boolean[] skip = new boolean[config.numLayers()];
@@ -39,7 +42,7 @@ final class Reference {
         }
     }
 
-    static TensorMap zeroed(ModelConfig config, TensorSource source, List<LayerSelection> sel, NDManager m) {
+    public static TensorMap zeroed(ModelConfig config, TensorSource source, List<LayerSelection> sel, NDManager m) {
         StructureGraph g = StructureGraph.of(config);
         TensorMap map = new TensorMap(source);
         for (LayerSelection s : sel) {
@@ -88,7 +91,7 @@ final class Reference {
     }
 
     /** Logits [T][vocab] of one sequence, running only the layers not skipped. */
-    static float[][] logitsSkipping(LlamaModel model, long[] ids, boolean[] skip) {
+    public static float[][] logitsSkipping(LlamaModel model, long[] ids, boolean[] skip) {
         try (NDManager scope = NDManager.newBaseManager(Device.cpu())) {
             NDArray x = scope.create(ids, new Shape(1, ids.length));
             NDList rope = model.ropeTables(scope, ids.length);
@@ -103,7 +106,7 @@ final class Reference {
         }
     }
 
-    static float[][] rows(float[] flat, int t, int v) {
+    public static float[][] rows(float[] flat, int t, int v) {
         float[][] out = new float[t][v];
         for (int i = 0; i < t; i++) {
             System.arraycopy(flat, i * v, out[i], 0, v);
@@ -111,7 +114,7 @@ final class Reference {
         return out;
     }
 
-    static double maxAbsDiff(float[][] a, float[][] b) {
+    public static double maxAbsDiff(float[][] a, float[][] b) {
         double d = 0;
         for (int i = 0; i < a.length; i++) {
             for (int j = 0; j < a[i].length; j++) {
@@ -121,7 +124,7 @@ final class Reference {
         return d;
     }
 
-    static long[] ids(int n, int vocab) {
+    public static long[] ids(int n, int vocab) {
         long[] ids = new long[n];
         for (int i = 0; i < n; i++) {
             ids[i] = (i * 37L + 5) % vocab;

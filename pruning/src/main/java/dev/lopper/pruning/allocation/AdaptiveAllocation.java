@@ -1,0 +1,268 @@
+package dev.lopper.pruning.allocation;
+
+import dev.lopper.pruning.criteria.FlapCriterion;
+import dev.lopper.pruning.criteria.CfspCriterion;
+import dev.lopper.pruning.criteria.Scores;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * {@code --allocation adaptive}: each layer's share is decided by the scores, not fixed.
+ *
+ * <p><b>FLAP's AL-AM</b> (every criterion except CFSP): all head units and MLP channels of the prunable layers
+ * are ranked together by score, descending; each unit weighs its parameter count (FLAP hard-codes 512/3 for a
+ * 128-wide MHA head against a channel; Lopper counts the unit's real parameters, so GQA groups weigh what they
+ * hold). The threshold is the score where the cumulative weight is closest to {@code (1 - ratio)} of the total,
+ * and units scoring strictly above it stay. Scores that are not comparable across layers
+ * ({@link Scores#comparableAcrossLayers()} false, e.g. Wanda-sp) are first standardized per layer and module,
+ * as FLAP does with its own metric (FLAP's scores arrive already standardized at channel level). With
+ * {@code headRatio}/{@code channelRatio} given, heads and channels get separate thresholds.
+ *
+ * <p><b>CFSP's coarse budgets</b> (criterion {@value CfspCriterion#NAME}): per-layer keep ratios from block
+ * importance ({@link CfspCriterion#keepRatios}); each layer keeps {@code int(count * keep) + 1} channels (the
+ * official non-cuda-friendly rule) and {@code round(units * keep)} head units, the highest scored.
+ *
+ * <p>Deviation from FLAP: a layer keeps at least one head unit and one channel (FLAP can empty a module; Lopper's
+ * plans only allow that with target "layers").
+ */
+public final class AdaptiveAllocation implements Allocation.Strategy {
+
+    @Override
+    public List<LayerSelection> select(StructureGraph graph, Scores scores, Allocation.Options o) {
+        if (o.layers()) {
+            throw new IllegalArgumentException("--allocation adaptive prunes heads and channels, not whole layers; "
+                    + "use --allocation uniform or global for target 'layers'");
+        }
+        StructureGraph.Kind unit = o.headUnit() != null ? o.headUnit() : scores.headUnit();
+        if (CfspCriterion.NAME.equals(scores.criterion()) && scores.layers() != null) {
+            return cfsp(graph, scores, o, unit);
+        }
+        return flap(graph, scores, o, unit);
+    }
+
+    // ------------------------------------------------------------------ FLAP AL-AM
+
+    private record Unit(int layer, boolean head, int index, double score, double weight) {
+    }
+
+    private List<LayerSelection> flap(StructureGraph graph, Scores scores, Allocation.Options o, StructureGraph.Kind unit) {
+        ModelConfig c = graph.config();
+        int n = graph.numLayers();
+        boolean standardize = !scores.comparableAcrossLayers();
+        int[][] slotOrder = new int[n][]; // QUERY_HEAD: per layer, the heads of slot r are slotOrder[g * gs + r]
+        List<Unit> heads = new ArrayList<>();
+        List<Unit> channels = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            if (!o.prunable(i, n)) {
+                continue;
+            }
+            LayerShape s = c.layer(i);
+            if (o.heads() && s.numHeads() > 0) {
+                double[] hs = Allocation.headScores(scores, unit)[i];
+                double[] unitScores;
+                double weight;
+                if (unit == StructureGraph.Kind.KV_GROUP) {
+                    unitScores = hs;
+                    weight = graph.kvGroups(i).parametersPerUnit();
+                } else {
+                    slotOrder[i] = slotOrder(s, hs);
+                    unitScores = slotScores(s, hs, slotOrder[i]);
+                    weight = graph.queryHeads(i).parametersPerUnit() * (double) s.numKvHeads();
+                }
+                double[] z = standardize ? FlapCriterion.standardize(unitScores) : unitScores;
+                for (int u = 0; u < z.length; u++) {
+                    heads.add(new Unit(i, true, u, z[u], weight));
+                }
+            }
+            if (o.channels() && s.intermediateSize() > 0) {
+                double[] cs = scores.channels()[i];
+                double[] z = standardize ? FlapCriterion.standardize(cs) : cs;
+                double weight = graph.mlpChannels(i).parametersPerUnit();
+                for (int u = 0; u < z.length; u++) {
+                    channels.add(new Unit(i, false, u, z[u], weight));
+                }
+            }
+        }
+        boolean[][] headGone = new boolean[n][];
+        boolean[][] channelGone = new boolean[n][];
+        for (int i = 0; i < n; i++) {
+            headGone[i] = new boolean[unit == StructureGraph.Kind.KV_GROUP ? c.layer(i).numKvHeads() : c.layer(i).groupSize()];
+            channelGone[i] = new boolean[c.layer(i).intermediateSize()];
+        }
+        if (o.headRatio() != null || o.channelRatio() != null) {
+            threshold(heads, o.headRatio() != null ? o.headRatio() : o.ratio(), headGone, channelGone);
+            threshold(channels, o.channelRatio() != null ? o.channelRatio() : o.ratio(), headGone, channelGone);
+        } else {
+            List<Unit> all = new ArrayList<>(heads);
+            all.addAll(channels);
+            threshold(all, o.ratio(), headGone, channelGone);
+        }
+        keepBest(heads, headGone);
+        keepBest(channels, channelGone);
+        List<LayerSelection> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            LayerShape s = c.layer(i);
+            int[] groups = LayerSelection.range(s.numKvHeads());
+            int[] keptHeads = LayerSelection.range(s.numHeads());
+            boolean[] hg = headGone[i];
+            if (unit == StructureGraph.Kind.KV_GROUP) {
+                groups = Arrays.stream(groups).filter(g -> !hg[g]).toArray();
+                keptHeads = Allocation.headsOfGroups(s, groups);
+            } else if (slotOrder[i] != null) {
+                int gs = s.groupSize();
+                List<Integer> kept = new ArrayList<>();
+                for (int g = 0; g < s.numKvHeads(); g++) {
+                    for (int r = 0; r < gs; r++) {
+                        if (!hg[r]) {
+                            kept.add(slotOrder[i][g * gs + r]);
+                        }
+                    }
+                }
+                keptHeads = kept.stream().mapToInt(Integer::intValue).sorted().toArray();
+            }
+            boolean[] cg = channelGone[i];
+            int[] keptChannels = Arrays.stream(LayerSelection.range(s.intermediateSize())).filter(j -> !cg[j]).toArray();
+            out.add(new LayerSelection(i, false, groups, keptHeads, keptChannels));
+        }
+        return out;
+    }
+
+    /**
+     * FLAP's threshold: sort descending, find the position where the cumulative weight is closest to
+     * (1 - ratio) x total, and mark every unit scoring at or below that position's score as removed.
+     */
+    private static void threshold(List<Unit> units, double ratio, boolean[][] headGone, boolean[][] channelGone) {
+        if (units.isEmpty() || ratio <= 0) {
+            return;
+        }
+        List<Unit> sorted = new ArrayList<>(units);
+        sorted.sort(Comparator.comparingDouble(Unit::score).reversed());
+        double total = 0;
+        for (Unit u : sorted) {
+            total += u.weight();
+        }
+        double target = total * (1 - ratio);
+        double cum = 0;
+        int best = 0;
+        double bestGap = Double.POSITIVE_INFINITY;
+        for (int k = 0; k < sorted.size(); k++) {
+            cum += sorted.get(k).weight();
+            double gap = Math.abs(cum - target);
+            if (gap < bestGap) { // first minimum, as torch.argmin
+                bestGap = gap;
+                best = k;
+            }
+        }
+        double thr = sorted.get(best).score();
+        for (Unit u : units) {
+            if (!(u.score() > thr)) {
+                (u.head() ? headGone : channelGone)[u.layer()][u.index()] = true;
+            }
+        }
+    }
+
+    /** Where a module lost every unit, the best-scored one stays (a layer keeps one head unit and one channel). */
+    private static void keepBest(List<Unit> units, boolean[][] gone) {
+        Unit[] best = new Unit[gone.length];
+        for (Unit u : units) {
+            if (best[u.layer()] == null || u.score() > best[u.layer()].score()) {
+                best[u.layer()] = u;
+            }
+        }
+        for (int i = 0; i < gone.length; i++) {
+            boolean all = gone[i].length > 0;
+            for (boolean g : gone[i]) {
+                all &= g;
+            }
+            if (all && best[i] != null) {
+                gone[i][best[i].index()] = false;
+            }
+        }
+    }
+
+    /** Per KV group, the group's query heads by ascending score: slot r of group g is order[g * gs + r]. */
+    static int[] slotOrder(LayerShape s, double[] hs) {
+        int gs = s.groupSize();
+        int[] order = new int[s.numHeads()];
+        for (int g = 0; g < s.numKvHeads(); g++) {
+            double[] local = Arrays.copyOfRange(hs, g * gs, (g + 1) * gs);
+            Integer[] byScore = Arrays.stream(LayerSelection.range(gs)).boxed().toArray(Integer[]::new);
+            Arrays.sort(byScore, (a, b) -> local[a] != local[b] ? Double.compare(local[a], local[b]) : Integer.compare(b, a));
+            for (int r = 0; r < gs; r++) {
+                order[g * gs + r] = g * gs + byScore[r];
+            }
+        }
+        return order;
+    }
+
+    /** Slot r's score: the mean over groups of each group's r-th lowest query head (grows with r). */
+    static double[] slotScores(LayerShape s, double[] hs, int[] order) {
+        int gs = s.groupSize();
+        double[] out = new double[gs];
+        for (int r = 0; r < gs; r++) {
+            for (int g = 0; g < s.numKvHeads(); g++) {
+                out[r] += hs[order[g * gs + r]] / s.numKvHeads();
+            }
+        }
+        return out;
+    }
+
+    // ------------------------------------------------------------------ CFSP coarse budgets
+
+    private List<LayerSelection> cfsp(StructureGraph graph, Scores scores, Allocation.Options o, StructureGraph.Kind unit) {
+        ModelConfig c = graph.config();
+        int n = graph.numLayers();
+        List<Integer> prunable = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            if (o.prunable(i, n)) {
+                prunable.add(i);
+            }
+        }
+        double[] importance = prunable.stream().mapToDouble(i -> scores.layers()[i]).toArray();
+        double rh = o.headRatio() != null ? o.headRatio() : o.ratio();
+        double rc = o.channelRatio() != null ? o.channelRatio() : o.ratio();
+        double[] keepHeads = CfspCriterion.keepRatios(importance, rh);
+        double[] keepChannels = CfspCriterion.keepRatios(importance, rc);
+        List<LayerSelection> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            out.add(LayerSelection.whole(i, c.layer(i)));
+        }
+        for (int p = 0; p < prunable.size(); p++) {
+            int i = prunable.get(p);
+            LayerShape s = c.layer(i);
+            int[] groups = LayerSelection.range(s.numKvHeads());
+            int[] heads = LayerSelection.range(s.numHeads());
+            if (o.heads() && s.numHeads() > 0) {
+                double[] hs = Allocation.headScores(scores, unit)[i];
+                if (unit == StructureGraph.Kind.KV_GROUP) {
+                    int keep = clamp((int) Math.round(s.numKvHeads() * keepHeads[p]), 1, s.numKvHeads());
+                    groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, s.numKvHeads() - keep));
+                    heads = Allocation.headsOfGroups(s, groups);
+                } else {
+                    int keep = clamp((int) Math.round(s.groupSize() * keepHeads[p]), 1, s.groupSize());
+                    heads = UniformAllocation.keepPerGroup(s, hs, s.groupSize() - keep);
+                }
+            }
+            int[] channels = LayerSelection.range(s.intermediateSize());
+            if (o.channels() && s.intermediateSize() > 0) {
+                int d = s.intermediateSize();
+                // official: thresh = sorted_desc[int(d * keep)], keep metric >= thresh -> int(d * keep) + 1 kept
+                int keep = clamp((int) (d * keepChannels[p]) + 1, 1, d);
+                channels = Allocation.complement(d, Allocation.lowest(scores.channels()[i], d - keep));
+            }
+            out.set(i, new LayerSelection(i, false, groups, heads, channels));
+        }
+        return out;
+    }
+
+    private static int clamp(int v, int lo, int hi) {
+        return Math.max(lo, Math.min(hi, v));
+    }
+}

@@ -1,0 +1,240 @@
+package dev.lopper.pruning.allocation;
+
+import dev.lopper.pruning.criteria.Scores;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.pruning.plan.PruningPlan;
+import dev.lopper.model.ModelStats;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Turns {@link Scores} into a {@link PruningPlan}: how many structures each layer loses, and which (the lowest
+ * scored). "ratio" is always the fraction of <em>prunable</em> parameters removed (see {@link #prunable}); the
+ * achieved ratio is reported in {@link PruningPlan#result()} because whole heads and channels rarely hit it
+ * exactly.
+ *
+ * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}) and {@code global}
+ * ({@link GlobalAllocation}) here; others (FLAP's adaptive one) plug in with {@link #register}.
+ */
+public final class Allocation {
+
+    /**
+     * What to allocate.
+     *
+     * @param ratio fraction of prunable parameters to remove, in [0, 1)
+     * @param targets any of "heads", "channels", "layers"
+     * @param strategy registered strategy name ("uniform", "global")
+     * @param headUnit KV_GROUP or QUERY_HEAD, or null for the criterion's default ({@link Scores#headUnit()})
+     * @param headRatio ratio of head units removed per layer (uniform), or null for {@code ratio}
+     * @param channelRatio ratio of MLP channels removed per layer (uniform), or null for {@code ratio}
+     * @param keepFirst the first k layers are never pruned
+     * @param keepLast the last k layers are never pruned
+     */
+    public record Options(double ratio, Set<String> targets, String strategy, StructureGraph.Kind headUnit,
+                          Double headRatio, Double channelRatio, int keepFirst, int keepLast) {
+        public Options {
+            targets = Set.copyOf(targets);
+            if (!(ratio >= 0 && ratio < 1)) {
+                throw new IllegalArgumentException("--ratio " + ratio + ": expected a number in [0, 1) (the fraction of prunable parameters removed)");
+            }
+            for (Double r : new Double[] {headRatio, channelRatio}) {
+                if (r != null && !(r >= 0 && r < 1)) {
+                    throw new IllegalArgumentException("head/channel ratio " + r + ": expected a number in [0, 1)");
+                }
+            }
+            if (targets.isEmpty()) {
+                throw new IllegalArgumentException("--targets: nothing to prune; expected any of " + PruningPlan.TARGETS);
+            }
+            for (String t : targets) {
+                if (!PruningPlan.TARGETS.contains(t)) {
+                    throw new IllegalArgumentException("--targets: found '" + t + "', expected any of " + PruningPlan.TARGETS);
+                }
+            }
+            if (keepFirst < 0 || keepLast < 0) {
+                throw new IllegalArgumentException("--keep-first/--keep-last must be >= 0");
+            }
+            if (headUnit != null && headUnit != StructureGraph.Kind.KV_GROUP && headUnit != StructureGraph.Kind.QUERY_HEAD) {
+                throw new IllegalArgumentException("head unit must be KV_GROUP or QUERY_HEAD, not " + headUnit);
+            }
+        }
+
+        /** Uniform or global allocation of {@code ratio} over {@code targets}, everything else default. */
+        public static Options of(double ratio, Set<String> targets, String strategy) {
+            return new Options(ratio, targets, strategy, null, null, null, 0, 0);
+        }
+
+        public boolean heads() {
+            return targets.contains("heads");
+        }
+
+        public boolean channels() {
+            return targets.contains("channels");
+        }
+
+        public boolean layers() {
+            return targets.contains("layers");
+        }
+
+        /** Whether layer {@code i} of {@code n} may be pruned (not among the first/last kept). */
+        public boolean prunable(int i, int n) {
+            return i >= keepFirst && i < n - keepLast;
+        }
+    }
+
+    /**
+     * A way to allocate: picks what each original layer keeps. Implementations must return one selection per
+     * layer, keep every layer a valid GQA layer, and leave non-prunable layers whole.
+     */
+    public interface Strategy {
+        List<LayerSelection> select(StructureGraph graph, Scores scores, Options options);
+    }
+
+    private static final Map<String, Strategy> STRATEGIES = new LinkedHashMap<>();
+
+    static {
+        register("uniform", new UniformAllocation());
+        register("global", new GlobalAllocation());
+        register("adaptive", new AdaptiveAllocation());
+    }
+
+    private Allocation() {
+    }
+
+    /** Adds a strategy (e.g. FLAP's "adaptive"); later calls replace earlier ones of the same name. */
+    public static synchronized void register(String name, Strategy strategy) {
+        STRATEGIES.put(name, strategy);
+    }
+
+    public static synchronized Set<String> strategies() {
+        return Set.copyOf(STRATEGIES.keySet());
+    }
+
+    /**
+     * Allocates and returns a plan carrying the cuts, {@code options}' ratio/targets/strategy and the achieved
+     * result; the caller adds criterion, calibration, seed and model hash with {@link PruningPlan#withProvenance}.
+     */
+    public static PruningPlan allocate(StructureGraph graph, Scores scores, Options options) {
+        Strategy s;
+        synchronized (Allocation.class) {
+            s = STRATEGIES.get(options.strategy());
+        }
+        if (s == null) {
+            throw new IllegalArgumentException("--allocation " + options.strategy() + ": expected one of " + strategies());
+        }
+        scores.checkAgainst(graph);
+        if (options.keepFirst() + options.keepLast() >= graph.numLayers() && options.ratio() > 0) {
+            throw new IllegalArgumentException("--keep-first " + options.keepFirst() + " + --keep-last " + options.keepLast()
+                    + " leave no prunable layer (the model has " + graph.numLayers() + ")");
+        }
+        List<LayerSelection> sel = s.select(graph, scores, options);
+        PruningPlan plan = toPlan(graph.config(), sel, new PruningPlan(scores.criterion(), null, options.ratio(),
+                PruningPlan.TARGETS.stream().filter(options.targets()::contains).toList(), options.strategy(), null, null,
+                null, PruningPlan.toolVersionString(), List.of(), List.of(), null));
+        return plan.withResult(result(graph.config(), sel, options));
+    }
+
+    /** Plan cuts from selections: kept lists for changed layers only. */
+    public static PruningPlan toPlan(ModelConfig config, List<LayerSelection> selections, PruningPlan base) {
+        List<Integer> removed = new ArrayList<>();
+        List<PruningPlan.LayerPlan> layers = new ArrayList<>();
+        for (LayerSelection s : selections) {
+            LayerShape shape = config.layer(s.layer());
+            if (s.removed()) {
+                removed.add(s.layer());
+            } else if (!s.unchanged(shape)) {
+                layers.add(PruningPlan.LayerPlan.kept(s.layer(), s.keptKvGroups(), s.keptHeads(), s.keptChannels()));
+            }
+        }
+        return base.withCuts(removed, layers);
+    }
+
+    /**
+     * Prunable parameters of layer {@code s}: its attention weights (q/k/v/o and q/k/v biases) when heads are a
+     * target, its MLP weights when channels are, the whole layer (norms included) when layers are. Embeddings,
+     * the LM head, norms and compensation biases are never prunable by heads/channels.
+     */
+    public static long prunable(ModelConfig c, LayerShape s, boolean heads, boolean channels, boolean layers) {
+        if (layers) {
+            return ModelStats.layerParameters(c, s);
+        }
+        long h = c.hiddenSize();
+        long q = (long) s.numHeads() * c.headDim();
+        long kv = (long) s.numKvHeads() * c.headDim();
+        long attn = 2 * h * q + 2 * h * kv + (c.qkvBias() ? q + 2 * kv : 0);
+        long mlp = 3 * h * s.intermediateSize();
+        return (heads ? attn : 0) + (channels ? mlp : 0);
+    }
+
+    /** Counts a selection: total parameters before/after and the achieved fraction of prunable ones removed. */
+    public static PruningPlan.Result result(ModelConfig config, List<LayerSelection> sel, Options options) {
+        return result(config, sel, options.heads(), options.channels(), options.layers(), options.keepFirst(), options.keepLast());
+    }
+
+    /** As {@link #result(ModelConfig, List, Options)}; with no target given, all three count as targets. */
+    public static PruningPlan.Result result(ModelConfig config, List<LayerSelection> sel, boolean heads, boolean channels,
+                                            boolean layers, int keepFirst, int keepLast) {
+        if (!heads && !channels && !layers) {
+            heads = channels = layers = true;
+        }
+        int n = config.numLayers();
+        long prunable = 0;
+        for (int i = keepFirst; i < n - keepLast; i++) {
+            prunable += prunable(config, config.layer(i), heads, channels, layers);
+        }
+        long before = ModelStats.parameters(config);
+        long after = ModelStats.parameters(prunedConfig(config, sel));
+        return new PruningPlan.Result(before, after, prunable, before - after,
+                prunable == 0 ? 0 : (double) (before - after) / prunable);
+    }
+
+    /** The config after applying selections (removed layers dropped, others reshaped). */
+    public static ModelConfig prunedConfig(ModelConfig config, List<LayerSelection> sel) {
+        return LayerSelection.prunedConfig(config, sel);
+    }
+
+    /** Indices of the {@code k} lowest scores (ties: the higher index goes first, so that order is stable), ascending. */
+    public static int[] lowest(double[] scores, int k) {
+        Integer[] idx = new Integer[scores.length];
+        Arrays.setAll(idx, i -> i);
+        Arrays.sort(idx, (a, b) -> scores[a] != scores[b] ? Double.compare(scores[a], scores[b]) : Integer.compare(b, a));
+        int[] out = new int[k];
+        for (int i = 0; i < k; i++) {
+            out[i] = idx[i];
+        }
+        Arrays.sort(out);
+        return out;
+    }
+
+    /** 0..n-1 without {@code removed}. */
+    public static int[] complement(int n, int[] removed) {
+        boolean[] gone = new boolean[n];
+        for (int r : removed) {
+            gone[r] = true;
+        }
+        return Arrays.stream(LayerSelection.range(n)).filter(i -> !gone[i]).toArray();
+    }
+
+    /** Head scores for the unit in use, failing clearly when the criterion did not produce them. */
+    public static double[][] headScores(Scores scores, StructureGraph.Kind unit) {
+        double[][] s = scores.of(unit);
+        if (s == null) {
+            throw new IllegalArgumentException("criterion " + scores.criterion() + " gives no " + unit + " scores; use its default head unit ("
+                    + scores.headUnit() + ")");
+        }
+        return s;
+    }
+
+    /** Kept heads of a layer given kept groups: all query heads of each kept group. */
+    public static int[] headsOfGroups(LayerShape s, int[] groups) {
+        int gs = s.groupSize();
+        return Arrays.stream(groups).flatMap(g -> Arrays.stream(LayerSelection.range(gs)).map(r -> g * gs + r)).toArray();
+    }
+}

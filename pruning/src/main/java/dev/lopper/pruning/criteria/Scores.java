@@ -1,0 +1,79 @@
+package dev.lopper.pruning.criteria;
+
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.model.config.LayerShape;
+
+/**
+ * What a {@link Criterion} produces: an importance score per structure, higher = more important (kept first).
+ * Indices are those of the {@link StructureGraph} the scores were computed on. Any array may be null when the
+ * criterion does not score that kind; allocation fails clearly if it needs a missing one.
+ *
+ * @param criterion name of the criterion, for messages and provenance
+ * @param comparableAcrossLayers whether scores of different layers (and of different kinds) can be ranked
+ *                               against each other, as global allocation does; per-layer-only scores (e.g. raw
+ *                               activation-weighted sums whose scale drifts with depth) must say false
+ * @param headUnit the head structure the criterion ranks by default ({@link StructureGraph.Kind#KV_GROUP} or
+ *                 {@link StructureGraph.Kind#QUERY_HEAD}), see docs/PRUNING.md for each criterion's choice
+ * @param kvGroups [layer][numKvHeads] KV-group scores, or null
+ * @param queryHeads [layer][numHeads] query-head scores, or null
+ * @param channels [layer][intermediateSize] MLP-channel scores, or null
+ * @param layers [layer] whole-layer scores (block pruning), or null
+ */
+public record Scores(String criterion, boolean comparableAcrossLayers, StructureGraph.Kind headUnit,
+                     double[][] kvGroups, double[][] queryHeads, double[][] channels, double[] layers) {
+
+    public Scores {
+        if (headUnit != StructureGraph.Kind.KV_GROUP && headUnit != StructureGraph.Kind.QUERY_HEAD) {
+            throw new IllegalArgumentException("headUnit must be KV_GROUP or QUERY_HEAD, not " + headUnit);
+        }
+    }
+
+    /** The scores of {@code kind}, or null. */
+    public double[][] of(StructureGraph.Kind kind) {
+        return switch (kind) {
+            case KV_GROUP -> kvGroups;
+            case QUERY_HEAD -> queryHeads;
+            case MLP_CHANNEL -> channels;
+            case LAYER -> layers == null ? null : toColumn(layers);
+        };
+    }
+
+    private static double[][] toColumn(double[] v) {
+        double[][] out = new double[v.length][];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = new double[] {v[i]};
+        }
+        return out;
+    }
+
+    /** Checks every present array against the graph's counts; a criterion bug fails here, not in surgery. */
+    public void checkAgainst(StructureGraph graph) {
+        int n = graph.numLayers();
+        for (StructureGraph.Kind k : new StructureGraph.Kind[] {StructureGraph.Kind.KV_GROUP, StructureGraph.Kind.QUERY_HEAD,
+                StructureGraph.Kind.MLP_CHANNEL}) {
+            double[][] s = of(k);
+            if (s == null) {
+                continue;
+            }
+            if (s.length != n) {
+                throw new IllegalStateException(criterion + ": " + k + " scores for " + s.length + " layers, model has " + n);
+            }
+            for (int l = 0; l < n; l++) {
+                LayerShape shape = graph.config().layer(l);
+                int want = k == StructureGraph.Kind.KV_GROUP ? shape.numKvHeads()
+                        : k == StructureGraph.Kind.QUERY_HEAD ? shape.numHeads() : shape.intermediateSize();
+                if (s[l].length != want) {
+                    throw new IllegalStateException(criterion + ": layer " + l + " has " + s[l].length + " " + k + " scores, expected " + want);
+                }
+                for (double x : s[l]) {
+                    if (Double.isNaN(x)) {
+                        throw new IllegalStateException(criterion + ": layer " + l + " has a NaN " + k + " score");
+                    }
+                }
+            }
+        }
+        if (layers != null && layers.length != n) {
+            throw new IllegalStateException(criterion + ": " + layers.length + " layer scores, model has " + n);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+package dev.lopper.pruning.criteria;
+
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.allocation.UniformAllocation;
+import dev.lopper.pruning.allocation.Allocation;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import dev.lopper.calibration.ChannelStats;
+import dev.lopper.calibration.ChannelStatsCollector;
+import dev.lopper.calibration.Tap;
+import dev.lopper.model.LayerWeights;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+
+import java.util.EnumSet;
+import java.util.List;
+
+/**
+ * Wanda-sp, the structured Wanda baseline of the FLAP paper (An et al., AAAI 2024; official code
+ * {@code CASIA-IVA-Lab/FLAP lib/prune.py::prune_wanda_sp}), see docs/CRITERIA.md.
+ *
+ * <p>Per input channel j of o_proj and down_proj (W [hidden, in]):
+ * {@code s_j = mean_i |W[i, j]| * sqrt(scaler_row_j)}, where {@code scaler_row_j = sum over all tokens of x_j^2
+ * / N} (Wanda's statistic: ||X_j||_2 / sqrt(N) after the root). An MLP channel scores s_j; a query head the
+ * <b>sum</b> of s_j over its head_dim channels; a KV group (Lopper's GQA extension) the sum over its query heads'
+ * channels. Only o_proj and down_proj are looked at, as in the official code. Scores are per-layer quantities
+ * (not comparable across layers): the official allocation is uniform.
+ *
+ * <p>Order: by default all layers are scored on the dense model in one pass. {@link #sequential} gives the
+ * official order: each layer is pruned (uniform allocation, decided right after its statistics) before the batch
+ * moves on, so later layers see the pruned layers' outputs (see docs/CRITERIA.md).
+ */
+public final class WandaSpCriterion extends CalibratedCriterion {
+    public static final String NAME = "wanda-sp";
+
+    private Allocation.Options sequential;
+
+    /**
+     * Official order: prune each layer with these (uniform) allocation options as soon as it is scored, and feed
+     * the pruned layer's output to the next one.
+     */
+    public WandaSpCriterion sequential(Allocation.Options uniform) {
+        if (!"uniform".equals(uniform.strategy()) || uniform.layers()) {
+            throw new IllegalArgumentException("wanda-sp's sequential order prunes each layer as it goes, which needs --allocation uniform "
+                    + "and targets heads/channels; use --wanda-order dense for " + uniform.strategy());
+        }
+        this.sequential = uniform;
+        return this;
+    }
+
+    public boolean isSequential() {
+        return sequential != null;
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public boolean comparableAcrossLayers() {
+        return false;
+    }
+
+    @Override
+    public int defaultSamples() {
+        return 128; // FLAP repo: get_loaders("c4", nsamples=128, ...)
+    }
+
+    @Override
+    public int defaultSeqLen() {
+        return 128; // FLAP repo sets model.seqlen = 128
+    }
+
+    @Override
+    public ObjectNode options() {
+        ObjectNode o = new ObjectMapper().createObjectNode();
+        o.put("score", "mean_i |W[i,j]| * sqrt(sum_t x_j^2 / N), heads: sum over head_dim");
+        o.put("order", sequential != null ? "sequential (official)" : "dense (one pass)");
+        return o;
+    }
+
+    @Override
+    public Scores score(ScoringContext ctx) {
+        ModelConfig c = ctx.config();
+        int n = c.numLayers();
+        double[][] kv = new double[n][];
+        double[][] heads = new double[n][];
+        double[][] channels = new double[n][];
+        ChannelStatsCollector stats = new ChannelStatsCollector(EnumSet.of(Tap.O_PROJ_INPUT, Tap.DOWN_PROJ_INPUT)) {
+            @Override
+            public void endLayer(LayerWeights w) {
+                int i = w.index();
+                LayerShape s = w.shape();
+                double[] attn = channelScores(get(i, Tap.O_PROJ_INPUT), s.numHeads() > 0 ? columnAbsMean(w.o()) : new double[0]);
+                heads[i] = sumRuns(attn, c.headDim());
+                kv[i] = sumRuns(attn, groupWidth(s, c.headDim()));
+                channels[i] = channelScores(get(i, Tap.DOWN_PROJ_INPUT),
+                        s.intermediateSize() > 0 ? columnAbsMean(w.down()) : new double[0]);
+            }
+
+            @Override
+            public LayerWeights forwardWeights(LayerWeights dense, NDManager manager) {
+                if (sequential == null) {
+                    return null;
+                }
+                int i = dense.index();
+                LayerSelection sel = selectLayer(c, i, kv[i], heads[i], channels[i]);
+                return sel.unchanged(dense.shape()) ? null : masked(dense, sel, c.headDim(), manager);
+            }
+        };
+        calibrate(ctx, List.of(stats));
+        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
+    }
+
+    /** What uniform allocation keeps of layer {@code i} given only that layer's scores. */
+    private LayerSelection selectLayer(ModelConfig c, int i, double[] kv, double[] heads, double[] channels) {
+        int n = c.numLayers();
+        double[][] k = new double[n][], h = new double[n][], ch = new double[n][];
+        for (int l = 0; l < n; l++) {
+            LayerShape s = c.layer(l);
+            k[l] = l == i ? kv : new double[s.numKvHeads()];
+            h[l] = l == i ? heads : new double[s.numHeads()];
+            ch[l] = l == i ? channels : new double[s.intermediateSize()];
+        }
+        Scores one = new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, k, h, ch, null);
+        return new UniformAllocation().select(StructureGraph.of(c), one, sequential).get(i);
+    }
+
+    /**
+     * The layer with removed heads' o_proj columns and removed channels' down_proj columns zeroed: its output
+     * equals the pruned layer's (a removed head or channel only reaches the output through those columns).
+     */
+    static LayerWeights masked(LayerWeights w, LayerSelection sel, int headDim, NDManager manager) {
+        LayerShape s = w.shape();
+        float[] oMask = new float[s.numHeads() * headDim];
+        for (int h : sel.keptHeads()) {
+            java.util.Arrays.fill(oMask, h * headDim, (h + 1) * headDim, 1f);
+        }
+        float[] dMask = new float[s.intermediateSize()];
+        for (int j : sel.keptChannels()) {
+            dMask[j] = 1f;
+        }
+        NDArray o = w.o().mul(manager.create(oMask));
+        o.attach(manager);
+        NDArray down = w.down().mul(manager.create(dMask));
+        down.attach(manager);
+        return new LayerWeights(w.index(), s, w.inputNorm(), w.q(), w.qBias(), w.k(), w.kBias(), w.v(), w.vBias(), o,
+                w.oBias(), w.postNorm(), w.gate(), w.up(), down, w.downBias());
+    }
+
+    /** s_j = colAbsMean_j * sqrt(scaler_row_j). */
+    static double[] channelScores(ChannelStats stats, double[] colAbsMean) {
+        if (stats == null) {
+            return new double[0];
+        }
+        double[] root = sqrt(stats.wandaScalerRow());
+        double[] out = new double[colAbsMean.length];
+        for (int j = 0; j < out.length; j++) {
+            out[j] = colAbsMean[j] * root[j];
+        }
+        return out;
+    }
+}

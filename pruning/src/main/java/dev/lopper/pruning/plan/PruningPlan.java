@@ -1,0 +1,310 @@
+package dev.lopper.pruning.plan;
+
+import dev.lopper.pruning.graph.LayerSelection;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.model.ModelFormatException;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+/**
+ * What to cut, as a plain JSON document ({@code "format": "lopper-plan/1"}, docs/FORMAT.md): a criterion
+ * produces it, surgery consumes it, and a person can write one by hand. Layers not listed stay whole. Indices are
+ * those of the original model. Provenance fields are informational except {@link #modelHash}, which
+ * {@link #checkModel} compares.
+ *
+ * @param criterion criterion name ("magnitude", "wanda-sp", "manual", ...)
+ * @param criterionOptions criterion settings (e.g. {"norm": "l2"}), free-form; may be null
+ * @param ratio requested fraction of prunable parameters removed, or null (hand-written)
+ * @param targets what the plan may cut: any of "heads", "channels", "layers"; "layers" also permits a layer to
+ *                lose every head or every channel
+ * @param allocation allocation used ("uniform", "global", ...), or null
+ * @param calibration calibration data used, or null (magnitude needs none)
+ * @param seed random seed, or null
+ * @param modelHash {@link ModelHash} of the model the plan was made for, or null (then not checked)
+ * @param toolVersion Lopper version that wrote the plan
+ * @param removedLayers original indices of the layers removed
+ * @param layers per-layer cuts, ascending by layer, at most one per layer
+ * @param result the counts the plan achieved, or null; informational, recomputed on use
+ */
+public record PruningPlan(String criterion, ObjectNode criterionOptions, Double ratio, List<String> targets,
+                          String allocation, Calibration calibration, Long seed, String modelHash, String toolVersion,
+                          List<Integer> removedLayers, List<LayerPlan> layers, Result result) {
+
+    /** The format tag this code reads and writes. */
+    public static final String FORMAT = "lopper-plan/1";
+    /** What every plan format version starts with (how a file Lopper wrote is recognised). */
+    public static final String FORMAT_PREFIX = "lopper-plan/";
+    public static final List<String> TARGETS = List.of("heads", "channels", "layers");
+
+    /**
+     * @param file calibration text file as given
+     * @param samples sequences drawn
+     * @param seqLen tokens per sequence
+     */
+    public record Calibration(String file, int samples, int seqLen) {
+    }
+
+    /**
+     * Parameter counts of the plan applied to its model.
+     *
+     * @param achievedRatio removed / prunable parameters (the "ratio" the user asked for)
+     */
+    public record Result(long paramsBefore, long paramsAfter, long prunableParams, long removedParams,
+                         double achievedRatio) {
+    }
+
+    /**
+     * Cuts in one layer. For each of KV groups, query heads and channels at most one of kept/removed is set;
+     * both null means all kept. When {@code keptKvGroups} and {@code removedKvGroups} are both null but heads are
+     * given, the kept groups are those that keep at least one query head.
+     */
+    public record LayerPlan(int layer, int[] keptKvGroups, int[] removedKvGroups, int[] keptHeads, int[] removedHeads,
+                            int[] keptChannels, int[] removedChannels) {
+        /** The usual form: kept lists (null = all). */
+        public static LayerPlan kept(int layer, int[] kvGroups, int[] heads, int[] channels) {
+            return new LayerPlan(layer, kvGroups, null, heads, null, channels, null);
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof LayerPlan p && p.layer == layer && Arrays.equals(p.keptKvGroups, keptKvGroups)
+                    && Arrays.equals(p.removedKvGroups, removedKvGroups) && Arrays.equals(p.keptHeads, keptHeads)
+                    && Arrays.equals(p.removedHeads, removedHeads) && Arrays.equals(p.keptChannels, keptChannels)
+                    && Arrays.equals(p.removedChannels, removedChannels);
+        }
+
+        @Override
+        public int hashCode() {
+            return layer * 31 + Arrays.hashCode(keptHeads) + Arrays.hashCode(keptChannels);
+        }
+    }
+
+    public PruningPlan {
+        targets = targets == null ? List.of() : List.copyOf(targets);
+        removedLayers = removedLayers == null ? List.of() : List.copyOf(removedLayers);
+        layers = layers == null ? List.of() : List.copyOf(layers);
+    }
+
+    /** A plan that cuts nothing. */
+    public static PruningPlan empty() {
+        return new PruningPlan("none", null, 0.0, List.of(), null, null, null, null, toolVersionString(), List.of(), List.of(), null);
+    }
+
+    /** This plan with different per-layer cuts (what an allocation fills in). */
+    public PruningPlan withCuts(List<Integer> removed, List<LayerPlan> layerPlans) {
+        return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash,
+                toolVersion, removed, layerPlans, result);
+    }
+
+    public PruningPlan withModelHash(String hash) {
+        return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, hash,
+                toolVersion, removedLayers, layers, result);
+    }
+
+    public PruningPlan withResult(Result r) {
+        return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash,
+                toolVersion, removedLayers, layers, r);
+    }
+
+    /** This plan with provenance replaced (criterion, options, ratio, targets, allocation, calibration, seed). */
+    public PruningPlan withProvenance(String crit, ObjectNode options, Double r, List<String> tgts, String alloc,
+                                      Calibration calib, Long sd) {
+        return new PruningPlan(crit, options, r, tgts, alloc, calib, sd, modelHash, toolVersion, removedLayers, layers, result);
+    }
+
+    /** Whether a layer may lose all its heads or all its channels (only when layer removal was asked for). */
+    public boolean allowsEmptyModules() {
+        return targets.contains("layers");
+    }
+
+    // ---------------------------------------------------------------- validation
+
+    /** Checks the plan against a model; throws {@link IllegalArgumentException} naming the problem. */
+    public void validate(ModelConfig config) {
+        resolve(config);
+    }
+
+    /** Fails when the plan names a model hash and {@code hash} differs. */
+    public void checkModel(String hash) {
+        if (modelHash != null && hash != null && !modelHash.equals(hash)) {
+            throw new IllegalArgumentException("plan: field 'modelHash': found " + modelHash + ", but the model is " + hash
+                    + " (the plan was made for a different model)");
+        }
+    }
+
+    /**
+     * Validates and expands the plan into one {@link dev.lopper.pruning.graph.LayerSelection} per original layer, in order.
+     *
+     * @throws IllegalArgumentException for a layer, group, head or channel that does not exist, a layer that would
+     *                                  lose every head or channel (unless "layers" is a target), unequal GQA groups,
+     *                                  or every layer removed
+     */
+    public List<LayerSelection> resolve(ModelConfig config) {
+        int n = config.numLayers();
+        for (String t : targets) {
+            if (!TARGETS.contains(t)) {
+                throw new IllegalArgumentException("plan: field 'targets': found '" + t + "', expected any of " + TARGETS);
+            }
+        }
+        TreeSet<Integer> removed = new TreeSet<>();
+        for (int l : removedLayers) {
+            checkIndex("removedLayers", l, n, "layer");
+            if (!removed.add(l)) {
+                throw new IllegalArgumentException("plan: field 'removedLayers': layer " + l + " is listed twice");
+            }
+        }
+        if (removed.size() == n && n > 0) {
+            throw new IllegalArgumentException("plan: field 'removedLayers': removes all " + n + " layers; at least one must stay");
+        }
+        Map<Integer, LayerPlan> byLayer = new TreeMap<>();
+        for (LayerPlan p : layers) {
+            checkIndex("layers[].layer", p.layer(), n, "layer");
+            if (byLayer.put(p.layer(), p) != null) {
+                throw new IllegalArgumentException("plan: field 'layers': layer " + p.layer() + " is listed twice");
+            }
+            if (removed.contains(p.layer())) {
+                throw new IllegalArgumentException("plan: layer " + p.layer() + " is in 'removedLayers' and also has cuts in 'layers'");
+            }
+        }
+        List<LayerSelection> out = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            LayerShape s = config.layer(i);
+            if (removed.contains(i)) {
+                out.add(LayerSelection.dropped(i));
+            } else if (!byLayer.containsKey(i)) {
+                out.add(LayerSelection.whole(i, s));
+            } else {
+                out.add(resolveLayer(byLayer.get(i), s));
+            }
+        }
+        return out;
+    }
+
+    private LayerSelection resolveLayer(LayerPlan p, LayerShape s) {
+        String at = "plan: layer " + p.layer() + ": ";
+        int[] heads = keptOf(at, "Heads", p.keptHeads(), p.removedHeads(), s.numHeads(), "query head");
+        int[] groups;
+        if (p.keptKvGroups() == null && p.removedKvGroups() == null) {
+            // groups follow the kept heads: a group with no kept query head goes
+            int gs = Math.max(1, s.groupSize());
+            groups = Arrays.stream(heads).map(h -> h / gs).distinct().toArray();
+            if (p.keptHeads() == null && p.removedHeads() == null) {
+                groups = LayerSelection.range(s.numKvHeads());
+            }
+        } else {
+            groups = keptOf(at, "KvGroups", p.keptKvGroups(), p.removedKvGroups(), s.numKvHeads(), "KV group");
+            if (p.keptHeads() == null && p.removedHeads() == null) {
+                // heads follow the kept groups: a group keeps all its query heads
+                int gs = s.groupSize();
+                heads = Arrays.stream(groups).flatMap(g -> Arrays.stream(LayerSelection.range(gs)).map(r -> g * gs + r)).toArray();
+            }
+        }
+        int gs = s.groupSize();
+        Map<Integer, Integer> perGroup = new LinkedHashMap<>();
+        for (int g : groups) {
+            perGroup.put(g, 0);
+        }
+        for (int h : heads) {
+            int g = gs == 0 ? 0 : h / gs;
+            if (!perGroup.containsKey(g)) {
+                throw new IllegalArgumentException(at + "query head " + h + " is kept but its KV group " + g + " is removed");
+            }
+            perGroup.merge(g, 1, Integer::sum);
+        }
+        if (perGroup.values().stream().distinct().count() > 1) {
+            throw new IllegalArgumentException(at + "kept query heads per KV group differ " + perGroup
+                    + "; every KV group of a layer must keep the same number of query heads (a valid GQA layer)");
+        }
+        int[] channels = keptOf(at, "Channels", p.keptChannels(), p.removedChannels(), s.intermediateSize(), "MLP channel");
+        if (!allowsEmptyModules()) {
+            if (heads.length == 0 && s.numHeads() > 0) {
+                throw new IllegalArgumentException(at + "removes every attention head (" + s.numHeads()
+                        + "); keep at least one KV group, or remove the layer ('removedLayers', target 'layers')");
+            }
+            if (channels.length == 0 && s.intermediateSize() > 0) {
+                throw new IllegalArgumentException(at + "removes every MLP channel (" + s.intermediateSize()
+                        + "); keep at least one, or remove the layer ('removedLayers', target 'layers')");
+            }
+        }
+        return new LayerSelection(p.layer(), false, groups, heads, channels);
+    }
+
+    /** Kept indices from a kept list or a removed list (never both), validated, ascending. */
+    private static int[] keptOf(String at, String what, int[] kept, int[] removed, int count, String unit) {
+        if (kept != null && removed != null) {
+            throw new IllegalArgumentException(at + "both 'kept" + what + "' and 'removed" + what + "' given; use one");
+        }
+        if (kept == null && removed == null) {
+            return LayerSelection.range(count);
+        }
+        String field = (kept != null ? "kept" : "removed") + what;
+        boolean[] seen = new boolean[count];
+        for (int i : kept != null ? kept : removed) {
+            if (i < 0 || i >= count) {
+                throw new IllegalArgumentException(at + "field '" + field + "': " + unit + " " + i + " does not exist (the layer has "
+                        + count + ", indices 0.." + (count - 1) + ")");
+            }
+            if (seen[i]) {
+                throw new IllegalArgumentException(at + "field '" + field + "': " + unit + " " + i + " is listed twice");
+            }
+            seen[i] = true;
+        }
+        boolean keep = kept != null;
+        return Arrays.stream(LayerSelection.range(count)).filter(i -> seen[i] == keep).toArray();
+    }
+
+    private static void checkIndex(String field, int i, int n, String unit) {
+        if (i < 0 || i >= n) {
+            throw new IllegalArgumentException("plan: field '" + field + "': " + unit + " " + i + " does not exist (the model has "
+                    + n + " layers, indices 0.." + (n - 1) + ")");
+        }
+    }
+
+    // ---------------------------------------------------------------- JSON (codec: PlanJson)
+
+    /** The plan as JSON (docs/FORMAT.md); see {@link PlanJson}. */
+    public ObjectNode toJson() {
+        return PlanJson.toJson(this);
+    }
+
+    /** Writes the plan atomically; see {@link PlanJson#save}. */
+    public void save(Path file) throws IOException {
+        PlanJson.save(this, file);
+    }
+
+    /** Pretty JSON with index lists on one line each. */
+    public String toJsonString() {
+        return PlanJson.toJsonString(this);
+    }
+
+    /** Reads and checks the structure of a plan file (indices are checked by {@link #validate}). */
+    public static PruningPlan load(Path file) {
+        return PlanJson.load(file);
+    }
+
+    /** Parses a plan; {@code file} only names the source in errors. */
+    public static PruningPlan parse(JsonNode root, Path file) {
+        return PlanJson.parse(root, file);
+    }
+
+    /** Lopper's version, for provenance. */
+    public static String toolVersionString() {
+        return "lopper " + dev.lopper.model.LopperVersion.get();
+    }
+}
