@@ -58,6 +58,9 @@ public final class ExportCommand implements Callable<Integer> {
         OutputGuard.checkDirectory(out, overwrite, "--out", model);
         Exporter.Result r;
         try (OutputLock lock = OutputLock.acquire(out, "--out"); ModelDir md = ModelDir.open(model)) {
+            // HF keeps each tensor's dtype; the other formats hold fp32 weights
+            long expected = f == ExportFormat.HF ? md.checkpoint().dataBytes() : 4 * dev.lopper.model.ModelStats.parameters(md.config());
+            OutputGuard.checkFreeSpace(out, expected, "--out");
             r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData);
         }
         PrintWriter w = spec.commandLine().getOut();

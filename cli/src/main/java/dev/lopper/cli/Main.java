@@ -51,10 +51,22 @@ public final class Main {
             return e.getMessage();
         }
         if (e instanceof UncheckedIOException u) {
-            return u.getCause().toString();
+            return message(u.getCause());
+        }
+        if (e instanceof java.nio.file.AccessDeniedException a) {
+            return a.getFile() + ": permission denied";
+        }
+        if (e instanceof java.nio.file.NoSuchFileException n) {
+            return n.getFile() + ": does not exist";
+        }
+        if (e instanceof java.nio.file.FileSystemException f && f.getFile() != null) {
+            return f.getFile() + ": " + (f.getReason() != null ? f.getReason() : f.getClass().getSimpleName());
+        }
+        if (e instanceof OutOfMemoryError) {
+            return "out of memory (Java heap); give the JVM more with JAVA_OPTS=-Xmx..., or use fewer --samples / a smaller --chunk-tokens";
         }
         if (e instanceof IOException) {
-            return e.toString();
+            return e.getMessage() != null ? e.getMessage() : e.toString();
         }
         return e.toString() + " (run with --debug for the stack trace)";
     }

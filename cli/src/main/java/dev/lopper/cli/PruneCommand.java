@@ -168,6 +168,10 @@ public final class PruneCommand implements Callable<Integer> {
         Device dev = options.device();
         try (ModelDir md = ModelDir.open(model)) {
             ModelConfig config = md.config();
+            if (out != null) {
+                // the pruned model is smaller than its input: the input's size is a safe bound, known before any work
+                OutputGuard.checkFreeSpace(out, md.checkpoint().dataBytes(), "--out");
+            }
             String hash = ModelHash.of(model);
             PruningPlan plan;
             if (applyPlan != null) {

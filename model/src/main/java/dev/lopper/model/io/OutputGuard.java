@@ -51,6 +51,7 @@ public final class OutputGuard {
      */
     public static void checkDirectory(Path out, boolean overwrite, String option, Path... inputs) throws IOException {
         checkNotOverlapping(out, option, inputs);
+        checkWritable(out, option);
         if (!Files.exists(out, LinkOption.NOFOLLOW_LINKS)) {
             return;
         }
@@ -79,6 +80,7 @@ public final class OutputGuard {
      */
     public static void checkFile(Path out, boolean overwrite, String option, String lopperFormatPrefix, Path... inputs) throws IOException {
         checkNotOverlapping(out, option, inputs);
+        checkWritable(out, option);
         if (!Files.exists(out, LinkOption.NOFOLLOW_LINKS)) {
             return;
         }
@@ -111,6 +113,46 @@ public final class OutputGuard {
                 throw new IllegalArgumentException(option + " " + out + ": contains the input " + in
                         + " (writing there would replace it); choose a path outside it");
             }
+        }
+    }
+
+    /**
+     * Refuses, before any work, an output whose nearest existing ancestor is not a writable directory (the output
+     * is built beside the target, so that is where the bytes go).
+     */
+    public static void checkWritable(Path out, String option) {
+        Path existing = out.toAbsolutePath().normalize().getParent();
+        while (existing != null && !Files.exists(existing)) {
+            existing = existing.getParent();
+        }
+        if (existing == null) {
+            return;
+        }
+        if (!Files.isDirectory(existing)) {
+            throw new IllegalArgumentException(option + " " + out + ": " + existing + " is a file; expected a directory to write into");
+        }
+        if (!Files.isWritable(existing)) {
+            throw new IllegalArgumentException(option + " " + out + ": " + existing + " is not writable");
+        }
+    }
+
+    /**
+     * Refuses an output when the file system that will hold it has less usable space than {@code expectedBytes}
+     * (plus 1% headroom), before any work.
+     */
+    public static void checkFreeSpace(Path out, long expectedBytes, String option) throws IOException {
+        Path existing = out.toAbsolutePath().normalize();
+        while (existing != null && !Files.exists(existing)) {
+            existing = existing.getParent();
+        }
+        if (existing == null) {
+            return;
+        }
+        long usable = Files.getFileStore(existing).getUsableSpace();
+        long needed = expectedBytes + expectedBytes / 100;
+        if (usable < needed) {
+            throw new IllegalArgumentException(String.format(java.util.Locale.ROOT,
+                    "%s %s: needs about %.1f MiB, but only %.1f MiB are free there", option, out, needed / 1048576.0, usable / 1048576.0));
         }
     }
 

@@ -48,4 +48,13 @@ class OutputGuardTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> OutputGuard.checkDirectory(f, true, "--out"));
         assertTrue(e.getMessage().contains("existing file"), e.getMessage());
     }
+
+    @Test
+    void tooLittleFreeSpaceIsFoundBeforeAnyWork() {
+        Path out = tmp.resolve("big/out");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> OutputGuard.checkFreeSpace(out, Long.MAX_VALUE / 4, "--out"));
+        assertTrue(e.getMessage().startsWith("--out " + out + ": needs about ") && e.getMessage().contains("MiB are free there"), e.getMessage());
+        assertDoesNotThrow(() -> OutputGuard.checkFreeSpace(out, 1024, "--out"));
+    }
 }
