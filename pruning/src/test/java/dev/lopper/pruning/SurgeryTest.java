@@ -265,8 +265,9 @@ class SurgeryTest {
                 assertEquals(new Shape((s.numHeads() + 2L * s.numKvHeads()) * d, h), raw.shape(WeightNames.qkv(i)), "layer " + i);
                 assertEquals(new Shape(2L * s.intermediateSize(), h), raw.shape(WeightNames.gateUp(i)), "layer " + i);
             }
-            assertTrue(raw.names().stream().noneMatch(n -> n.contains("q_proj") || n.contains("k_proj") || n.contains("v_proj")
-                    || n.contains("gate_proj") || n.contains("up_proj.")), "no unfused tensors: " + raw.names());
+            assertTrue(raw.names().stream().noneMatch(n -> n.endsWith(".q_proj.weight") || n.endsWith(".k_proj.weight")
+                    || n.endsWith(".v_proj.weight") || n.endsWith(".gate_proj.weight") || n.endsWith(".up_proj.weight")),
+                    "no unfused tensors: " + raw.names());
         }
     }
 }
