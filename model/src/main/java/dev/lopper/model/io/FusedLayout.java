@@ -11,6 +11,8 @@ import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -92,6 +94,34 @@ public final class FusedLayout {
             }
         }
         return new Fused(logical, parts, consumed);
+    }
+
+    /**
+     * The bytes of tensor {@code name} of a source made by {@link #fuse} when they can be had without converting
+     * (parts stored in {@code type} in a checkpoint: their mapped bytes, concatenated); null otherwise.
+     */
+    static ByteBuffer rawBytes(TensorSource source, String name, DataType type) {
+        if (!(source instanceof Fused f) || !(f.logical instanceof Checkpoint c)) {
+            return null;
+        }
+        List<String> p = f.parts.getOrDefault(name, List.of(name));
+        long total = 0;
+        for (String part : p) {
+            if (c.storedType(part) != type) {
+                return null;
+            }
+            total += c.info(part).byteLength();
+        }
+        if (p.size() == 1) {
+            return c.raw(name);
+        }
+        ByteBuffer out = ByteBuffer.allocateDirect(Math.toIntExact(total)).order(ByteOrder.LITTLE_ENDIAN);
+        for (String part : p) {
+            ByteBuffer mapped = c.raw(part);
+            out.put(mapped);
+            DirectBuffers.free(mapped);
+        }
+        return out.flip();
     }
 
     /** The fused view: each fused tensor sits where its first part was, so a save keeps the checkpoint's order. */

@@ -108,6 +108,10 @@ public final class ModelWriter {
         if (tensors instanceof Checkpoint c && c.storedType(name) == type) {
             return c.raw(name);
         }
+        ByteBuffer fused = FusedLayout.rawBytes(tensors, name, type);
+        if (fused != null) {
+            return fused;
+        }
         try (NDManager m = NDManager.newBaseManager(ai.djl.Device.cpu())) {
             if (type == DataType.BFLOAT16) {
                 return BFloat16.fromFloat32(tensors.load(name, m, DataType.FLOAT32).toFloatArray());
