@@ -4,24 +4,29 @@ import ai.onnx.proto.OnnxMl.ModelProto;
 import ai.onnx.proto.OnnxMl.OperatorSetIdProto;
 import ai.onnx.proto.OnnxMl.StringStringEntryProto;
 import dev.lopper.model.WeightNames;
-import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
+import dev.lopper.model.layer.LayerOp;
+import dev.lopper.model.layer.LayerSpec;
+import dev.lopper.model.layer.Param;
 
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 import static dev.lopper.export.OnnxGraph.FLOAT;
 import static dev.lopper.export.OnnxGraph.INT64;
 import static dev.lopper.export.OnnxGraph.attr;
 
 /**
- * Writes a LLaMA-family model (LLaMA, Mistral, Qwen2; per-layer shapes and FLAP biases included) as an ONNX graph
- * that computes exactly what {@code LlamaModel.logits} computes (see docs/EXPORT.md for names and shapes).
+ * Writes a LLaMA-family model (LLaMA, Mistral, Qwen2, Qwen3, Phi-3; per-layer shapes and FLAP biases included) as an
+ * ONNX graph that computes exactly what {@code LlamaModel.logits} computes (see docs/EXPORT.md for names and shapes).
+ * Each decoder layer is the translation of its {@link LayerSpec}'s ops.
  *
  * <ul>
  *   <li>logits variant: {@code input_ids} [batch, sequence] int64, {@code attention_mask} [batch, sequence] int64
@@ -138,7 +143,7 @@ public final class OnnxExporter {
         for (int i = 0; i < config.numLayers(); i++) {
             h = layer(i, h, cos, sin, mask);
         }
-        String normed = rmsNorm(h, WeightNames.FINAL_NORM);
+        String normed = rmsNorm(h, WeightNames.FINAL_NORM, hidden);
         String headT;
         if (weights.has(WeightNames.LM_HEAD)) {
             headT = g.weight(WeightNames.LM_HEAD, weights.transposed(WeightNames.LM_HEAD, config.vocabSize(), hidden),
@@ -168,52 +173,59 @@ public final class OnnxExporter {
         return g.op("Add", causal, g.op("Mul", blocked4, offDiagonal));
     }
 
+    /** Layer {@code i}: the translation of its {@link LayerSpec}'s ops to ONNX nodes. */
     private String layer(int i, String x, String cos, String sin, String mask) throws IOException {
-        LayerShape s = config.layer(i);
-        int hidden = config.hiddenSize();
-        String h = x;
-        if (s.numHeads() > 0) {
-            String n1 = rmsNorm(x, WeightNames.inputNorm(i));
-            String attn = attention(i, s, n1, cos, sin, mask);
-            h = g.op("Add", x, linear(attn, i, "self_attn", "o_proj", (long) s.numHeads() * config.headDim(), hidden, s.oProjBias()));
-        } else if (s.oProjBias()) {
-            h = g.op("Add", x, bias(WeightNames.attn(i, "o_proj", "bias"), hidden));
+        LayerSpec spec = LayerSpec.of(config, i);
+        Map<String, String> v = new HashMap<>();
+        v.put(LayerSpec.INPUT, x);
+        for (LayerOp op : spec.ops()) {
+            String out;
+            if (op instanceof LayerOp.RmsNorm n) {
+                out = rmsNorm(v.get(n.in()), spec.tensorName(n.weight()), spec.shapeOf(n.weight())[0]);
+            } else if (op instanceof LayerOp.Linear l) {
+                out = linear(v.get(l.in()), spec, l.weight(), l.bias());
+            } else if (op instanceof LayerOp.SplitHeads h) {
+                out = heads(v.get(h.in()), h.heads());
+            } else if (op instanceof LayerOp.Rope r) {
+                out = rope(v.get(r.in()), cos, sin);
+            } else if (op instanceof LayerOp.Attention a) {
+                out = attention(i, a, v.get(a.q()), v.get(a.k()), v.get(a.v()), mask);
+            } else if (op instanceof LayerOp.SwiGlu sw) {
+                String gate = v.get(sw.gate());
+                out = g.op("Mul", g.op("Mul", g.op("Sigmoid", gate), gate), v.get(sw.up()));
+            } else if (op instanceof LayerOp.Add a) {
+                out = g.op("Add", v.get(a.a()), v.get(a.b()));
+            } else if (op instanceof LayerOp.AddParam a) {
+                out = g.op("Add", v.get(a.in()), bias(spec.tensorName(a.weight()), spec.shapeOf(a.weight())[0]));
+            } else if (op instanceof LayerOp.Tap) {
+                continue; // calibration taps: nothing to export
+            } else {
+                throw new IllegalStateException("no ONNX translation for " + op);
+            }
+            v.put(op.out(), out);
         }
-        if (s.intermediateSize() > 0) {
-            String n2 = rmsNorm(h, WeightNames.postAttentionNorm(i));
-            String gate = linear(n2, i, "mlp", "gate_proj", hidden, s.intermediateSize(), false);
-            String up = linear(n2, i, "mlp", "up_proj", hidden, s.intermediateSize(), false);
-            String act = g.op("Mul", g.op("Mul", g.op("Sigmoid", gate), gate), up);
-            return g.op("Add", h, linear(act, i, "mlp", "down_proj", s.intermediateSize(), hidden, s.downProjBias()));
-        }
-        return s.downProjBias() ? g.op("Add", h, bias(WeightNames.mlp(i, "down_proj", "bias"), hidden)) : h;
+        return v.get(spec.output());
     }
 
-    /** Grouped-query causal attention; returns [B, T, heads * headDim]. */
-    private String attention(int i, LayerShape s, String n1, String cos, String sin, String mask) throws IOException {
-        int hidden = config.hiddenSize();
+    /** Grouped-query causal attention over head-split q, k, v (after RoPE); returns [B, T, heads * headDim]. */
+    private String attention(int i, LayerOp.Attention a, String q, String k, String v, String mask) {
         long d = config.headDim();
-        boolean b = config.qkvBias();
-        String q = heads(linear(n1, i, "self_attn", "q_proj", hidden, s.numHeads() * d, b), s.numHeads());
-        String k = heads(linear(n1, i, "self_attn", "k_proj", hidden, s.numKvHeads() * d, b), s.numKvHeads());
-        String v = heads(linear(n1, i, "self_attn", "v_proj", hidden, s.numKvHeads() * d, b), s.numKvHeads());
-        q = rope(q, cos, sin);
-        k = rope(k, cos, sin);
         if (kvCache) {
             k = g.opTo(presentName(i, "key"), "Concat", new String[] {pastName(i, "key"), k}, attr("axis", 2));
             v = g.opTo(presentName(i, "value"), "Concat", new String[] {pastName(i, "value"), v}, attr("axis", 2));
-            g.output(presentName(i, "key"), FLOAT, "batch", (long) s.numKvHeads(), "total_sequence", d);
-            g.output(presentName(i, "value"), FLOAT, "batch", (long) s.numKvHeads(), "total_sequence", d);
+            g.output(presentName(i, "key"), FLOAT, "batch", (long) a.kvHeads(), "total_sequence", d);
+            g.output(presentName(i, "value"), FLOAT, "batch", (long) a.kvHeads(), "total_sequence", d);
         }
-        if (s.groupSize() > 1) {
-            k = repeatKv(k, s);
-            v = repeatKv(v, s);
+        int group = a.heads() / a.kvHeads();
+        if (group > 1) {
+            k = repeatKv(k, a.heads(), group);
+            v = repeatKv(v, a.heads(), group);
         }
         String scores = g.op("MatMul", q, g.op("Transpose", k, attr("perm", 0, 1, 3, 2)));
         scores = g.op("Add", g.op("Mul", scores, g.scalar((float) (1.0 / Math.sqrt(d)))), mask);
         String out = g.op("MatMul", g.op("Softmax", scores, attr("axis", -1)), v); // [B, H, T, D]
         out = g.op("Transpose", out, attr("perm", 0, 2, 1, 3));
-        return g.op("Reshape", out, g.longs(0, 0, s.numHeads() * d));
+        return g.op("Reshape", out, g.longs(0, 0, a.heads() * d));
     }
 
     /** [B, T, n * D] -> [B, n, T, D]. */
@@ -222,10 +234,10 @@ public final class OnnxExporter {
     }
 
     /** HF's repeat_kv: [B, kv, S, D] -> [B, kv * group, S, D], query head j reading KV head j / group. */
-    private String repeatKv(String x, LayerShape s) {
+    private String repeatKv(String x, int heads, int group) {
         String x5 = g.op("Unsqueeze", x, g.longs(2)); // [B, kv, 1, S, D]
-        String expanded = g.op("Expand", x5, g.longs(1, 1, s.groupSize(), 1, 1));
-        return g.op("Reshape", expanded, g.longs(0, s.numHeads(), -1, config.headDim()));
+        String expanded = g.op("Expand", x5, g.longs(1, 1, group, 1, 1));
+        return g.op("Reshape", expanded, g.longs(0, heads, -1, config.headDim()));
     }
 
     /** x * cos + rotate_half(x) * sin, rotate_half(x) = concat(-x2, x1) over the two halves of the head dim. */
@@ -236,10 +248,9 @@ public final class OnnxExporter {
         return g.op("Add", g.op("Mul", x, cos), g.op("Mul", rotated, sin));
     }
 
-    /** RMSNorm in fp32: x / sqrt(mean(x^2) + eps) * weight. */
-    private String rmsNorm(String x, String weightName) throws IOException {
-        int hidden = config.hiddenSize();
-        String w = g.weight(weightName, weights.get(weightName, hidden), hidden);
+    /** RMSNorm in fp32 over the last axis (of width n): x / sqrt(mean(x^2) + eps) * weight. */
+    private String rmsNorm(String x, String weightName, long n) throws IOException {
+        String w = g.weight(weightName, weights.get(weightName, n), n);
         // Pow(x, 2) rather than x * x: the same value, and ONNX Runtime fuses Pow-ReduceMean-Add-Sqrt-Div into one
         // SimplifiedLayerNormalization kernel
         String ms = g.op("ReduceMean", g.op("Pow", x, g.scalar(2f)), attr("axes", new long[] {-1}), attr("keepdims", 1));
@@ -247,14 +258,14 @@ public final class OnnxExporter {
         return g.op("Mul", g.op("Div", x, rms), w);
     }
 
-    /** x W^T (+ b), with W [out, in] stored transposed. */
-    private String linear(String x, int layer, String block, String proj, long in, long out, boolean withBias) throws IOException {
-        String name = block.equals("mlp") ? WeightNames.mlp(layer, proj, "weight") : WeightNames.attn(layer, proj, "weight");
-        String w = g.weight(name, weights.transposed(name, out, in), in, out);
+    /** x W^T (+ b), with W [out, in] stored transposed under its HF name. */
+    private String linear(String x, LayerSpec spec, Param weight, Param bias) throws IOException {
+        String name = spec.tensorName(weight);
+        long[] shape = spec.shapeOf(weight);
+        String w = g.weight(name, weights.transposed(name, shape), shape[1], shape[0]);
         String y = g.op("MatMul", x, w);
-        if (withBias) {
-            String bName = block.equals("mlp") ? WeightNames.mlp(layer, proj, "bias") : WeightNames.attn(layer, proj, "bias");
-            y = g.op("Add", y, bias(bName, out));
+        if (bias != null) {
+            y = g.op("Add", y, bias(spec.tensorName(bias), shape[0]));
         }
         return y;
     }

@@ -4,6 +4,9 @@ import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
+import dev.lopper.model.layer.LayerOp;
+import dev.lopper.model.layer.LayerSpec;
+import dev.lopper.model.layer.Param;
 
 import java.io.BufferedOutputStream;
 import java.io.IOException;
@@ -14,7 +17,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.zip.CRC32;
 import java.util.zip.ZipEntry;
 import java.util.zip.ZipOutputStream;
@@ -48,6 +53,8 @@ public final class TorchScriptExporter {
     private final Weights weights;
     /** Attribute name -> HF tensor name, in declaration order. */
     private final List<String[]> attrs = new ArrayList<>();
+    /** HF tensor name -> shape, for the attributes declared. */
+    private final Map<String, long[]> shapes = new HashMap<>();
 
     private TorchScriptExporter(ModelConfig config, TensorSource source) {
         this.config = config;
@@ -166,47 +173,67 @@ public final class TorchScriptExporter {
     }
 
     private long[] expectedShape(String hf) {
-        int h = config.hiddenSize();
-        long d = config.headDim();
-        if (hf.equals(WeightNames.EMBED) || hf.equals(WeightNames.LM_HEAD)) {
-            return new long[] {config.vocabSize(), h};
+        long[] shape = shapes.get(hf);
+        if (shape == null) {
+            throw new IllegalStateException("unexpected tensor " + hf);
         }
-        if (hf.equals(WeightNames.FINAL_NORM)) {
-            return new long[] {h};
-        }
-        int i = WeightNames.layerOf(hf);
-        LayerShape s = config.layer(i);
-        long q = s.numHeads() * d;
-        long kv = s.numKvHeads() * d;
-        long im = s.intermediateSize();
-        String tail = hf.substring(WeightNames.layerPrefix(i).length());
-        return switch (tail) {
-            case "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.o_proj.bias", "mlp.down_proj.bias" -> new long[] {h};
-            case "self_attn.q_proj.weight" -> new long[] {q, h};
-            case "self_attn.k_proj.weight", "self_attn.v_proj.weight" -> new long[] {kv, h};
-            case "self_attn.q_proj.bias" -> new long[] {q};
-            case "self_attn.k_proj.bias", "self_attn.v_proj.bias" -> new long[] {kv};
-            case "self_attn.o_proj.weight" -> new long[] {h, q};
-            case "mlp.gate_proj.weight", "mlp.up_proj.weight" -> new long[] {im, h};
-            case "mlp.down_proj.weight" -> new long[] {h, im};
-            default -> throw new IllegalStateException("unexpected tensor " + hf);
-        };
+        return shape;
     }
 
-    /** Declares an attribute for HF tensor {@code hf}; returns the expression that reads it. */
-    private String attr(String hf) {
+    /** Declares an attribute for HF tensor {@code hf} of shape {@code shape}; returns the expression that reads it. */
+    private String attr(String hf, long... shape) {
         String name = attrName(hf);
         attrs.add(new String[] {name, hf});
+        shapes.put(hf, shape);
         return "self." + name;
     }
 
-    private String bias(boolean has, String hf) {
-        return has ? attr(hf) : "None";
+    private String attr(LayerSpec spec, Param p) {
+        return p == null ? "None" : attr(spec.tensorName(p), spec.shapeOf(p));
+    }
+
+    /** Layer statements: the translation of the layer's {@link LayerSpec} ops, values named {@code l<i>_<value>}. */
+    private void layer(StringBuilder f, LayerSpec spec) {
+        LayerShape s = spec.shape();
+        String p = "l" + spec.layer() + "_";
+        f.append("    # layer ").append(spec.layer()).append(": ").append(s.numHeads()).append(" heads, ").append(s.numKvHeads())
+                .append(" kv heads, ").append(s.intermediateSize()).append(" channels\n");
+        f.append("    ").append(p).append(LayerSpec.INPUT).append(" = h\n");
+        for (LayerOp op : spec.ops()) {
+            String expr;
+            if (op instanceof LayerOp.RmsNorm n) {
+                expr = "self.rms_norm(" + p + n.in() + ", " + attr(spec, n.weight()) + ")";
+            } else if (op instanceof LayerOp.Linear l) {
+                expr = "torch.linear(" + p + l.in() + ", " + attr(spec, l.weight()) + ", " + attr(spec, l.bias()) + ")";
+            } else if (op instanceof LayerOp.SplitHeads sh) {
+                String in = p + sh.in();
+                expr = "torch.transpose(torch.reshape(" + in + ", [torch.size(" + in + ", 0), torch.size(" + in + ", 1), "
+                        + sh.heads() + ", " + spec.headDim() + "]), 1, 2)";
+            } else if (op instanceof LayerOp.Rope r) {
+                expr = "self.rope(" + p + r.in() + ", cos, sin)";
+            } else if (op instanceof LayerOp.Attention a) {
+                expr = "self.attention(" + p + a.q() + ", " + p + a.k() + ", " + p + a.v() + ", " + a.heads() + ", "
+                        + a.kvHeads() + ", mask)";
+            } else if (op instanceof LayerOp.SwiGlu g) {
+                expr = "torch.mul(torch.mul(torch.sigmoid(" + p + g.gate() + "), " + p + g.gate() + "), " + p + g.up() + ")";
+            } else if (op instanceof LayerOp.Add a) {
+                expr = "torch.add(" + p + a.a() + ", " + p + a.b() + ")";
+            } else if (op instanceof LayerOp.AddParam a) {
+                expr = "torch.add(" + p + a.in() + ", " + attr(spec, a.weight()) + ")";
+            } else if (op instanceof LayerOp.Tap) {
+                continue; // calibration taps: nothing to export
+            } else {
+                throw new IllegalStateException("no TorchScript translation for " + op);
+            }
+            f.append("    ").append(p).append(op.out()).append(" = ").append(expr).append("\n");
+        }
+        f.append("    h = ").append(p).append(spec.output()).append("\n");
     }
 
     /** The TorchScript source of code/__torch__.py for this model. */
     String code() {
         attrs.clear();
+        shapes.clear();
         int d = config.headDim();
         StringBuilder f = new StringBuilder();
         f.append("  def forward(self: __torch__.").append(CLASS).append(",\n    input_ids: Tensor) -> Tensor:\n");
@@ -224,37 +251,14 @@ public final class TorchScriptExporter {
             f.append("    allowed = torch.logical_and(allowed, in_window)\n");
         }
         f.append("    mask = torch.where(allowed, 0., -inf)\n");
-        f.append("    h = torch.embedding(").append(attr(WeightNames.EMBED)).append(", input_ids)\n");
-        boolean b = config.qkvBias();
+        int h = config.hiddenSize();
+        f.append("    h = torch.embedding(").append(attr(WeightNames.EMBED, config.vocabSize(), h)).append(", input_ids)\n");
         for (int i = 0; i < config.numLayers(); i++) {
-            LayerShape s = config.layer(i);
-            f.append("    # layer ").append(i).append(": ").append(s.numHeads()).append(" heads, ").append(s.numKvHeads())
-                    .append(" kv heads, ").append(s.intermediateSize()).append(" channels\n");
-            if (s.numHeads() > 0) {
-                f.append("    n = self.rms_norm(h, ").append(attr(WeightNames.inputNorm(i))).append(")\n");
-                f.append("    a = self.attention(n, ")
-                        .append(attr(WeightNames.attn(i, "q_proj", "weight"))).append(", ").append(bias(b, WeightNames.attn(i, "q_proj", "bias"))).append(", ")
-                        .append(attr(WeightNames.attn(i, "k_proj", "weight"))).append(", ").append(bias(b, WeightNames.attn(i, "k_proj", "bias"))).append(", ")
-                        .append(attr(WeightNames.attn(i, "v_proj", "weight"))).append(", ").append(bias(b, WeightNames.attn(i, "v_proj", "bias"))).append(", ")
-                        .append(s.numHeads()).append(", ").append(s.numKvHeads()).append(", cos, sin, mask)\n");
-                f.append("    h = torch.add(h, torch.linear(a, ").append(attr(WeightNames.attn(i, "o_proj", "weight"))).append(", ")
-                        .append(bias(s.oProjBias(), WeightNames.attn(i, "o_proj", "bias"))).append("))\n");
-            } else if (s.oProjBias()) {
-                f.append("    h = torch.add(h, ").append(attr(WeightNames.attn(i, "o_proj", "bias"))).append(")\n");
-            }
-            if (s.intermediateSize() > 0) {
-                f.append("    n = self.rms_norm(h, ").append(attr(WeightNames.postAttentionNorm(i))).append(")\n");
-                f.append("    g = torch.linear(n, ").append(attr(WeightNames.mlp(i, "gate_proj", "weight"))).append(")\n");
-                f.append("    act = torch.mul(torch.mul(torch.sigmoid(g), g), torch.linear(n, ")
-                        .append(attr(WeightNames.mlp(i, "up_proj", "weight"))).append("))\n");
-                f.append("    h = torch.add(h, torch.linear(act, ").append(attr(WeightNames.mlp(i, "down_proj", "weight"))).append(", ")
-                        .append(bias(s.downProjBias(), WeightNames.mlp(i, "down_proj", "bias"))).append("))\n");
-            } else if (s.downProjBias()) {
-                f.append("    h = torch.add(h, ").append(attr(WeightNames.mlp(i, "down_proj", "bias"))).append(")\n");
-            }
+            layer(f, LayerSpec.of(config, i));
         }
-        f.append("    n = self.rms_norm(h, ").append(attr(WeightNames.FINAL_NORM)).append(")\n");
+        f.append("    n = self.rms_norm(h, ").append(attr(WeightNames.FINAL_NORM, h)).append(")\n");
         attrs.add(new String[] {"lm_head", WeightNames.LM_HEAD});
+        shapes.put(WeightNames.LM_HEAD, new long[] {config.vocabSize(), h});
         f.append("    return torch.linear(n, self.lm_head)\n");
 
         f.append("  def rms_norm(self: __torch__.").append(CLASS).append(",\n    x: Tensor,\n    w: Tensor) -> Tensor:\n");
@@ -267,17 +271,10 @@ public final class TorchScriptExporter {
         f.append("    rotated = torch.cat([torch.neg(x2), x1], -1)\n");
         f.append("    return torch.add(torch.mul(x, cos), torch.mul(rotated, sin))\n");
 
-        f.append("  def attention(self: __torch__.").append(CLASS).append(",\n    x: Tensor,\n")
-                .append("    q_w: Tensor,\n    q_b: Optional[Tensor],\n    k_w: Tensor,\n    k_b: Optional[Tensor],\n")
-                .append("    v_w: Tensor,\n    v_b: Optional[Tensor],\n    heads: int,\n    kv_heads: int,\n")
-                .append("    cos: Tensor,\n    sin: Tensor,\n    mask: Tensor) -> Tensor:\n");
-        f.append("    b = torch.size(x, 0)\n");
-        f.append("    t = torch.size(x, 1)\n");
-        f.append("    q = torch.transpose(torch.reshape(torch.linear(x, q_w, q_b), [b, t, heads, ").append(d).append("]), 1, 2)\n");
-        f.append("    k = torch.transpose(torch.reshape(torch.linear(x, k_w, k_b), [b, t, kv_heads, ").append(d).append("]), 1, 2)\n");
-        f.append("    v = torch.transpose(torch.reshape(torch.linear(x, v_w, v_b), [b, t, kv_heads, ").append(d).append("]), 1, 2)\n");
-        f.append("    q = self.rope(q, cos, sin)\n");
-        f.append("    k = self.rope(k, cos, sin)\n");
+        f.append("  def attention(self: __torch__.").append(CLASS).append(",\n    q: Tensor,\n    k: Tensor,\n    v: Tensor,\n")
+                .append("    heads: int,\n    kv_heads: int,\n    mask: Tensor) -> Tensor:\n");
+        f.append("    b = torch.size(q, 0)\n");
+        f.append("    t = torch.size(q, 2)\n");
         f.append("    group = torch.floordiv(heads, kv_heads)\n");
         f.append("    if torch.gt(group, 1):\n");
         f.append("      k = torch.repeat_interleave(k, group, 1)\n");

@@ -47,6 +47,7 @@ class OnnxExportTest {
         try (Ort ort = new Ort(r.dir().resolve(OnnxExporter.MODEL_FILE), 2)) {
             float[] got = ort.logits(ids, Ort.ones(2, len));
             double diff = Reference.maxAbsDiff(got, want);
+            System.out.printf("ONNX %s/%s: max abs diff %.3g%n", ModelConfig.load(dir).family(), dir.getFileName(), diff);
             assertTrue(diff <= TOL, dir.getFileName() + ": ONNX Runtime vs forward pass max abs diff " + diff);
             // the batch and sequence axes are symbolic: a different shape runs too
             long[][] shorter = Reference.ids(1, 5, vocab, 3);

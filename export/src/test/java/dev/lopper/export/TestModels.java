@@ -50,7 +50,11 @@ public final class TestModels {
                 Arguments.of("qwen2", base.withFamily(Family.QWEN2), false),
                 Arguments.of("mistral-window", base.withFamily(Family.MISTRAL), false),
                 Arguments.of("llama3-rope-bf16", base.withRopeScaling("llama3").withDtype(DataType.BFLOAT16), false),
+                Arguments.of("qwen3-qk-norm-tied", base.withFamily(Family.QWEN3).withSize(64, 24, 96).withTied(true), false),
+                Arguments.of("phi3-fused", base.withFamily(Family.PHI3), false),
                 Arguments.of("pruned-gqa-biases", base.withLayers(4).withHeads(8, 4), true),
+                Arguments.of("pruned-qwen3", base.withLayers(3).withFamily(Family.QWEN3).withHeads(6, 3).withSize(64, 8, 96), true),
+                Arguments.of("pruned-phi3", base.withLayers(3).withFamily(Family.PHI3).withHeads(8, 4).withDtype(DataType.BFLOAT16), true),
                 Arguments.of("pruned-qwen2-tied", base.withLayers(3).withFamily(Family.QWEN2).withHeads(6, 3).withTied(true), true));
     }
 

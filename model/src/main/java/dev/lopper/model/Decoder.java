@@ -6,16 +6,16 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Activation;
 import ai.djl.nn.core.Linear;
 import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.layer.LayerOp;
+import dev.lopper.model.layer.LayerSpec;
+
+import java.util.HashMap;
+import java.util.Map;
 
 /**
- * The math of one LLaMA decoder layer, shared by every family (LLaMA, Mistral, Qwen2 differ only in config and
- * biases). Stateless: weights come in as {@link LayerWeights}, so the whole model, the streaming calibration
- * engine and tests that zero weights all run exactly this code.
- *
- * <pre>
- *   h   = x + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))   n1 = rmsnorm(x)
- *   out = h + down_proj(silu(gate_proj(n2)) * up_proj(n2))                         n2 = rmsnorm(h)
- * </pre>
+ * Runs one decoder layer with DJL: the translation of {@link LayerSpec}'s ops to NDArray calls, shared by every
+ * family. Stateless: weights come in as {@link LayerWeights}, so the whole model, the streaming calibration engine
+ * and tests that zero weights all run exactly this code.
  */
 public final class Decoder {
     private Decoder() {
@@ -42,42 +42,65 @@ public final class Decoder {
      */
     public static NDArray layer(LayerWeights w, NDArray x, NDArray cos, NDArray sin, NDArray mask, double eps,
                                 int headDim, LayerHooks hooks, KvCache cache) {
-        LayerShape s = w.shape();
-        NDArray h = x;
-        if (s.numHeads() > 0) {
-            NDArray n1 = rmsNorm(x, w.inputNorm(), eps);
-            hooks.attentionInput(w.index(), n1);
-            NDArray attn = attention(w, n1, cos, sin, mask, headDim, cache);
-            hooks.oProjInput(w.index(), attn);
-            h = x.add(linear(attn, w.o(), w.oBias()));
-        } else if (w.oBias() != null) {
-            h = x.add(w.oBias()); // every head pruned: only the compensation bias remains
+        // the family's options are read off the weights the layer has (q/k/v biases, Qwen3's q/k norms)
+        LayerSpec spec = LayerSpec.of(w.index(), w.shape(), (int) w.inputNorm().getShape().get(0), headDim,
+                w.qBias() != null, w.qNorm() != null);
+        Map<String, NDArray> values = new HashMap<>();
+        values.put(LayerSpec.INPUT, x);
+        for (LayerOp op : spec.ops()) {
+            NDArray out = null;
+            if (op instanceof LayerOp.RmsNorm n) {
+                out = rmsNorm(values.get(n.in()), w.get(n.weight()), eps);
+            } else if (op instanceof LayerOp.Linear l) {
+                out = linear(values.get(l.in()), w.get(l.weight()), l.bias() == null ? null : w.get(l.bias()));
+            } else if (op instanceof LayerOp.SplitHeads s) {
+                NDArray in = values.get(s.in());
+                Shape shape = in.getShape();
+                out = in.reshape(shape.get(0), shape.get(1), s.heads(), headDim).transpose(0, 2, 1, 3);
+            } else if (op instanceof LayerOp.Rope r) {
+                out = Rope.apply(values.get(r.in()), cos, sin);
+            } else if (op instanceof LayerOp.Attention a) {
+                out = attention(w, values.get(a.q()), values.get(a.k()), values.get(a.v()), mask, headDim, cache, x);
+            } else if (op instanceof LayerOp.SwiGlu g) {
+                NDArray gate = values.get(g.gate());
+                out = Activation.sigmoid(gate).mul(gate).mul(values.get(g.up()));
+            } else if (op instanceof LayerOp.Add a) {
+                out = values.get(a.a()).add(values.get(a.b()));
+            } else if (op instanceof LayerOp.AddParam a) {
+                out = values.get(a.in()).add(w.get(a.weight()));
+            } else if (op instanceof LayerOp.Tap t) {
+                tap(hooks, t.hook(), w.index(), values.get(t.in()));
+            } else {
+                throw new IllegalStateException("no DJL translation for " + op);
+            }
+            if (op.out() != null) {
+                values.put(op.out(), out);
+            }
         }
-        if (s.intermediateSize() > 0) {
-            NDArray n2 = rmsNorm(h, w.postNorm(), eps);
-            hooks.mlpInput(w.index(), n2);
-            NDArray gate = linear(n2, w.gate(), null);
-            NDArray act = Activation.sigmoid(gate).mul(gate).mul(linear(n2, w.up(), null));
-            hooks.downProjInput(w.index(), act);
-            return h.add(linear(act, w.down(), w.downBias()));
-        }
-        return w.downBias() != null ? h.add(w.downBias()) : h;
+        return values.get(spec.output());
     }
 
-    /** Grouped-query causal self-attention; returns the concatenated head outputs [B, T, heads x headDim]. */
-    static NDArray attention(LayerWeights w, NDArray n1, NDArray cos, NDArray sin, NDArray mask, int headDim,
-                             KvCache cache) {
+    private static void tap(LayerHooks hooks, LayerOp.Hook hook, int layer, NDArray value) {
+        switch (hook) {
+            case ATTENTION_INPUT -> hooks.attentionInput(layer, value);
+            case O_PROJ_INPUT -> hooks.oProjInput(layer, value);
+            case MLP_INPUT -> hooks.mlpInput(layer, value);
+            case DOWN_PROJ_INPUT -> hooks.downProjInput(layer, value);
+        }
+    }
+
+    /**
+     * Grouped-query causal self-attention over head-split q [B, H, T, D], k and v [B, KV, T, D] (after RoPE);
+     * returns the concatenated head outputs [B, T, heads x headDim]. Keys/values go through {@code cache}.
+     */
+    static NDArray attention(LayerWeights w, NDArray q, NDArray k, NDArray v, NDArray mask, int headDim,
+                             KvCache cache, NDArray input) {
         LayerShape s = w.shape();
-        Shape in = n1.getShape();
+        Shape in = q.getShape();
         long b = in.get(0);
-        long t = in.get(1);
-        NDArray q = linear(n1, w.q(), w.qBias()).reshape(b, t, s.numHeads(), headDim).transpose(0, 2, 1, 3);
-        NDArray k = linear(n1, w.k(), w.kBias()).reshape(b, t, s.numKvHeads(), headDim).transpose(0, 2, 1, 3);
-        NDArray v = linear(n1, w.v(), w.vBias()).reshape(b, t, s.numKvHeads(), headDim).transpose(0, 2, 1, 3);
-        q = Rope.apply(q, cos, sin);
-        k = Rope.apply(k, cos, sin);
+        long t = in.get(2);
         if (cache != null) {
-            NDArray[] all = cache.append(w.index(), k, v, n1.getManager());
+            NDArray[] all = cache.append(w.index(), k, v, input.getManager());
             k = all[0];
             v = all[1];
         }
@@ -91,7 +114,7 @@ public final class Decoder {
         return out.transpose(0, 2, 1, 3).reshape(b, t, (long) s.numHeads() * headDim);
     }
 
-    /** RMSNorm in fp32, as HF's LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) * weight. */
+    /** RMSNorm in fp32 over the last axis, as HF's LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) * weight. */
     public static NDArray rmsNorm(NDArray x, NDArray weight, double eps) {
         NDArray rms = x.square().mean(new int[] {-1}, true).add(eps).sqrt();
         return x.div(rms).mul(weight);

@@ -30,7 +30,13 @@ public final class ModelDir implements AutoCloseable {
                     : "does not exist; expected a model directory (config.json, *.safetensors, tokenizer.json)");
         }
         ModelConfig config = ModelConfig.load(path);
-        return new ModelDir(path, config, Checkpoint.open(path));
+        Checkpoint raw = Checkpoint.open(path);
+        try {
+            return new ModelDir(path, config, raw.withLayout(config));
+        } catch (RuntimeException e) {
+            raw.close();
+            throw e;
+        }
     }
 
     public Path path() {
@@ -41,6 +47,7 @@ public final class ModelDir implements AutoCloseable {
         return config;
     }
 
+    /** The weights under their logical HF names (a fused Phi-3 checkpoint appears as q/k/v, gate/up). */
     public Checkpoint checkpoint() {
         return checkpoint;
     }

@@ -15,7 +15,8 @@ public final class ModelStats {
         long kv = (long) s.numKvHeads() * c.headDim();
         long attn = h * q + 2 * h * kv + q * h + (c.qkvBias() ? q + 2 * kv : 0) + (s.oProjBias() ? h : 0);
         long mlp = 3 * h * s.intermediateSize() + (s.downProjBias() ? h : 0);
-        return attn + mlp + 2 * h; // + two RMSNorm weights
+        long qkNorm = c.family().hasQkNorm() ? 2L * c.headDim() : 0; // Qwen3's q_norm and k_norm
+        return attn + mlp + 2 * h + qkNorm; // + two RMSNorm weights
     }
 
     /** All parameters: embeddings, layers, final norm, and the LM head unless tied. */

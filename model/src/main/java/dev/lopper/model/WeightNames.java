@@ -26,6 +26,26 @@ public final class WeightNames {
         return layerPrefix(layer) + "self_attn." + proj + "." + param;
     }
 
+    /** Qwen3's RMSNorm weight over head_dim applied to every query head. */
+    public static String qNorm(int layer) {
+        return layerPrefix(layer) + "self_attn.q_norm.weight";
+    }
+
+    /** Qwen3's RMSNorm weight over head_dim applied to every key head. */
+    public static String kNorm(int layer) {
+        return layerPrefix(layer) + "self_attn.k_norm.weight";
+    }
+
+    /** Phi-3's fused projection: q rows, then k rows, then v rows. */
+    public static String qkv(int layer) {
+        return layerPrefix(layer) + "self_attn.qkv_proj.weight";
+    }
+
+    /** Phi-3's fused MLP input projection: gate rows, then up rows. */
+    public static String gateUp(int layer) {
+        return layerPrefix(layer) + "mlp.gate_up_proj.weight";
+    }
+
     /** {@code proj} is one of gate_proj, up_proj, down_proj. */
     public static String mlp(int layer, String proj, String param) {
         return layerPrefix(layer) + "mlp." + proj + "." + param;

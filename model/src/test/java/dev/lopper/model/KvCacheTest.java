@@ -26,7 +26,8 @@ class KvCacheTest {
     static Stream<RandomModels.Spec> variants() {
         RandomModels.Spec base = RandomModels.llama();
         return Stream.of(base, base.withFamily(Family.QWEN2), base.withFamily(Family.MISTRAL),
-                base.withHeads(4, 1).withQkvBias(true).withRopeScaling("llama3"));
+                base.withHeads(4, 1).withQkvBias(true).withRopeScaling("llama3"),
+                base.withFamily(Family.QWEN3).withSize(64, 24, 96), base.withFamily(Family.PHI3));
     }
 
     @ParameterizedTest

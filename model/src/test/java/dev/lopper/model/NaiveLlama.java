@@ -6,9 +6,12 @@ import dev.lopper.model.io.TensorSource;
 
 import ai.djl.ndarray.NDManager;
 
+import java.util.Arrays;
+
 /**
  * A second forward pass, written with plain loops in double precision straight from the HF formulas, to check
- * {@link Decoder} on generated models (GQA, biases, rope scaling, sliding window). Slow; tiny models only.
+ * {@link Decoder} on generated models (GQA, biases, rope scaling, sliding window, Qwen3's q/k norms, and
+ * Phi-3's fused tensors read as stored, when given the raw checkpoint). Slow; tiny models only.
  */
 final class NaiveLlama {
     private final ModelConfig c;
@@ -73,9 +76,24 @@ final class NaiveLlama {
         double[] inv = c.ropeScaling().inverseFrequencies(d, c.ropeTheta());
         for (int l = 0; l < c.numLayers(); l++) {
             LayerShape s = c.layer(l);
-            double[] wq = vec(WeightNames.attn(l, "q_proj", "weight"));
-            double[] wk = vec(WeightNames.attn(l, "k_proj", "weight"));
-            double[] wv = vec(WeightNames.attn(l, "v_proj", "weight"));
+            double[] wq;
+            double[] wk;
+            double[] wv;
+            if (w.has(WeightNames.qkv(l))) {
+                // Phi-3's fused layout, read as stored: q rows, then k rows, then v rows
+                double[] all = vec(WeightNames.qkv(l));
+                int qn = s.numHeads() * d * h;
+                int kn = s.numKvHeads() * d * h;
+                wq = Arrays.copyOfRange(all, 0, qn);
+                wk = Arrays.copyOfRange(all, qn, qn + kn);
+                wv = Arrays.copyOfRange(all, qn + kn, qn + 2 * kn);
+            } else {
+                wq = vec(WeightNames.attn(l, "q_proj", "weight"));
+                wk = vec(WeightNames.attn(l, "k_proj", "weight"));
+                wv = vec(WeightNames.attn(l, "v_proj", "weight"));
+            }
+            double[] qNorm = opt(WeightNames.qNorm(l));
+            double[] kNorm = opt(WeightNames.kNorm(l));
             double[] wo = vec(WeightNames.attn(l, "o_proj", "weight"));
             double[] bq = opt(WeightNames.attn(l, "q_proj", "bias"));
             double[] bk = opt(WeightNames.attn(l, "k_proj", "bias"));
@@ -88,8 +106,8 @@ final class NaiveLlama {
             double[][] v = new double[t][];
             for (int p = 0; p < t; p++) {
                 double[] n = rms(x[p], g1);
-                q[p] = rope(matvec(wq, bq, n, s.numHeads() * d), p, s.numHeads(), d, inv);
-                k[p] = rope(matvec(wk, bk, n, s.numKvHeads() * d), p, s.numKvHeads(), d, inv);
+                q[p] = rope(headNorm(matvec(wq, bq, n, s.numHeads() * d), qNorm, d), p, s.numHeads(), d, inv);
+                k[p] = rope(headNorm(matvec(wk, bk, n, s.numKvHeads() * d), kNorm, d), p, s.numKvHeads(), d, inv);
                 v[p] = matvec(wv, bv, n, s.numKvHeads() * d);
             }
             double[][] x2 = new double[t][];
@@ -125,8 +143,18 @@ final class NaiveLlama {
                     x2[p][i] = x[p][i] + o[i];
                 }
             }
-            double[] wg = vec(WeightNames.mlp(l, "gate_proj", "weight"));
-            double[] wu = vec(WeightNames.mlp(l, "up_proj", "weight"));
+            double[] wg;
+            double[] wu;
+            if (w.has(WeightNames.gateUp(l))) {
+                // Phi-3: gate rows, then up rows (HF's chunk(2, dim=-1))
+                double[] all = vec(WeightNames.gateUp(l));
+                int half = s.intermediateSize() * h;
+                wg = Arrays.copyOfRange(all, 0, half);
+                wu = Arrays.copyOfRange(all, half, 2 * half);
+            } else {
+                wg = vec(WeightNames.mlp(l, "gate_proj", "weight"));
+                wu = vec(WeightNames.mlp(l, "up_proj", "weight"));
+            }
             double[] wd = vec(WeightNames.mlp(l, "down_proj", "weight"));
             double[] bd = opt(WeightNames.mlp(l, "down_proj", "bias"));
             for (int p = 0; p < t; p++) {
@@ -150,6 +178,19 @@ final class NaiveLlama {
             out[p] = matvec(head, null, rms(x[p], gf), c.vocabSize());
         }
         return out;
+    }
+
+    /** Qwen3's q_norm/k_norm: RMSNorm over each head's d values of a [heads * d] vector; null norm: x itself. */
+    private double[] headNorm(double[] x, double[] g, int d) {
+        if (g == null) {
+            return x;
+        }
+        double[] y = new double[x.length];
+        for (int hd = 0; hd < x.length / d; hd++) {
+            double[] one = rms(Arrays.copyOfRange(x, hd * d, (hd + 1) * d), g);
+            System.arraycopy(one, 0, y, hd * d, d);
+        }
+        return y;
     }
 
     /** rotate_half RoPE on each head of a [heads * d] vector at position p. */

@@ -13,7 +13,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * A model's {@code config.json}, as HF transformers reads it for LLaMA, Mistral and Qwen2, plus Lopper's own
+ * A model's {@code config.json}, as HF transformers reads it for LLaMA, Mistral, Qwen2, Qwen3 and Phi-3, plus Lopper's own
  * per-layer shapes ({@code lopper_layers}, see docs/FORMAT.md) for pruned models whose layers differ.
  *
  * @param family model family ({@code model_type})
@@ -97,14 +97,23 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
         if (heads % kvHeads != 0) {
             throw ModelFormatException.field(file, "num_key_value_heads", kvHeads, "a divisor of num_attention_heads (" + heads + ")");
         }
-        int headDim = root.hasNonNull("head_dim") ? f.positiveInt("head_dim") : hidden / heads;
-        if (!root.hasNonNull("head_dim") && hidden % heads != 0) {
+        // Qwen3Config defaults head_dim to 128 rather than hidden_size / num_attention_heads
+        int headDim = root.hasNonNull("head_dim") ? f.positiveInt("head_dim") : family == Family.QWEN3 ? 128 : hidden / heads;
+        if (!root.hasNonNull("head_dim") && family != Family.QWEN3 && hidden % heads != 0) {
             throw ModelFormatException.field(file, "num_attention_heads", heads, "a divisor of hidden_size (" + hidden + ") or an explicit head_dim");
         }
         if (headDim % 2 != 0) {
             throw ModelFormatException.field(file, "head_dim", headDim, "an even number (RoPE rotates pairs)");
         }
-        boolean attentionBias = f.bool("attention_bias", false);
+        if (family == Family.QWEN3 && f.bool("use_sliding_window", false)) {
+            throw ModelFormatException.field(file, "use_sliding_window", true, "false (Qwen3 sliding-window layers are not supported)");
+        }
+        double partialRotary = f.number("partial_rotary_factor", 1.0);
+        if (partialRotary != 1.0) {
+            throw ModelFormatException.field(file, "partial_rotary_factor", partialRotary, "1.0 (partial RoPE is not supported)");
+        }
+        // Phi-3 has no attention biases (its config has no attention_bias field)
+        boolean attentionBias = family != Family.PHI3 && f.bool("attention_bias", false);
         boolean qkvBias = family == Family.QWEN2 || attentionBias;
         // LLaMA's attention_bias also puts a bias on o_proj; Qwen2 has none there.
         boolean oBias = family != Family.QWEN2 && attentionBias;
@@ -131,7 +140,7 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
             }
         }
         int slidingWindow = 0;
-        if (family == Family.MISTRAL && root.hasNonNull("sliding_window")) {
+        if ((family == Family.MISTRAL || family == Family.PHI3) && root.hasNonNull("sliding_window")) {
             slidingWindow = f.positiveInt("sliding_window");
         }
         return new ModelConfig(family, f.positiveInt("vocab_size"), hidden, headDim, layers,
@@ -150,13 +159,16 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
             throw ModelFormatException.field(file, "rope_scaling", rs.getNodeType(), "an object or null");
         }
         Fields f = new Fields((ObjectNode) rs, file, "rope_scaling.");
-        String type = rs.hasNonNull("rope_type") ? f.string("rope_type", null) : f.string("type", "default");
+        String field = rs.hasNonNull("rope_type") ? "rope_type" : "type";
+        String type = f.string(field, "default");
         return switch (type) {
             case "default" -> RopeScaling.NONE;
             case "linear" -> new RopeScaling("linear", f.number("factor", Double.NaN), 0, 0, 0);
             case "llama3" -> new RopeScaling("llama3", f.number("factor", Double.NaN), f.number("low_freq_factor", Double.NaN),
                     f.number("high_freq_factor", Double.NaN), f.positiveInt("original_max_position_embeddings"));
-            default -> throw ModelFormatException.field(file, "rope_scaling.rope_type", "'" + type + "'", "one of default, linear, llama3");
+            case "longrope", "su" -> throw ModelFormatException.field(file, "rope_scaling." + field, "'" + type + "'",
+                    "one of default, linear, llama3 (Phi-3's long-context RoPE with short_factor/long_factor is not supported)");
+            default -> throw ModelFormatException.field(file, "rope_scaling." + field, "'" + type + "'", "one of default, linear, llama3");
         };
     }
 

@@ -7,6 +7,7 @@ import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lopper.model.ModelFormatException;
+import dev.lopper.model.config.ModelConfig;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -96,6 +97,18 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
         Map<Path, SafeTensorsFile> files = new LinkedHashMap<>();
         files.put(file, f);
         return new Checkpoint(file, files, f.tensors());
+    }
+
+    /**
+     * This checkpoint as the family of {@code config} is read: for families that fuse projections on disk
+     * (Phi-3), the fused tensors appear as logical q/k/v and gate/up tensors ({@link FusedLayout}); otherwise this
+     * checkpoint itself. The result owns the open files (close it, not this one).
+     */
+    public Checkpoint withLayout(ModelConfig config) {
+        if (!config.family().fusedProjections()) {
+            return this;
+        }
+        return new Checkpoint(dir, files, FusedLayout.split(tensors, config, dir));
     }
 
     public Path dir() {

@@ -18,7 +18,7 @@ import java.util.Map;
 
 /**
  * Saves a model as an HF directory: config.json, model.safetensors (or shards + index) and the tokenizer files
- * copied from the source. The directory is built under a temporary name beside the target and moved into place
+ * copied from the source (Phi-3's projections re-fused, {@link FusedLayout}). The directory is built under a temporary name beside the target and moved into place
  * only when complete, so a failed save leaves nothing half-written.
  */
 public final class ModelWriter {
@@ -48,7 +48,9 @@ public final class ModelWriter {
                 json.put("torch_dtype", storeAs == DataType.BFLOAT16 ? "bfloat16" : storeAs == DataType.FLOAT16 ? "float16" : "float32");
             }
             new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.resolve("config.json").toFile(), json);
-            long bytes = writeTensors(tmp, tensors, storeAs, maxShardBytes, metadata);
+            // a family that fuses projections on disk (Phi-3) is written in its own layout
+            TensorSource stored = config.family().fusedProjections() ? FusedLayout.fuse(tensors) : tensors;
+            long bytes = writeTensors(tmp, stored, storeAs, maxShardBytes, metadata);
             if (sideFilesFrom != null) {
                 for (String f : SIDE_FILES) {
                     if (Files.exists(sideFilesFrom.resolve(f))) {
@@ -107,6 +109,10 @@ public final class ModelWriter {
     private static ByteBuffer bytesOf(TensorSource tensors, String name, DataType type) {
         if (tensors instanceof Checkpoint c && c.storedType(name) == type) {
             return c.raw(name);
+        }
+        ByteBuffer fused = FusedLayout.rawBytes(tensors, name, type);
+        if (fused != null) {
+            return fused;
         }
         try (NDManager m = NDManager.newBaseManager(ai.djl.Device.cpu())) {
             if (type == DataType.BFLOAT16) {

@@ -22,7 +22,7 @@ import java.util.SplittableRandom;
 
 /**
  * Writes tiny LLaMA-family models with random weights as real HF directories (config.json, safetensors, a
- * byte-level tokenizer.json) in milliseconds. Unit tests and brute-force checks of every criterion run on these.
+ * byte-level tokenizer.json) in milliseconds; Qwen3 with q_norm/k_norm, Phi-3 in its fused layout. Unit tests and brute-force checks of every criterion run on these.
  */
 public final class RandomModels {
     /** What to generate. Start from {@link #llama()} and change fields with the with-ers. */
@@ -30,7 +30,8 @@ public final class RandomModels {
                        int intermediate, boolean tied, boolean qkvBias, int shards, DataType dtype, long seed,
                        double ropeTheta, String ropeScaling, int slidingWindow) {
         public Spec withFamily(Family f) {
-            return new Spec(f, vocab, hidden, layers, heads, kvHeads, headDim, intermediate, tied, f == Family.QWEN2 || qkvBias, shards, dtype, seed, ropeTheta, ropeScaling, f == Family.MISTRAL ? 16 : slidingWindow);
+            boolean bias = f == Family.QWEN2 || (f != Family.PHI3 && qkvBias);
+            return new Spec(f, vocab, hidden, layers, heads, kvHeads, headDim, intermediate, tied, bias, shards, dtype, seed, ropeTheta, ropeScaling, f == Family.MISTRAL ? 16 : slidingWindow);
         }
 
         public Spec withHeads(int h, int kv) {
@@ -105,6 +106,10 @@ public final class RandomModels {
                     tensors.put(WeightNames.attn(i, "k_proj", "bias"), gaussian(m, rnd, 0.1, 0, kv));
                     tensors.put(WeightNames.attn(i, "v_proj", "bias"), gaussian(m, rnd, 0.1, 0, kv));
                 }
+                if (spec.family().hasQkNorm()) {
+                    tensors.put(WeightNames.qNorm(i), gaussian(m, rnd, 0.1, 1, spec.headDim()));
+                    tensors.put(WeightNames.kNorm(i), gaussian(m, rnd, 0.1, 1, spec.headDim()));
+                }
                 tensors.put(WeightNames.attn(i, "o_proj", "weight"), gaussian(m, rnd, 1 / Math.sqrt(q), 0, h, q));
                 if (s.oProjBias()) {
                     tensors.put(WeightNames.attn(i, "o_proj", "bias"), gaussian(m, rnd, 0.1, 0, h));
@@ -158,8 +163,23 @@ public final class RandomModels {
         c.put("rms_norm_eps", 1e-5);
         c.put("rope_theta", s.ropeTheta());
         c.put("tie_word_embeddings", s.tied());
-        if (s.family() == Family.LLAMA) {
+        if (s.family() == Family.LLAMA || s.family() == Family.QWEN3) {
             c.put("attention_bias", s.qkvBias());
+        }
+        if (s.family() == Family.QWEN3) {
+            // as Qwen3's config.json files carry them
+            c.put("use_sliding_window", false);
+            c.putNull("sliding_window");
+            c.put("max_window_layers", s.layers());
+            c.put("attention_dropout", 0.0);
+        }
+        if (s.family() == Family.PHI3) {
+            // as Phi-3's config.json files carry them (Phi-3-mini-4k: rope_scaling null, no partial rotary)
+            c.put("original_max_position_embeddings", 256);
+            c.put("resid_pdrop", 0.0);
+            c.put("embd_pdrop", 0.0);
+            c.put("attention_dropout", 0.0);
+            c.put("pad_token_id", 0);
         }
         if (s.slidingWindow() > 0) {
             c.put("sliding_window", s.slidingWindow());

@@ -148,8 +148,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
         o.attach(manager);
         NDArray down = w.down().mul(manager.create(dMask));
         down.attach(manager);
-        return new LayerWeights(w.index(), s, w.inputNorm(), w.q(), w.qBias(), w.k(), w.kBias(), w.v(), w.vBias(), o,
-                w.oBias(), w.postNorm(), w.gate(), w.up(), down, w.downBias());
+        return w.withOutputProjections(o, down);
     }
 
     /** s_j = colAbsMean_j * sqrt(scaler_row_j). */

@@ -204,6 +204,11 @@ public final class StructureGraph {
             t.add(new Tensor(WeightNames.attn(layer, "k_proj", "bias"), -1, 0, -1, kv));
             t.add(new Tensor(WeightNames.attn(layer, "v_proj", "bias"), -1, 0, -1, kv));
         }
+        if (config.family().hasQkNorm()) {
+            // Qwen3's per-head norms act on head_dim, which is never cut: shared by every head, never sliced
+            t.add(new Tensor(WeightNames.qNorm(layer), -1, -1, -1, config.headDim()));
+            t.add(new Tensor(WeightNames.kNorm(layer), -1, -1, -1, config.headDim()));
+        }
         t.add(new Tensor(WeightNames.attn(layer, "o_proj", "weight"), 1, -1, -1, h * q));
         if (s.oProjBias()) {
             t.add(new Tensor(WeightNames.attn(layer, "o_proj", "bias"), -1, -1, -1, h));

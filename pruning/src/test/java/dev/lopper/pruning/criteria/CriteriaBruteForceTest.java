@@ -10,6 +10,7 @@ import dev.lopper.pruning.Activations;
 import ai.djl.Device;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.Family;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.testing.RandomModels;
 import org.junit.jupiter.api.io.TempDir;
@@ -38,7 +39,8 @@ public class CriteriaBruteForceTest {
         // 4 KV groups of 2 heads: standardizing only 2 units per layer would give exact +-0.707 ties everywhere,
         // which adaptive allocation then breaks by rounding noise
         RandomModels.Spec base = RandomModels.llama().withLayers(3).withHeads(8, 4);
-        return Stream.of(base, base.withHeads(4, 4), base.withHeads(4, 1).withQkvBias(true));
+        return Stream.of(base, base.withHeads(4, 4), base.withHeads(4, 1).withQkvBias(true),
+                base.withFamily(Family.QWEN3).withSize(64, 24, 96), base.withFamily(Family.PHI3));
     }
 
     public static long[][] windows(int n, int t, int vocab, long seed) {

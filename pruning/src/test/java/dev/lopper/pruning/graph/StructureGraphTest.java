@@ -3,6 +3,9 @@ package dev.lopper.pruning.graph;
 import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.model.ModelStats;
 import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.ModelDir;
+import dev.lopper.model.WeightNames;
+import dev.lopper.model.config.Family;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.testing.RandomModels;
 import org.junit.jupiter.api.Test;
@@ -24,8 +27,9 @@ class StructureGraphTest {
 
     @Test
     void setsAndTensorAxesAgree() throws Exception {
-        for (RandomModels.Spec spec : List.of(RandomModels.llama().withHeads(8, 2).withQkvBias(true), RandomModels.llama().withHeads(4, 4))) {
-            ModelConfig c = RandomModels.write(tmp.resolve("m" + spec.heads() + spec.kvHeads()), spec);
+        for (RandomModels.Spec spec : List.of(RandomModels.llama().withHeads(8, 2).withQkvBias(true), RandomModels.llama().withHeads(4, 4),
+                RandomModels.llama().withFamily(Family.QWEN3).withSize(64, 24, 96), RandomModels.llama().withFamily(Family.PHI3))) {
+            ModelConfig c = RandomModels.write(tmp.resolve("m" + spec.family() + spec.heads() + spec.kvHeads()), spec);
             StructureGraph g = StructureGraph.of(c);
             LayerShape s = c.layer(0);
             Map<String, StructureGraph.Tensor> tensors = g.layerTensors(0).stream()
@@ -49,8 +53,14 @@ class StructureGraphTest {
             assertEquals(attn, g.kvGroups(0).parametersPerUnit() * s.numKvHeads());
             assertEquals(3L * c.hiddenSize() * s.intermediateSize(), g.mlpChannels(0).parametersPerUnit() * s.intermediateSize());
             assertEquals(1, g.groupOf(0, s.groupSize()));
-            assertTrue(g.layerTensors(0).stream().filter(StructureGraph.Tensor::whole).allMatch(t -> t.elements() == c.hiddenSize()),
-                    "only hidden-size vectors (norms, o/down biases) are never cut");
+            assertTrue(g.layerTensors(0).stream().filter(StructureGraph.Tensor::whole).allMatch(t -> t.elements() == c.hiddenSize()
+                            || c.family().hasQkNorm() && t.elements() == c.headDim()),
+                    "only hidden-size vectors (norms, o/down biases) and Qwen3's head_dim q/k norms are never cut");
+            // the graph lists exactly the tensors of the layer (logical names: Phi-3's fused tensors appear split)
+            try (ModelDir md = ModelDir.open(tmp.resolve("m" + spec.family() + spec.heads() + spec.kvHeads()))) {
+                assertEquals(md.checkpoint().names().stream().filter(n -> WeightNames.layerOf(n) == 0).collect(Collectors.toSet()),
+                        tensors.keySet(), spec.family().toString());
+            }
         }
     }
 }

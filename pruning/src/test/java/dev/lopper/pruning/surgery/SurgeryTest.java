@@ -6,6 +6,7 @@ import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.pruning.allocation.UniformAllocation;
 import dev.lopper.pruning.Reference;
 import ai.djl.Device;
+import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lopper.model.LlamaModel;
@@ -41,14 +42,16 @@ class SurgeryTest {
     @TempDir
     Path tmp;
 
-    /** GQA 8/2, MHA 4/4 tied, Qwen2 biases (GQA 4/2), LLaMA attention_bias (q/k/v/o biases, MQA 4/1). */
+    /** GQA 8/2, MHA 4/4 tied, Qwen2 biases (GQA 4/2), LLaMA attention_bias (q/k/v/o biases, MQA 4/1), Qwen3, Phi-3. */
     static Stream<RandomModels.Spec> variants() {
         RandomModels.Spec base = RandomModels.llama().withLayers(3);
         return Stream.of(
                 base.withHeads(8, 2).withShards(3),                 // sharded checkpoint
                 base.withHeads(4, 4).withTied(true),
                 base.withFamily(Family.QWEN2),
-                base.withHeads(4, 1).withQkvBias(true));
+                base.withHeads(4, 1).withQkvBias(true),
+                base.withFamily(Family.QWEN3).withHeads(4, 2).withSize(64, 24, 96), // q/k norms, head_dim != hidden/heads
+                base.withFamily(Family.PHI3).withHeads(8, 2));                     // fused qkv_proj / gate_up_proj
     }
 
     @ParameterizedTest
@@ -224,6 +227,7 @@ class SurgeryTest {
             got = pruned.logits(ids);
         }
         double diff = Reference.maxAbsDiff(want, got);
+        System.out.printf("SurgeryTest %s: removed vs zeroed max abs diff %.3g%n", c.family(), diff);
         assertTrue(diff <= TOL, "max abs diff vs zeroed reference " + diff);
         try (LlamaModel original = md.loadModel(Device.cpu())) {
             // the cut must matter, or the comparison above proves nothing
@@ -247,7 +251,28 @@ class SurgeryTest {
             }
             JsonNode json = new ObjectMapper().readTree(out.resolve("config.json").toFile());
             assertEquals(!r.config().isUniform(), json.has("lopper_layers"));
+            if (c.family().fusedProjections()) {
+                assertFusedLayout(out, r.config(), json);
+            }
         }
         return r;
+    }
+
+    /** A pruned Phi-3 is written in Phi-3's own layout: fused qkv_proj / gate_up_proj of the pruned shapes. */
+    private static void assertFusedLayout(Path out, ModelConfig pruned, JsonNode json) {
+        assertEquals("phi3", json.get("model_type").asText());
+        assertEquals("Phi3ForCausalLM", json.get("architectures").get(0).asText());
+        try (Checkpoint raw = Checkpoint.open(out)) {
+            long h = pruned.hiddenSize();
+            long d = pruned.headDim();
+            for (int i = 0; i < pruned.numLayers(); i++) {
+                var s = pruned.layer(i);
+                assertEquals(new Shape((s.numHeads() + 2L * s.numKvHeads()) * d, h), raw.shape(WeightNames.qkv(i)), "layer " + i);
+                assertEquals(new Shape(2L * s.intermediateSize(), h), raw.shape(WeightNames.gateUp(i)), "layer " + i);
+            }
+            assertTrue(raw.names().stream().noneMatch(n -> n.endsWith(".q_proj.weight") || n.endsWith(".k_proj.weight")
+                    || n.endsWith(".v_proj.weight") || n.endsWith(".gate_proj.weight") || n.endsWith(".up_proj.weight")),
+                    "no unfused tensors: " + raw.names());
+        }
     }
 }
