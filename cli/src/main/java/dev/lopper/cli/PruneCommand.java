@@ -24,7 +24,7 @@ import dev.lopper.model.io.OutputGuard;
 import ai.djl.ndarray.NDManager;
 import dev.lopper.calibration.CalibrationData;
 import dev.lopper.calibration.CalibrationEngine;
-import dev.lopper.calibration.Progress;
+import dev.lopper.model.util.Progress;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;

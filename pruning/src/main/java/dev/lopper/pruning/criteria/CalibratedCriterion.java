@@ -5,7 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.calibration.CalibrationData;
 import dev.lopper.calibration.CalibrationEngine;
-import dev.lopper.calibration.Progress;
+import dev.lopper.model.util.Progress;
 import dev.lopper.calibration.StatsCollector;
 import dev.lopper.model.config.LayerShape;
 
