@@ -5,6 +5,7 @@ import dev.lopper.pruning.criteria.Criteria;
 import dev.lopper.pruning.criteria.Criterion;
 import dev.lopper.pruning.criteria.Defaults;
 import dev.lopper.pruning.graph.StructureGraph;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -45,7 +46,17 @@ class PaperDefaultsTest {
         assertEquals(Set.of("magnitude", "wanda-sp", "flap", "cfsp"), Criteria.names());
     }
 
-    /** Only --method and --ratio (and the calibration file): what runs is the paper's setup, recorded in the plan. */
+    /** magnitude alone, in the default suite (the calibrated rows below take minutes at paper sizes). */
+    @Test
+    void magnitudeAloneRunsItsDefaults() throws Exception {
+        methodAloneRunsThePaper("magnitude", "uniform", null);
+    }
+
+    /**
+     * Only --method and --ratio (and the calibration file): what runs is the paper's setup, recorded in the plan.
+     * Slow (-Dslow): full paper calibration sizes (e.g. FLAP's 1024 x 128), about 11 minutes on 2 shared cores.
+     */
+    @Tag("slow")
     @ParameterizedTest
     @CsvSource({"magnitude,uniform,", "wanda-sp,uniform,sequential (official)", "flap,adaptive,wifv", "cfsp,cfsp-blocks,"})
     void methodAloneRunsThePaper(String name, String allocation, String option) throws Exception {
