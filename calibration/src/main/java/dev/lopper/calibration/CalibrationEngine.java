@@ -1,5 +1,6 @@
 package dev.lopper.calibration;
 
+import dev.lopper.model.util.Progress;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;

@@ -1,5 +1,6 @@
 package dev.lopper.calibration;
 
+import dev.lopper.model.util.Progress;
 import ai.djl.Device;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.testing.RandomModels;

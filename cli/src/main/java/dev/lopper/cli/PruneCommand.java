@@ -13,19 +13,21 @@ import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.pruning.surgery.Surgery;
 import dev.lopper.pruning.criteria.Criteria;
 import dev.lopper.pruning.criteria.FlapCriterion;
-import ai.djl.Device;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
-import dev.lopper.model.io.OutputGuard;
-import dev.lopper.model.io.OutputLock;
-import ai.djl.ndarray.NDManager;
-import dev.lopper.calibration.CalibrationData;
-import dev.lopper.calibration.CalibrationEngine;
-import dev.lopper.calibration.Progress;
+import dev.lopper.model.util.Progress;
+import dev.lopper.pruning.PruneRequest;
+import dev.lopper.pruning.PruneResult;
+import dev.lopper.pruning.Pruner;
+import dev.lopper.pruning.RunStats;
+import dev.lopper.pruning.criteria.Criteria;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.pruning.plan.PruningPlan;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -34,18 +36,16 @@ import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.Callable;
 
 /**
- * {@code lopper prune MODEL --method magnitude --ratio 0.2 --targets heads,channels --out DIR}: scores the
- * model's structures, allocates the cut, writes the plan and/or the smaller model. Every input is checked before
- * anything is written.
+ * {@code lopper prune MODEL --method magnitude --ratio 0.2 --targets heads,channels --out DIR}: parses the options
+ * into a {@link PruneRequest}, runs it with {@link Pruner} and prints the settings used and the summary. Options
+ * left out take the method's paper defaults ({@code Criterion.defaults()}).
  */
 @Command(name = "prune", mixinStandardHelpOptions = true,
         description = {"Structurally prune a model: remove attention heads / GQA groups, MLP channels or layers.",
@@ -71,7 +71,7 @@ public final class PruneCommand implements Callable<Integer> {
             description = "what to prune: heads, channels, layers (comma-separated); default ${DEFAULT-VALUE}")
     List<String> targets;
 
-    @Option(names = "--allocation", defaultValue = "uniform", description = "uniform (same fraction per layer), global (one threshold) or adaptive (FLAP's AL-AM; CFSP's block budgets); default ${DEFAULT-VALUE}")
+    @Option(names = "--allocation", description = "uniform (same fraction per layer), global (one threshold), adaptive (FLAP's AL-AM) or cfsp-blocks (CFSP's block budgets); default: the method's paper (magnitude uniform, wanda-sp uniform, flap adaptive, cfsp cfsp-blocks)")
     String allocation;
 
     @Option(names = "--head-unit", description = "kv-group (whole GQA groups with their query heads) or query-head (heads inside every group alike); default: the criterion's")
@@ -83,11 +83,11 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--channel-ratio", description = "uniform: fraction of MLP channels removed per layer (default --ratio)")
     Double channelRatio;
 
-    @Option(names = "--keep-first", defaultValue = "0", description = "never prune the first N layers")
-    int keepFirst;
+    @Option(names = "--keep-first", description = "never prune the first N layers (default: the method's paper, 0 for all four)")
+    Integer keepFirst;
 
-    @Option(names = "--keep-last", defaultValue = "0", description = "never prune the last N layers")
-    int keepLast;
+    @Option(names = "--keep-last", description = "never prune the last N layers (default: the method's paper, 0 for all four)")
+    Integer keepLast;
 
     @Option(names = "--seed", defaultValue = "0", description = "random seed (calibration window sampling); default ${DEFAULT-VALUE}")
     long seed;
@@ -113,9 +113,9 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--flap-metric", description = "flap channel metric: wifv (default), ifv or wifn")
     String flapMetric;
 
-    @Option(names = "--bias-compensation", negatable = true, defaultValue = "true", fallbackValue = "true",
+    @Option(names = "--bias-compensation", negatable = true,
             description = "flap: add the removed channels' mean contribution as o_proj/down_proj biases (default on; --no-bias-compensation turns it off)")
-    boolean biasCompensation;
+    Boolean biasCompensation;
 
     @Option(names = "--out", paramLabel = "DIR", description = "write the pruned model here (HF safetensors + config.json + tokenizer); a new or empty directory, or one Lopper wrote with --overwrite")
     Path out;
@@ -132,10 +132,6 @@ public final class PruneCommand implements Callable<Integer> {
     @Mixin
     ModelOptions options;
 
-    private CalibrationEngine.Result calibration;
-    private FlapCriterion compensation;
-    private long compensationParams;
-
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
         @Override
@@ -146,144 +142,32 @@ public final class PruneCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        long start = System.nanoTime();
-        if (out == null && planOut == null) {
-            throw new IllegalArgumentException("nothing to write: give --out DIR (the pruned model) and/or --plan-out FILE");
-        }
+        PruneRequest request = request();
         // never destroy what Lopper did not write: checked before any work (OutputGuard)
-        if (out != null) {
-            OutputGuard.checkDirectory(out, overwrite, "--out", model, applyPlan, calib);
-        }
-        if (planOut != null) {
-            OutputGuard.checkFile(planOut, overwrite, "--plan-out", PruningPlan.FORMAT_PREFIX, model, applyPlan, calib, out);
-        }
-        // a second run writing the same outputs fails now, not after its calibration
-        try (OutputLock outLock = out == null ? null : OutputLock.acquire(out, "--out");
-             OutputLock planLock = planOut == null ? null : OutputLock.acquire(planOut, "--plan-out")) {
-            return prune(start);
-        }
-    }
-
-    private Integer prune(long start) throws Exception {
-        Device dev = options.device();
+        Pruner.checkOutputs(request);
+        PruneResult result = new Pruner().run(request);
         try (ModelDir md = ModelDir.open(model)) {
-            ModelConfig config = md.config();
-            if (out != null) {
-                // the pruned model is smaller than its input: the input's size is a safe bound, known before any work
-                OutputGuard.checkFreeSpace(out, md.checkpoint().dataBytes(), "--out");
-            }
-            String hash = ModelHash.of(model);
-            PruningPlan plan;
-            if (applyPlan != null) {
-                if (ratio != null) {
-                    throw new IllegalArgumentException("--ratio has no effect with --apply-plan (the plan says what to cut)");
-                }
-                plan = PruningPlan.load(applyPlan);
-                List<LayerSelection> sel;
-                try {
-                    plan.checkModel(hash);
-                    sel = plan.resolve(config);
-                } catch (IllegalArgumentException e) {
-                    // validation speaks of "plan: ..."; the user should see which file
-                    throw new IllegalArgumentException(e.getMessage().replaceFirst("^plan: ", applyPlan + ": "), e);
-                }
-                plan = plan.withModelHash(hash).withResult(Allocation.result(config, sel, plan.targets().contains("heads"),
-                        plan.targets().contains("channels"), plan.targets().contains("layers"), 0, 0));
-            } else {
-                if (ratio == null) {
-                    throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
-                }
-                Allocation.Options alloc = new Allocation.Options(ratio, new LinkedHashSet<>(targets), allocation,
-                        parseHeadUnit(headUnit), headRatio, channelRatio, keepFirst, keepLast);
-                Map<String, String> copts = new java.util.HashMap<>();
-                if (norm != null) {
-                    copts.put("norm", norm);
-                }
-                if (flapMetric != null) {
-                    copts.put("metric", flapMetric);
-                }
-                copts.put("compensation", Boolean.toString(biasCompensation));
-                Criterion criterion = Criteria.create(method, copts);
-                if (!Allocation.strategies().contains(allocation)) {
-                    throw new IllegalArgumentException("--allocation " + allocation + ": expected one of " + Allocation.strategies());
-                }
-                if (criterion instanceof WandaSpCriterion wanda) {
-                    String order = wandaOrder != null ? wandaOrder : "uniform".equals(allocation) ? "sequential" : "dense";
-                    switch (order) {
-                        case "sequential" -> wanda.sequential(alloc);
-                        case "dense" -> { }
-                        default -> throw new IllegalArgumentException("--wanda-order " + wandaOrder + ": expected sequential or dense");
-                    }
-                } else if (wandaOrder != null) {
-                    throw new IllegalArgumentException("--wanda-order applies to --method wanda-sp only");
-                }
-                long[][] windows = null;
-                PruningPlan.Calibration calibInfo = null;
-                if (criterion instanceof CalibratedCriterion cc) {
-                    if (calib == null) {
-                        throw new IllegalArgumentException("--method " + method + " needs calibration data: give --calib FILE (text, .jsonl or a directory)");
-                    }
-                    if ("global".equals(allocation) && !cc.comparableAcrossLayers()) {
-                        // fail before the calibration pass, not after it
-                        throw new IllegalArgumentException("--allocation global needs scores comparable across layers, and " + method
-                                + "'s are not; use --allocation uniform or adaptive (which standardizes them per layer)");
-                    }
-                    int n = samples != null ? samples : cc.defaultSamples();
-                    int len = seqLen != null ? seqLen : cc.defaultSeqLen();
-                    CalibrationData data = CalibrationData.load(calib, md.tokenizer(), n, len, seed, calibField,
-                            CalibrationData.defaultCacheDir());
-                    windows = data.windows();
-                    calibInfo = new PruningPlan.Calibration(calib.toString(), n, len);
-                    cc.withProgress(Progress.console(System.err)).withChunkTokens(chunkTokens);
-                } else if (calib != null || samples != null || seqLen != null) {
-                    throw new IllegalArgumentException("--calib/--samples/--seq-len: --method " + method + " uses no calibration data");
-                }
-                ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), dev, windows, calibInfo, seed,
-                        msg -> { });
-                Scores scores = criterion.score(ctx);
-                if (criterion instanceof CalibratedCriterion cc && cc.lastRun() != null) {
-                    calibration = cc.lastRun();
-                }
-                plan = Allocation.allocate(ctx.graph(), scores, alloc)
-                        .withProvenance(criterion.name(), criterion.options(), ratio,
-                                PruningPlan.TARGETS.stream().filter(targets::contains).toList(), allocation, calibInfo, seed)
-                        .withModelHash(hash);
-                compensation = criterion instanceof FlapCriterion f && f.compensates() ? f : null;
-            }
-            List<LayerSelection> sel = plan.resolve(config);
-            if (out != null) {
-                try (NDManager biases = NDManager.newBaseManager()) {
-                    Surgery.Result result = Surgery.apply(config, md.checkpoint(), sel);
-                    if (compensation != null) {
-                        // FLAP: removed channels' mean contribution -> o_proj/down_proj biases (BiasCompensation)
-                        result = compensation.compensation().apply(config, md.checkpoint(), result, biases);
-                        for (LayerShape l : result.config().layers()) {
-                            compensationParams += (l.oProjBias() ? config.hiddenSize() : 0) + (l.downProjBias() ? config.hiddenSize() : 0);
-                        }
-                    }
-                    Surgery.save(result, out, model, plan);
-                }
-            }
-            if (planOut != null) {
-                plan.save(planOut);
-            }
-            print(config, plan, sel, (System.nanoTime() - start) / 1e9);
+            print(md.config(), result);
         }
         return 0;
     }
 
-    /** Peak resident set size of this process (VmHWM in /proc/self/status), or -1 where unavailable. */
-    static long peakRssBytes() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-                if (line.startsWith("VmHWM:")) {
-                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
-                }
-            }
-        } catch (Exception e) {
-            // not Linux: no peak figure
+    /** The options as a request; options not given stay null, so the pruner takes the method's paper defaults. */
+    PruneRequest request() {
+        Map<String, String> copts = new java.util.LinkedHashMap<>();
+        putIf(copts, "norm", norm);
+        putIf(copts, "metric", flapMetric);
+        putIf(copts, "compensation", biasCompensation == null ? null : biasCompensation.toString());
+        putIf(copts, "order", wandaOrder);
+        return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
+                headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
+                out, planOut, overwrite, options.device(), Progress.console(System.err));
+    }
+
+    private static void putIf(Map<String, String> m, String k, String v) {
+        if (v != null) {
+            m.put(k, v);
         }
-        return -1;
     }
 
     private static StructureGraph.Kind parseHeadUnit(String s) {
@@ -297,8 +181,11 @@ public final class PruneCommand implements Callable<Integer> {
         };
     }
 
-    private void print(ModelConfig config, PruningPlan plan, List<LayerSelection> sel, double seconds) throws Exception {
+    private void print(ModelConfig config, PruneResult result) throws Exception {
         PrintWriter w = spec.commandLine().getOut();
+        PruningPlan plan = result.plan();
+        List<LayerSelection> sel = result.selections();
+        RunStats st = result.stats();
         PruningPlan.Result r = plan.result();
         if (options.json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
@@ -311,6 +198,7 @@ public final class PruneCommand implements Callable<Integer> {
             }
             o.put("criterion", plan.criterion());
             o.put("allocation", plan.allocation());
+            o.set("settings", result.settings().toJson());
             o.put("paramsBefore", r.paramsBefore());
             o.put("paramsAfter", r.paramsAfter());
             o.put("prunableParams", r.prunableParams());
@@ -318,14 +206,15 @@ public final class PruneCommand implements Callable<Integer> {
             if (plan.ratio() != null) {
                 o.put("requestedRatio", plan.ratio());
             }
-            o.put("seconds", seconds);
-            o.put("peakRssBytes", peakRssBytes());
-            if (calibration != null) {
-                o.put("calibrationTokens", calibration.tokens());
-                o.put("calibrationSeconds", calibration.seconds());
+            o.put("seconds", st.seconds());
+            o.put("peakRssBytes", st.peakRssBytes());
+            if (st.calibrationLayers() > 0) {
+                o.put("calibrationTokens", st.calibrationTokens());
+                o.put("calibrationSeconds", st.calibrationSeconds());
             }
-            o.put("biasCompensation", compensation != null);
-            o.put("compensationBiasParams", compensationParams);
+            o.put("biasCompensation", st.afterSurgeryParams() > 0);
+            o.put("afterSurgery", st.afterSurgery());
+            o.put("compensationBiasParams", st.afterSurgeryParams());
             ArrayNode layers = o.putArray("layers");
             for (LayerSelection s : sel) {
                 ObjectNode l = layers.addObject();
@@ -338,6 +227,7 @@ public final class PruneCommand implements Callable<Integer> {
             }
             Output.json(w, o);
         } else {
+            w.printf("settings (paper = the method's paper defaults, user = given):%n%s", result.settings().describe());
             w.printf("pruned %s with %s (%s): %,d -> %,d parameters (%.2f%% of all removed)%n", model, plan.criterion(),
                     plan.allocation() == null ? "plan" : plan.allocation(), r.paramsBefore(), r.paramsAfter(),
                     100.0 * r.removedParams() / r.paramsBefore());
@@ -359,15 +249,15 @@ public final class PruneCommand implements Callable<Integer> {
             if (planOut != null) {
                 w.println("plan written to " + planOut);
             }
-            if (calibration != null) {
-                w.printf("calibration: %,d tokens per layer in %.1f s (%,.0f tok/s)%n", calibration.tokens(), calibration.seconds(),
-                        calibration.tokens() * calibration.layers() / Math.max(1e-9, calibration.seconds()));
+            if (st.calibrationLayers() > 0) {
+                w.printf("calibration: %,d tokens per layer in %.1f s (%,.0f tok/s)%n", st.calibrationTokens(), st.calibrationSeconds(),
+                        st.calibrationTokens() * st.calibrationLayers() / Math.max(1e-9, st.calibrationSeconds()));
             }
-            if (compensation != null) {
-                w.printf("bias compensation (FLAP): o_proj/down_proj biases added, %,d parameters (not counted above)%n", compensationParams);
+            if (st.afterSurgeryParams() > 0) {
+                w.printf("after surgery: %s, %,d parameters (not counted above)%n", st.afterSurgery(), st.afterSurgeryParams());
             }
-            long rss = peakRssBytes();
-            w.printf("time %.1f s%s%n", seconds, rss > 0 ? String.format(", peak memory (RSS) %.1f MiB", rss / 1048576.0) : "");
+            long rss = st.peakRssBytes();
+            w.printf("time %.1f s%s%n", st.seconds(), rss > 0 ? String.format(", peak memory (RSS) %.1f MiB", rss / 1048576.0) : "");
         }
         w.flush();
     }

@@ -64,7 +64,7 @@ class CalibratedPruneTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"wanda-sp,uniform", "wanda-sp,adaptive", "flap,adaptive", "flap,uniform", "cfsp,adaptive", "cfsp,uniform"})
+    @CsvSource({"wanda-sp,uniform", "wanda-sp,adaptive", "flap,adaptive", "flap,uniform", "cfsp,cfsp-blocks", "cfsp,uniform"})
     void prunesWithCalibration(String method, String allocation) throws Exception {
         Path dir = model();
         Path out = tmp.resolve("pruned");

@@ -58,7 +58,7 @@ public final class Perplexity {
         }
         double nll = 0;
         try (NDManager manager = NDManager.newBaseManager(model.device());
-             Progress progress = Progress.start("perplexity", (long) windows * seqLen, "tok")) {
+             Progress.Counter progress = Progress.start("perplexity", (long) windows * seqLen, "tok")) {
             for (int w0 = 0; w0 < windows; w0 += batchSize) {
                 int b = Math.min(batchSize, windows - w0);
                 long[] batch = new long[b * seqLen];

@@ -1,7 +1,5 @@
 package dev.lopper.pruning.allocation;
 
-import dev.lopper.pruning.criteria.FlapCriterion;
-import dev.lopper.pruning.criteria.CfspCriterion;
 import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
@@ -16,7 +14,7 @@ import java.util.List;
 /**
  * {@code --allocation adaptive}: each layer's share is decided by the scores, not fixed.
  *
- * <p><b>FLAP's AL-AM</b> (every criterion except CFSP): all head units and MLP channels of the prunable layers
+ * <p><b>FLAP's AL-AM</b>: all head units and MLP channels of the prunable layers
  * are ranked together by score, descending; each unit weighs its parameter count (FLAP hard-codes 512/3 for a
  * 128-wide MHA head against a channel; Lopper counts the unit's real parameters, so GQA groups weigh what they
  * hold). The threshold is the score where the cumulative weight is closest to {@code (1 - ratio)} of the total,
@@ -25,9 +23,7 @@ import java.util.List;
  * as FLAP does with its own metric (FLAP's scores arrive already standardized at channel level). With
  * {@code headRatio}/{@code channelRatio} given, heads and channels get separate thresholds.
  *
- * <p><b>CFSP's coarse budgets</b> (criterion {@value CfspCriterion#NAME}): per-layer keep ratios from block
- * importance ({@link CfspCriterion#keepRatios}); each layer keeps {@code int(count * keep) + 1} channels (the
- * official non-cuda-friendly rule) and {@code round(units * keep)} head units, the highest scored.
+ * <p>CFSP's coarse block budgets are an allocation of their own, {@link CfspBlockAllocation}.
  *
  * <p>Deviation from FLAP: a layer keeps at least one head unit and one channel (FLAP can empty a module; Lopper's
  * plans only allow that with target "layers").
@@ -41,9 +37,6 @@ public final class AdaptiveAllocation implements Allocation.Strategy {
                     + "use --allocation uniform or global for target 'layers'");
         }
         StructureGraph.Kind unit = o.headUnit() != null ? o.headUnit() : scores.headUnit();
-        if (CfspCriterion.NAME.equals(scores.criterion()) && scores.layers() != null) {
-            return cfsp(graph, scores, o, unit);
-        }
         return flap(graph, scores, o, unit);
     }
 
@@ -76,14 +69,14 @@ public final class AdaptiveAllocation implements Allocation.Strategy {
                     unitScores = slotScores(s, hs, slotOrder[i]);
                     weight = graph.queryHeads(i).parametersPerUnit() * (double) s.numKvHeads();
                 }
-                double[] z = standardize ? FlapCriterion.standardize(unitScores) : unitScores;
+                double[] z = standardize ? Scores.standardize(unitScores) : unitScores;
                 for (int u = 0; u < z.length; u++) {
                     heads.add(new Unit(i, true, u, z[u], weight));
                 }
             }
             if (o.channels() && s.intermediateSize() > 0) {
                 double[] cs = scores.channels()[i];
-                double[] z = standardize ? FlapCriterion.standardize(cs) : cs;
+                double[] z = standardize ? Scores.standardize(cs) : cs;
                 double weight = graph.mlpChannels(i).parametersPerUnit();
                 for (int u = 0; u < z.length; u++) {
                     channels.add(new Unit(i, false, u, z[u], weight));
@@ -212,57 +205,5 @@ public final class AdaptiveAllocation implements Allocation.Strategy {
             }
         }
         return out;
-    }
-
-    // ------------------------------------------------------------------ CFSP coarse budgets
-
-    private List<LayerSelection> cfsp(StructureGraph graph, Scores scores, Allocation.Options o, StructureGraph.Kind unit) {
-        ModelConfig c = graph.config();
-        int n = graph.numLayers();
-        List<Integer> prunable = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            if (o.prunable(i, n)) {
-                prunable.add(i);
-            }
-        }
-        double[] importance = prunable.stream().mapToDouble(i -> scores.layers()[i]).toArray();
-        double rh = o.headRatio() != null ? o.headRatio() : o.ratio();
-        double rc = o.channelRatio() != null ? o.channelRatio() : o.ratio();
-        double[] keepHeads = CfspCriterion.keepRatios(importance, rh);
-        double[] keepChannels = CfspCriterion.keepRatios(importance, rc);
-        List<LayerSelection> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            out.add(LayerSelection.whole(i, c.layer(i)));
-        }
-        for (int p = 0; p < prunable.size(); p++) {
-            int i = prunable.get(p);
-            LayerShape s = c.layer(i);
-            int[] groups = LayerSelection.range(s.numKvHeads());
-            int[] heads = LayerSelection.range(s.numHeads());
-            if (o.heads() && s.numHeads() > 0) {
-                double[] hs = Allocation.headScores(scores, unit)[i];
-                if (unit == StructureGraph.Kind.KV_GROUP) {
-                    int keep = clamp((int) Math.round(s.numKvHeads() * keepHeads[p]), 1, s.numKvHeads());
-                    groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, s.numKvHeads() - keep));
-                    heads = Allocation.headsOfGroups(s, groups);
-                } else {
-                    int keep = clamp((int) Math.round(s.groupSize() * keepHeads[p]), 1, s.groupSize());
-                    heads = UniformAllocation.keepPerGroup(s, hs, s.groupSize() - keep);
-                }
-            }
-            int[] channels = LayerSelection.range(s.intermediateSize());
-            if (o.channels() && s.intermediateSize() > 0) {
-                int d = s.intermediateSize();
-                // official: thresh = sorted_desc[int(d * keep)], keep metric >= thresh -> int(d * keep) + 1 kept
-                int keep = clamp((int) (d * keepChannels[p]) + 1, 1, d);
-                channels = Allocation.complement(d, Allocation.lowest(scores.channels()[i], d - keep));
-            }
-            out.set(i, new LayerSelection(i, false, groups, heads, channels));
-        }
-        return out;
-    }
-
-    private static int clamp(int v, int lo, int hi) {
-        return Math.max(lo, Math.min(hi, v));
     }
 }

@@ -21,8 +21,10 @@ import java.util.Set;
  * achieved ratio is reported in {@link PruningPlan#result()} because whole heads and channels rarely hit it
  * exactly.
  *
- * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}) and {@code global}
- * ({@link GlobalAllocation}) here; others (FLAP's adaptive one) plug in with {@link #register}.
+ * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}), {@code global}
+ * ({@link GlobalAllocation}), {@code adaptive} (FLAP's AL-AM, {@link AdaptiveAllocation}) and {@code cfsp-blocks}
+ * (CFSP's block budgets, {@link CfspBlockAllocation}); others plug in with {@link #register}. A strategy reads
+ * only {@link Scores}: it never calls a criterion.
  */
 public final class Allocation {
 
@@ -95,6 +97,20 @@ public final class Allocation {
      */
     public interface Strategy {
         List<LayerSelection> select(StructureGraph graph, Scores scores, Options options);
+
+        /** Whether the strategy ranks scores of different layers against each other as they are (global). */
+        default boolean needsComparableScores() {
+            return false;
+        }
+    }
+
+    /** The strategy registered as {@code name}; an unknown name is an {@link IllegalArgumentException}. */
+    public static synchronized Strategy strategy(String name) {
+        Strategy s = STRATEGIES.get(name);
+        if (s == null) {
+            throw new IllegalArgumentException("--allocation " + name + ": expected one of " + strategies());
+        }
+        return s;
     }
 
     private static final Map<String, Strategy> STRATEGIES = new LinkedHashMap<>();
@@ -103,6 +119,7 @@ public final class Allocation {
         register("uniform", new UniformAllocation());
         register("global", new GlobalAllocation());
         register("adaptive", new AdaptiveAllocation());
+        register("cfsp-blocks", new CfspBlockAllocation());
     }
 
     private Allocation() {
@@ -114,7 +131,7 @@ public final class Allocation {
     }
 
     public static synchronized Set<String> strategies() {
-        return Set.copyOf(STRATEGIES.keySet());
+        return java.util.Collections.unmodifiableSet(new java.util.LinkedHashSet<>(STRATEGIES.keySet()));
     }
 
     /**
@@ -122,13 +139,7 @@ public final class Allocation {
      * result; the caller adds criterion, calibration, seed and model hash with {@link PruningPlan#withProvenance}.
      */
     public static PruningPlan allocate(StructureGraph graph, Scores scores, Options options) {
-        Strategy s;
-        synchronized (Allocation.class) {
-            s = STRATEGIES.get(options.strategy());
-        }
-        if (s == null) {
-            throw new IllegalArgumentException("--allocation " + options.strategy() + ": expected one of " + strategies());
-        }
+        Strategy s = strategy(options.strategy());
         scores.checkAgainst(graph);
         if (options.keepFirst() + options.keepLast() >= graph.numLayers() && options.ratio() > 0) {
             throw new IllegalArgumentException("--keep-first " + options.keepFirst() + " + --keep-last " + options.keepLast()
@@ -137,7 +148,7 @@ public final class Allocation {
         List<LayerSelection> sel = s.select(graph, scores, options);
         PruningPlan plan = toPlan(graph.config(), sel, new PruningPlan(scores.criterion(), null, options.ratio(),
                 PruningPlan.TARGETS.stream().filter(options.targets()::contains).toList(), options.strategy(), null, null,
-                null, PruningPlan.toolVersionString(), List.of(), List.of(), null));
+                null, PruningPlan.toolVersionString(), List.of(), List.of(), null, null));
         return plan.withResult(result(graph.config(), sel, options));
     }
 

@@ -27,6 +27,11 @@ public final class GlobalAllocation implements Allocation.Strategy {
     }
 
     @Override
+    public boolean needsComparableScores() {
+        return true;
+    }
+
+    @Override
     public List<LayerSelection> select(StructureGraph graph, Scores scores, Allocation.Options o) {
         if (!scores.comparableAcrossLayers()) {
             throw new IllegalArgumentException("criterion " + scores.criterion()

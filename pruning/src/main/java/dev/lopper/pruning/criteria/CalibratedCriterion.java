@@ -5,7 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.calibration.CalibrationData;
 import dev.lopper.calibration.CalibrationEngine;
-import dev.lopper.calibration.Progress;
+import dev.lopper.model.util.Progress;
 import dev.lopper.calibration.StatsCollector;
 import dev.lopper.model.config.LayerShape;
 
@@ -19,24 +19,31 @@ import java.util.List;
  */
 public abstract class CalibratedCriterion implements Criterion {
     private Progress progress;
-    private int chunkTokens = 512; // bounds activation memory (see CalibrationEngine.Options)
+    private Integer chunkTokens; // bounds activation memory (see CalibrationEngine.Options); null: the context's
     private CalibrationEngine.Result lastRun;
 
     @Override
-    public boolean needsCalibration() {
-        return true;
+    public Need needs() {
+        return Need.ACTIVATIONS;
     }
 
-    /** Whether {@link #score} returns scores comparable across layers (what {@code --allocation global} needs). */
+    @Override
     public abstract boolean comparableAcrossLayers();
 
-    /** Calibration windows the paper's official code uses by default. */
-    public abstract int defaultSamples();
+    @Override
+    public abstract Defaults defaults();
 
-    /** Tokens per window the paper's official code uses by default. */
-    public abstract int defaultSeqLen();
+    /** Calibration windows the paper's official code uses by default ({@link #defaults()}). */
+    public int defaultSamples() {
+        return defaults().samples();
+    }
 
-    /** Where per-layer progress goes (default: one line per layer to the context's progress consumer). */
+    /** Tokens per window the paper's official code uses by default ({@link #defaults()}). */
+    public int defaultSeqLen() {
+        return defaults().seqLen();
+    }
+
+    /** Where per-layer progress goes (default: the context's {@link ScoringContext#listener()}). */
     public CalibratedCriterion withProgress(Progress p) {
         this.progress = p;
         return this;
@@ -58,10 +65,10 @@ public abstract class CalibratedCriterion implements Criterion {
         if (ctx.calibration() == null || ctx.calibration().length == 0) {
             throw new IllegalArgumentException("--method " + name() + " needs calibration data: pass --calib FILE (text, .jsonl or a directory)");
         }
-        Progress p = progress != null ? progress : Progress.lines(line -> ctx.progress().accept(name() + ": " + line));
+        Progress p = progress != null ? progress : ctx.listener();
         CalibrationEngine engine = new CalibrationEngine(ctx.config(), ctx.weights(), ctx.device());
         lastRun = engine.run(CalibrationData.of(ctx.calibration()), collectors,
-                new CalibrationEngine.Options(chunkTokens, p));
+                new CalibrationEngine.Options(chunkTokens != null ? chunkTokens : ctx.chunkTokens(), p));
         return lastRun;
     }
 

@@ -62,14 +62,11 @@ public final class CfspCriterion extends CalibratedCriterion {
         return false;
     }
 
+    /** CFSP as its main.py runs it: 128 windows of 1024 tokens, the coarse block budgets, every layer pruned. */
     @Override
-    public int defaultSamples() {
-        return 128; // CFSP main.py: nsamples 128
-    }
-
-    @Override
-    public int defaultSeqLen() {
-        return 1024; // CFSP main.py: model.seqlen = 1024
+    public Defaults defaults() {
+        return new Defaults(128, 1024, "cfsp-blocks", StructureGraph.Kind.KV_GROUP, 0, 0,
+                "CFSP main.py: nsamples 128, model.seqlen 1024; lib/prune.py::prune_cfsp block budgets");
     }
 
     @Override
@@ -162,50 +159,5 @@ public final class CfspCriterion extends CalibratedCriterion {
         for (int j = 0; j < into.length; j++) {
             into[j] += v[j];
         }
-    }
-
-    /**
-     * CFSP's per-layer keep ratios from block importances (the code's {@code every_pruning_ratios}): centre,
-     * divide by 1e4, sigmoid (a = 1), shrink deviations if some layer would keep more than everything, and scale so
-     * the mean keep ratio is {@code 1 - ratio}.
-     */
-    public static double[] keepRatios(double[] importance, double ratio) {
-        int n = importance.length;
-        if (ratio == 0) {
-            double[] all = new double[n];
-            java.util.Arrays.fill(all, 1);
-            return all;
-        }
-        double mean = 0;
-        for (double v : importance) {
-            mean += v;
-        }
-        mean /= n;
-        double[] li = new double[n];
-        for (int i = 0; i < n; i++) {
-            li[i] = 1 / (1 + Math.exp(-(importance[i] - mean) / 1e4));
-        }
-        double avg = mean(li);
-        double max = java.util.Arrays.stream(li).max().orElse(avg);
-        if (max / avg * (1 - ratio) >= 1) {
-            double scale = (avg * (1 / (1 - ratio) - 1)) / (max - avg) / 1.05;
-            for (int i = 0; i < n; i++) {
-                li[i] = avg + (li[i] - avg) * scale;
-            }
-            avg = mean(li);
-        }
-        double[] keep = new double[n];
-        for (int i = 0; i < n; i++) {
-            keep[i] = li[i] / avg * (1 - ratio);
-        }
-        return keep;
-    }
-
-    private static double mean(double[] v) {
-        double s = 0;
-        for (double x : v) {
-            s += x;
-        }
-        return s / v.length;
     }
 }

@@ -6,24 +6,43 @@ import java.util.Set;
 import java.util.function.Function;
 
 /**
- * Criteria by name, for the CLI ({@code --method}). Each factory gets the criterion's options as strings
- * (e.g. {"norm": "l1"}); criteria added later register themselves here.
+ * Criteria by name ({@code --method}, {@code PruneRequest.criterion}). Each factory gets the criterion's options as
+ * strings (e.g. {"norm": "l1"}); an option the criterion does not declare is refused. Adding a criterion is its own
+ * class plus one {@code register} line here (docs/PRUNING.md, "Adding a criterion").
+ *
+ * <pre>{@code
+ * Criterion c = Criteria.create("magnitude", Map.of("norm", "l1"));
+ * }</pre>
  */
 public final class Criteria {
     private static final Map<String, Function<Map<String, String>, Criterion>> FACTORIES = new LinkedHashMap<>();
+    private static final Map<String, Set<String>> OPTIONS = new LinkedHashMap<>();
 
     static {
-        register("magnitude", o -> MagnitudeCriterion.of(o.get("norm")));
-        register(WandaSpCriterion.NAME, o -> new WandaSpCriterion());
-        register(FlapCriterion.NAME, o -> FlapCriterion.of(o.get("metric"), o.get("compensation")));
-        register(CfspCriterion.NAME, o -> new CfspCriterion());
+        register("magnitude", Set.of("norm"), o -> MagnitudeCriterion.of(o.get("norm")));
+        register(WandaSpCriterion.NAME, Set.of("order"), o -> WandaSpCriterion.of(o.get("order")));
+        register(FlapCriterion.NAME, Set.of("metric", "compensation"), o -> FlapCriterion.of(o.get("metric"), o.get("compensation")));
+        register(CfspCriterion.NAME, Set.of(), o -> new CfspCriterion());
+    }
+
+    /** Registers {@code name} taking exactly the option keys {@code options}. */
+    public static synchronized void register(String name, Set<String> options, Function<Map<String, String>, Criterion> factory) {
+        FACTORIES.put(name, factory);
+        OPTIONS.put(name, Set.copyOf(options));
+    }
+
+    /** The option keys {@code name} takes, or null when it accepts any. */
+    public static synchronized Set<String> options(String name) {
+        return OPTIONS.get(name);
     }
 
     private Criteria() {
     }
 
+    /** Registers {@code name}, accepting any option keys. */
     public static synchronized void register(String name, Function<Map<String, String>, Criterion> factory) {
         FACTORIES.put(name, factory);
+        OPTIONS.remove(name);
     }
 
     public static synchronized Set<String> names() {
@@ -38,6 +57,13 @@ public final class Criteria {
         }
         if (f == null) {
             throw new IllegalArgumentException("--method " + name + ": expected one of " + names());
+        }
+        Set<String> known = options(name);
+        for (String k : options.keySet()) {
+            if (known != null && !known.contains(k)) {
+                throw new IllegalArgumentException("--method " + name + " has no option '" + k + "'"
+                        + (known.isEmpty() ? " (it takes none)" : " (it takes " + new java.util.TreeSet<>(known) + ")"));
+            }
         }
         return f.apply(options);
     }

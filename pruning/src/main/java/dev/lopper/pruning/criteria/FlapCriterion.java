@@ -1,6 +1,7 @@
 package dev.lopper.pruning.criteria;
 
 import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.pruning.surgery.PostSurgery;
 import dev.lopper.pruning.surgery.BiasCompensation;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -77,14 +78,14 @@ public final class FlapCriterion extends CalibratedCriterion {
         return true;
     }
 
+    /**
+     * FLAP as its scripts run it: {@code --metrics WIFV --structure AL-AM --nsamples 1024} (main.py's default 2048
+     * is capped by its buffer), {@code model.seqlen = 128}, every layer pruned, bias compensation on.
+     */
     @Override
-    public int defaultSamples() {
-        return 1024; // FLAP's scripts pass --nsamples 1024 (main.py's default 2048 is capped by its buffer)
-    }
-
-    @Override
-    public int defaultSeqLen() {
-        return 128; // FLAP sets model.seqlen = 128
+    public Defaults defaults() {
+        return new Defaults(1024, 128, "adaptive", StructureGraph.Kind.KV_GROUP, 0, 0,
+                "FLAP scripts/*.sh: --metrics WIFV --structure AL-AM --nsamples 1024; lib/prune.py: seqlen 128, compress(bias=True)");
     }
 
     public Metric metric() {
@@ -138,7 +139,8 @@ public final class FlapCriterion extends CalibratedCriterion {
         };
         calibrate(ctx, List.of(stats));
         compensation = new BiasCompensation(oMeans, downMeans);
-        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
+        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, null,
+                compensate ? compensation : PostSurgery.NONE);
     }
 
     /** The attention channel metric, squared as in the official code. */
@@ -169,29 +171,8 @@ public final class FlapCriterion extends CalibratedCriterion {
         return out;
     }
 
-    /** (x - mean) / std with the unbiased std, as torch.std; a constant vector (or one value) maps to zeros. */
+    /** (x - mean) / std with the unbiased std, as torch.std ({@link Scores#standardize}). */
     public static double[] standardize(double[] x) {
-        int n = x.length;
-        double[] out = new double[n];
-        if (n < 2) {
-            return out;
-        }
-        double mean = 0;
-        for (double v : x) {
-            mean += v;
-        }
-        mean /= n;
-        double ss = 0;
-        for (double v : x) {
-            ss += (v - mean) * (v - mean);
-        }
-        double std = Math.sqrt(ss / (n - 1));
-        if (std == 0) {
-            return out;
-        }
-        for (int i = 0; i < n; i++) {
-            out[i] = (x[i] - mean) / std;
-        }
-        return out;
+        return Scores.standardize(x);
     }
 }

@@ -43,6 +43,12 @@ public final class MagnitudeCriterion implements Criterion {
         return "magnitude";
     }
 
+    /** No paper: uniform allocation of whole KV groups (LLM-Pruner's block-wise setting, Torch-Pruning's default). */
+    @Override
+    public Defaults defaults() {
+        return Defaults.weightsOnly("uniform", "no paper; Torch-Pruning / LLM-Pruner magnitude baseline, uniform per layer");
+    }
+
     @Override
     public ObjectNode options() {
         ObjectNode o = new ObjectMapper().createObjectNode();

@@ -2,6 +2,7 @@ package dev.lopper.pruning.criteria;
 
 import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.model.config.LayerShape;
+import dev.lopper.pruning.surgery.PostSurgery;
 
 /**
  * What a {@link Criterion} produces: an importance score per structure, higher = more important (kept first).
@@ -18,11 +19,55 @@ import dev.lopper.model.config.LayerShape;
  * @param queryHeads [layer][numHeads] query-head scores, or null
  * @param channels [layer][intermediateSize] MLP-channel scores, or null
  * @param layers [layer] whole-layer scores (block pruning), or null
+ * @param afterSurgery the criterion's step after surgery (FLAP's bias compensation), or {@link PostSurgery#NONE}
  */
 public record Scores(String criterion, boolean comparableAcrossLayers, StructureGraph.Kind headUnit,
-                     double[][] kvGroups, double[][] queryHeads, double[][] channels, double[] layers) {
+                     double[][] kvGroups, double[][] queryHeads, double[][] channels, double[] layers,
+                     PostSurgery afterSurgery) {
+
+    /** Scores with no step after surgery. */
+    public Scores(String criterion, boolean comparableAcrossLayers, StructureGraph.Kind headUnit, double[][] kvGroups,
+                  double[][] queryHeads, double[][] channels, double[] layers) {
+        this(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, PostSurgery.NONE);
+    }
+
+    /** These scores carrying {@code step} to run after surgery. */
+    public Scores withAfterSurgery(PostSurgery step) {
+        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, step);
+    }
+
+    /**
+     * {@code (x - mean) / std} with the unbiased std, as torch.std; a constant vector (or one value) maps to zeros.
+     * FLAP standardizes its channel metrics this way, and adaptive allocation standardizes scores that are not
+     * comparable across layers the same way.
+     */
+    public static double[] standardize(double[] x) {
+        int n = x.length;
+        double[] out = new double[n];
+        if (n < 2) {
+            return out;
+        }
+        double mean = 0;
+        for (double v : x) {
+            mean += v;
+        }
+        mean /= n;
+        double ss = 0;
+        for (double v : x) {
+            ss += (v - mean) * (v - mean);
+        }
+        double std = Math.sqrt(ss / (n - 1));
+        if (std == 0) {
+            return out;
+        }
+        for (int i = 0; i < n; i++) {
+            out[i] = (x[i] - mean) / std;
+        }
+        return out;
+    }
 
     public Scores {
+        afterSurgery = afterSurgery == null ? PostSurgery.NONE : afterSurgery;
         if (headUnit != StructureGraph.Kind.KV_GROUP && headUnit != StructureGraph.Kind.QUERY_HEAD) {
             throw new IllegalArgumentException("headUnit must be KV_GROUP or QUERY_HEAD, not " + headUnit);
         }

@@ -6,6 +6,9 @@ import ai.djl.Device;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
 
+import dev.lopper.model.util.Progress;
+import dev.lopper.pruning.allocation.Allocation;
+
 import java.util.function.Consumer;
 
 /**
@@ -20,10 +23,30 @@ import java.util.function.Consumer;
  * @param calibrationInfo where the calibration tokens came from (provenance), or null
  * @param seed random seed, for criteria that sample
  * @param progress one-line progress messages (e.g. "layer 3/32"); never null
+ * @param listener structured progress (calibration layers), never null
+ * @param allocation the allocation the scores are for, or null when unknown; a criterion that prunes while it
+ *                   scores (Wanda-sp's sequential order) reads it
+ * @param chunkTokens calibration tokens per forward chunk (memory only; results do not depend on it)
  */
 public record ScoringContext(ModelConfig config, TensorSource weights, StructureGraph graph, Device device,
                              long[][] calibration, PruningPlan.Calibration calibrationInfo, long seed,
-                             Consumer<String> progress) {
+                             Consumer<String> progress, Progress listener, Allocation.Options allocation,
+                             int chunkTokens) {
+    public ScoringContext {
+        progress = progress == null ? m -> { } : progress;
+        chunkTokens = chunkTokens > 0 ? chunkTokens : 512;
+        if (listener == null) {
+            Consumer<String> sink = progress;
+            listener = Progress.lines(sink);
+        }
+    }
+
+    /** A context whose calibration progress goes to {@code progress} as lines, allocation unknown. */
+    public ScoringContext(ModelConfig config, TensorSource weights, StructureGraph graph, Device device, long[][] calibration,
+                          PruningPlan.Calibration calibrationInfo, long seed, Consumer<String> progress) {
+        this(config, weights, graph, device, calibration, calibrationInfo, seed, progress, null, null, 512);
+    }
+
     /** A context without calibration data (magnitude). */
     public static ScoringContext of(ModelConfig config, TensorSource weights, Device device) {
         return new ScoringContext(config, weights, StructureGraph.of(config), device, null, null, 0, m -> { });

@@ -36,23 +36,75 @@ import java.util.List;
 public final class WandaSpCriterion extends CalibratedCriterion {
     public static final String NAME = "wanda-sp";
 
+    /** The orders: official sequential, dense one-pass, or sequential exactly when the allocation is uniform. */
+    public enum Order { SEQUENTIAL, DENSE, AUTO }
+
+    private final Order order;
     private Allocation.Options sequential;
+    private boolean ranSequential;
+
+    /** @param order SEQUENTIAL, DENSE or AUTO (sequential with uniform allocation of heads/channels, else dense) */
+    public WandaSpCriterion(Order order) {
+        this.order = order;
+    }
+
+    public WandaSpCriterion() {
+        this(Order.AUTO);
+    }
+
+    /** From the CLI spelling sequential|dense, null for AUTO. */
+    public static WandaSpCriterion of(String order) {
+        if (order == null) {
+            return new WandaSpCriterion();
+        }
+        return switch (order.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "sequential" -> new WandaSpCriterion(Order.SEQUENTIAL);
+            case "dense" -> new WandaSpCriterion(Order.DENSE);
+            case "auto" -> new WandaSpCriterion(Order.AUTO);
+            default -> throw new IllegalArgumentException("--wanda-order " + order + ": expected sequential or dense");
+        };
+    }
 
     /**
      * Official order: prune each layer with these (uniform) allocation options as soon as it is scored, and feed
      * the pruned layer's output to the next one.
      */
     public WandaSpCriterion sequential(Allocation.Options uniform) {
-        if (!"uniform".equals(uniform.strategy()) || uniform.layers()) {
-            throw new IllegalArgumentException("wanda-sp's sequential order prunes each layer as it goes, which needs --allocation uniform "
-                    + "and targets heads/channels; use --wanda-order dense for " + uniform.strategy());
-        }
-        this.sequential = uniform;
+        this.sequential = sequentialOptions(uniform);
         return this;
     }
 
     public boolean isSequential() {
         return sequential != null;
+    }
+
+    /** Refuses an explicit sequential order with an allocation other than uniform heads/channels. */
+    @Override
+    public void check(Allocation.Options allocation) {
+        if (order == Order.SEQUENTIAL) {
+            sequentialOptions(allocation);
+        }
+    }
+
+    private static Allocation.Options sequentialOptions(Allocation.Options uniform) {
+        if (!"uniform".equals(uniform.strategy()) || uniform.layers()) {
+            throw new IllegalArgumentException("wanda-sp's sequential order prunes each layer as it goes, which needs --allocation uniform "
+                    + "and targets heads/channels; use --wanda-order dense for " + uniform.strategy());
+        }
+        return uniform;
+    }
+
+    /** The allocation to prune with while scoring, or null for the dense order. */
+    private Allocation.Options sequentialFor(ScoringContext ctx) {
+        if (sequential != null) {
+            return sequential;
+        }
+        Allocation.Options a = ctx.allocation();
+        return switch (order) {
+            case DENSE -> null;
+            case SEQUENTIAL -> a == null ? null : sequentialOptions(a);
+            case AUTO -> a != null && "uniform".equals(a.strategy()) && !a.layers() ? a : null;
+        };
     }
 
     @Override
@@ -65,21 +117,18 @@ public final class WandaSpCriterion extends CalibratedCriterion {
         return false;
     }
 
+    /** The official Wanda-sp: 128 windows of 128 tokens, uniform allocation, sequential order, every layer. */
     @Override
-    public int defaultSamples() {
-        return 128; // FLAP repo: get_loaders("c4", nsamples=128, ...)
-    }
-
-    @Override
-    public int defaultSeqLen() {
-        return 128; // FLAP repo sets model.seqlen = 128
+    public Defaults defaults() {
+        return new Defaults(128, 128, "uniform", StructureGraph.Kind.KV_GROUP, 0, 0,
+                "FLAP repo lib/prune.py::prune_wanda_sp: get_loaders(\"c4\", nsamples=128), seqlen 128, uniform, sequential");
     }
 
     @Override
     public ObjectNode options() {
         ObjectNode o = new ObjectMapper().createObjectNode();
         o.put("score", "mean_i |W[i,j]| * sqrt(sum_t x_j^2 / N), heads: sum over head_dim");
-        o.put("order", sequential != null ? "sequential (official)" : "dense (one pass)");
+        o.put("order", sequential != null || ranSequential ? "sequential (official)" : "dense (one pass)");
         return o;
     }
 
@@ -90,6 +139,8 @@ public final class WandaSpCriterion extends CalibratedCriterion {
         double[][] kv = new double[n][];
         double[][] heads = new double[n][];
         double[][] channels = new double[n][];
+        Allocation.Options seq = sequentialFor(ctx);
+        ranSequential = seq != null;
         ChannelStatsCollector stats = new ChannelStatsCollector(EnumSet.of(Tap.O_PROJ_INPUT, Tap.DOWN_PROJ_INPUT)) {
             @Override
             public void endLayer(LayerWeights w) {
@@ -104,11 +155,11 @@ public final class WandaSpCriterion extends CalibratedCriterion {
 
             @Override
             public LayerWeights forwardWeights(LayerWeights dense, NDManager manager) {
-                if (sequential == null) {
+                if (seq == null) {
                     return null;
                 }
                 int i = dense.index();
-                LayerSelection sel = selectLayer(c, i, kv[i], heads[i], channels[i]);
+                LayerSelection sel = selectLayer(c, i, kv[i], heads[i], channels[i], seq);
                 return sel.unchanged(dense.shape()) ? null : masked(dense, sel, c.headDim(), manager);
             }
         };
@@ -117,7 +168,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
     }
 
     /** What uniform allocation keeps of layer {@code i} given only that layer's scores. */
-    private LayerSelection selectLayer(ModelConfig c, int i, double[] kv, double[] heads, double[] channels) {
+    private LayerSelection selectLayer(ModelConfig c, int i, double[] kv, double[] heads, double[] channels, Allocation.Options seq) {
         int n = c.numLayers();
         double[][] k = new double[n][], h = new double[n][], ch = new double[n][];
         for (int l = 0; l < n; l++) {
@@ -127,7 +178,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
             ch[l] = l == i ? channels : new double[s.intermediateSize()];
         }
         Scores one = new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, k, h, ch, null);
-        return new UniformAllocation().select(StructureGraph.of(c), one, sequential).get(i);
+        return new UniformAllocation().select(StructureGraph.of(c), one, seq).get(i);
     }
 
     /**

@@ -71,6 +71,9 @@ public final class PlanJson {
             putInts(lo, "keptChannels", p.keptChannels());
             putInts(lo, "removedChannels", p.removedChannels());
         }
+        if (plan.settings() != null) {
+            o.set("settings", plan.settings().deepCopy());
+        }
         if (plan.result() != null) {
             ObjectNode r = o.putObject("result");
             r.put("paramsBefore", plan.result().paramsBefore());
@@ -141,7 +144,7 @@ public final class PlanJson {
         for (Iterator<String> it = root.fieldNames(); it.hasNext(); ) {
             String f = it.next();
             if (!List.of("format", "toolVersion", "modelHash", "criterion", "criterionOptions", "ratio", "targets",
-                    "allocation", "calibration", "seed", "removedLayers", "layers", "result").contains(f)) {
+                    "allocation", "calibration", "seed", "removedLayers", "layers", "result", "settings").contains(f)) {
                 throw ModelFormatException.field(file, f, "an unknown field", "only the fields of docs/PruningPlan.FORMAT.md (lopper-plan/1)");
             }
         }
@@ -211,10 +214,15 @@ public final class PlanJson {
             result = new PruningPlan.Result(rr.longValue(res, "paramsBefore"), rr.longValue(res, "paramsAfter"),
                     rr.longValue(res, "prunableParams"), rr.longValue(res, "removedParams"), rr.optDouble(res, "achievedRatio"));
         }
+        JsonNode settings = root.get("settings");
+        if (settings != null && !settings.isNull() && !settings.isObject()) {
+            throw ModelFormatException.field(file, "settings", settings, "an object or null");
+        }
         Long seed = root.hasNonNull("seed") ? r.longValue(root, "seed") : null;
         return new PruningPlan(r.optString(root, "criterion"), opts != null && opts.isObject() ? (ObjectNode) opts.deepCopy() : null,
                 ratio, targets, r.optString(root, "allocation"), calib, seed, r.optString(root, "modelHash"),
-                r.optString(root, "toolVersion"), removed, layers, result);
+                r.optString(root, "toolVersion"), removed, layers, result,
+                settings != null && settings.isObject() ? (ObjectNode) settings.deepCopy() : null);
     }
 
     /** Typed field access with errors naming file and field. */

@@ -41,10 +41,13 @@ import java.util.TreeSet;
  * @param removedLayers original indices of the layers removed
  * @param layers per-layer cuts, ascending by layer, at most one per layer
  * @param result the counts the plan achieved, or null; informational, recomputed on use
+ * @param settings the settings the run used and where each came from (paper defaults or the user), or null;
+ *                 informational (docs/FORMAT.md)
  */
 public record PruningPlan(String criterion, ObjectNode criterionOptions, Double ratio, List<String> targets,
                           String allocation, Calibration calibration, Long seed, String modelHash, String toolVersion,
-                          List<Integer> removedLayers, List<LayerPlan> layers, Result result) {
+                          List<Integer> removedLayers, List<LayerPlan> layers, Result result,
+                          ObjectNode settings) {
 
     /** The format tag this code reads and writes. */
     public static final String FORMAT = "lopper-plan/1";
@@ -103,29 +106,35 @@ public record PruningPlan(String criterion, ObjectNode criterionOptions, Double 
 
     /** A plan that cuts nothing. */
     public static PruningPlan empty() {
-        return new PruningPlan("none", null, 0.0, List.of(), null, null, null, null, toolVersionString(), List.of(), List.of(), null);
+        return new PruningPlan("none", null, 0.0, List.of(), null, null, null, null, toolVersionString(), List.of(), List.of(), null, null);
     }
 
     /** This plan with different per-layer cuts (what an allocation fills in). */
     public PruningPlan withCuts(List<Integer> removed, List<LayerPlan> layerPlans) {
         return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash,
-                toolVersion, removed, layerPlans, result);
+                toolVersion, removed, layerPlans, result, settings);
     }
 
     public PruningPlan withModelHash(String hash) {
         return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, hash,
-                toolVersion, removedLayers, layers, result);
+                toolVersion, removedLayers, layers, result, settings);
     }
 
     public PruningPlan withResult(Result r) {
         return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash,
-                toolVersion, removedLayers, layers, r);
+                toolVersion, removedLayers, layers, r, settings);
     }
 
     /** This plan with provenance replaced (criterion, options, ratio, targets, allocation, calibration, seed). */
     public PruningPlan withProvenance(String crit, ObjectNode options, Double r, List<String> tgts, String alloc,
                                       Calibration calib, Long sd) {
-        return new PruningPlan(crit, options, r, tgts, alloc, calib, sd, modelHash, toolVersion, removedLayers, layers, result);
+        return new PruningPlan(crit, options, r, tgts, alloc, calib, sd, modelHash, toolVersion, removedLayers, layers, result, settings);
+    }
+
+    /** This plan recording the run's settings (see {@link #settings()}). */
+    public PruningPlan withSettings(ObjectNode s) {
+        return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash, toolVersion,
+                removedLayers, layers, result, s);
     }
 
     /** Whether a layer may lose all its heads or all its channels (only when layer removal was asked for). */

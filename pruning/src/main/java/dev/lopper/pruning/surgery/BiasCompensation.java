@@ -24,7 +24,7 @@ import java.util.List;
  * such biases: the layer shapes get {@link LayerShape#oProjBias()}/{@link LayerShape#downProjBias()} set, so
  * the config is written with {@code lopper_layers} and the model loads them.
  */
-public final class BiasCompensation {
+public final class BiasCompensation implements PostSurgery {
     private final double[][] oProjInputMean;
     private final double[][] downProjInputMean;
 
@@ -53,6 +53,12 @@ public final class BiasCompensation {
      * @param pruned the surgery result
      * @param manager owns the new bias tensors; must stay open until the result is saved
      */
+    @Override
+    public String description() {
+        return "bias compensation (FLAP): o_proj/down_proj biases added";
+    }
+
+    @Override
     public Surgery.Result apply(ModelConfig original, TensorSource originalWeights, Surgery.Result pruned,
                                 NDManager manager) {
         TensorMap out = new TensorMap(pruned.tensors());

@@ -85,7 +85,7 @@ class AdaptiveAllocationTest {
     @Test
     void cfspKeepRatiosAverageToOneMinusRatioAndFollowImportance() {
         double[] importance = {20000, 60000, 40000, 90000};
-        double[] keep = CfspCriterion.keepRatios(importance, 0.5);
+        double[] keep = CfspBlockAllocation.keepRatios(importance, 0.5);
         double mean = java.util.Arrays.stream(keep).average().orElse(0);
         assertEquals(0.5, mean, 1e-12);
         assertTrue(keep[0] < keep[2] && keep[2] < keep[1] && keep[1] < keep[3], java.util.Arrays.toString(keep));
@@ -93,10 +93,10 @@ class AdaptiveAllocationTest {
             assertTrue(k > 0 && k < 1);
         }
         // a large ratio forces the deviation shrink: still below 1 everywhere
-        double[] tight = CfspCriterion.keepRatios(new double[] {0, 0, 0, 1e6}, 0.2);
+        double[] tight = CfspBlockAllocation.keepRatios(new double[] {0, 0, 0, 1e6}, 0.2);
         assertTrue(java.util.Arrays.stream(tight).max().orElse(2) < 1, java.util.Arrays.toString(tight));
         assertEquals(0.8, java.util.Arrays.stream(tight).average().orElse(0), 1e-12);
-        assertArrayEquals(new double[] {1, 1}, CfspCriterion.keepRatios(new double[] {1, 2}, 0));
+        assertArrayEquals(new double[] {1, 1}, CfspBlockAllocation.keepRatios(new double[] {1, 2}, 0));
     }
 
     @Test
@@ -112,8 +112,8 @@ class AdaptiveAllocationTest {
         }
         double[] block = {10000, 50000, 30000, 70000};
         Scores s = new Scores(CfspCriterion.NAME, false, StructureGraph.Kind.KV_GROUP, kv, null, ch, block);
-        List<LayerSelection> sel = Allocation.allocate(StructureGraph.of(c), s, Allocation.Options.of(0.4, Set.of("channels"), "adaptive")).resolve(c);
-        double[] keep = CfspCriterion.keepRatios(block, 0.4);
+        List<LayerSelection> sel = Allocation.allocate(StructureGraph.of(c), s, Allocation.Options.of(0.4, Set.of("channels"), "cfsp-blocks")).resolve(c);
+        double[] keep = CfspBlockAllocation.keepRatios(block, 0.4);
         for (int l = 0; l < 4; l++) {
             assertEquals((int) (96 * keep[l]) + 1, sel.get(l).keptChannels().length, "layer " + l);
             // the lowest-scored channels go: kept are the top ones

@@ -1,0 +1,106 @@
+package dev.lopper.pruning;
+
+import ai.djl.ndarray.NDManager;
+import dev.lopper.model.ModelDir;
+import dev.lopper.model.ModelStats;
+import dev.lopper.model.testing.Fixtures;
+import dev.lopper.model.testing.RandomModels;
+import dev.lopper.model.util.Progress;
+import dev.lopper.pruning.plan.PruningPlan;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** A whole pruning job through the library API, no CLI. */
+class PrunerTest {
+    @TempDir
+    Path tmp;
+
+    private Path model() throws Exception {
+        Path dir = tmp.resolve("model");
+        RandomModels.write(dir, RandomModels.llama().withHeads(8, 4).withLayers(3));
+        return dir;
+    }
+
+    private Path text() throws Exception {
+        return Files.writeString(tmp.resolve("calib.txt"),
+                "In the beginning God created the heaven and the earth. And the earth was without form, and void.\n".repeat(30));
+    }
+
+    @Test
+    void magnitudeWritesModelAndPlan() throws Exception {
+        Path out = tmp.resolve("out");
+        List<String> stages = new ArrayList<>();
+        PruneResult r = new Pruner().run(PruneRequest.builder(model()).criterion("magnitude").ratio(0.25)
+                .out(out).planOut(tmp.resolve("plan.json")).progress(new Progress() {
+                    @Override
+                    public void stage(String name) {
+                        stages.add(name);
+                    }
+                }).build());
+        assertEquals(List.of("scoring", "allocation", "surgery", "save"), stages);
+        try (ModelDir md = ModelDir.open(out)) {
+            assertEquals(r.plan().result().paramsAfter(), ModelStats.parameters(md.config()));
+        }
+        assertEquals(r.plan(), PruningPlan.load(tmp.resolve("plan.json")).withModelHash(r.plan().modelHash()));
+        assertEquals("uniform", r.settings().get("allocation").value());
+        assertEquals("paper", r.settings().get("allocation").from());
+        assertTrue(r.stats().seconds() > 0);
+        assertEquals(0, r.stats().calibrationTokens());
+    }
+
+    @Test
+    void flapRunsItsPaperSetupAndCompensation() throws Exception {
+        Path out = tmp.resolve("out");
+        PruneResult r = new Pruner().run(PruneRequest.builder(model()).criterion("flap").ratio(0.3).calibration(text())
+                .samples(8).seqLen(32).out(out).build());
+        assertEquals("adaptive", r.plan().allocation());
+        assertEquals("user", r.settings().get("samples").from());
+        assertEquals("paper", r.settings().get("allocation").from());
+        assertEquals(256, r.stats().calibrationTokens());
+        assertTrue(r.stats().afterSurgeryParams() > 0, "bias compensation ran");
+        assertNotNull(r.plan().settings());
+    }
+
+    @Test
+    void inMemoryRunKeepsSurgeryReadable() throws Exception {
+        Path dir = model();
+        try (ModelDir md = ModelDir.open(dir); NDManager m = NDManager.newBaseManager()) {
+            PruneResult r = new Pruner().run(md, PruneRequest.builder(dir).criterion("magnitude").ratio(0.25)
+                    .out(tmp.resolve("o")).build(), m);
+            String name = r.surgery().tensors().names().iterator().next();
+            assertNotNull(r.surgery().tensors().load(name, m));
+        }
+    }
+
+    @Test
+    void fixturePlanOnly() throws Exception {
+        Path plan = tmp.resolve("plan.json");
+        PruneResult r = new Pruner().run(PruneRequest.builder(Fixtures.root().resolve("fixtures/lopper-tiny"))
+                .criterion("magnitude").ratio(0.2).planOut(plan).build());
+        assertTrue(Files.exists(plan));
+        assertEquals(null, r.surgery());
+        assertTrue(r.stats().achievedRatio() > 0.15 && r.stats().achievedRatio() < 0.25);
+    }
+
+    @Test
+    void refusesBeforeWork() throws Exception {
+        Path dir = model();
+        assertThrows(IllegalArgumentException.class, () -> new Pruner().run(PruneRequest.builder(dir).ratio(0.2).build()));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new Pruner().run(PruneRequest.builder(dir)
+                .criterion("wanda-sp").ratio(0.2).allocation("global").calibration(text()).out(tmp.resolve("x")).build()));
+        assertTrue(e.getMessage().contains("needs scores comparable across layers"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new Pruner().run(PruneRequest.builder(dir)
+                .criterion("flap").option("order", "dense").ratio(0.2).calibration(text()).out(tmp.resolve("y")).build()));
+        assertTrue(e.getMessage().contains("has no option 'order'"), e.getMessage());
+    }
+}
