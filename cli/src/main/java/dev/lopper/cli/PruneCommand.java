@@ -194,36 +194,36 @@ public final class PruneCommand implements Callable<Integer> {
                 o.put("out", out.toString());
             }
             if (planOut != null) {
-                o.put("planOut", planOut.toString());
+                o.put("plan_out", planOut.toString());
             }
             o.put("criterion", plan.criterion());
             o.put("allocation", plan.allocation());
             o.set("settings", result.settings().toJson());
-            o.put("paramsBefore", r.paramsBefore());
-            o.put("paramsAfter", r.paramsAfter());
-            o.put("prunableParams", r.prunableParams());
-            o.put("achievedRatio", r.achievedRatio());
+            o.put("params_before", r.paramsBefore());
+            o.put("params_after", r.paramsAfter());
+            o.put("prunable_params", r.prunableParams());
+            o.put("achieved_ratio", r.achievedRatio());
             if (plan.ratio() != null) {
-                o.put("requestedRatio", plan.ratio());
+                o.put("requested_ratio", plan.ratio());
             }
             o.put("seconds", st.seconds());
-            o.put("peakRssBytes", st.peakRssBytes());
+            o.put("peak_rss_bytes", st.peakRssBytes());
             if (st.calibrationLayers() > 0) {
-                o.put("calibrationTokens", st.calibrationTokens());
-                o.put("calibrationSeconds", st.calibrationSeconds());
+                o.put("calibration_tokens", st.calibrationTokens());
+                o.put("calibration_seconds", st.calibrationSeconds());
             }
-            o.put("biasCompensation", st.afterSurgeryParams() > 0);
-            o.put("afterSurgery", st.afterSurgery());
-            o.put("compensationBiasParams", st.afterSurgeryParams());
+            o.put("bias_compensation", st.afterSurgeryParams() > 0);
+            o.put("after_surgery", st.afterSurgery());
+            o.put("compensation_bias_params", st.afterSurgeryParams());
             ArrayNode layers = o.putArray("layers");
             for (LayerSelection s : sel) {
                 ObjectNode l = layers.addObject();
                 LayerShape before = config.layer(s.layer());
                 l.put("layer", s.layer());
                 l.put("removed", s.removed());
-                l.put("heads", s.keptHeads().length).put("headsBefore", before.numHeads());
-                l.put("kvHeads", s.keptKvGroups().length).put("kvHeadsBefore", before.numKvHeads());
-                l.put("channels", s.keptChannels().length).put("channelsBefore", before.intermediateSize());
+                l.put("heads", s.keptHeads().length).put("heads_before", before.numHeads());
+                l.put("kv_heads", s.keptKvGroups().length).put("kv_heads_before", before.numKvHeads());
+                l.put("channels", s.keptChannels().length).put("channels_before", before.intermediateSize());
             }
             Output.json(w, o);
         } else {

@@ -72,19 +72,19 @@ class CalibratedPruneTest {
                 "--samples", "8", "--seq-len", "32", "--out", out.toString(), "--json");
         assertEquals(0, r.code(), r.err());
         JsonNode s = new ObjectMapper().readTree(r.out());
-        double achieved = s.get("achievedRatio").asDouble();
+        double achieved = s.get("achieved_ratio").asDouble();
         assertTrue(achieved > 0.1 && achieved < 0.5, method + "/" + allocation + " achieved " + achieved);
-        assertEquals(256, s.get("calibrationTokens").asLong());
+        assertEquals(256, s.get("calibration_tokens").asLong());
         try (ModelDir md = ModelDir.open(out); LlamaModel m = md.loadModel(Device.cpu())) {
-            assertEquals(s.get("paramsAfter").asLong(), ModelStats.parameters(md.config()) - biasParams(md), "summary counts");
-            assertEquals(s.get("compensationBiasParams").asLong(), biasParams(md));
+            assertEquals(s.get("params_after").asLong(), ModelStats.parameters(md.config()) - biasParams(md), "summary counts");
+            assertEquals(s.get("compensation_bias_params").asLong(), biasParams(md));
             float[][] logits = m.logits(new long[] {1, 50, 90, 200});
             assertTrue(Float.isFinite(logits[3][7]));
             PruningPlan plan = PruningPlan.load(out.resolve("lopper_plan.json"));
             assertEquals(method, plan.criterion());
             assertEquals(new PruningPlan.Calibration(tmp.resolve("calib.txt").toString(), 8, 32), plan.calibration());
             boolean flap = method.equals("flap");
-            assertEquals(flap, s.get("biasCompensation").asBoolean());
+            assertEquals(flap, s.get("bias_compensation").asBoolean());
             for (int l = 0; l < md.config().numLayers(); l++) {
                 var shape = md.config().layer(l);
                 if (flap && shape.intermediateSize() < 96) {

@@ -72,7 +72,7 @@ class FamilyPruneTest {
                 : cl.execute(dir.toString(), "--method", method, "--ratio", "0.3", "--calib", calib.toString(), "--samples", "8",
                 "--seq-len", "32", "--out", out.toString(), "--json");
         assertEquals(0, code, stderr.toString());
-        double achieved = new ObjectMapper().readTree(stdout.toString()).get("achievedRatio").asDouble();
+        double achieved = new ObjectMapper().readTree(stdout.toString()).get("achieved_ratio").asDouble();
         assertTrue(achieved > 0.1 && achieved < 0.5, family + "/" + method + " achieved " + achieved);
 
         JsonNode json = new ObjectMapper().readTree(out.resolve("config.json").toFile());

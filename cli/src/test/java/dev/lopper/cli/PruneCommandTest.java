@@ -58,9 +58,9 @@ class PruneCommandTest {
                 "--out", out.toString(), "--plan-out", planFile.toString(), "--json");
         assertEquals(0, r.code(), r.err());
         JsonNode summary = new ObjectMapper().readTree(r.out());
-        assertEquals(0.25, summary.get("achievedRatio").asDouble(), 1e-12, "1 of 4 groups and 24 of 96 channels per layer");
+        assertEquals(0.25, summary.get("achieved_ratio").asDouble(), 1e-12, "1 of 4 groups and 24 of 96 channels per layer");
         try (ModelDir md = ModelDir.open(out); LlamaModel m = md.loadModel(Device.cpu())) {
-            assertEquals(summary.get("paramsAfter").asLong(), ModelStats.parameters(md.config()));
+            assertEquals(summary.get("params_after").asLong(), ModelStats.parameters(md.config()));
             assertEquals(6, md.config().layer(0).numHeads());
             assertEquals(3, md.config().layer(0).numKvHeads());
             assertEquals(72, md.config().layer(2).intermediateSize());
@@ -74,8 +74,8 @@ class PruneCommandTest {
         inspect.setOut(new PrintWriter(inspectOut));
         assertEquals(0, inspect.execute("inspect", out.toString(), "--json"));
         JsonNode described = new ObjectMapper().readTree(inspectOut.toString());
-        assertEquals(summary.get("paramsAfter").asLong(), described.get("parameters").asLong());
-        assertEquals(summary.get("paramsAfter").asLong(), described.get("checkpoint_elements").asLong());
+        assertEquals(summary.get("params_after").asLong(), described.get("parameters").asLong());
+        assertEquals(summary.get("params_after").asLong(), described.get("checkpoint_elements").asLong());
         // lopper ppl DIR works on the pruned model
         Path text = tmp.resolve("t.txt");
         Files.writeString(text, "In the beginning God created the heaven and the earth. ".repeat(20));
