@@ -38,6 +38,12 @@ public final class WholeModelBackward {
     }
 
     public static Result run(ModelConfig config, TensorSource source, long[][] windows, DataType type, boolean grads) {
+        return run(config, source, windows, type, grads, true);
+    }
+
+    /** With {@code copyOut} false the gradients are computed but not copied out (the benchmark: no heap copy). */
+    public static Result run(ModelConfig config, TensorSource source, long[][] windows, DataType type, boolean grads,
+                             boolean copyOut) {
         int n = windows.length;
         int t = windows[0].length;
         TensorSource typed = typed(source, type);
@@ -78,7 +84,7 @@ public final class WholeModelBackward {
                 }
             }
             Map<String, double[]> out = new LinkedHashMap<>();
-            if (grads) {
+            if (grads && copyOut) {
                 for (LayerWeights w : layers) {
                     for (LayerParam p : LayerParam.values()) {
                         NDArray a = p.of(w);
