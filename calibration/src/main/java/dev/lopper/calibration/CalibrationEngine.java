@@ -17,9 +17,7 @@ import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
 
 import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * Streams a calibration batch through a model holding one decoder layer at a time, so models larger than memory
@@ -89,7 +87,7 @@ public final class CalibrationEngine {
                     for (StatsCollector c : collectors) {
                         c.beginLayer(w);
                     }
-                    Hooks hooks = new Hooks(collectors);
+                    CollectorHooks hooks = new CollectorHooks(collectors);
                     List<NDArray> outputs = new ArrayList<>(hidden.size());
                     long done = 0;
                     for (NDArray in : hidden) {
@@ -197,48 +195,6 @@ public final class CalibrationEngine {
 
     private static double seconds(long since) {
         return (System.nanoTime() - since) / 1e9;
-    }
-
-    /** Routes Decoder's taps to the collectors that asked for them. */
-    private static final class Hooks implements LayerHooks {
-        private final List<? extends StatsCollector> collectors;
-        private final List<Set<Tap>> wanted = new ArrayList<>();
-
-        Hooks(List<? extends StatsCollector> collectors) {
-            this.collectors = collectors;
-            for (StatsCollector c : collectors) {
-                Set<Tap> taps = c.taps();
-                wanted.add(taps.isEmpty() ? EnumSet.noneOf(Tap.class) : EnumSet.copyOf(taps));
-            }
-        }
-
-        private void fire(int layer, Tap tap, NDArray x) {
-            for (int i = 0; i < collectors.size(); i++) {
-                if (wanted.get(i).contains(tap)) {
-                    collectors.get(i).activation(layer, tap, x);
-                }
-            }
-        }
-
-        @Override
-        public void attentionInput(int layer, NDArray normed) {
-            fire(layer, Tap.ATTENTION_INPUT, normed);
-        }
-
-        @Override
-        public void oProjInput(int layer, NDArray x) {
-            fire(layer, Tap.O_PROJ_INPUT, x);
-        }
-
-        @Override
-        public void mlpInput(int layer, NDArray normed) {
-            fire(layer, Tap.MLP_INPUT, normed);
-        }
-
-        @Override
-        public void downProjInput(int layer, NDArray x) {
-            fire(layer, Tap.DOWN_PROJ_INPUT, x);
-        }
     }
 
     /** Shape of the hidden states the engine keeps, for memory estimates: [N, T, hidden] fp32 bytes. */

@@ -1,0 +1,131 @@
+package dev.lopper.calibration.gradient;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+
+import java.util.Collections;
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The gradient statistics of one decoder layer's parameters over the calibration windows, in fp64 on the
+ * engine's device. A <em>sample</em> is one calibration window and {@code g_n} the gradient of that window's
+ * loss (the mean next-token cross-entropy over its {@code T - 1} shifted targets):
+ * <ul>
+ *   <li>{@link #gradientSum} = {@code sum_n g_n};</li>
+ *   <li>{@link #squaredGradientSum} = {@code sum_n g_n^2} (element-wise), when the engine ran per sample.</li>
+ * </ul>
+ * The papers' quantities are one call each: LLM-Pruner's {@code W.grad} (the gradient of the batch's mean loss)
+ * is {@link #meanGradient}, its {@code acc_grad} (diagonal Fisher) {@link #meanSquaredGradient}, GBLM's l2 file
+ * {@code 100 x} {@link #l2OverSamples}.
+ *
+ * <p>Arrays returned live in this object's manager and are released when the engine closes it, right after the
+ * consumer's {@link GradientConsumer#layerDone} returns: copy out (e.g. {@code toDoubleArray()}) what you keep.
+ */
+public final class LayerGradients implements AutoCloseable {
+    private final int layer;
+    private final NDManager manager;
+    private final boolean squares;
+    private final Map<LayerParam, NDArray> sum = new EnumMap<>(LayerParam.class);
+    private final Map<LayerParam, NDArray> sumSq = new EnumMap<>(LayerParam.class);
+    private int samples;
+
+    LayerGradients(int layer, NDManager manager, boolean squares) {
+        this.layer = layer;
+        this.manager = manager;
+        this.squares = squares;
+    }
+
+    /**
+     * Adds the fp32 gradient {@code grad} of parameter {@code p}, the gradient of the summed losses of the chunk's
+     * windows; {@code oneSample} says the chunk is a single window, so its square is that sample's.
+     */
+    void add(LayerParam p, NDArray grad, boolean oneSample) {
+        if (squares && !oneSample) {
+            throw new IllegalStateException("squared per-sample gradients need one window per backward chunk");
+        }
+        try (NDManager scope = manager.newSubManager()) {
+            NDArray g = grad.toType(DataType.FLOAT64, true);
+            g.attach(scope);
+            accumulate(sum, p, g);
+            if (squares) {
+                accumulate(sumSq, p, g.square());
+            }
+        }
+    }
+
+    private void accumulate(Map<LayerParam, NDArray> into, LayerParam p, NDArray g) {
+        NDArray acc = into.get(p);
+        if (acc == null) {
+            NDArray copy = g.duplicate();
+            copy.attach(manager);
+            into.put(p, copy);
+        } else {
+            acc.addi(g);
+        }
+    }
+
+    /** Counts {@code n} more windows as done (after all parameters' gradients of a chunk are added). */
+    void countSamples(int n) {
+        samples += n;
+    }
+
+    public int layer() {
+        return layer;
+    }
+
+    /** Windows whose gradients are in the sums. */
+    public int samples() {
+        return samples;
+    }
+
+    /** The parameters this layer has (biases only where the model has them). */
+    public Set<LayerParam> params() {
+        return Collections.unmodifiableSet(sum.keySet());
+    }
+
+    /** Whether {@link #squaredGradientSum} is available (the engine ran one window per backward). */
+    public boolean hasSquares() {
+        return squares;
+    }
+
+    /** {@code sum_n g_n}, fp64, shaped as the weight ([out, in] for a linear layer). */
+    public NDArray gradientSum(LayerParam p) {
+        NDArray a = sum.get(p);
+        if (a == null) {
+            throw new IllegalArgumentException("layer " + layer + " has no " + p);
+        }
+        return a;
+    }
+
+    /** {@code sum_n g_n^2}, fp64; needs per-sample statistics ({@link GradientEngine.Options#perSample}). */
+    public NDArray squaredGradientSum(LayerParam p) {
+        if (!squares) {
+            throw new IllegalStateException("per-sample squared gradients were not collected (Options.perSample)");
+        }
+        gradientSum(p);
+        return sumSq.get(p);
+    }
+
+    /** {@code (1/N) sum_n g_n}: the gradient of the mean loss over all windows (LLM-Pruner's {@code W.grad}). */
+    public NDArray meanGradient(LayerParam p) {
+        return gradientSum(p).div(samples);
+    }
+
+    /** {@code (1/N) sum_n g_n^2}: LLM-Pruner's {@code acc_grad}, the diagonal Fisher. */
+    public NDArray meanSquaredGradient(LayerParam p) {
+        return squaredGradientSum(p).div(samples);
+    }
+
+    /** {@code sqrt(sum_n g_n^2)}: the l2 norm over samples (GBLM stores 100 times this). */
+    public NDArray l2OverSamples(LayerParam p) {
+        return squaredGradientSum(p).sqrt();
+    }
+
+    @Override
+    public void close() {
+        manager.close();
+    }
+}
