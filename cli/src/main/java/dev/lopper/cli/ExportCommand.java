@@ -1,5 +1,6 @@
 package dev.lopper.cli;
 
+import dev.lopper.export.ExportDtype;
 import dev.lopper.export.ExportFormat;
 import dev.lopper.export.Exporter;
 import dev.lopper.model.ModelDir;
@@ -19,7 +20,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
- * {@code lopper export MODEL --format onnx|onnx-kv|torchscript|hf --out DIR}: writes a (pruned) model in a format
+ * {@code lopper export MODEL --format onnx|onnx-kv|torchscript|hf|gguf [--dtype f32|f16|bf16|q8_0] --out DIR}: writes a (pruned) model in a format
  * other programs load (see docs/EXPORT.md), atomically, and prints the files written and their sizes.
  */
 @Command(name = "export", mixinStandardHelpOptions = true,
@@ -31,7 +32,7 @@ public final class ExportCommand implements Callable<Integer> {
 
     @Option(names = "--format", required = true, paramLabel = "FORMAT",
             description = "onnx (input_ids, attention_mask -> logits), onnx-kv (with past/present key-values), "
-                    + "torchscript (torch.jit.load: input_ids -> logits) or hf (config.json + safetensors)")
+                    + "torchscript (torch.jit.load: input_ids -> logits), hf (config.json + safetensors) or gguf (llama.cpp)")
     String format;
 
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "directory to write (replaced if it exists)")
@@ -39,6 +40,10 @@ public final class ExportCommand implements Callable<Integer> {
 
     @Option(names = "--external-data", description = "ONNX: put weights in model.onnx.data even below the 2 GB protobuf limit")
     boolean externalData;
+
+    @Option(names = "--dtype", paramLabel = "DTYPE", defaultValue = "f32",
+            description = "weight matrices as f32 (default), f16 or bf16 (onnx, onnx-kv, gguf) or q8_0 (gguf)")
+    String dtype;
 
     @Option(names = "--json", description = "print what was written as JSON")
     boolean json;
@@ -49,9 +54,10 @@ public final class ExportCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         ExportFormat f = ExportFormat.parse(format);
+        ExportDtype d = ExportDtype.parse(dtype);
         Exporter.Result r;
         try (ModelDir md = ModelDir.open(model)) {
-            r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData);
+            r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData, d);
         }
         PrintWriter w = spec.commandLine().getOut();
         if (json) {
