@@ -29,7 +29,10 @@ for (const name of fs.readdirSync(out).sort()) {
         const file = path.join(out, name, dtype, "model.gguf");
         if (!fs.existsSync(file)) continue;
         const model = await llama.loadModel({ modelPath: file });
-        const ctx = await model.createContext({ contextSize: ref.seq_len, batchSize: ref.seq_len, sequences: 1 });
+        // threads: 1 by default: on a shared or small machine llama.cpp's spinning worker threads slow down ~20x when
+        // the cores are oversubscribed (GGUF_THREADS=n to change)
+        const ctx = await model.createContext({ contextSize: ref.seq_len, batchSize: ref.seq_len, sequences: 1,
+            threads: Number(process.env.GGUF_THREADS ?? 1) });
         const seq = ctx.getSequence();
         const tag = `${name}/${dtype}`;
         // prompt ids

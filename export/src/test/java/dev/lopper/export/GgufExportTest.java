@@ -237,7 +237,7 @@ class GgufExportTest {
             for (int i = 0; i < d / 2; i++) {
                 for (int s = 0; s < 2; s++) {
                     for (int c = 0; c < cols; c++) {
-                        out[k++] = a[h][i][s][c];
+                        out[k++] = a[h][s][i][c]; // swapped: element [h][i][s] of the new array
                     }
                 }
             }
