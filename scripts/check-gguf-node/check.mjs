@@ -5,6 +5,7 @@
 //   - test-split perplexity (Lopper's protocol: non-overlapping windows, tokens 1..L-1 of each scored), relative
 //     difference within the bound given for the file's dtype in reference.json.
 // usage: node check.mjs OUT_DIR      (OUT_DIR/<model>/reference.json and OUT_DIR/<model>/<dtype>/model.gguf)
+//        GGUF_DTYPES=f32,q8_0 to check only those files; GGUF_THREADS=n for llama.cpp's threads (default 1)
 import { getLlama } from "node-llama-cpp";
 import fs from "node:fs";
 import path from "node:path";
@@ -26,6 +27,7 @@ for (const name of fs.readdirSync(out).sort()) {
     if (!fs.existsSync(refFile)) continue;
     const ref = JSON.parse(fs.readFileSync(refFile, "utf8"));
     for (const [dtype, bound] of Object.entries(ref.ppl_bounds)) {
+        if (process.env.GGUF_DTYPES && !process.env.GGUF_DTYPES.split(",").includes(dtype)) continue;
         const file = path.join(out, name, dtype, "model.gguf");
         if (!fs.existsSync(file)) continue;
         const model = await llama.loadModel({ modelPath: file });
