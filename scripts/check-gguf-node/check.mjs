@@ -64,12 +64,15 @@ for (const name of fs.readdirSync(out).sort()) {
         for (let w = 0; w < windows; w++) {
             const win = ref.ppl_ids.slice(w * L, (w + 1) * L);
             await seq.clearHistory();
-            const items = win.slice(0, L - 1).map((t, i) => [t, { generateNext: { logits: { filter: { tokens: [win[i + 1]], includeMax: true } }, totalLogitWeight: true } }]);
-            const res = await seq.controlledEvaluate(items);
+            // full logits, log-softmax here (node-llama-cpp's totalLogitWeight is taken after its sampler, not over the vocabulary)
+            const res = await seq.controlledEvaluate(win.slice(0, L - 1).map((t) => [t, { generateNext: { logits: true } }]));
             for (let i = 0; i < L - 1; i++) {
-                const next = res[i].next;
-                const max = Math.max(...next.logits.values());
-                nll -= next.logits.get(win[i + 1]) - max - Math.log(next.totalLogitWeight);
+                const logits = res[i].next.logits;
+                let max = -Infinity;
+                for (const x of logits.values()) max = Math.max(max, x);
+                let sum = 0;
+                for (const x of logits.values()) sum += Math.exp(x - max);
+                nll -= logits.get(win[i + 1]) - max - Math.log(sum);
                 count++;
             }
         }
