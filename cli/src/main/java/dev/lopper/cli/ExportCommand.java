@@ -1,5 +1,6 @@
 package dev.lopper.cli;
 
+import dev.lopper.export.ExportDtype;
 import dev.lopper.export.ExportFormat;
 import dev.lopper.export.Exporter;
 import dev.lopper.model.ModelDir;
@@ -21,7 +22,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
- * {@code lopper export MODEL --format onnx|onnx-kv|torchscript|hf --out DIR}: writes a (pruned) model in a format
+ * {@code lopper export MODEL --format onnx|onnx-kv|torchscript|hf|gguf [--dtype f32|f16|bf16|q8_0] --out DIR}: writes a (pruned) model in a format
  * other programs load (see docs/EXPORT.md), atomically, and prints the files written and their sizes.
  */
 @Command(name = "export", mixinStandardHelpOptions = true,
@@ -34,7 +35,7 @@ public final class ExportCommand implements Callable<Integer> {
 
     @Option(names = "--format", required = true, paramLabel = "FORMAT",
             description = "onnx (input_ids, attention_mask -> logits), onnx-kv (with past/present key-values), "
-                    + "torchscript (torch.jit.load: input_ids -> logits) or hf (config.json + safetensors)")
+                    + "torchscript (torch.jit.load: input_ids -> logits), hf (config.json + safetensors) or gguf (llama.cpp)")
     String format;
 
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "directory to write: a new or empty one, or one Lopper wrote with --overwrite")
@@ -46,6 +47,10 @@ public final class ExportCommand implements Callable<Integer> {
     @Option(names = "--external-data", description = "ONNX: put weights in model.onnx.data even below the 2 GB protobuf limit")
     boolean externalData;
 
+    @Option(names = "--dtype", paramLabel = "DTYPE", defaultValue = "f32",
+            description = "weight matrices as f32 (default), f16 or bf16 (onnx, onnx-kv, gguf) or q8_0 (gguf)")
+    String dtype;
+
     @Option(names = "--json", description = "print what was written as JSON")
     boolean json;
 
@@ -55,13 +60,14 @@ public final class ExportCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         ExportFormat f = ExportFormat.parse(format);
+        ExportDtype d = ExportDtype.parse(dtype);
         OutputGuard.checkDirectory(out, overwrite, "--out", model);
         Exporter.Result r;
         try (OutputLock lock = OutputLock.acquire(out, "--out"); ModelDir md = ModelDir.open(model)) {
-            // HF keeps each tensor's dtype; the other formats hold fp32 weights
+            // HF keeps each tensor's dtype; the other formats hold fp32 weights at most
             long expected = f == ExportFormat.HF ? md.checkpoint().dataBytes() : 4 * dev.lopper.model.ModelStats.parameters(md.config());
             OutputGuard.checkFreeSpace(out, expected, "--out");
-            r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData);
+            r = Exporter.export(md.config(), md.checkpoint(), model, f, out, externalData, d);
         }
         PrintWriter w = spec.commandLine().getOut();
         if (json) {

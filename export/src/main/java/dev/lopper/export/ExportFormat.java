@@ -12,7 +12,9 @@ public enum ExportFormat {
     /** TorchScript archive (torch.jit.load) input_ids -> logits. */
     TORCHSCRIPT("torchscript"),
     /** HF directory (config.json + safetensors + tokenizer files). */
-    HF("hf");
+    HF("hf"),
+    /** GGUF file for llama.cpp (architecture llama, or deci for per-layer shapes). */
+    GGUF("gguf");
 
     private final String cliName;
 
@@ -24,7 +26,7 @@ public enum ExportFormat {
         return cliName;
     }
 
-    /** Parses the CLI name ({@code onnx}, {@code onnx-kv}, {@code torchscript}, {@code hf}). */
+    /** Parses the CLI name ({@code onnx}, {@code onnx-kv}, {@code torchscript}, {@code hf}, {@code gguf}). */
     public static ExportFormat parse(String name) {
         for (ExportFormat f : values()) {
             if (f.cliName.equalsIgnoreCase(name)) {

@@ -50,6 +50,21 @@ public final class Exporter {
      */
     public static Result export(ModelConfig config, TensorSource tensors, Path sideFilesFrom, ExportFormat format,
                                 Path out, boolean forceExternalData) throws IOException {
+        return export(config, tensors, sideFilesFrom, format, out, forceExternalData, ExportDtype.F32);
+    }
+
+    /**
+     * As above, with weight matrices stored as {@code dtype} (ONNX: f32, f16, bf16; GGUF: also q8_0; TorchScript and
+     * HF: f32 only, HF keeps the source dtype).
+     */
+    public static Result export(ModelConfig config, TensorSource tensors, Path sideFilesFrom, ExportFormat format,
+                                Path out, boolean forceExternalData, ExportDtype dtype) throws IOException {
+        boolean dtypeOk = dtype == ExportDtype.F32 || format == ExportFormat.GGUF
+                || (dtype != ExportDtype.Q8_0 && (format == ExportFormat.ONNX || format == ExportFormat.ONNX_KV));
+        if (!dtypeOk) {
+            throw new IllegalArgumentException("--dtype " + dtype + " is not available for --format " + format
+                    + "; expected f32 (onnx/onnx-kv: f32, f16, bf16; gguf: f32, f16, bf16, q8_0)");
+        }
         Path target = out.toAbsolutePath().normalize();
         OutputGuard.checkNotOverlapping(target, "--out", sideFilesFrom);
         if (Files.exists(target) && !Files.isDirectory(target)) {
@@ -67,6 +82,8 @@ public final class Exporter {
             switch (format) {
                 case ONNX, ONNX_KV -> OnnxExporter.write(config, tensors, tmp, format == ExportFormat.ONNX_KV, forceExternalData);
                 case TORCHSCRIPT -> TorchScriptExporter.write(config, tensors, tmp.resolve(TorchScriptExporter.FILE));
+                case GGUF -> GgufExporter.write(config, tensors, sideFilesFrom == null ? null : sideFilesFrom.resolve("tokenizer.json"),
+                        dtype, tmp.resolve(GgufExporter.FILE));
                 default -> throw new IllegalStateException(format.toString());
             }
             Files.writeString(tmp.resolve("config.json"), config.toJson().toPrettyString());
