@@ -103,9 +103,9 @@ class ExportCommandTest {
     @Test
     void badFormatOrModelFailsWithoutWriting() {
         Path out = tmp.resolve("never");
-        Run r = run(model.toString(), "--format", "gguf", "--out", out.toString());
+        Run r = run(model.toString(), "--format", "tflite", "--out", out.toString());
         assertNotEquals(0, r.code());
-        assertTrue(r.err().contains("gguf") && r.err().contains("onnx-kv"), r.err());
+        assertTrue(r.err().contains("tflite") && r.err().contains("onnx-kv"), r.err());
         assertFalse(Files.exists(out));
         Run r2 = run(tmp.resolve("missing").toString(), "--format", "onnx", "--out", out.toString());
         assertNotEquals(0, r2.code());
