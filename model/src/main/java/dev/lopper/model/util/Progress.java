@@ -68,8 +68,28 @@ public interface Progress {
         };
     }
 
-    /** Writes progress to a stream; {@code tty} selects the redrawn bar. */
-    record Console(PrintStream out, boolean tty) implements Progress {
+    /**
+     * Writes progress to a stream; {@code tty} selects the redrawn bar. Without a terminal, a long layer still
+     * gets a plain line every {@link #PLAIN_EVERY_NANOS} (a CI log never goes quiet for minutes).
+     */
+    final class Console implements Progress {
+        static final long PLAIN_EVERY_NANOS = 10_000_000_000L;
+        private final PrintStream out;
+        private final boolean tty;
+        private final long plainEveryNanos;
+        private long lastPlainNanos = System.nanoTime();
+
+        public Console(PrintStream out, boolean tty) {
+            this(out, tty, PLAIN_EVERY_NANOS);
+        }
+
+        /** @param plainEveryNanos without a terminal, the least time between two lines within a layer */
+        public Console(PrintStream out, boolean tty, long plainEveryNanos) {
+            this.out = out;
+            this.tty = tty;
+            this.plainEveryNanos = plainEveryNanos;
+        }
+
         @Override
         public void stage(String name) {
             out.println(name);
@@ -83,21 +103,29 @@ public interface Progress {
         }
 
         @Override
-        public void update(int layer, int layers, long done, long total, double layerSeconds, double elapsedSeconds) {
+        public synchronized void update(int layer, int layers, long done, long total, double layerSeconds, double elapsedSeconds) {
+            double rate = done / Math.max(1e-9, layerSeconds);
+            double eta = eta(layer, layers, done, total, elapsedSeconds);
             if (!tty) {
+                long now = System.nanoTime();
+                if (now - lastPlainNanos >= plainEveryNanos) {
+                    lastPlainNanos = now;
+                    out.printf(Locale.ROOT, "layer %d/%d: %.0f%% (%,d of %,d tokens), %,.0f tok/s, ETA %s%n", layer + 1, layers,
+                            100.0 * done / Math.max(1, total), done, total, rate, time(eta));
+                    out.flush();
+                }
                 return;
             }
             int width = 24;
             int filled = (int) Math.round(width * (double) done / Math.max(1, total));
-            double rate = done / Math.max(1e-9, layerSeconds);
-            double eta = eta(layer, layers, done, total, elapsedSeconds);
             out.printf(Locale.ROOT, "\rlayer %d/%d [%s%s] %5.1f%% %,.0f tok/s ETA %s   ", layer + 1, layers,
                     "#".repeat(filled), " ".repeat(width - filled), 100.0 * done / Math.max(1, total), rate, time(eta));
             out.flush();
         }
 
         @Override
-        public void layerDone(int layer, int layers, long tokens, double layerSeconds, double elapsedSeconds) {
+        public synchronized void layerDone(int layer, int layers, long tokens, double layerSeconds, double elapsedSeconds) {
+            lastPlainNanos = System.nanoTime();
             double eta = elapsedSeconds / (layer + 1) * (layers - layer - 1);
             out.printf(Locale.ROOT, "%slayer %d/%d: %,d tokens in %.1f s (%,.0f tok/s), ETA %s%n", tty ? "\r" : "",
                     layer + 1, layers, tokens, layerSeconds, tokens / Math.max(1e-9, layerSeconds), time(eta));
