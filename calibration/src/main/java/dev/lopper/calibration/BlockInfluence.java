@@ -56,4 +56,21 @@ public final class BlockInfluence implements StatsCollector {
     public double[] cosine() {
         return cosine.clone();
     }
+
+    @Override
+    public boolean resumable() {
+        return true;
+    }
+
+    @Override
+    public void saveLayer(int layer, java.io.DataOutputStream out) throws java.io.IOException {
+        out.writeDouble(angular[layer]);
+        out.writeDouble(cosine[layer]);
+    }
+
+    @Override
+    public void loadLayer(int layer, java.io.DataInputStream in) throws java.io.IOException {
+        angular[layer] = in.readDouble();
+        cosine[layer] = in.readDouble();
+    }
 }

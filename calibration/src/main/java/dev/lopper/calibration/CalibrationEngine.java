@@ -40,17 +40,30 @@ public final class CalibrationEngine {
      *     (30 x hidden + 5 x intermediate) x 4 bytes per token
      * @param progress where per-layer progress goes
      */
-    public record Options(int chunkTokens, Progress progress) {
+    public record Options(int chunkTokens, Progress progress, java.nio.file.Path checkpointDir, String jobKey) {
+        public Options(int chunkTokens, Progress progress) {
+            this(chunkTokens, progress, null, "");
+        }
+
         public static Options defaults() {
             return new Options(512, Progress.NONE);
         }
 
         public Options withProgress(Progress p) {
-            return new Options(chunkTokens, p);
+            return new Options(chunkTokens, p, checkpointDir, jobKey);
         }
 
         public Options withChunkTokens(int t) {
-            return new Options(t, progress);
+            return new Options(t, progress, checkpointDir, jobKey);
+        }
+
+        /**
+         * Checkpoint after every layer into {@code dir} ({@link LayerCheckpoint}), and resume from the latest
+         * checkpoint there whose job matches: {@code jobKey} names what the statistics depend on beyond the data,
+         * the model config and the collectors (e.g. the criterion's options when it changes the forward pass).
+         */
+        public Options withCheckpoints(java.nio.file.Path dir, String jobKey) {
+            return new Options(chunkTokens, progress, dir, jobKey == null ? "" : jobKey);
         }
     }
 
@@ -73,12 +86,25 @@ public final class CalibrationEngine {
         long start = System.nanoTime();
         long maxLayerBytes = 0;
         boolean io = collectors.stream().anyMatch(StatsCollector::wantsLayerIO);
+        boolean resumable = options.checkpointDir() != null && collectors.stream().allMatch(StatsCollector::resumable);
+        String key = resumable ? jobKey(data, chunk, collectors, options.jobKey()) : null;
         try (NDManager root = NDManager.newBaseManager(device)) {
             NDList rope = new Rope(config).tables(root, 0, t);
             NDArray mask = Masks.causal(root, t, config.slidingWindow(), null);
             NDManager current = root.newSubManager();
-            List<NDArray> hidden = embed(data, chunk, current);
-            for (int i = 0; i < layers; i++) {
+            LayerCheckpoint.Restored restored = resumable ? LayerCheckpoint.latest(options.checkpointDir(), key, current, collectors) : null;
+            List<NDArray> hidden;
+            int first = 0;
+            if (restored != null) {
+                first = restored.layer() + 1;
+                hidden = restored.hidden();
+                options.progress().message(String.format(java.util.Locale.ROOT,
+                        "resuming calibration after layer %d/%d (checkpoint in %s)", first, layers, options.checkpointDir()));
+                replayFinishedLayers(first, collectors);
+            } else {
+                hidden = embed(data, chunk, current);
+            }
+            for (int i = first; i < layers; i++) {
                 long layerStart = System.nanoTime();
                 NDManager next = root.newSubManager();
                 try (NDManager layerManager = root.newSubManager()) {
@@ -127,11 +153,59 @@ public final class CalibrationEngine {
                     current = next;
                     hidden = outputs;
                 }
+                if (resumable && i < layers - 1) {
+                    checkpoint(options.checkpointDir(), key, i, hidden, collectors);
+                }
                 options.progress().layerDone(i, layers, (long) n * t, seconds(layerStart), seconds(start));
             }
             current.close();
         }
         return new Result((long) n * t, layers, seconds(start), maxLayerBytes);
+    }
+
+    /**
+     * On resume: the collectors' statistics of layers [0, first) are restored; each collector's per-layer results
+     * (computed in endLayer from statistics and weights) are rebuilt by running beginLayer/endLayer once more per
+     * finished layer, with its weights and no activations.
+     */
+    private void replayFinishedLayers(int first, List<? extends StatsCollector> collectors) {
+        for (int i = 0; i < first; i++) {
+            try (NDManager layerManager = NDManager.newBaseManager(device)) {
+                LayerWeights w = LayerWeights.load(source, config, i, layerManager);
+                for (StatsCollector c : collectors) {
+                    c.beginLayer(w);
+                }
+                for (StatsCollector c : collectors) {
+                    c.endLayer(w);
+                }
+            }
+        }
+    }
+
+    private static void checkpoint(java.nio.file.Path dir, String key, int layer, List<NDArray> hidden,
+                                   List<? extends StatsCollector> collectors) {
+        try {
+            LayerCheckpoint.write(dir, key, layer, hidden, collectors);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException("calibration checkpoint " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** What a checkpoint's statistics depend on: the windows, the model's shapes, the collectors, the caller's key. */
+    private String jobKey(CalibrationData data, int chunk, List<? extends StatsCollector> collectors, String callerKey) {
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8);
+        for (long[] w : data.windows()) {
+            for (long id : w) {
+                crc.update(b.clear().putLong(id).flip());
+            }
+        }
+        StringBuilder names = new StringBuilder();
+        for (StatsCollector c : collectors) {
+            names.append(c.getClass().getName()).append(c.taps()).append(';');
+        }
+        return callerKey + "|windows " + data.samples() + "x" + data.seqLen() + " crc " + Long.toHexString(crc.getValue())
+                + "|chunk " + chunk + "|" + names + "|" + config.toJson().toString();
     }
 
     /** Embeddings of every window, in chunks [chunk, T, hidden] owned by {@code into}. */

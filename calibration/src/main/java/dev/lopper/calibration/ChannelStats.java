@@ -90,6 +90,31 @@ public final class ChannelStats {
         sequences = k;
     }
 
+    /** Writes the whole state (a resumable calibration checkpoints it after each layer). */
+    public void write(java.io.DataOutput out) throws java.io.IOException {
+        out.writeInt(channels);
+        out.writeLong(sequences);
+        out.writeLong(tokens);
+        for (double[] a : new double[][] {sum, sumSq, mean, m2, fluc}) {
+            for (double v : a) {
+                out.writeDouble(v);
+            }
+        }
+    }
+
+    /** Reads what {@link #write} wrote: the same statistics, bit for bit. */
+    public static ChannelStats read(java.io.DataInput in) throws java.io.IOException {
+        ChannelStats s = new ChannelStats(in.readInt());
+        s.sequences = in.readLong();
+        s.tokens = in.readLong();
+        for (double[] a : new double[][] {s.sum, s.sumSq, s.mean, s.m2, s.fluc}) {
+            for (int i = 0; i < a.length; i++) {
+                a[i] = in.readDouble();
+            }
+        }
+        return s;
+    }
+
     private void check(long c) {
         if (c != channels) {
             throw new IllegalArgumentException("activation has " + c + " channels, these statistics " + channels);

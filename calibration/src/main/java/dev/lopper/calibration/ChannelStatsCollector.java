@@ -36,4 +36,32 @@ public class ChannelStatsCollector implements StatsCollector {
     public ChannelStats get(int layer, Tap tap) {
         return layer < perLayer.size() ? perLayer.get(layer).get(tap) : null;
     }
+
+    @Override
+    public boolean resumable() {
+        return true;
+    }
+
+    @Override
+    public void saveLayer(int layer, java.io.DataOutputStream out) throws java.io.IOException {
+        Map<Tap, ChannelStats> m = layer < perLayer.size() ? perLayer.get(layer) : Map.of();
+        out.writeInt(m.size());
+        for (Map.Entry<Tap, ChannelStats> e : m.entrySet()) {
+            out.writeUTF(e.getKey().name());
+            e.getValue().write(out);
+        }
+    }
+
+    @Override
+    public void loadLayer(int layer, java.io.DataInputStream in) throws java.io.IOException {
+        while (perLayer.size() <= layer) {
+            perLayer.add(new EnumMap<>(Tap.class));
+        }
+        Map<Tap, ChannelStats> m = perLayer.get(layer);
+        m.clear();
+        int n = in.readInt();
+        for (int i = 0; i < n; i++) {
+            m.put(Tap.valueOf(in.readUTF()), ChannelStats.read(in));
+        }
+    }
 }

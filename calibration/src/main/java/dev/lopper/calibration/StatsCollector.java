@@ -48,4 +48,24 @@ public interface StatsCollector {
     default LayerWeights forwardWeights(LayerWeights dense, NDManager manager) {
         return null;
     }
+
+    /**
+     * Whether this collector can save and restore its statistics per layer ({@link #saveLayer}, {@link #loadLayer}),
+     * so that a killed calibration resumes after its last finished layer. Results computed in {@link #endLayer} are
+     * not saved: on resume the engine calls {@link #beginLayer} and {@link #endLayer} again for every finished layer,
+     * with its weights and the restored statistics.
+     */
+    default boolean resumable() {
+        return false;
+    }
+
+    /** Writes the statistics of layer {@code layer}. */
+    default void saveLayer(int layer, java.io.DataOutputStream out) throws java.io.IOException {
+        throw new UnsupportedOperationException(getClass().getName() + " is not resumable");
+    }
+
+    /** Restores what {@link #saveLayer} wrote for layer {@code layer}. */
+    default void loadLayer(int layer, java.io.DataInputStream in) throws java.io.IOException {
+        throw new UnsupportedOperationException(getClass().getName() + " is not resumable");
+    }
 }

@@ -83,11 +83,35 @@ public final class Pruner {
         if (request.planOut() != null) {
             job.plan.save(request.planOut());
         }
+        if (job.resumeDir != null) {
+            dev.lopper.calibration.LayerCheckpoint.clear(job.resumeDir); // the job is done: its checkpoints go
+        }
         CalibrationEngine.Result cal = job.calibration;
         RunStats stats = new RunStats((System.nanoTime() - start) / 1e9, cal == null ? 0 : cal.tokens(),
                 cal == null ? 0 : cal.seconds(), cal == null ? 0 : cal.layers(), RunStats.peakRss(), job.plan.result(),
                 job.afterSurgery.description(), extraParams);
         return new PruneResult(job.plan, sel, surgery, job.settings, stats);
+    }
+
+    /**
+     * Where this job's calibration checkpoints go (under the calibration cache, next to its "calibration" folder):
+     * one folder per job, named by a hash of everything its statistics depend on, so that running the same command
+     * again after a kill resumes after the last finished layer, and any other job starts afresh.
+     */
+    private static java.nio.file.Path resumeDir(String modelHash, Criterion criterion, Allocation.Options alloc,
+                                                PruningPlan.Calibration calib, PruneRequest r) {
+        java.nio.file.Path cache = dev.lopper.calibration.CalibrationData.defaultCacheDir();
+        if (cache == null) {
+            return null;
+        }
+        String job = modelHash + "|" + criterion.name() + "|" + criterion.options() + "|" + alloc + "|" + calib + "|"
+                + r.seed() + "|" + r.chunkTokens() + "|" + r.device();
+        try {
+            byte[] d = java.security.MessageDigest.getInstance("SHA-256").digest(job.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            return cache.resolveSibling("resume").resolve(java.util.HexFormat.of().formatHex(d, 0, 12));
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     /** Fails before any work when an output would destroy something Lopper did not write (OutputGuard). */
@@ -104,7 +128,8 @@ public final class Pruner {
         }
     }
 
-    private record Job(PruningPlan plan, PruneSettings settings, PostSurgery afterSurgery, CalibrationEngine.Result calibration) {
+    private record Job(PruningPlan plan, PruneSettings settings, PostSurgery afterSurgery, CalibrationEngine.Result calibration,
+                       java.nio.file.Path resumeDir) {
     }
 
     private static Job loadPlan(PruneRequest r, ModelConfig config, String hash) {
@@ -126,7 +151,7 @@ public final class Pruner {
         s.put("criterion", new PruneSettings.Setting(plan.criterion(), "plan"));
         s.put("plan", new PruneSettings.Setting(r.applyPlan().toString(), "user"));
         // compensation needs the calibration means, which a plan does not carry
-        return new Job(plan, new PruneSettings(s, null), PostSurgery.NONE, null);
+        return new Job(plan, new PruneSettings(s, null), PostSurgery.NONE, null, null);
     }
 
     private static Job score(ModelDir md, PruneRequest r, ModelConfig config, String hash) throws IOException {
@@ -164,8 +189,9 @@ public final class Pruner {
         }
         r.progress().stage("scoring");
         CalibrationRecorder calibrationRecorder = new CalibrationRecorder(r.progress());
+        java.nio.file.Path resumeDir = windows == null ? null : resumeDir(hash, criterion, alloc, calibInfo, r);
         ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), r.device(), windows,
-                calibInfo, r.seed(), r.progress()::message, calibrationRecorder, alloc, r.chunkTokens());
+                calibInfo, r.seed(), r.progress()::message, calibrationRecorder, alloc, r.chunkTokens(), resumeDir);
         Scores scores = criterion.score(ctx);
         r.progress().stage("allocation");
         PruningPlan plan = Allocation.allocate(ctx.graph(), scores, alloc);
@@ -173,7 +199,7 @@ public final class Pruner {
         plan = plan.withProvenance(criterion.name(), criterion.options(), r.ratio(),
                         PruningPlan.TARGETS.stream().filter(r.targets()::contains).toList(), allocation, calibInfo, r.seed())
                 .withModelHash(hash).withSettings(settings.toJson());
-        return new Job(plan, settings, scores.afterSurgery(), calibrationRecorder.result());
+        return new Job(plan, settings, scores.afterSurgery(), calibrationRecorder.result(), resumeDir);
     }
 
     /** Passes calibration progress on and keeps its totals (tokens per layer, time, layers) for {@link RunStats}. */

@@ -103,4 +103,44 @@ class PrunerTest {
                 .criterion("flap").option("order", "dense").ratio(0.2).calibration(text()).out(tmp.resolve("y")).build()));
         assertTrue(e.getMessage().contains("has no option 'order'"), e.getMessage());
     }
+
+    @Test
+    void aKilledFlapRunRerunWithTheSameRequestResumesAndGivesTheSamePlan() throws Exception {
+        Path model = model();
+        Path calib = text();
+        String old = System.getProperty("lopper.cache");
+        System.setProperty("lopper.cache", tmp.resolve("cache").toString());
+        try {
+            PruneRequest.Builder b = PruneRequest.builder(model).criterion("flap").ratio(0.3).calibration(calib).samples(8).seqLen(16);
+            PruningPlan straight = new Pruner().run(b.planOut(tmp.resolve("straight.json")).build()).plan();
+            List<String> messages = new ArrayList<>();
+            Progress killer = new Progress() {
+                @Override
+                public void message(String line) {
+                    messages.add(line);
+                }
+
+                @Override
+                public void layerDone(int layer, int layers, long tokens, double layerSeconds, double elapsedSeconds) {
+                    if (layer == 1 && messages.stream().noneMatch(m -> m.startsWith("resuming"))) {
+                        throw new IllegalStateException("killed");
+                    }
+                }
+            };
+            PruneRequest again = b.planOut(tmp.resolve("resumed.json")).progress(killer).build();
+            assertThrows(IllegalStateException.class, () -> new Pruner().run(again));
+            PruningPlan resumed = new Pruner().run(again).plan();
+            assertTrue(messages.stream().anyMatch(m -> m.startsWith("resuming calibration after layer 2/3")), messages.toString());
+            assertEquals(straight.toJsonString(), resumed.toJsonString());
+            try (var s = Files.list(tmp.resolve("cache/resume"))) {
+                assertEquals(0, s.count(), "a finished job removes its checkpoints");
+            }
+        } finally {
+            if (old == null) {
+                System.clearProperty("lopper.cache");
+            } else {
+                System.setProperty("lopper.cache", old);
+            }
+        }
+    }
 }

@@ -67,8 +67,11 @@ public abstract class CalibratedCriterion implements Criterion {
         }
         Progress p = progress != null ? progress : ctx.listener();
         CalibrationEngine engine = new CalibrationEngine(ctx.config(), ctx.weights(), ctx.device());
-        lastRun = engine.run(CalibrationData.of(ctx.calibration()), collectors,
-                new CalibrationEngine.Options(chunkTokens != null ? chunkTokens : ctx.chunkTokens(), p));
+        CalibrationEngine.Options options = new CalibrationEngine.Options(chunkTokens != null ? chunkTokens : ctx.chunkTokens(), p);
+        if (ctx.resumeDir() != null) {
+            options = options.withCheckpoints(ctx.resumeDir(), name());
+        }
+        lastRun = engine.run(CalibrationData.of(ctx.calibration()), collectors, options);
         return lastRun;
     }
 

@@ -27,11 +27,13 @@ import java.util.function.Consumer;
  * @param allocation the allocation the scores are for, or null when unknown; a criterion that prunes while it
  *                   scores (Wanda-sp's sequential order) reads it
  * @param chunkTokens calibration tokens per forward chunk (memory only; results do not depend on it)
+ * @param resumeDir where this job's calibration checkpoints go (one per finished layer, the latest kept), so that
+ *                  the same job run again after a kill resumes; null: no checkpoints
  */
 public record ScoringContext(ModelConfig config, TensorSource weights, StructureGraph graph, Device device,
                              long[][] calibration, PruningPlan.Calibration calibrationInfo, long seed,
                              Consumer<String> progress, Progress listener, Allocation.Options allocation,
-                             int chunkTokens) {
+                             int chunkTokens, java.nio.file.Path resumeDir) {
     public ScoringContext {
         progress = progress == null ? m -> { } : progress;
         chunkTokens = chunkTokens > 0 ? chunkTokens : 512;
@@ -44,7 +46,7 @@ public record ScoringContext(ModelConfig config, TensorSource weights, Structure
     /** A context whose calibration progress goes to {@code progress} as lines, allocation unknown. */
     public ScoringContext(ModelConfig config, TensorSource weights, StructureGraph graph, Device device, long[][] calibration,
                           PruningPlan.Calibration calibrationInfo, long seed, Consumer<String> progress) {
-        this(config, weights, graph, device, calibration, calibrationInfo, seed, progress, null, null, 512);
+        this(config, weights, graph, device, calibration, calibrationInfo, seed, progress, null, null, 512, null);
     }
 
     /** A context without calibration data (magnitude). */
