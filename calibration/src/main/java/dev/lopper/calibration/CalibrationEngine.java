@@ -8,6 +8,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import dev.lopper.model.Decoder;
+import dev.lopper.model.Finite;
 import dev.lopper.model.LayerHooks;
 import dev.lopper.model.LayerWeights;
 import dev.lopper.model.Masks;
@@ -122,6 +123,7 @@ public final class CalibrationEngine {
                             x.attach(scope); // op results land in the first operand's manager: the scope
                             NDArray out = Decoder.layer(w, x, rope.get(0), rope.get(1), mask, config.rmsNormEps(),
                                     config.headDim(), hooks);
+                            Finite.checkLayerOutput(i, out, "calibration window", done / t);
                             if (io) {
                                 for (StatsCollector c : collectors) {
                                     if (c.wantsLayerIO()) {

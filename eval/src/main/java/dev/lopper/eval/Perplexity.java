@@ -1,10 +1,13 @@
 package dev.lopper.eval;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import dev.lopper.model.Finite;
+import dev.lopper.model.LayerHooks;
 import dev.lopper.model.LlamaModel;
 import dev.lopper.model.ModelFormatException;
 import dev.lopper.model.Tokenizer;
@@ -69,7 +72,11 @@ public final class Perplexity {
                     NDArray logProbs = logits.get(new NDIndex(":, :-1, :")).logSoftmax(-1);
                     NDArray targets = input.get(new NDIndex(":, 1:")).expandDims(-1);
                     NDArray picked = logProbs.gather(targets, -1); // [b, L-1, 1]
-                    nll -= picked.toType(DataType.FLOAT64, false).sum().getDouble();
+                    double batchNll = -picked.toType(DataType.FLOAT64, false).sum().getDouble();
+                    if (!Double.isFinite(batchNll)) {
+                        locateNonFinite(model, input, w0); // costs nothing unless the loss already went bad
+                    }
+                    nll += batchNll;
                 }
                 progress.advance((long) b * seqLen);
             }
@@ -77,6 +84,29 @@ public final class Perplexity {
             double mean = nll / predicted;
             return new PerplexityResult(modelName, textName, seqLen, windows, predicted, ids.length, mean, Math.exp(mean),
                     progress.elapsedSeconds(), progress.rate(), dev.lopper.model.Devices.name(model.device()));
+        }
+    }
+
+    /**
+     * Re-runs a batch whose loss is NaN or Inf layer by layer and throws naming the first layer whose output holds
+     * NaN or Inf (weights were checked on load, so this is an activation that overflowed fp32).
+     */
+    private static void locateNonFinite(LlamaModel model, NDArray ids, int firstWindow) {
+        int t = (int) ids.getShape().get(1);
+        try (NDManager scope = NDManager.newBaseManager(model.device())) {
+            NDArray local = ids.toDevice(model.device(), true);
+            local.attach(scope);
+            NDArray x = model.embed(scope, local);
+            NDList rope = model.ropeTables(scope, t);
+            NDArray mask = model.mask(scope, t, null);
+            for (int i = 0; i < model.config().numLayers(); i++) {
+                x = model.layer(i, x, rope, mask, LayerHooks.NONE);
+                Finite.checkLayerOutput(i, x, "perplexity window", firstWindow);
+            }
+            x = model.head(x);
+            String p = Finite.problem(x);
+            throw new ModelFormatException("the logits hold " + (p == null ? "values whose log-softmax is not finite" : p)
+                    + " (perplexity windows " + firstWindow + ".." + (firstWindow + ids.getShape().get(0) - 1) + ")");
         }
     }
 }

@@ -82,11 +82,23 @@ public record LayerWeights(int index, LayerShape shape,
                 throw new ModelFormatException(sourceName() + ": tensor '" + name + "' has shape " + found
                         + ", but config.json implies " + new Shape(expected));
             }
-            return source.load(name, manager);
+            NDArray a = source.load(name, manager);
+            // checked once per load, on the fp32 copy: a NaN weight would otherwise surface as NaN perplexity or
+            // scores with no hint of where it came from
+            String bad = Finite.problem(a);
+            if (bad != null) {
+                a.close();
+                throw new ModelFormatException(fileOf(name) + ": tensor '" + name + "' holds " + bad);
+            }
+            return a;
         }
 
         private String sourceName() {
             return source instanceof dev.lopper.model.io.Checkpoint c ? c.dir().toString() : "weights";
+        }
+
+        private String fileOf(String name) {
+            return source instanceof dev.lopper.model.io.Checkpoint c ? c.info(name).file().toString() : "weights";
         }
     }
 }

@@ -23,7 +23,10 @@ public final class ModelDir implements AutoCloseable {
         this.checkpoint = checkpoint;
     }
 
-    /** Opens a directory: parses config.json and validates every safetensors header (no weights are read yet). */
+    /**
+     * Opens a directory: parses config.json, validates every safetensors header and checks that the tensors are
+     * exactly the ones the config implies, with the implied shapes ({@link WeightCheck}; no weights are read yet).
+     */
     public static ModelDir open(Path path) {
         if (!Files.isDirectory(path)) {
             throw ModelFormatException.file(path, Files.exists(path) ? "is a file; expected a model directory (config.json, *.safetensors, tokenizer.json)"
@@ -32,7 +35,9 @@ public final class ModelDir implements AutoCloseable {
         ModelConfig config = ModelConfig.load(path);
         Checkpoint raw = Checkpoint.open(path);
         try {
-            return new ModelDir(path, config, raw.withLayout(config));
+            Checkpoint logical = raw.withLayout(config);
+            WeightCheck.check(config, logical, path.resolve("config.json"));
+            return new ModelDir(path, config, logical);
         } catch (RuntimeException e) {
             raw.close();
             throw e;

@@ -9,11 +9,16 @@ import java.nio.file.Path;
  */
 public class ModelFormatException extends RuntimeException {
     public ModelFormatException(String message) {
-        super(message);
+        super(oneLine(message));
     }
 
     public ModelFormatException(String message, Throwable cause) {
-        super(message, cause);
+        super(oneLine(message), cause);
+    }
+
+    /** Line breaks (from a tensor name or a library's message) escaped, so the message stays one line. */
+    static String oneLine(String message) {
+        return message == null ? null : message.replace("\r", "\\r").replace("\n", "\\n");
     }
 
     /** "FILE: field 'F': found X, expected Y". */

@@ -51,12 +51,28 @@ public final class WeightNames {
         return layerPrefix(layer) + "mlp." + proj + "." + param;
     }
 
-    /** The layer index of a per-layer tensor name, or -1 for a global tensor. */
+    /**
+     * The layer index of a per-layer tensor name ({@code model.layers.N.*}), or -1 for any other name (also
+     * {@code model.layers.x.*}, which no family writes). An index too large for an int is
+     * {@link Integer#MAX_VALUE}, so that it counts as past every layer rather than failing here.
+     */
     public static int layerOf(String name) {
         if (!name.startsWith("model.layers.")) {
             return -1;
         }
         int start = "model.layers.".length();
-        return Integer.parseInt(name.substring(start, name.indexOf('.', start)));
+        int dot = name.indexOf('.', start);
+        if (dot <= start) {
+            return -1;
+        }
+        long index = 0;
+        for (int i = start; i < dot; i++) {
+            char c = name.charAt(i);
+            if (c < '0' || c > '9') {
+                return -1;
+            }
+            index = Math.min(Integer.MAX_VALUE, index * 10 + (c - '0'));
+        }
+        return (int) index;
     }
 }

@@ -32,6 +32,13 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
+    /**
+     * Plausibility bound on {@code num_hidden_layers}, checked before the per-layer list is built: the largest
+     * LLaMA-family models have about 130 layers, and a corrupt count (2^31-1) must not allocate one shape per
+     * claimed layer. Counts below it are checked against the checkpoint's tensors by {@code WeightCheck}.
+     */
+    public static final int MAX_LAYERS = 1 << 16;
+
     public ModelConfig {
         layers = List.copyOf(layers);
     }
@@ -91,6 +98,10 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
         int hidden = f.positiveInt("hidden_size");
         int inter = f.positiveInt("intermediate_size");
         int numLayers = f.positiveInt("num_hidden_layers");
+        if (numLayers > MAX_LAYERS) {
+            throw ModelFormatException.field(file, "num_hidden_layers", numLayers, "at most " + MAX_LAYERS
+                    + " (the number of decoder layers; no LLaMA-family model has more)");
+        }
         int heads = f.positiveInt("num_attention_heads");
         int kvHeads = root.has("num_key_value_heads") && !root.get("num_key_value_heads").isNull()
                 ? f.positiveInt("num_key_value_heads") : heads;
@@ -125,6 +136,10 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
                         "an array of " + numLayers + " layer shapes (num_hidden_layers)");
             }
             for (int i = 0; i < numLayers; i++) {
+                if (!perLayer.get(i).isObject()) {
+                    throw ModelFormatException.field(file, "lopper_layers[" + i + "]", perLayer.get(i).getNodeType(),
+                            "an object with num_attention_heads, num_key_value_heads, intermediate_size");
+                }
                 Fields lf = new Fields((ObjectNode) perLayer.get(i), file, "lopper_layers[" + i + "].");
                 int h = lf.nonNegativeInt("num_attention_heads");
                 int kv = lf.nonNegativeInt("num_key_value_heads");

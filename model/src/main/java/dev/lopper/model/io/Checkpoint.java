@@ -28,11 +28,13 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
     public static final String INDEX_FILE = "model.safetensors.index.json";
 
     private final Path dir;
+    private final Path source;
     private final Map<Path, SafeTensorsFile> files;
     private final Map<String, TensorInfo> tensors;
 
-    private Checkpoint(Path dir, Map<Path, SafeTensorsFile> files, Map<String, TensorInfo> tensors) {
+    private Checkpoint(Path dir, Path source, Map<Path, SafeTensorsFile> files, Map<String, TensorInfo> tensors) {
         this.dir = dir;
+        this.source = source;
         this.files = files;
         this.tensors = tensors;
     }
@@ -45,17 +47,13 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
         Map<String, TensorInfo> tensors = new LinkedHashMap<>();
         try {
             if (Files.exists(index)) {
-                JsonNode weightMap;
-                try {
-                    weightMap = new ObjectMapper().readTree(index.toFile()).get("weight_map");
-                } catch (IOException e) {
-                    throw ModelFormatException.file(index, "not valid JSON: " + e.getMessage());
-                }
+                JsonNode weightMap = readIndex(index).get("weight_map");
                 if (weightMap == null || !weightMap.isObject()) {
-                    throw ModelFormatException.field(index, "weight_map", "nothing", "an object mapping tensor names to shard files");
+                    throw ModelFormatException.field(index, "weight_map", weightMap == null ? "nothing" : weightMap.getNodeType(),
+                            "an object mapping tensor names to shard files");
                 }
                 for (Map.Entry<String, JsonNode> e : (Iterable<Map.Entry<String, JsonNode>>) weightMap::fields) {
-                    Path shard = dir.resolve(e.getValue().asText());
+                    Path shard = shardPath(dir, index, e.getKey(), e.getValue());
                     SafeTensorsFile f = files.get(shard);
                     if (f == null) {
                         if (!Files.exists(shard)) {
@@ -88,7 +86,43 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
             files.values().forEach(SafeTensorsFile::close);
             throw e;
         }
-        return new Checkpoint(dir, files, Collections.unmodifiableMap(tensors));
+        return new Checkpoint(dir, Files.exists(index) ? index : single, files, Collections.unmodifiableMap(tensors));
+    }
+
+    /** Index files above this size are refused rather than read into memory (real ones are a few hundred KB). */
+    private static final long MAX_INDEX_BYTES = 64L * 1024 * 1024;
+
+    private static JsonNode readIndex(Path index) {
+        JsonNode root;
+        try {
+            if (Files.size(index) > MAX_INDEX_BYTES) {
+                throw ModelFormatException.file(index, Files.size(index) + " bytes, expected an index of at most " + MAX_INDEX_BYTES);
+            }
+            root = new ObjectMapper().readTree(index.toFile());
+        } catch (IOException e) {
+            throw ModelFormatException.file(index, "not valid JSON: " + firstLine(e.getMessage()));
+        }
+        if (root == null || !root.isObject()) {
+            throw ModelFormatException.file(index, "expected a JSON object with a weight_map");
+        }
+        return root;
+    }
+
+    /**
+     * The shard a weight_map entry names: a plain file name in the model directory (HF writes nothing else), so an
+     * index cannot make Lopper read files elsewhere.
+     */
+    private static Path shardPath(Path dir, Path index, String tensor, JsonNode value) {
+        String name = value.isTextual() ? value.textValue() : null;
+        if (name == null || name.isEmpty() || name.equals(".") || name.equals("..") || name.contains("/") || name.contains("\\")
+                || name.indexOf('\0') >= 0) {
+            throw ModelFormatException.field(index, "weight_map." + tensor, value, "a file name in this directory (a .safetensors shard)");
+        }
+        return dir.resolve(name);
+    }
+
+    private static String firstLine(String s) {
+        return s == null ? "" : s.lines().findFirst().orElse("");
     }
 
     /** A single .safetensors file of any name as a checkpoint (reference outputs, exported tensors). */
@@ -96,7 +130,7 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
         SafeTensorsFile f = SafeTensorsFile.open(file);
         Map<Path, SafeTensorsFile> files = new LinkedHashMap<>();
         files.put(file, f);
-        return new Checkpoint(file, files, f.tensors());
+        return new Checkpoint(file, file, files, f.tensors());
     }
 
     /**
@@ -108,11 +142,16 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
         if (!config.family().fusedProjections()) {
             return this;
         }
-        return new Checkpoint(dir, files, FusedLayout.split(tensors, config, dir));
+        return new Checkpoint(dir, source, files, FusedLayout.split(tensors, config, dir));
     }
 
     public Path dir() {
         return dir;
+    }
+
+    /** The file that lists the tensors: the index of a sharded checkpoint, else the single .safetensors file. */
+    public Path source() {
+        return source;
     }
 
     @Override

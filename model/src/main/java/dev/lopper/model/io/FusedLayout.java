@@ -62,7 +62,7 @@ public final class FusedLayout {
         }
         Shape expected = new Shape(total, cols);
         if (!t.shape().equals(expected)) {
-            throw ModelFormatException.file(dir, "tensor '" + t.name() + "' has shape " + t.shape() + ", but config.json implies "
+            throw ModelFormatException.file(t.file(), "tensor '" + t.name() + "' has shape " + t.shape() + ", but config.json implies "
                     + expected);
         }
         long rowBytes = cols * t.dtype().getNumOfBytes();

@@ -109,22 +109,21 @@ public final class SafeTensorsFile implements AutoCloseable {
                 throw ModelFormatException.file(file, where + ": shape missing, expected an array of dimensions");
             }
             long[] dims = new long[shapeNode.size()];
-            long numel = 1;
             for (int i = 0; i < dims.length; i++) {
                 JsonNode d = shapeNode.get(i);
-                if (!d.isIntegralNumber() || d.longValue() < 0) {
+                // canConvertToLong: a dimension past 2^63 must be refused, not wrapped into a small one
+                if (!d.isIntegralNumber() || !d.canConvertToLong() || d.longValue() < 0) {
                     throw ModelFormatException.file(file, where + ": shape " + shapeNode + ", expected non-negative integers");
                 }
                 dims[i] = d.longValue();
-                numel = Math.multiplyExact(numel, dims[i]);
             }
+            long expected = byteLength(file, where, shapeNode, dims, dtype);
             JsonNode off = t.path("data_offsets");
-            if (!off.isArray() || off.size() != 2 || !off.get(0).isIntegralNumber() || !off.get(1).isIntegralNumber()) {
+            if (!off.isArray() || off.size() != 2 || !isLong(off.get(0)) || !isLong(off.get(1))) {
                 throw ModelFormatException.file(file, where + ": data_offsets " + off + ", expected [begin, end]");
             }
             long begin = off.get(0).longValue();
             long end = off.get(1).longValue();
-            long expected = numel * dtype.getNumOfBytes();
             if (begin < 0 || end < begin || end > dataSize) {
                 throw ModelFormatException.file(file, where + ": data_offsets [" + begin + ", " + end + "] outside the data section of "
                         + dataSize + " bytes (truncated or corrupt file)");
@@ -145,6 +144,31 @@ public final class SafeTensorsFile implements AutoCloseable {
             }
         }
         return new SafeTensorsFile(file, ch, Collections.unmodifiableMap(tensors), Collections.unmodifiableMap(metadata));
+    }
+
+    /**
+     * Bytes a tensor of this shape and dtype holds; refused when the count overflows a long (then no file could
+     * hold it, and the comparison with the data offsets would be meaningless).
+     */
+    private static long byteLength(Path file, String where, JsonNode shapeNode, long[] dims, DataType dtype) {
+        for (long d : dims) {
+            if (d == 0) {
+                return 0;
+            }
+        }
+        try {
+            long n = dtype.getNumOfBytes();
+            for (long d : dims) {
+                n = Math.multiplyExact(n, d);
+            }
+            return n;
+        } catch (ArithmeticException e) {
+            throw ModelFormatException.file(file, where + ": shape " + shapeNode + " has more elements than a file can hold");
+        }
+    }
+
+    private static boolean isLong(JsonNode n) {
+        return n.isIntegralNumber() && n.canConvertToLong();
     }
 
     public Path path() {
