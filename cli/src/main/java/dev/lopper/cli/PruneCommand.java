@@ -83,25 +83,25 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--channel-ratio", description = "uniform: fraction of MLP channels removed per layer (default --ratio)")
     Double channelRatio;
 
-    @Option(names = "--keep-first", description = "never prune the first N layers (default: the method's paper, 0 for all four)")
+    @Option(names = "--keep-first", description = "never prune the first N layers (default: the method's paper: llm-pruner 3, the others 0)")
     Integer keepFirst;
 
-    @Option(names = "--keep-last", description = "never prune the last N layers (default: the method's paper, 0 for all four)")
+    @Option(names = "--keep-last", description = "never prune the last N layers (default: the method's paper: llm-pruner 1, the others 0)")
     Integer keepLast;
 
     @Option(names = "--seed", defaultValue = "0", description = "random seed (calibration window sampling); default ${DEFAULT-VALUE}")
     long seed;
 
-    @Option(names = "--calib", paramLabel = "FILE", description = "calibration text for wanda-sp/flap/cfsp: a text file, a .jsonl file (field --calib-field) or a directory of text files")
+    @Option(names = "--calib", paramLabel = "FILE", description = "calibration text for wanda-sp/flap/cfsp/llm-pruner/gblm: a text file, a .jsonl file (field --calib-field) or a directory of text files")
     Path calib;
 
     @Option(names = "--calib-field", defaultValue = "text", description = "JSONL field holding the text; default ${DEFAULT-VALUE}")
     String calibField;
 
-    @Option(names = "--samples", description = "calibration windows (default: the method's paper: wanda-sp 128, flap 1024, cfsp 128)")
+    @Option(names = "--samples", description = "calibration windows (default: the method's paper: wanda-sp 128, flap 1024, cfsp 128, llm-pruner 10, gblm 128)")
     Integer samples;
 
-    @Option(names = "--seq-len", description = "tokens per calibration window (default: the method's paper: wanda-sp 128, flap 128, cfsp 1024)")
+    @Option(names = "--seq-len", description = "tokens per calibration window (default: the method's paper: wanda-sp 128, flap 128, cfsp 1024, llm-pruner 64, gblm 2048)")
     Integer seqLen;
 
     @Option(names = "--chunk-tokens", defaultValue = "512", description = "calibration tokens per forward chunk: memory vs speed, results do not change; default ${DEFAULT-VALUE}")
@@ -109,6 +109,15 @@ public final class PruneCommand implements Callable<Integer> {
 
     @Option(names = "--wanda-order", description = "wanda-sp: sequential (the official order: each layer pruned before the next is scored; needs --allocation uniform) or dense (all layers scored on the dense model); default sequential with uniform allocation, else dense")
     String wandaOrder;
+
+    @Option(names = "--taylor", description = "llm-pruner: param_first, param_second, param_mix (default, hf_prune.py's) or vectorize")
+    String taylor;
+
+    @Option(names = "--grouping", description = "llm-pruner: how a group's linears combine per channel: sum (default), mean, max or prod")
+    String grouping;
+
+    @Option(names = "--gblm-scale", description = "gblm: the gradient scale of gradient_computation.py (default 100)")
+    String gblmScale;
 
     @Option(names = "--flap-metric", description = "flap channel metric: wifv (default), ifv or wifn")
     String flapMetric;
@@ -159,6 +168,9 @@ public final class PruneCommand implements Callable<Integer> {
         putIf(copts, "metric", flapMetric);
         putIf(copts, "compensation", biasCompensation == null ? null : biasCompensation.toString());
         putIf(copts, "order", wandaOrder);
+        putIf(copts, "taylor", taylor);
+        putIf(copts, "grouping", grouping);
+        putIf(copts, "scale", gblmScale);
         return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
                 headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
                 out, planOut, overwrite, options.device(), Progress.console(System.err));

@@ -3,6 +3,7 @@ package dev.lopper.pruning;
 import ai.djl.ndarray.NDManager;
 import dev.lopper.calibration.CalibrationData;
 import dev.lopper.calibration.CalibrationEngine;
+import dev.lopper.calibration.gradient.GradientEngine;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
@@ -169,6 +170,10 @@ public final class Pruner {
         Allocation.Options alloc = new Allocation.Options(r.ratio(), r.targets(), allocation, unit, r.headRatio(),
                 r.channelRatio(), keepFirst, keepLast);
         checkPairing(criterion, alloc);
+        if (criterion.needs() == Criterion.Need.GRADIENTS) {
+            // before calibration data or any layer is read: a family the backward pass cannot follow fails here
+            GradientEngine.checkSupported(config);
+        }
         long[][] windows = null;
         PruningPlan.Calibration calibInfo = null;
         if (criterion.needsCalibration()) {
@@ -271,6 +276,10 @@ public final class Pruner {
     private static String settingsLine(Criterion c, Map<String, PruneSettings.Setting> s) {
         StringBuilder b = new StringBuilder("settings:");
         s.forEach((k, v) -> b.append(String.format(Locale.ROOT, " %s=%s (%s)", k, v.value(), v.from())));
+        if (c.options() != null) {
+            // the criterion's own knobs (e.g. LLM-Pruner's taylor/grouping), its paper's defaults unless given
+            b.append(" options=").append(c.options());
+        }
         return b.toString();
     }
 

@@ -27,9 +27,9 @@ class PaperDefaultsTest {
     Path tmp;
 
     @ParameterizedTest
-    @CsvSource({"magnitude,NONE,0,0,uniform", "wanda-sp,ACTIVATIONS,128,128,uniform", "flap,ACTIVATIONS,1024,128,adaptive",
-            "cfsp,ACTIVATIONS,128,1024,cfsp-blocks"})
-    void declared(String name, Criterion.Need need, int samples, int seqLen, String allocation) {
+    @CsvSource({"magnitude,NONE,0,0,uniform,0,0", "wanda-sp,ACTIVATIONS,128,128,uniform,0,0", "flap,ACTIVATIONS,1024,128,adaptive,0,0",
+            "cfsp,ACTIVATIONS,128,1024,cfsp-blocks,0,0", "llm-pruner,GRADIENTS,10,64,uniform,3,1", "gblm,GRADIENTS,128,2048,uniform,0,0"})
+    void declared(String name, Criterion.Need need, int samples, int seqLen, String allocation, int keepFirst, int keepLast) {
         Criterion c = Criteria.create(name, Map.of());
         Defaults d = c.defaults();
         assertEquals(need, c.needs());
@@ -37,13 +37,13 @@ class PaperDefaultsTest {
         assertEquals(seqLen, d.seqLen());
         assertEquals(allocation, d.allocation());
         assertEquals(StructureGraph.Kind.KV_GROUP, d.headUnit());
-        assertEquals(0, d.keepFirst());
-        assertEquals(0, d.keepLast());
+        assertEquals(keepFirst, d.keepFirst());
+        assertEquals(keepLast, d.keepLast());
     }
 
     @Test
     void everyRegisteredCriterionIsCovered() {
-        assertEquals(Set.of("magnitude", "wanda-sp", "flap", "cfsp"), Criteria.names());
+        assertEquals(Set.of("magnitude", "wanda-sp", "flap", "cfsp", "llm-pruner", "gblm"), Criteria.names());
     }
 
     /** magnitude alone, in the default suite (the calibrated rows below take minutes at paper sizes). */

@@ -109,8 +109,23 @@ public final class GradientEngine {
         this.device = device;
     }
 
+    /**
+     * Fails, naming the family, when this backward pass cannot compute a model's gradients: Qwen3's per-head q/k
+     * norms are not carried into the recomputed layer ({@link LayerParam} has no q/k-norm leaves), so its
+     * gradients would be those of a different function. Called by {@link #run} and, before any work, by
+     * gradient criteria.
+     */
+    public static void checkSupported(ModelConfig config) {
+        if (config.family().hasQkNorm()) {
+            throw new IllegalArgumentException("gradients are not supported for the " + config.family().name().toLowerCase(java.util.Locale.ROOT)
+                    + " family (its per-head q_norm/k_norm are not part of the layer-streamed backward pass); "
+                    + "gradient criteria (llm-pruner, gblm) run on llama, mistral, qwen2 and phi3 models");
+        }
+    }
+
     /** Runs forward and backward over {@code windows} [N][T] (T >= 2), handing each layer to {@code consumer}. */
     public Result run(long[][] windows, GradientConsumer consumer, Options options) {
+        checkSupported(config);
         int n = windows.length;
         int t = windows[0].length;
         if (t < 2) {

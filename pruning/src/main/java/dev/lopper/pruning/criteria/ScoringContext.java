@@ -9,6 +9,11 @@ import dev.lopper.model.io.TensorSource;
 import dev.lopper.model.util.Progress;
 import dev.lopper.pruning.allocation.Allocation;
 
+import dev.lopper.calibration.StatsCollector;
+import dev.lopper.calibration.gradient.GradientConsumer;
+import dev.lopper.calibration.gradient.GradientEngine;
+
+import java.util.List;
 import java.util.function.Consumer;
 
 /**
@@ -47,6 +52,23 @@ public record ScoringContext(ModelConfig config, TensorSource weights, Structure
     public ScoringContext(ModelConfig config, TensorSource weights, StructureGraph graph, Device device, long[][] calibration,
                           PruningPlan.Calibration calibrationInfo, long seed, Consumer<String> progress) {
         this(config, weights, graph, device, calibration, calibrationInfo, seed, progress, null, null, 512, null);
+    }
+
+    /**
+     * Runs the layer-streamed backward pass ({@link GradientEngine}) of the causal-LM loss over
+     * {@link #calibration()}, handing each layer (last to first) to {@code consumer}; what a
+     * {@link Criterion.Need#GRADIENTS} criterion calls instead of driving the engine itself.
+     *
+     * @param perSample one window per backward, so squared per-sample gradients are collected
+     * @param collectors activation statistics gathered in the same dense forward sweep (e.g. GBLM's Wanda term)
+     */
+    public GradientEngine.Result gradients(GradientConsumer consumer, boolean perSample, List<? extends StatsCollector> collectors) {
+        if (calibration == null || calibration.length == 0) {
+            throw new IllegalArgumentException("gradients need calibration data: pass --calib FILE (text, .jsonl or a directory)");
+        }
+        GradientEngine.Options o = GradientEngine.Options.defaults().withChunkTokens(chunkTokens).withPerSample(perSample)
+                .withCollectors(collectors).withProgress(listener);
+        return new GradientEngine(config, weights, device).run(calibration, consumer, o);
     }
 
     /** A context without calibration data (magnitude). */

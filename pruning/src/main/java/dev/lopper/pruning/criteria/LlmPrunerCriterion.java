@@ -1,0 +1,198 @@
+package dev.lopper.pruning.criteria;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.calibration.gradient.LayerGradients;
+import dev.lopper.calibration.gradient.LayerParam;
+import dev.lopper.model.LayerWeights;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.pruning.graph.StructureGraph;
+
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * LLM-Pruner's Taylor importance (Ma et al., NeurIPS 2023; official code {@code horseee/LLM-Pruner}: {@code hf_prune.py},
+ * {@code llama3.py}, {@code LLMPruner/pruner/hf_llama_pruner.py::TaylorImportance}), see docs/CRITERIA.md.
+ *
+ * <p>Per weight, with {@code G} the gradient of the mean causal-LM loss over the calibration windows and
+ * {@code F = (1/N) sum_n g_n^2} (per-sample squared gradients, {@code acc_grad}): {@code param_first} and
+ * {@code vectorize} {@code s = W G}; {@code param_second} {@code s = W F W}; {@code param_mix}
+ * {@code s = W G - 0.5 W F W}. Per channel of each coupled linear (rows of q/k/v/gate/up, columns of o/down):
+ * {@code sum |s|} ({@code param_*}) or {@code |sum s|} ({@code vectorize}). A structure reduces its linears'
+ * channel vectors with the grouping strategy (sum, mean, max, prod: element-wise over the linears), then sums its
+ * channels: a KV group its head_dim channels, with each of its query heads' q rows / o columns folded onto the KV
+ * channel they read (HF's contiguous repeat_kv; LLM-Pruner's {@code llama3.py} folds by stride, see the notes). A
+ * whole layer scores the grouping reduction of every parameter tensor's total (the same Taylor terms).
+ */
+public final class LlmPrunerCriterion implements Criterion {
+    public static final String NAME = "llm-pruner";
+
+    /** {@code --taylor}: how a weight's salience is formed. */
+    public enum Taylor { PARAM_FIRST, PARAM_SECOND, PARAM_MIX, VECTORIZE }
+
+    /** {@code --grouping_strategy}: how the coupled linears' channel scores are combined. */
+    public enum Grouping { SUM, MEAN, MAX, PROD }
+
+    private final Taylor taylor;
+    private final Grouping grouping;
+
+    public LlmPrunerCriterion(Taylor taylor, Grouping grouping) {
+        this.taylor = taylor;
+        this.grouping = grouping;
+    }
+
+    /** From the CLI spellings (param_first, ...; sum, ...); null takes hf_prune.py's default (param_mix, sum). */
+    public static LlmPrunerCriterion of(String taylor, String grouping) {
+        return new LlmPrunerCriterion(parse(Taylor.class, taylor, Taylor.PARAM_MIX, "--taylor"),
+                parse(Grouping.class, grouping, Grouping.SUM, "--grouping"));
+    }
+
+    private static <E extends Enum<E>> E parse(Class<E> type, String s, E dflt, String option) {
+        if (s == null) {
+            return dflt;
+        }
+        for (E e : type.getEnumConstants()) {
+            if (e.name().equalsIgnoreCase(s.trim().replace('-', '_'))) {
+                return e;
+            }
+        }
+        throw new IllegalArgumentException(option + " " + s + ": expected one of " + java.util.Arrays.stream(type.getEnumConstants())
+                .map(e -> e.name().toLowerCase(Locale.ROOT)).toList());
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public Need needs() {
+        return Need.GRADIENTS;
+    }
+
+    /** LLM-Pruner's --global_pruning ranks raw Taylor scores of all layers against each other. */
+    @Override
+    public boolean comparableAcrossLayers() {
+        return true;
+    }
+
+    /**
+     * hf_prune.py: 10 bookcorpus examples of 64 tokens ({@code --num_examples 10}, {@code get_examples(..., seq_len=64)}),
+     * block-wise local pruning (uniform) of layers [3, 31) of LLaMA-7B's 32 (argparse defaults: the first 3 and the
+     * last layer kept), whole KV heads under GQA (llama3.py's root k_proj).
+     */
+    @Override
+    public Defaults defaults() {
+        return new Defaults(10, 64, "uniform", StructureGraph.Kind.KV_GROUP, 3, 1,
+                "LLM-Pruner hf_prune.py: get_examples('bookcorpus', 10, seq_len=64), --block_wise layers [3, n-1) "
+                        + "(block_*_layer_start 3 / end 31 of 32), --taylor param_mix, --grouping_strategy sum; llama3.py: whole KV heads");
+    }
+
+    @Override
+    public ObjectNode options() {
+        ObjectNode o = new ObjectMapper().createObjectNode();
+        o.put("taylor", taylor.name().toLowerCase(Locale.ROOT));
+        o.put("grouping", grouping.name().toLowerCase(Locale.ROOT));
+        return o;
+    }
+
+    public Taylor taylor() {
+        return taylor;
+    }
+
+    public Grouping grouping() {
+        return grouping;
+    }
+
+    @Override
+    public Scores score(ScoringContext ctx) {
+        int n = ctx.config().numLayers();
+        int hd = ctx.config().headDim();
+        double[][] kv = new double[n][], heads = new double[n][], channels = new double[n][];
+        double[] layers = new double[n];
+        boolean second = taylor == Taylor.PARAM_SECOND || taylor == Taylor.PARAM_MIX;
+        ctx.gradients((w, g) -> {
+            int l = w.index();
+            Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
+            try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
+                double[] totals = new double[g.params().size()];
+                int t = 0;
+                for (LayerParam p : g.params()) {
+                    NDArray s = salience(w, g, p, scope);
+                    boolean linear = List.of(GradientScores.LINEARS).contains(p) && s.getShape().dimension() == 2;
+                    if (linear && s.size() > 0) {
+                        v.put(p, taylor == Taylor.VECTORIZE ? abs(GradientScores.perIndex(s, p)) : GradientScores.perIndex(s.abs(), p));
+                    }
+                    totals[t++] = taylor == Taylor.VECTORIZE ? Math.abs(s.sum().getDouble()) : s.abs().sum().getDouble();
+                }
+                layers[l] = reduce(totals);
+            }
+            LayerShape s = w.shape();
+            heads[l] = new double[s.numHeads()];
+            kv[l] = new double[s.numKvHeads()];
+            channels[l] = new double[s.intermediateSize()];
+            int r = s.groupSize();
+            for (int h = 0; h < s.numKvHeads(); h++) {
+                for (int d = 0; d < hd; d++) {
+                    double q = 0, o = 0;
+                    for (int j = 0; j < r; j++) {
+                        q += v.get(LayerParam.Q)[(h * r + j) * hd + d];
+                        o += v.get(LayerParam.O)[(h * r + j) * hd + d];
+                    }
+                    kv[l][h] += reduce(q, v.get(LayerParam.K)[h * hd + d], v.get(LayerParam.V)[h * hd + d], o);
+                }
+            }
+            for (int i = 0; i < s.numHeads(); i++) {
+                for (int d = 0; d < hd; d++) {
+                    heads[l][i] += reduce(v.get(LayerParam.Q)[i * hd + d], v.get(LayerParam.O)[i * hd + d]);
+                }
+            }
+            for (int c = 0; c < s.intermediateSize(); c++) {
+                channels[l][c] = reduce(v.get(LayerParam.GATE)[c], v.get(LayerParam.UP)[c], v.get(LayerParam.DOWN)[c]);
+            }
+        }, second, List.of());
+        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+    }
+
+    /** The per-element salience of parameter {@code p} (fp64, in {@code scope}). */
+    private NDArray salience(LayerWeights w, LayerGradients g, LayerParam p, NDManager scope) {
+        NDArray x = GradientScores.f64(p.of(w), scope);
+        NDArray first = taylor == Taylor.PARAM_SECOND ? null : GradientScores.in(x.mul(GradientScores.in(g.meanGradient(p), scope)), scope);
+        if (taylor == Taylor.PARAM_FIRST || taylor == Taylor.VECTORIZE) {
+            return first;
+        }
+        // hf_llama_pruner.py: W * acc_grad * W, acc_grad = sum_n g_n^2 / N (no 1/2 in param_second, as coded)
+        NDArray curvature = GradientScores.in(x.mul(GradientScores.in(g.meanSquaredGradient(p), scope)).mul(x), scope);
+        return taylor == Taylor.PARAM_SECOND ? curvature : GradientScores.in(first.sub(curvature.mul(0.5)), scope);
+    }
+
+    /** The grouping strategy over one channel's values from the group's linears. */
+    double reduce(double... x) {
+        double acc = switch (grouping) {
+            case SUM, MEAN -> 0;
+            case MAX -> Double.NEGATIVE_INFINITY;
+            case PROD -> 1;
+        };
+        for (double a : x) {
+            acc = switch (grouping) {
+                case SUM, MEAN -> acc + a;
+                case MAX -> Math.max(acc, a);
+                case PROD -> acc * a;
+            };
+        }
+        return grouping == Grouping.MEAN ? acc / x.length : acc;
+    }
+
+    private static double[] abs(double[] v) {
+        double[] out = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = Math.abs(v[i]);
+        }
+        return out;
+    }
+}
