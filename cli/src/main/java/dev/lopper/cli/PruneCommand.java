@@ -71,14 +71,17 @@ public final class PruneCommand implements Callable<Integer> {
             description = "what to prune: heads, channels, layers (comma-separated); default ${DEFAULT-VALUE}")
     List<String> targets;
 
-    @Option(names = "--allocation", defaultValue = "uniform", description = "uniform (same fraction per layer), global (one threshold) or adaptive (FLAP's AL-AM; CFSP's block budgets); default ${DEFAULT-VALUE}")
+    @Option(names = "--allocation", defaultValue = "uniform", description = "uniform (same fraction per layer; FLAP's UL-UM), global (one threshold), adaptive (FLAP's AL-AM; CFSP's block budgets), ul-mm or al-mm (FLAP's manual head/MLP split, --head-ratio); default ${DEFAULT-VALUE}")
     String allocation;
 
     @Option(names = "--head-unit", description = "kv-group (whole GQA groups with their query heads) or query-head (heads inside every group alike); default: the criterion's")
     String headUnit;
 
-    @Option(names = "--head-ratio", description = "uniform: fraction of head units removed per layer (default --ratio)")
+    @Option(names = "--head-ratio", description = "uniform: fraction of head units removed per layer; ul-mm/al-mm: the manual share of head units removed (official --remove_heads N = N / (layers x heads)); default --ratio")
     Double headRatio;
+
+    @Option(names = "--uniform-rounding", description = "uniform: independent (int(r x heads), int(r x channels): the official codes; default) or absorb (round, channels absorb the heads' rounding)")
+    String uniformRounding;
 
     @Option(names = "--channel-ratio", description = "uniform: fraction of MLP channels removed per layer (default --ratio)")
     Double channelRatio;
@@ -190,7 +193,7 @@ public final class PruneCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
                 }
                 Allocation.Options alloc = new Allocation.Options(ratio, new LinkedHashSet<>(targets), allocation,
-                        parseHeadUnit(headUnit), headRatio, channelRatio, keepFirst, keepLast);
+                        parseHeadUnit(headUnit), headRatio, channelRatio, keepFirst, keepLast, uniformRounding);
                 Map<String, String> copts = new java.util.HashMap<>();
                 if (norm != null) {
                     copts.put("norm", norm);

@@ -37,10 +37,27 @@ public final class Allocation {
      * @param channelRatio ratio of MLP channels removed per layer (uniform), or null for {@code ratio}
      * @param keepFirst the first k layers are never pruned
      * @param keepLast the last k layers are never pruned
+     * @param uniformRounding how {@code uniform} counts per layer: {@value #INDEPENDENT} (the official codes:
+     *     {@code int(r x heads)} and {@code int(r x channels)} removed independently) or {@value #ABSORB}
+     *     ({@code round}, and the channels absorb the heads' rounding); null for {@value #INDEPENDENT}
      */
     public record Options(double ratio, Set<String> targets, String strategy, StructureGraph.Kind headUnit,
-                          Double headRatio, Double channelRatio, int keepFirst, int keepLast) {
+                          Double headRatio, Double channelRatio, int keepFirst, int keepLast, String uniformRounding) {
+        /** Counting rule of FLAP's UL-UM, Wanda-sp and mag_sp: {@code int(ratio x count)} per kind. */
+        public static final String INDEPENDENT = "independent";
+        /** Lopper's earlier rule: {@code round}, channels absorb the heads' rounding. */
+        public static final String ABSORB = "absorb";
+
+        /** Options with the default counting rule ({@value #INDEPENDENT}). */
+        public Options(double ratio, Set<String> targets, String strategy, StructureGraph.Kind headUnit,
+                       Double headRatio, Double channelRatio, int keepFirst, int keepLast) {
+            this(ratio, targets, strategy, headUnit, headRatio, channelRatio, keepFirst, keepLast, null);
+        }
+
         public Options {
+            if (uniformRounding != null && !INDEPENDENT.equals(uniformRounding) && !ABSORB.equals(uniformRounding)) {
+                throw new IllegalArgumentException("--uniform-rounding " + uniformRounding + ": expected " + INDEPENDENT + " or " + ABSORB);
+            }
             targets = Set.copyOf(targets);
             if (!(ratio >= 0 && ratio < 1)) {
                 throw new IllegalArgumentException("--ratio " + ratio + ": expected a number in [0, 1) (the fraction of prunable parameters removed)");
@@ -69,6 +86,11 @@ public final class Allocation {
         /** Uniform or global allocation of {@code ratio} over {@code targets}, everything else default. */
         public static Options of(double ratio, Set<String> targets, String strategy) {
             return new Options(ratio, targets, strategy, null, null, null, 0, 0);
+        }
+
+        /** Whether uniform allocation uses the absorbing rule rather than the official independent one. */
+        public boolean absorbRounding() {
+            return ABSORB.equals(uniformRounding);
         }
 
         public boolean heads() {
@@ -103,6 +125,8 @@ public final class Allocation {
         register("uniform", new UniformAllocation());
         register("global", new GlobalAllocation());
         register("adaptive", new AdaptiveAllocation());
+        register("ul-mm", new UniformManualAllocation());
+        register("al-mm", new AdaptiveManualAllocation());
     }
 
     private Allocation() {
