@@ -21,8 +21,10 @@ import java.util.Set;
  * achieved ratio is reported in {@link PruningPlan#result()} because whole heads and channels rarely hit it
  * exactly.
  *
- * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}) and {@code global}
- * ({@link GlobalAllocation}) here; others (FLAP's adaptive one) plug in with {@link #register}.
+ * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}, FLAP's UL-UM), {@code global}
+ * ({@link GlobalAllocation}), {@code adaptive} ({@link AdaptiveAllocation}, FLAP's AL-AM), {@code ul-mm}
+ * ({@link UniformManualAllocation}) and {@code al-mm} ({@link AdaptiveManualAllocation}); others plug in with
+ * {@link #register}.
  */
 public final class Allocation {
 
