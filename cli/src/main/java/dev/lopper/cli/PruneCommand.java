@@ -71,8 +71,11 @@ public final class PruneCommand implements Callable<Integer> {
             description = "what to prune: heads, channels, layers (comma-separated); default ${DEFAULT-VALUE}")
     List<String> targets;
 
-    @Option(names = "--allocation", description = "uniform (same fraction per layer), global (one threshold), adaptive (FLAP's AL-AM) or cfsp-blocks (CFSP's block budgets); default: the method's paper (magnitude uniform, wanda-sp uniform, flap adaptive, cfsp cfsp-blocks)")
+    @Option(names = "--allocation", description = "uniform (same fraction per layer; FLAP's UL-UM), global (one threshold), adaptive (FLAP's AL-AM), ul-mm or al-mm (FLAP's manual head/MLP split, --head-ratio) or cfsp-blocks (CFSP's block budgets); default: the method's paper (magnitude uniform, wanda-sp uniform, flap adaptive, cfsp cfsp-blocks)")
     String allocation;
+
+    @Option(names = "--uniform-rounding", description = "uniform: independent (int(r x heads), int(r x channels): the official codes; default) or absorb (round, channels absorb the heads' rounding)")
+    String uniformRounding;
 
     @Option(names = "--head-unit", description = "kv-group (whole GQA groups with their query heads) or query-head (heads inside every group alike); default: the criterion's")
     String headUnit;
@@ -173,7 +176,7 @@ public final class PruneCommand implements Callable<Integer> {
         putIf(copts, "scale", gblmScale);
         return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
                 headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
-                out, planOut, overwrite, options.device(), Progress.console(System.err));
+                out, planOut, overwrite, options.device(), Progress.console(System.err), uniformRounding);
     }
 
     private static void putIf(Map<String, String> m, String k, String v) {

@@ -32,6 +32,8 @@ import java.util.Set;
  * @param channelRatio uniform: per-layer ratio of channels, or null for {@code ratio}
  * @param keepFirst first layers never pruned, or null for the paper's
  * @param keepLast last layers never pruned, or null for the paper's
+ * @param uniformRounding uniform allocation's counting rule: {@code independent} (the official codes' int(), the
+ *                        default when null) or {@code absorb}
  * @param calibration calibration text (file, .jsonl or directory), or null
  * @param calibField JSONL field holding the text
  * @param samples calibration windows, or null for the paper's
@@ -49,7 +51,18 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
                            Set<String> targets, String allocation, StructureGraph.Kind headUnit, Double headRatio,
                            Double channelRatio, Integer keepFirst, Integer keepLast, Path calibration, String calibField,
                            Integer samples, Integer seqLen, long seed, int chunkTokens, Path applyPlan, Path out,
-                           Path planOut, boolean overwrite, Device device, Progress progress) {
+                           Path planOut, boolean overwrite, Device device, Progress progress, String uniformRounding) {
+
+    /** A request with the default uniform counting rule. */
+    public PruneRequest(Path model, String criterion, Map<String, String> criterionOptions, Double ratio,
+                        Set<String> targets, String allocation, StructureGraph.Kind headUnit, Double headRatio,
+                        Double channelRatio, Integer keepFirst, Integer keepLast, Path calibration, String calibField,
+                        Integer samples, Integer seqLen, long seed, int chunkTokens, Path applyPlan, Path out,
+                        Path planOut, boolean overwrite, Device device, Progress progress) {
+        this(model, criterion, criterionOptions, ratio, targets, allocation, headUnit, headRatio, channelRatio, keepFirst,
+                keepLast, calibration, calibField, samples, seqLen, seed, chunkTokens, applyPlan, out, planOut, overwrite,
+                device, progress, null);
+    }
 
     public PruneRequest {
         criterionOptions = Map.copyOf(criterionOptions == null ? Map.of() : criterionOptions);
@@ -76,6 +89,7 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
         private Double channelRatio;
         private Integer keepFirst;
         private Integer keepLast;
+        private String uniformRounding;
         private Path calibration;
         private String calibField;
         private Integer samples;
@@ -117,11 +131,12 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
         public Builder overwrite(boolean o) { this.overwrite = o; return this; }
         public Builder device(Device d) { this.device = d; return this; }
         public Builder progress(Progress p) { this.progress = p; return this; }
+        public Builder uniformRounding(String rule) { this.uniformRounding = rule; return this; }
 
         public PruneRequest build() {
             return new PruneRequest(model, criterion, criterionOptions, ratio, targets, allocation, headUnit, headRatio,
                     channelRatio, keepFirst, keepLast, calibration, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
-                    out, planOut, overwrite, device, progress);
+                    out, planOut, overwrite, device, progress, uniformRounding);
         }
     }
 }

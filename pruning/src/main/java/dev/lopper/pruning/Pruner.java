@@ -168,7 +168,7 @@ public final class Pruner {
         int keepFirst = pick(s, "keep_first", r.keepFirst(), d.keepFirst());
         int keepLast = pick(s, "keep_last", r.keepLast(), d.keepLast());
         Allocation.Options alloc = new Allocation.Options(r.ratio(), r.targets(), allocation, unit, r.headRatio(),
-                r.channelRatio(), keepFirst, keepLast);
+                r.channelRatio(), keepFirst, keepLast, r.uniformRounding());
         checkPairing(criterion, alloc);
         if (criterion.needs() == Criterion.Need.GRADIENTS) {
             // before calibration data or any layer is read: a family the backward pass cannot follow fails here

@@ -21,8 +21,9 @@ import java.util.Set;
  * achieved ratio is reported in {@link PruningPlan#result()} because whole heads and channels rarely hit it
  * exactly.
  *
- * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}), {@code global}
- * ({@link GlobalAllocation}), {@code adaptive} (FLAP's AL-AM, {@link AdaptiveAllocation}) and {@code cfsp-blocks}
+ * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}, FLAP's UL-UM), {@code global}
+ * ({@link GlobalAllocation}), {@code adaptive} ({@link AdaptiveAllocation}, FLAP's AL-AM), {@code ul-mm}
+ * ({@link UniformManualAllocation}), {@code al-mm} ({@link AdaptiveManualAllocation}) and {@code cfsp-blocks}
  * (CFSP's block budgets, {@link CfspBlockAllocation}); others plug in with {@link #register}. A strategy reads
  * only {@link Scores}: it never calls a criterion.
  */
@@ -39,10 +40,27 @@ public final class Allocation {
      * @param channelRatio ratio of MLP channels removed per layer (uniform), or null for {@code ratio}
      * @param keepFirst the first k layers are never pruned
      * @param keepLast the last k layers are never pruned
+     * @param uniformRounding how {@code uniform} counts per layer: {@value #INDEPENDENT} (the official codes:
+     *     {@code int(r x heads)} and {@code int(r x channels)} removed independently) or {@value #ABSORB}
+     *     ({@code round}, and the channels absorb the heads' rounding); null for {@value #INDEPENDENT}
      */
     public record Options(double ratio, Set<String> targets, String strategy, StructureGraph.Kind headUnit,
-                          Double headRatio, Double channelRatio, int keepFirst, int keepLast) {
+                          Double headRatio, Double channelRatio, int keepFirst, int keepLast, String uniformRounding) {
+        /** Counting rule of FLAP's UL-UM, Wanda-sp and mag_sp: {@code int(ratio x count)} per kind. */
+        public static final String INDEPENDENT = "independent";
+        /** Lopper's earlier rule: {@code round}, channels absorb the heads' rounding. */
+        public static final String ABSORB = "absorb";
+
+        /** Options with the default counting rule ({@value #INDEPENDENT}). */
+        public Options(double ratio, Set<String> targets, String strategy, StructureGraph.Kind headUnit,
+                       Double headRatio, Double channelRatio, int keepFirst, int keepLast) {
+            this(ratio, targets, strategy, headUnit, headRatio, channelRatio, keepFirst, keepLast, null);
+        }
+
         public Options {
+            if (uniformRounding != null && !INDEPENDENT.equals(uniformRounding) && !ABSORB.equals(uniformRounding)) {
+                throw new IllegalArgumentException("--uniform-rounding " + uniformRounding + ": expected " + INDEPENDENT + " or " + ABSORB);
+            }
             targets = Set.copyOf(targets);
             if (!(ratio >= 0 && ratio < 1)) {
                 throw new IllegalArgumentException("--ratio " + ratio + ": expected a number in [0, 1) (the fraction of prunable parameters removed)");
@@ -71,6 +89,11 @@ public final class Allocation {
         /** Uniform or global allocation of {@code ratio} over {@code targets}, everything else default. */
         public static Options of(double ratio, Set<String> targets, String strategy) {
             return new Options(ratio, targets, strategy, null, null, null, 0, 0);
+        }
+
+        /** Whether uniform allocation uses the absorbing rule rather than the official independent one. */
+        public boolean absorbRounding() {
+            return ABSORB.equals(uniformRounding);
         }
 
         public boolean heads() {
@@ -120,6 +143,8 @@ public final class Allocation {
         register("global", new GlobalAllocation());
         register("adaptive", new AdaptiveAllocation());
         register("cfsp-blocks", new CfspBlockAllocation());
+        register("ul-mm", new UniformManualAllocation());
+        register("al-mm", new AdaptiveManualAllocation());
     }
 
     private Allocation() {

@@ -10,13 +10,22 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * Every prunable layer loses the same fraction: {@code round(headRatio x units)} head units (KV groups, or query
- * heads inside every group alike) and {@code round(channelRatio x channels)} MLP channels, the lowest scored;
- * each layer keeps at least one head unit and one channel. When heads and channels are both targets and neither
- * per-kind ratio is given, heads are rounded first and the channel count is chosen so that the layer loses
- * {@code ratio} of its prunable parameters (the channels absorb the heads' rounding). With target "layers" (alone) it removes
- * {@code round(ratio x prunable layers)} whole layers, the lowest scored. This is LLM-Pruner's block-wise setting
- * and FLAP's UL-UM.
+ * FLAP's <b>UL-UM</b> (uniform layers, uniform modules): every prunable layer loses the same fraction of head
+ * units (KV groups, or query heads inside every group alike) and of MLP channels, the lowest scored; each layer
+ * keeps at least one head unit and one channel.
+ *
+ * <p>Counting rule ({@link Allocation.Options#uniformRounding()}):
+ * <ul>
+ * <li>{@code independent} (default): {@code int(headRatio x units)} head units and {@code int(channelRatio x
+ *     channels)} channels, each truncated on its own, as FLAP's {@code prune_flap} (UL-UM), {@code prune_wanda_sp}
+ *     and {@code prune_magnitude_sp} count ({@code sorted[int(ratio * n)]}, keep {@code >=}). LLaMA-7B at 0.3:
+ *     9 of 32 heads, 3302 of 11008 channels.</li>
+ * <li>{@code absorb}: {@code round} instead of {@code int}; when heads and channels are both targets and neither
+ *     per-kind ratio is given, heads are rounded first and the channel count is chosen so that the layer loses
+ *     {@code ratio} of its prunable parameters (LLaMA-7B at 0.3: 10 heads, 3234 channels).</li>
+ * </ul>
+ * With target "layers" (alone) it removes {@code round(ratio x prunable layers)} whole layers, the lowest scored
+ * (LLM-Pruner's block-wise setting removes units, not layers; this is Lopper's).
  */
 public final class UniformAllocation implements Allocation.Strategy {
     @Override
@@ -44,17 +53,17 @@ public final class UniformAllocation implements Allocation.Strategy {
             if (o.heads() && s.numHeads() > 0) {
                 double[] hs = Allocation.headScores(scores, unit)[i];
                 if (unit == StructureGraph.Kind.KV_GROUP) {
-                    int k = Math.min((int) Math.round(rh * s.numKvHeads()), s.numKvHeads() - 1);
+                    int k = Math.min(count(rh, s.numKvHeads(), o.absorbRounding()), s.numKvHeads() - 1);
                     groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, k));
                     heads = Allocation.headsOfGroups(s, groups);
                 } else {
-                    heads = keepPerGroup(s, hs, Math.min((int) Math.round(rh * s.groupSize()), s.groupSize() - 1));
+                    heads = keepPerGroup(s, hs, Math.min(count(rh, s.groupSize(), o.absorbRounding()), s.groupSize() - 1));
                 }
             }
             int[] channels = LayerSelection.range(s.intermediateSize());
             if (o.channels() && s.intermediateSize() > 0) {
-                int k = (int) Math.round(rc * s.intermediateSize());
-                if (o.heads() && o.headRatio() == null && o.channelRatio() == null) {
+                int k = count(rc, s.intermediateSize(), o.absorbRounding());
+                if (o.absorbRounding() && o.heads() && o.headRatio() == null && o.channelRatio() == null) {
                     // whole heads rarely hit the ratio: let the channels absorb the rounding, so that the layer
                     // loses `ratio` of its prunable parameters (e.g. 1 of 4 KV groups = 25% of attention at ratio 0.2)
                     long target = Math.round(o.ratio() * Allocation.prunable(graph.config(), s, true, true, false));
@@ -68,6 +77,14 @@ public final class UniformAllocation implements Allocation.Strategy {
             out.add(new LayerSelection(i, false, groups, heads, channels));
         }
         return out;
+    }
+
+    /**
+     * Units removed of {@code n} at ratio {@code r}: {@code int(r x n)} as the official codes ({@code r * n} is
+     * the same IEEE product as Python's), or {@code round(r x n)} for the absorbing rule.
+     */
+    public static int count(double r, int n, boolean absorb) {
+        return absorb ? (int) Math.round(r * n) : (int) (r * n);
     }
 
     /** Removes the {@code k} lowest-scored query heads of every KV group; returns the kept heads, ascending. */

@@ -75,20 +75,30 @@ class AllocationTest {
     }
 
     @Test
-    void uniformChannelsAbsorbTheHeadRounding() throws Exception {
+    void uniformChannelsAbsorbTheHeadRoundingWithTheAbsorbRule() throws Exception {
         ModelConfig c = config();
         // per layer: attention 24576 + MLP 18432 = 43008 prunable; 0.2 -> 8602; round(0.8) = 1 KV group = 6144,
         // so (8602 - 6144) / 192 = 12.8 -> 13 channels go instead of round(0.2 x 96) = 19
-        PruningPlan plan = Allocation.allocate(StructureGraph.of(c), scores(c, false), Allocation.Options.of(0.2, Set.of("heads", "channels"), "uniform"));
+        PruningPlan plan = Allocation.allocate(StructureGraph.of(c), scores(c, false),
+                new Allocation.Options(0.2, Set.of("heads", "channels"), "uniform", null, null, null, 0, 0, Allocation.Options.ABSORB));
         for (LayerSelection l : plan.resolve(c)) {
             assertEquals(3, l.keptKvGroups().length);
             assertEquals(83, l.keptChannels().length);
         }
         assertEquals(0.2, plan.result().achievedRatio(), 192.0 / 43008);
-        // explicit per-kind ratios are taken as given
+        // explicit per-kind ratios are taken as given (rounded)
         PruningPlan split = Allocation.allocate(StructureGraph.of(c), scores(c, false),
-                new Allocation.Options(0.2, Set.of("heads", "channels"), "uniform", null, 0.2, 0.2, 0, 0));
+                new Allocation.Options(0.2, Set.of("heads", "channels"), "uniform", null, 0.2, 0.2, 0, 0, Allocation.Options.ABSORB));
+        assertEquals(3, split.resolve(c).get(0).keptKvGroups().length);
         assertEquals(77, split.resolve(c).get(0).keptChannels().length);
+        // the default (official) rule counts each kind on its own: int(0.2 x 4) = 0 groups, int(0.2 x 96) = 19 channels
+        for (Allocation.Options o : List.of(Allocation.Options.of(0.2, Set.of("heads", "channels"), "uniform"),
+                new Allocation.Options(0.2, Set.of("heads", "channels"), "uniform", null, 0.2, 0.2, 0, 0))) {
+            for (LayerSelection l : Allocation.allocate(StructureGraph.of(c), scores(c, false), o).resolve(c)) {
+                assertEquals(4, l.keptKvGroups().length);
+                assertEquals(77, l.keptChannels().length);
+            }
+        }
     }
 
     @Test

@@ -38,7 +38,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * FLAP's bias compensation: the biases equal W_full[:, removed] x mean(input)[removed] (brute force), and they
+ * FLAP's bias compensation: the o_proj and down_proj biases equal W_full[:, removed] x mean(input)[removed]
+ * (brute force), and they
  * lower every pruned layer's output error against the dense layer, measured on calibration and held-out data.
  */
 class BiasCompensationTest {
@@ -61,6 +62,34 @@ class BiasCompensationTest {
             Surgery.Result comp = flap.compensation().apply(c, md.checkpoint(), plain, m);
 
             Activations a = new Activations(c, md.checkpoint(), calib);
+            int layersLosingHeads = 0;
+            for (LayerSelection s : sel) {
+                int l0 = s.layer();
+                // o_proj: b = W_o[:, removed head dims] x mean(o_proj input)[removed], the full un-pruned W_o and
+                // the dense model's mean over all calibration tokens
+                double[] oMean = Activations.flap(a.oIn.get(l0))[0];
+                double[][] wo = Activations.weight(c, md.checkpoint(), l0, "o");
+                boolean[] keptDim = new boolean[oMean.length];
+                for (int h : s.keptHeads()) {
+                    for (int d = 0; d < c.headDim(); d++) {
+                        keptDim[h * c.headDim() + d] = true;
+                    }
+                }
+                double[] wantO = new double[wo.length];
+                for (int r = 0; r < wo.length; r++) {
+                    for (int j = 0; j < oMean.length; j++) {
+                        wantO[r] += keptDim[j] ? 0 : wo[r][j] * oMean[j];
+                    }
+                }
+                double[] gotO = toDouble(comp.tensors().load(WeightNames.attn(l0, "o_proj", "bias"), m));
+                double normO = Math.sqrt(java.util.Arrays.stream(wantO).map(x -> x * x).sum());
+                layersLosingHeads += s.keptHeads().length < c.layer(l0).numHeads() ? 1 : 0;
+                assertEquals(s.keptHeads().length < c.layer(l0).numHeads(), normO > 0, "layer " + l0 + ": removed heads give a bias");
+                for (int r = 0; r < wantO.length; r++) {
+                    assertEquals(wantO[r], gotO[r], 1e-5 * normO, "o_proj bias layer " + l0 + " row " + r);
+                }
+            }
+            assertTrue(layersLosingHeads > 0, "the plan removes heads somewhere, so the o_proj check is not vacuous");
             for (LayerSelection s : sel) {
                 int l = s.layer();
                 assertTrue(comp.config().layer(l).oProjBias() && comp.config().layer(l).downProjBias(), "layer " + l + " was pruned");

@@ -64,19 +64,31 @@ class FixtureSurgeryTest {
         magnitudePlanEqualsZeroedModelAndReloads(fixture());
     }
 
-    /** Uniform magnitude at ratio 0.2 on the fixture: 1 of 4 KV groups and 125 of 688 channels per layer (PRUNING.md). */
+    /**
+     * Uniform magnitude at ratio 0.2 on the fixture (per layer: attention 196,608 + MLP 528,384 = 724,992
+     * prunable, a KV group 49,152, a channel 768). Official counting: int(0.2 x 4) = 0 KV groups and
+     * int(0.2 x 688) = int(137.6) = 137 channels. Absorbing rule: round(0.8) = 1 group, then
+     * (round(144,998.4) - 49,152) / 768 = 124.8 -> 125 channels (PRUNING.md).
+     */
     @Test
-    void fixtureUniformMagnitudeHitsTheRatio() throws Exception {
+    void fixtureUniformMagnitudeCounts() throws Exception {
         try (ModelDir md = ModelDir.open(fixture())) {
             ModelConfig c = md.config();
             Scores s = new MagnitudeCriterion(2).score(ScoringContext.of(c, md.checkpoint(), Device.cpu()));
             PruningPlan plan = Allocation.allocate(StructureGraph.of(c), s, Allocation.Options.of(0.2, Set.of("heads", "channels"), "uniform"));
             for (LayerSelection l : plan.resolve(c)) {
+                assertEquals(4, l.keptKvGroups().length);
+                assertEquals(688 - 137, l.keptChannels().length);
+            }
+            assertEquals(137 * 768 / 724992.0, plan.result().achievedRatio(), 1e-12);
+            PruningPlan absorb = Allocation.allocate(StructureGraph.of(c), s, new Allocation.Options(0.2, Set.of("heads", "channels"),
+                    "uniform", null, null, null, 0, 0, Allocation.Options.ABSORB));
+            for (LayerSelection l : absorb.resolve(c)) {
                 assertEquals(3, l.keptKvGroups().length);
                 assertEquals(6, l.keptHeads().length);
                 assertEquals(563, l.keptChannels().length);
             }
-            assertEquals(0.2, plan.result().achievedRatio(), 768.0 / 724992);
+            assertEquals(0.2, absorb.result().achievedRatio(), 768.0 / 724992);
         }
     }
 
