@@ -28,7 +28,8 @@ import java.util.List;
  * (the {@code lopper ppl} protocol, seq len 256) and the accepted relative perplexity difference per dtype.
  *
  * <p>Usage: {@code GgufSamples OUT [NAME=MODEL_DIR | dense | sliced | emptied]...}; default: dense, sliced, emptied
- * (see {@link #generated}).
+ * (see {@link #generated}). {@code -Dlopper.gguf.pplWindows=N} scores only the split's first N windows (Lopper's
+ * perplexity and the ids llama.cpp gets are then both over exactly those windows): a quick check.
  */
 public final class GgufSamples {
     static final String PROMPT = "And God said";
@@ -90,8 +91,9 @@ public final class GgufSamples {
                 ref.set("greedy_ids", json.valueToTree(Arrays.copyOfRange(all, prompt.length, all.length)));
                 ref.put("greedy_text", md.tokenizer().decode(Arrays.copyOfRange(all, prompt.length, all.length)));
                 ref.put("seq_len", SEQ_LEN);
+                int windows = Math.min(text.length / SEQ_LEN, Integer.getInteger("lopper.gguf.pplWindows", Integer.MAX_VALUE));
+                text = Arrays.copyOf(text, windows * SEQ_LEN); // the tail past the last whole window is never scored
                 ref.set("ppl_ids", json.valueToTree(text));
-                int windows = text.length / SEQ_LEN;
                 ref.put("ppl", perplexity(lm, text, windows));
                 ref.put("ppl_predicted", (long) windows * (SEQ_LEN - 1));
             }
