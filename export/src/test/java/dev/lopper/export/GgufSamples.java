@@ -74,10 +74,13 @@ public final class GgufSamples {
         Files.createDirectories(dir);
         ObjectMapper json = new ObjectMapper();
         ObjectNode ref = json.createObjectNode();
+        // relative perplexity difference accepted per dtype (docs/EXPORT.md): measured at most 0.001% (f32, f16) and
+        // 0.065% (q8_0) on the fixture, its slices and FLAP copies; f16 and q8_0 are kept ~10x above that because
+        // those models have bf16 weights, which f16 holds exactly
         ObjectNode bounds = ref.putObject("ppl_bounds");
         bounds.put("f32", 0.01);
-        bounds.put("f16", 0.01);
-        bounds.put("q8_0", 0.02);
+        bounds.put("f16", 0.005);
+        bounds.put("q8_0", 0.01);
         try (ModelDir md = ModelDir.open(model)) {
             for (String d : new String[] {"f32", "f16", "q8_0"}) {
                 Exporter.export(md.config(), md.checkpoint(), model, ExportFormat.GGUF, dir.resolve(d), false, ExportDtype.parse(d));
