@@ -203,6 +203,12 @@ class OnnxExportTest {
         checkHalf(model(RandomModels.llama(), true), dtype, 24);
     }
 
+    /** A tied LM head reads the embedding through its Cast (Transpose of the cast output). */
+    @Test
+    void halfPrecisionTiedHead() throws Exception {
+        checkHalf(model(RandomModels.llama().withHeads(4, 4).withTied(true), false), ExportDtype.F16, 16);
+    }
+
     /** f16/bf16 on fixtures/lopper-tiny. */
     @ParameterizedTest
     @EnumSource(value = ExportDtype.class, names = {"F16", "BF16"})
