@@ -80,7 +80,7 @@ public final class Exporter {
         Path tmp = AtomicDirectory.createTemp(target);
         try {
             switch (format) {
-                case ONNX, ONNX_KV -> OnnxExporter.write(config, tensors, tmp, format == ExportFormat.ONNX_KV, forceExternalData);
+                case ONNX, ONNX_KV -> OnnxExporter.write(config, tensors, tmp, format == ExportFormat.ONNX_KV, forceExternalData, dtype);
                 case TORCHSCRIPT -> TorchScriptExporter.write(config, tensors, tmp.resolve(TorchScriptExporter.FILE));
                 case GGUF -> GgufExporter.write(config, tensors, sideFilesFrom == null ? null : sideFilesFrom.resolve("tokenizer.json"),
                         dtype, tmp.resolve(GgufExporter.FILE));

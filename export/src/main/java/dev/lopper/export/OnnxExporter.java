@@ -3,6 +3,7 @@ package dev.lopper.export;
 import ai.onnx.proto.OnnxMl.ModelProto;
 import ai.onnx.proto.OnnxMl.OperatorSetIdProto;
 import ai.onnx.proto.OnnxMl.StringStringEntryProto;
+import dev.lopper.export.gguf.Half;
 import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
@@ -12,6 +13,8 @@ import dev.lopper.model.layer.Param;
 
 import java.io.IOException;
 import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -19,7 +22,9 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
+import static dev.lopper.export.OnnxGraph.BFLOAT16;
 import static dev.lopper.export.OnnxGraph.FLOAT;
+import static dev.lopper.export.OnnxGraph.FLOAT16;
 import static dev.lopper.export.OnnxGraph.INT64;
 import static dev.lopper.export.OnnxGraph.attr;
 
@@ -39,7 +44,10 @@ import static dev.lopper.export.OnnxGraph.attr;
  * Positions are {@code past_sequence .. past_sequence + sequence - 1} (as in Lopper's forward pass, padding does
  * not shift them). Linear weights are stored transposed ([in, out]) under their HF names, as MatMul wants them.
  * Opset 17, IR version 8; weights go to {@code model.onnx.data} when they would push the file past protobuf's
- * 2 GB limit.
+ * 2 GB limit. With {@link ExportDtype#F16} / {@link ExportDtype#BF16} the weight matrices (embedding, linear weights,
+ * LM head) are stored in half precision and cast to fp32 by a Cast node right after the initializer: the file is
+ * about half the size, and ONNX Runtime's CPU provider, which has no fp16 MatMul, still runs every op in fp32.
+ * Norm weights and biases stay fp32 (as in GGUF).
  */
 public final class OnnxExporter {
     public static final int OPSET = 17;
@@ -52,12 +60,17 @@ public final class OnnxExporter {
     private final ModelConfig config;
     private final Weights weights;
     private final boolean kvCache;
+    private final ExportDtype dtype;
     private OnnxGraph g;
 
-    private OnnxExporter(ModelConfig config, TensorSource source, boolean kvCache) {
+    private OnnxExporter(ModelConfig config, TensorSource source, boolean kvCache, ExportDtype dtype) {
+        if (dtype == ExportDtype.Q8_0) {
+            throw new IllegalArgumentException("--dtype q8_0 is not available for ONNX; expected f32, f16 or bf16");
+        }
         this.config = config;
         this.weights = new Weights(source);
         this.kvCache = kvCache;
+        this.dtype = dtype;
     }
 
     /**
@@ -68,10 +81,17 @@ public final class OnnxExporter {
      */
     public static List<Path> write(ModelConfig config, TensorSource source, Path dir, boolean kvCache,
                                    boolean forceExternal) throws IOException {
-        return new OnnxExporter(config, source, kvCache).write(dir, forceExternal);
+        return write(config, source, dir, kvCache, forceExternal, ExportDtype.F32);
+    }
+
+    /** As above, with the weight matrices stored as {@code dtype} (f32, f16 or bf16). */
+    public static List<Path> write(ModelConfig config, TensorSource source, Path dir, boolean kvCache,
+                                   boolean forceExternal, ExportDtype dtype) throws IOException {
+        return new OnnxExporter(config, source, kvCache, dtype).write(dir, forceExternal);
     }
 
     private List<Path> write(Path dir, boolean forceExternal) throws IOException {
+        // decided on fp32 bytes even for f16/bf16: conservative (external data a little earlier than needed)
         boolean external = forceExternal || weights.totalFloat32Bytes() > EXTERNAL_DATA_THRESHOLD;
         Path data = dir.resolve(DATA_FILE);
         ModelProto model;
@@ -86,6 +106,7 @@ public final class OnnxExporter {
                     .setDocString("LLaMA-family causal LM exported by Lopper (" + (kvCache ? "with KV cache" : "logits") + ")")
                     .addMetadataProps(StringStringEntryProto.newBuilder().setKey("lopper.config").setValue(config.toJson().toString()))
                     .addMetadataProps(StringStringEntryProto.newBuilder().setKey("lopper.variant").setValue(kvCache ? "onnx-kv" : "onnx"))
+                    .addMetadataProps(StringStringEntryProto.newBuilder().setKey("lopper.dtype").setValue(dtype.cliName()))
                     .setGraph(graph.build())
                     .build();
         }
@@ -138,19 +159,20 @@ public final class OnnxExporter {
 
         String mask = mask(qCol, kRow); // [B, 1, T, S]
 
-        String h = g.op("Gather", g.weight(WeightNames.EMBED, weights.get(WeightNames.EMBED, config.vocabSize(), hidden),
-                config.vocabSize(), hidden), "input_ids", attr("axis", 0)); // [B, T, hidden]
+        String embed = matrix(WeightNames.EMBED, weights.get(WeightNames.EMBED, config.vocabSize(), hidden),
+                config.vocabSize(), hidden);
+        String h = g.op("Gather", embed, "input_ids", attr("axis", 0)); // [B, T, hidden]
         for (int i = 0; i < config.numLayers(); i++) {
             h = layer(i, h, cos, sin, mask);
         }
         String normed = rmsNorm(h, WeightNames.FINAL_NORM, hidden);
         String headT;
         if (weights.has(WeightNames.LM_HEAD)) {
-            headT = g.weight(WeightNames.LM_HEAD, weights.transposed(WeightNames.LM_HEAD, config.vocabSize(), hidden),
+            headT = matrix(WeightNames.LM_HEAD, weights.transposed(WeightNames.LM_HEAD, config.vocabSize(), hidden),
                     hidden, config.vocabSize());
         } else {
             // tied: reuse the embedding (ONNX Runtime folds the transpose once, at session start)
-            headT = g.op("Transpose", WeightNames.EMBED, attr("perm", 1, 0));
+            headT = g.op("Transpose", embed, attr("perm", 1, 0));
         }
         g.opTo("logits", "MatMul", new String[] {normed, headT});
     }
@@ -262,12 +284,31 @@ public final class OnnxExporter {
     private String linear(String x, LayerSpec spec, Param weight, Param bias) throws IOException {
         String name = spec.tensorName(weight);
         long[] shape = spec.shapeOf(weight);
-        String w = g.weight(name, weights.transposed(name, shape), shape[1], shape[0]);
+        String w = matrix(name, weights.transposed(name, shape), shape[1], shape[0]);
         String y = g.op("MatMul", x, w);
         if (bias != null) {
             y = g.op("Add", y, bias(spec.tensorName(bias), shape[0]));
         }
         return y;
+    }
+
+    /**
+     * A weight matrix from fp32 bytes: as is for f32; for f16/bf16 stored in half precision under its HF name and
+     * followed by a Cast to fp32, whose output (returned) the graph uses.
+     */
+    private String matrix(String name, ByteBuffer fp32, long... dims) throws IOException {
+        if (dtype == ExportDtype.F32) {
+            return g.weight(name, fp32, dims);
+        }
+        ByteBuffer src = fp32.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer half = ByteBuffer.allocateDirect(src.remaining() / 2).order(ByteOrder.LITTLE_ENDIAN);
+        while (src.hasRemaining()) {
+            float f = src.getFloat();
+            half.putShort(dtype == ExportDtype.F16 ? Half.toHalf(f) : Half.toBFloat16(f));
+        }
+        half.flip();
+        g.weight(name, dtype == ExportDtype.F16 ? FLOAT16 : BFLOAT16, half, dims);
+        return g.op("Cast", name, attr("to", FLOAT));
     }
 
     private String bias(String name, long n) throws IOException {

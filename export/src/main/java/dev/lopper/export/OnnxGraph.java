@@ -25,6 +25,8 @@ import java.nio.file.StandardOpenOption;
 final class OnnxGraph implements AutoCloseable {
     static final int FLOAT = TensorProto.DataType.FLOAT_VALUE;
     static final int INT64 = TensorProto.DataType.INT64_VALUE;
+    static final int FLOAT16 = TensorProto.DataType.FLOAT16_VALUE;
+    static final int BFLOAT16 = TensorProto.DataType.BFLOAT16_VALUE;
     private static final long ALIGN = 4096;
 
     private final GraphProto.Builder graph = GraphProto.newBuilder();
@@ -76,7 +78,12 @@ final class OnnxGraph implements AutoCloseable {
 
     /** A weight from little-endian fp32 bytes (position..limit of {@code data}); returns its name. */
     String weight(String name, ByteBuffer data, long... dims) throws IOException {
-        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(FLOAT);
+        return weight(name, FLOAT, data, dims);
+    }
+
+    /** A weight of element type {@code elemType} from its little-endian bytes; returns its name. */
+    String weight(String name, int elemType, ByteBuffer data, long... dims) throws IOException {
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(elemType);
         for (long d : dims) {
             t.addDims(d);
         }

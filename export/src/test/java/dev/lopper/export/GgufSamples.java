@@ -28,7 +28,8 @@ import java.util.List;
  * (the {@code lopper ppl} protocol, seq len 256) and the accepted relative perplexity difference per dtype.
  *
  * <p>Usage: {@code GgufSamples OUT [NAME=MODEL_DIR | dense | sliced | emptied]...}; default: dense, sliced, emptied
- * (see {@link #generated}).
+ * (see {@link #generated}). {@code -Dlopper.gguf.pplWindows=N} scores only the split's first N windows (Lopper's
+ * perplexity and the ids llama.cpp gets are then both over exactly those windows): a quick check.
  */
 public final class GgufSamples {
     static final String PROMPT = "And God said";
@@ -73,10 +74,13 @@ public final class GgufSamples {
         Files.createDirectories(dir);
         ObjectMapper json = new ObjectMapper();
         ObjectNode ref = json.createObjectNode();
+        // relative perplexity difference accepted per dtype (docs/EXPORT.md): measured at most 0.001% (f32, f16) and
+        // 0.065% (q8_0) on the fixture, its slices and FLAP copies; f16 and q8_0 are kept ~10x above that because
+        // those models have bf16 weights, which f16 holds exactly
         ObjectNode bounds = ref.putObject("ppl_bounds");
         bounds.put("f32", 0.01);
-        bounds.put("f16", 0.01);
-        bounds.put("q8_0", 0.02);
+        bounds.put("f16", 0.005);
+        bounds.put("q8_0", 0.01);
         try (ModelDir md = ModelDir.open(model)) {
             for (String d : new String[] {"f32", "f16", "q8_0"}) {
                 Exporter.export(md.config(), md.checkpoint(), model, ExportFormat.GGUF, dir.resolve(d), false, ExportDtype.parse(d));
@@ -90,8 +94,9 @@ public final class GgufSamples {
                 ref.set("greedy_ids", json.valueToTree(Arrays.copyOfRange(all, prompt.length, all.length)));
                 ref.put("greedy_text", md.tokenizer().decode(Arrays.copyOfRange(all, prompt.length, all.length)));
                 ref.put("seq_len", SEQ_LEN);
+                int windows = Math.min(text.length / SEQ_LEN, Integer.getInteger("lopper.gguf.pplWindows", Integer.MAX_VALUE));
+                text = Arrays.copyOf(text, windows * SEQ_LEN); // the tail past the last whole window is never scored
                 ref.set("ppl_ids", json.valueToTree(text));
-                int windows = text.length / SEQ_LEN;
                 ref.put("ppl", perplexity(lm, text, windows));
                 ref.put("ppl_predicted", (long) windows * (SEQ_LEN - 1));
             }

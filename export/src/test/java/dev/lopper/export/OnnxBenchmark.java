@@ -21,7 +21,9 @@ import java.util.Map;
  * every layer, by slicing) exported to ONNX and run in ONNX Runtime (CPU), all in one run with rounds interleaved
  * so machine load hits every model alike; prints a Markdown report with ratios and file sizes.
  *
- * <p>Usage: {@code OnnxBenchmark OUT_DIR [threads] [rounds] [hidden layers heads intermediate vocab]}.
+ * <p>Usage: {@code OnnxBenchmark OUT_DIR [threads] [rounds] [hidden layers heads intermediate vocab]}, or
+ * {@code OnnxBenchmark OUT_DIR threads rounds NAME=MODEL_DIR...} to time given models (the first is the baseline)
+ * instead of a random one and its slices; either way {@code OUT_DIR/report.json} holds the medians (ms) by name.
  * Measures: prefill (batch 1 x {@value #PREFILL} tokens, logits variant) and decode (batch 1, one token on a cache of
  * {@value #PREFILL}, KV variant), each the median over rounds of the mean of several calls.
  */
@@ -50,43 +52,20 @@ public final class OnnxBenchmark {
         Path out = Path.of(args.length > 0 ? args[0] : "target/onnx-bench").toAbsolutePath();
         int threads = args.length > 1 ? Integer.parseInt(args[1]) : 1;
         int rounds = args.length > 2 ? Integer.parseInt(args[2]) : 7;
-        int hidden = args.length > 3 ? Integer.parseInt(args[3]) : 512;
-        int layers = args.length > 4 ? Integer.parseInt(args[4]) : 8;
-        int heads = args.length > 5 ? Integer.parseInt(args[5]) : 8;
-        int inter = args.length > 6 ? Integer.parseInt(args[6]) : 1408;
-        int vocab = args.length > 7 ? Integer.parseInt(args[7]) : 4096;
         cpuClock = threads == 1 && !"wall".equals(System.getProperty("lopper.bench.clock"));
         Files.createDirectories(out);
-        Path dense = out.resolve("dense-model");
-        RandomModels.Spec spec = RandomModels.llama().withLayers(layers).withHeads(heads, heads)
-                .withSize(hidden, hidden / heads, inter).withDtype(DataType.FLOAT32);
-        spec = new RandomModels.Spec(spec.family(), vocab, spec.hidden(), spec.layers(), spec.heads(), spec.kvHeads(),
-                spec.headDim(), spec.intermediate(), spec.tied(), spec.qkvBias(), spec.shards(), spec.dtype(), spec.seed(),
-                spec.ropeTheta(), spec.ropeScaling(), spec.slidingWindow());
-        RandomModels.write(dense, spec);
-        ModelConfig c = ModelConfig.load(dense);
-
         List<Variant> variants = new ArrayList<>();
-        variants.add(variant("dense", dense, out));
-        for (double prune : new double[] {0.2, 0.5}) {
-            for (boolean align : new boolean[] {false, true}) {
-                List<LayerShape> shapes = new ArrayList<>();
-                for (LayerShape s : c.layers()) {
-                    int kv = (int) Math.round(s.numKvHeads() * (1 - prune));
-                    int channels = (int) Math.round(s.intermediateSize() * (1 - prune));
-                    if (align) {
-                        channels = Math.max(64, (int) Math.round(channels / 64.0) * 64); // hardware-friendly widths
-                    }
-                    shapes.add(new LayerShape(kv * s.groupSize(), kv, channels));
-                }
-                if (align && shapes.get(0).intermediateSize() == (int) Math.round(c.layer(0).intermediateSize() * (1 - prune))) {
-                    continue; // already a multiple of 64: the same model
-                }
-                String name = "pruned-" + Math.round(prune * 100) + "%" + (align ? "-a64" : "");
-                Path dir = TestModels.slice(dense, shapes, out.resolve(name.replace("%", "") + "-model"));
-                variants.add(variant(name, dir, out));
+        String title;
+        if (args.length > 3 && args[3].contains("=")) {
+            for (String a : Arrays.copyOfRange(args, 3, args.length)) {
+                String[] kv = a.split("=", 2);
+                variants.add(variant(kv[0], Path.of(kv[1]), out));
             }
+            title = "Models: " + String.join(", ", Arrays.copyOfRange(args, 3, args.length)) + ".";
+        } else {
+            title = randomModels(args, out, variants);
         }
+        ModelConfig c = variants.get(0).config();
         List<Variant> open = new ArrayList<>();
         for (Variant v : variants) {
             open.add(new Variant(v.name(), v.dir(), v.config(), new Ort(v.dir().resolve("onnx/model.onnx"), threads),
@@ -109,16 +88,15 @@ public final class OnnxBenchmark {
         }
 
         StringBuilder md = new StringBuilder();
-        md.append(String.format(Locale.ROOT, "Model: random LLaMA, hidden %d, %d layers, %d heads (head_dim %d, MHA), intermediate %d, vocab %d, fp32.%n",
-                hidden, layers, heads, hidden / heads, inter, vocab));
+        md.append(title).append('\n');
         md.append(String.format(Locale.ROOT, "ONNX Runtime %s (Java, CPU), intra-op threads %d, %s, %d interleaved rounds, medians. "
                 + "Prefill: batch 1 x %d tokens (logits variant). Decode: batch 1, 1 token with a KV cache of %d (onnx-kv).%n%n",
                 ai.onnxruntime.OrtEnvironment.getEnvironment().getVersion(), threads,
                 cpuClock ? "times are the calling thread's CPU time" : "wall-clock times", rounds, PREFILL, PREFILL));
         md.append("| model | intermediate | params | layer params | model.onnx | model.pt | prefill ms | prefill tok/s | decode ms/token | decode tok/s | prefill speed-up | decode speed-up | param reduction (all / layers) | MAC reduction (prefill / decode) |\n");
         md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-        double pd = median(prefill.get("dense"));
-        double dd = median(decode.get("dense"));
+        double pd = median(prefill.get(open.get(0).name()));
+        double dd = median(decode.get(open.get(0).name()));
         long paramsDense = ModelStats.parameters(c);
         long layersDense = layerParams(c);
         for (Variant v : open) {
@@ -142,10 +120,57 @@ public final class OnnxBenchmark {
         }
         System.out.print(md);
         Files.writeString(out.resolve("report.md"), md.toString());
+        com.fasterxml.jackson.databind.node.ObjectNode json = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
+        json.put("runtime", "ONNX Runtime " + ai.onnxruntime.OrtEnvironment.getEnvironment().getVersion());
+        json.put("clock", cpuClock ? "thread cpu" : "wall");
+        for (Variant v : open) {
+            json.putObject(v.name()).put("prefill_ms", median(prefill.get(v.name()))).put("decode_ms", median(decode.get(v.name())));
+        }
+        Files.writeString(out.resolve("report.json"), json.toPrettyString());
         for (Variant v : open) {
             v.logits().close();
             v.kv().close();
         }
+    }
+
+    /** The default models: a random dense LLaMA and its 20% / 50% slices (plain and 64-aligned); returns the title. */
+    private static String randomModels(String[] args, Path out, List<Variant> variants) throws Exception {
+        int hidden = args.length > 3 ? Integer.parseInt(args[3]) : 512;
+        int layers = args.length > 4 ? Integer.parseInt(args[4]) : 8;
+        int heads = args.length > 5 ? Integer.parseInt(args[5]) : 8;
+        int inter = args.length > 6 ? Integer.parseInt(args[6]) : 1408;
+        int vocab = args.length > 7 ? Integer.parseInt(args[7]) : 4096;
+        Path dense = out.resolve("dense-model");
+        RandomModels.Spec spec = RandomModels.llama().withLayers(layers).withHeads(heads, heads)
+                .withSize(hidden, hidden / heads, inter).withDtype(DataType.FLOAT32);
+        spec = new RandomModels.Spec(spec.family(), vocab, spec.hidden(), spec.layers(), spec.heads(), spec.kvHeads(),
+                spec.headDim(), spec.intermediate(), spec.tied(), spec.qkvBias(), spec.shards(), spec.dtype(), spec.seed(),
+                spec.ropeTheta(), spec.ropeScaling(), spec.slidingWindow());
+        RandomModels.write(dense, spec);
+        ModelConfig c = ModelConfig.load(dense);
+
+        variants.add(variant("dense", dense, out));
+        for (double prune : new double[] {0.2, 0.5}) {
+            for (boolean align : new boolean[] {false, true}) {
+                List<LayerShape> shapes = new ArrayList<>();
+                for (LayerShape s : c.layers()) {
+                    int kv = (int) Math.round(s.numKvHeads() * (1 - prune));
+                    int channels = (int) Math.round(s.intermediateSize() * (1 - prune));
+                    if (align) {
+                        channels = Math.max(64, (int) Math.round(channels / 64.0) * 64); // hardware-friendly widths
+                    }
+                    shapes.add(new LayerShape(kv * s.groupSize(), kv, channels));
+                }
+                if (align && shapes.get(0).intermediateSize() == (int) Math.round(c.layer(0).intermediateSize() * (1 - prune))) {
+                    continue; // already a multiple of 64: the same model
+                }
+                String name = "pruned-" + Math.round(prune * 100) + "%" + (align ? "-a64" : "");
+                Path dir = TestModels.slice(dense, shapes, out.resolve(name.replace("%", "") + "-model"));
+                variants.add(variant(name, dir, out));
+            }
+        }
+        return String.format(Locale.ROOT, "Model: random LLaMA, hidden %d, %d layers, %d heads (head_dim %d, MHA), intermediate %d, vocab %d, fp32.",
+                hidden, layers, heads, hidden / heads, inter, vocab);
     }
 
     /**

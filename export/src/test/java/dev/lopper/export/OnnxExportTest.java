@@ -1,12 +1,15 @@
 package dev.lopper.export;
 
 import ai.djl.ndarray.types.DataType;
+import ai.onnx.proto.OnnxMl.ModelProto;
+import ai.onnx.proto.OnnxMl.TensorProto;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.testing.RandomModels;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.file.Files;
@@ -21,7 +24,10 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-/** ONNX exports run in ONNX Runtime (Java) against Lopper's own forward pass: max abs diff <= 1e-4 (fp32). */
+/**
+ * ONNX exports run in ONNX Runtime (Java) against Lopper's own forward pass: max abs diff <= 1e-4 (fp32); f16/bf16
+ * exports against the fp32 export within {@link #halfTolerance}.
+ */
 class OnnxExportTest {
     static final double TOL = 1e-4;
 
@@ -137,49 +143,130 @@ class OnnxExportTest {
         long[][] ids = Reference.ids(2, len, c.vocabSize(), 5);
         float[] want = Reference.logits(dir, ids, null);
         Exporter.Result r = Exporter.export(dir, ExportFormat.ONNX_KV, tmp.resolve("onnx-kv"));
-        int v = c.vocabSize();
         int d = c.headDim();
         try (Ort ort = new Ort(r.dir().resolve(OnnxExporter.MODEL_FILE), 2)) {
             for (int i : OnnxExporter.cachedLayers(c)) {
                 // documented input shape: [batch, kv_heads_i, past_sequence, head_dim], symbolic batch and past
                 assertArrayEquals(new long[] {-1, c.layer(i).numKvHeads(), -1, d}, ort.inputShape(OnnxExporter.pastName(i, "value")));
             }
-            Map<String, float[]> cache = new HashMap<>();
-            Map<String, long[]> shapes = new HashMap<>();
+            float[] got = kvLogits(ort, c, ids, prefill, 1, 1, 1);
+            double diff = Reference.maxAbsDiff(got, want);
+            assertTrue(diff <= TOL, name + ": prefill " + prefill + " then 3 steps with cache: max abs diff " + diff);
+        }
+    }
+
+    /**
+     * Runs an {@code onnx-kv} model over {@code ids} in chunks of {@code steps} tokens (an empty cache first, then
+     * each call's {@code present.*} fed back as {@code past_key_values.*}); returns the logits [batch, len, vocab].
+     */
+    static float[] kvLogits(Ort ort, ModelConfig c, long[][] ids, int... steps) throws Exception {
+        int batch = ids.length;
+        int len = ids[0].length;
+        int v = c.vocabSize();
+        int d = c.headDim();
+        Map<String, float[]> cache = new HashMap<>();
+        Map<String, long[]> shapes = new HashMap<>();
+        for (int i : OnnxExporter.cachedLayers(c)) {
+            for (String kind : List.of("key", "value")) {
+                cache.put(OnnxExporter.pastName(i, kind), new float[0]);
+                shapes.put(OnnxExporter.pastName(i, kind), new long[] {batch, c.layer(i).numKvHeads(), 0, d});
+            }
+        }
+        float[] all = new float[batch * len * v];
+        int done = 0;
+        for (int step : steps) {
+            long[][] chunk = new long[batch][step];
+            for (int b = 0; b < batch; b++) {
+                System.arraycopy(ids[b], done, chunk[b], 0, step);
+            }
+            Map<String, float[]> out = ort.run(chunk, Ort.ones(batch, done + step), cache, shapes);
+            for (int b = 0; b < batch; b++) {
+                System.arraycopy(out.get("logits"), b * step * v, all, (b * len + done) * v, step * v);
+            }
+            done += step;
             for (int i : OnnxExporter.cachedLayers(c)) {
                 for (String kind : List.of("key", "value")) {
-                    cache.put(OnnxExporter.pastName(i, kind), new float[0]);
-                    shapes.put(OnnxExporter.pastName(i, kind), new long[] {2, c.layer(i).numKvHeads(), 0, d});
+                    float[] present = out.get(OnnxExporter.presentName(i, kind));
+                    assertEquals((long) batch * c.layer(i).numKvHeads() * done * d, present.length);
+                    cache.put(OnnxExporter.pastName(i, kind), present);
+                    shapes.put(OnnxExporter.pastName(i, kind), new long[] {batch, c.layer(i).numKvHeads(), done, d});
                 }
             }
-            int done = 0;
-            for (int step : new int[] {prefill, 1, 1, 1}) {
-                long[][] chunk = new long[2][step];
-                for (int b = 0; b < 2; b++) {
-                    System.arraycopy(ids[b], done, chunk[b], 0, step);
-                }
-                Map<String, float[]> out = ort.run(chunk, Ort.ones(2, done + step), cache, shapes);
-                float[] logits = out.get("logits");
-                double diff = 0;
-                for (int b = 0; b < 2; b++) {
-                    for (int t = 0; t < step; t++) {
-                        for (int k = 0; k < v; k++) {
-                            float w = want[(b * len + done + t) * v + k];
-                            diff = Math.max(diff, Math.abs(logits[(b * step + t) * v + k] - w));
-                        }
-                    }
-                }
-                assertTrue(diff <= TOL, name + ": tokens " + done + ".." + (done + step - 1) + " with cache: max abs diff " + diff);
-                done += step;
-                for (int i : OnnxExporter.cachedLayers(c)) {
-                    for (String kind : List.of("key", "value")) {
-                        float[] present = out.get(OnnxExporter.presentName(i, kind));
-                        assertEquals(2L * c.layer(i).numKvHeads() * done * d, present.length);
-                        cache.put(OnnxExporter.pastName(i, kind), present);
-                        shapes.put(OnnxExporter.pastName(i, kind), new long[] {2, c.layer(i).numKvHeads(), done, d});
-                    }
-                }
+        }
+        return all;
+    }
+
+    /** f16/bf16 on a random pruned model (non-uniform layers, FLAP biases). */
+    @ParameterizedTest
+    @EnumSource(value = ExportDtype.class, names = {"F16", "BF16"})
+    void halfPrecisionRandomModel(ExportDtype dtype) throws Exception {
+        checkHalf(model(RandomModels.llama(), true), dtype, 24);
+    }
+
+    /** A tied LM head reads the embedding through its Cast (Transpose of the cast output). */
+    @Test
+    void halfPrecisionTiedHead() throws Exception {
+        checkHalf(model(RandomModels.llama().withHeads(4, 4).withTied(true), false), ExportDtype.F16, 16);
+    }
+
+    /** f16/bf16 on fixtures/lopper-tiny. */
+    @ParameterizedTest
+    @EnumSource(value = ExportDtype.class, names = {"F16", "BF16"})
+    void halfPrecisionFixture(ExportDtype dtype) throws Exception {
+        Path fixture = TestModels.fixture();
+        assumeTrue(fixture != null, "fixtures/lopper-tiny is not in this checkout");
+        checkHalf(fixture, dtype, 32);
+    }
+
+    /**
+     * Max abs logit difference accepted between a half-precision export and the fp32 export (both in ONNX
+     * Runtime), relative to the largest |logit| of the fp32 export: f16 keeps 11 significant bits, bf16 8. Measured
+     * values are in docs/EXPORT.md.
+     */
+    static double halfTolerance(ExportDtype dtype) {
+        return dtype == ExportDtype.F16 ? 2e-3 : 2e-2;
+    }
+
+    private void checkHalf(Path dir, ExportDtype dtype, int len) throws Exception {
+        ModelConfig c = ModelConfig.load(dir);
+        Path f32 = Exporter.export(dir, ExportFormat.ONNX, tmp.resolve("f32")).dir().resolve(OnnxExporter.MODEL_FILE);
+        Path half;
+        Path halfKv;
+        try (ModelDir md = ModelDir.open(dir)) {
+            half = Exporter.export(c, md.checkpoint(), dir, ExportFormat.ONNX, tmp.resolve(dtype.cliName()), false, dtype)
+                    .dir().resolve(OnnxExporter.MODEL_FILE);
+            halfKv = Exporter.export(c, md.checkpoint(), dir, ExportFormat.ONNX_KV, tmp.resolve(dtype.cliName() + "-kv"), false, dtype)
+                    .dir().resolve(OnnxExporter.MODEL_FILE);
+        }
+        // matrices stored in half precision, norms in fp32, each half initializer read through a Cast
+        ModelProto m = ModelProto.parseFrom(Files.readAllBytes(half));
+        int want = dtype == ExportDtype.F16 ? TensorProto.DataType.FLOAT16_VALUE : TensorProto.DataType.BFLOAT16_VALUE;
+        Map<String, Integer> types = new HashMap<>();
+        m.getGraph().getInitializerList().forEach(t -> types.put(t.getName(), t.getDataType()));
+        assertEquals(want, types.get("model.embed_tokens.weight"));
+        assertEquals(want, types.get("model.layers.0.mlp.down_proj.weight"));
+        assertEquals(TensorProto.DataType.FLOAT_VALUE, types.get("model.norm.weight"));
+        long halves = types.values().stream().filter(t -> t == want).count();
+        long casts = m.getGraph().getNodeList().stream().filter(n -> n.getOpType().equals("Cast")
+                && types.getOrDefault(n.getInput(0), -1) == want).count();
+        assertEquals(halves, casts, "one Cast per half-precision initializer");
+        double ratio = (double) Files.size(half) / Files.size(f32);
+        long[][] ids = Reference.ids(2, len, c.vocabSize(), 7);
+        try (Ort a = new Ort(f32, 2); Ort b = new Ort(half, 2); Ort kv = new Ort(halfKv, 2)) {
+            float[] ref = a.logits(ids, Ort.ones(2, len));
+            float[] got = b.logits(ids, Ort.ones(2, len));
+            double scale = 0;
+            for (float x : ref) {
+                scale = Math.max(scale, Math.abs(x));
             }
+            double diff = Reference.maxAbsDiff(got, ref);
+            // the KV variant computes the same fp32 graph after the Casts: equal to the half logits variant
+            double kvDiff = Reference.maxAbsDiff(kvLogits(kv, c, ids, len - 3, 1, 1, 1), got);
+            System.out.printf("ONNX %s %s: %d / %d bytes (%.3f), logits max abs diff vs f32 %.3g (max |logit| %.3g, relative %.3g); kv vs logits %.3g%n",
+                    dtype, dir.getFileName(), Files.size(half), Files.size(f32), ratio, diff, scale, diff / scale, kvDiff);
+            assertTrue(ratio < 0.55, dtype + ": file is " + ratio + " of the fp32 export's size");
+            assertTrue(diff <= halfTolerance(dtype) * scale, dtype + ": max abs diff vs f32 " + diff + " (max |logit| " + scale + ")");
+            assertTrue(kvDiff <= TOL, dtype + " onnx-kv vs onnx: max abs diff " + kvDiff);
         }
     }
 }
