@@ -90,7 +90,7 @@ class FamilyPruneTest {
         }
         double onnx = maxAbsDiff(onnxLogits(Exporter.export(out, ExportFormat.ONNX, tmp.resolve("onnx")).dir(), ids), want);
         double ts = maxAbsDiff(torchScriptLogits(Exporter.export(out, ExportFormat.TORCHSCRIPT, tmp.resolve("ts")).dir(), ids), want);
-        System.out.printf("FamilyPruneTest %s/%s: ratio %.3f, ONNX max abs diff %.3g, TorchScript %.3g%n", family, method, achieved, onnx, ts);
+        dev.lopper.model.testing.TestLog.printf("FamilyPruneTest %s/%s: ratio %.3f, ONNX max abs diff %.3g, TorchScript %.3g%n", family, method, achieved, onnx, ts);
         assertTrue(onnx <= TOL, "ONNX Runtime vs forward pass: " + onnx);
         assertTrue(ts <= TOL, "libtorch vs forward pass: " + ts);
     }

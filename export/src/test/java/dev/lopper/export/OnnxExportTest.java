@@ -53,7 +53,7 @@ class OnnxExportTest {
         try (Ort ort = new Ort(r.dir().resolve(OnnxExporter.MODEL_FILE), 2)) {
             float[] got = ort.logits(ids, Ort.ones(2, len));
             double diff = Reference.maxAbsDiff(got, want);
-            System.out.printf("ONNX %s/%s: max abs diff %.3g%n", ModelConfig.load(dir).family(), dir.getFileName(), diff);
+            dev.lopper.model.testing.TestLog.printf("ONNX %s/%s: max abs diff %.3g%n", ModelConfig.load(dir).family(), dir.getFileName(), diff);
             assertTrue(diff <= TOL, dir.getFileName() + ": ONNX Runtime vs forward pass max abs diff " + diff);
             // the batch and sequence axes are symbolic: a different shape runs too
             long[][] shorter = Reference.ids(1, 5, vocab, 3);
@@ -262,7 +262,7 @@ class OnnxExportTest {
             double diff = Reference.maxAbsDiff(got, ref);
             // the KV variant computes the same fp32 graph after the Casts: equal to the half logits variant
             double kvDiff = Reference.maxAbsDiff(kvLogits(kv, c, ids, len - 3, 1, 1, 1), got);
-            System.out.printf("ONNX %s %s: %d / %d bytes (%.3f), logits max abs diff vs f32 %.3g (max |logit| %.3g, relative %.3g); kv vs logits %.3g%n",
+            dev.lopper.model.testing.TestLog.printf("ONNX %s %s: %d / %d bytes (%.3f), logits max abs diff vs f32 %.3g (max |logit| %.3g, relative %.3g); kv vs logits %.3g%n",
                     dtype, dir.getFileName(), Files.size(half), Files.size(f32), ratio, diff, scale, diff / scale, kvDiff);
             assertTrue(ratio < 0.55, dtype + ": file is " + ratio + " of the fp32 export's size");
             assertTrue(diff <= halfTolerance(dtype) * scale, dtype + ": max abs diff vs f32 " + diff + " (max |logit| " + scale + ")");

@@ -58,7 +58,7 @@ class TorchScriptExportTest {
         int vocab = ModelConfig.load(dir).vocabSize();
         long[][] ids = Reference.ids(2, len, vocab, 1);
         double diff = Reference.maxAbsDiff(libtorchLogits(r.dir(), ids), Reference.logits(dir, ids, null));
-        System.out.printf("TorchScript %s/%s: max abs diff %.3g%n", ModelConfig.load(dir).family(), dir.getFileName(), diff);
+        dev.lopper.model.testing.TestLog.printf("TorchScript %s/%s: max abs diff %.3g%n", ModelConfig.load(dir).family(), dir.getFileName(), diff);
         assertTrue(diff <= TOL, dir.getFileName() + ": libtorch vs forward pass max abs diff " + diff);
         long[][] other = Reference.ids(1, 7, vocab, 9);
         double diff2 = Reference.maxAbsDiff(libtorchLogits(r.dir(), other), Reference.logits(dir, other, null));

@@ -58,7 +58,7 @@ class ForwardTest {
                     maxDiff = Math.max(maxDiff, Math.abs(got[t][v] - want[t][v]));
                 }
             }
-            System.out.printf("ForwardTest %s/%s: max abs diff %.3g%n", spec.family(), spec.dtype(), maxDiff);
+            dev.lopper.model.testing.TestLog.printf("ForwardTest %s/%s: max abs diff %.3g%n", spec.family(), spec.dtype(), maxDiff);
             assertTrue(maxDiff < 1e-4, spec + ": max abs diff " + maxDiff);
         }
     }

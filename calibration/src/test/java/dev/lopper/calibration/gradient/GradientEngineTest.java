@@ -112,7 +112,7 @@ class GradientEngineTest {
                 Collected got = new Collected();
                 GradientEngine.Result res = new GradientEngine(c, ckpt, Device.cpu()).run(w, got, o);
                 double rel = maxRelDiff(got.sum, ref.gradients());
-                System.out.printf("%s: streamed vs whole-model backward, max rel diff %.2e%n", spec.family(), rel);
+                dev.lopper.model.testing.TestLog.printf("%s: streamed vs whole-model backward, max rel diff %.2e%n", spec.family(), rel);
                 assertTrue(rel <= 1e-4, "max relative difference " + rel);
                 assertEquals(ref.loss() / 5, res.meanLoss(), 1e-5);
                 assertEquals(5, got.samples);
@@ -158,7 +158,7 @@ class GradientEngineTest {
                     assertTrue(err <= 1e-4, e.getKey() + "[" + idx + "]: finite difference " + fd + ", engine " + g[idx]);
                 }
             }
-            System.out.printf("finite differences: %d entries, max error / tensor max |g| = %.2e%n", checked, worst);
+            dev.lopper.model.testing.TestLog.printf("finite differences: %d entries, max error / tensor max |g| = %.2e%n", checked, worst);
             assertEquals(13 * 2 + 3, checked, "13 tensors per layer (attention_bias: q/k/v/o biases), 3 extra entries");
         }
     }
@@ -220,7 +220,7 @@ class GradientEngineTest {
             Collected mem = run(ckpt, c, w, o);
             double relSum = maxRelDiff(mem.sum, sum);
             double relSq = maxRelDiff(mem.sumSq, sumSq);
-            System.out.printf("per-sample: sum max rel diff %.2e, sum of squares %.2e%n", relSum, relSq);
+            dev.lopper.model.testing.TestLog.printf("per-sample: sum max rel diff %.2e, sum of squares %.2e%n", relSum, relSq);
             assertTrue(relSum <= 1e-4 && relSq <= 1e-4, relSum + " " + relSq);
 
             Path spill = tmp.resolve("spill");

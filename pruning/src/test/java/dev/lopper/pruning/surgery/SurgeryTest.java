@@ -227,7 +227,7 @@ class SurgeryTest {
             got = pruned.logits(ids);
         }
         double diff = Reference.maxAbsDiff(want, got);
-        System.out.printf("SurgeryTest %s: removed vs zeroed max abs diff %.3g%n", c.family(), diff);
+        dev.lopper.model.testing.TestLog.printf("SurgeryTest %s: removed vs zeroed max abs diff %.3g%n", c.family(), diff);
         assertTrue(diff <= TOL, "max abs diff vs zeroed reference " + diff);
         try (LlamaModel original = md.loadModel(Device.cpu())) {
             // the cut must matter, or the comparison above proves nothing
