@@ -53,6 +53,32 @@ public interface Evaluator extends AutoCloseable {
     }
 
     /**
+     * {@link #scoreContinuation} for several pairs in one forward pass: the sequences are right-padded with token 0 to
+     * the longest, which a causal model never attends to from earlier positions.
+     */
+    default double[] scoreContinuations(long[][] contexts, long[][] continuations) {
+        int n = contexts.length;
+        int len = 0;
+        for (int i = 0; i < n; i++) {
+            len = Math.max(len, contexts[i].length + continuations[i].length);
+        }
+        long[][] batch = new long[n][len];
+        for (int i = 0; i < n; i++) {
+            System.arraycopy(contexts[i], 0, batch[i], 0, contexts[i].length);
+            System.arraycopy(continuations[i], 0, batch[i], contexts[i].length, continuations[i].length);
+        }
+        double[][] lp = logProbs(batch);
+        double[] out = new double[n];
+        for (int i = 0; i < n; i++) {
+            int end = contexts[i].length + continuations[i].length;
+            for (int t = contexts[i].length - 1; t < end - 1; t++) {
+                out[i] += lp[i][t];
+            }
+        }
+        return out;
+    }
+
+    /**
      * Greedy decoding of {@code steps} tokens after {@code prompt}, timed: the first forward pass (the prompt) and
      * the following steps apart.
      */

@@ -27,12 +27,14 @@ public final class McScorer {
     private McScorer() {
     }
 
-    /** The log-likelihood of each choice of {@code e}. */
+    /** The log-likelihood of each choice of {@code e} (all choices in one batch, see {@link Evaluator#scoreContinuations}). */
     public static double[] logLikelihoods(Evaluator ev, McExample e) {
         Tokenizer tok = ev.tokenizer();
         int max = ev.config().maxPositionEmbeddings();
-        double[] ll = new double[e.choices().size()];
-        for (int c = 0; c < ll.length; c++) {
+        int n = e.choices().size();
+        long[][] contexts = new long[n][];
+        long[][] continuations = new long[n][];
+        for (int c = 0; c < n; c++) {
             String context = e.context(c);
             String continuation = TARGET_DELIMITER + e.choices().get(c);
             int spaces = context.length() - context.stripTrailing().length();
@@ -52,9 +54,10 @@ public final class McScorer {
                 int drop = whole.length - max;
                 context2 = Arrays.copyOfRange(context2, Math.min(drop, context2.length - 1), context2.length);
             }
-            ll[c] = ev.scoreContinuation(context2, cont);
+            contexts[c] = context2;
+            continuations[c] = cont;
         }
-        return ll;
+        return ev.scoreContinuations(contexts, continuations);
     }
 
     public static McResult score(Evaluator ev, List<McExample> examples, String task, String data, String dataHash) {
