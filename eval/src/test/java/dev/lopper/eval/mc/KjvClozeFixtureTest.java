@@ -22,7 +22,7 @@ class KjvClozeFixtureTest {
 
     @Test
     void denseWellAboveChancePrunedLower() throws Exception {
-        List<McExample> task = KjvCloze.generate(Fixtures.text("test"), 100, 1234);
+        List<McExample> task = KjvCloze.generate(Fixtures.text("test"), 60, 1234);
         McResult dense;
         try (Evaluator ev = new LopperBackend(Fixtures.tinyModel(), Device.cpu())) {
             dense = McScorer.score(ev, task, KjvCloze.NAME, "kjv-test", "h");
@@ -34,7 +34,7 @@ class KjvClozeFixtureTest {
         try (Evaluator ev = new LopperBackend(pruned, Device.cpu())) {
             flap = McScorer.score(ev, task, KjvCloze.NAME, "kjv-test", "h");
         }
-        System.out.printf("kjv-cloze (100 questions, seed 1234): dense acc %.3f +- %.3f acc_norm %.3f +- %.3f; FLAP 0.5 (32 calibration windows) "
+        System.out.printf("kjv-cloze (60 questions, seed 1234): dense acc %.3f +- %.3f acc_norm %.3f +- %.3f; FLAP 0.5 (32 calibration windows) "
                 + "acc %.3f +- %.3f acc_norm %.3f +- %.3f%n", dense.acc(), dense.accStderr(), dense.accNorm(), dense.accNormStderr(),
                 flap.acc(), flap.accStderr(), flap.accNorm(), flap.accNormStderr());
         assertTrue(dense.acc() > 0.4, "dense acc " + dense.acc());
