@@ -60,7 +60,7 @@ class BackendsAgreeTest {
                 PerplexityReport paper = StreamPerplexity.evaluate(ev, ids, PerplexityPreset.LLM_PRUNER, 4, "text", "h");
                 McResult mc = McScorer.score(ev, task, "hand", "inline", "h");
                 Evaluator.DecodeTiming d = ev.decode(new long[] {1, 40, 50, 60}, 6);
-                System.out.printf("%-12s ppl(64/32) %.6f ppl(llm-pruner) %.6f acc %.3f answers %s tokens %s%n", f.getKey(),
+                dev.lopper.model.testing.TestLog.printf("%-12s ppl(64/32) %.6f ppl(llm-pruner) %.6f acc %.3f answers %s tokens %s%n", f.getKey(),
                         p.perplexity(), paper.perplexity(), mc.acc(), mc.predictions(), java.util.Arrays.toString(d.tokens()));
                 assertEquals(ids.length - 1, p.scoredTokens(), "the sliding window scores every token but the first once");
                 if (refAnswers == null) {
@@ -69,7 +69,7 @@ class BackendsAgreeTest {
                     refTokens = d.tokens();
                 } else {
                     double rel = Math.abs(p.perplexity() - ref) / ref;
-                    System.out.printf("%-12s relative ppl difference to lopper: %.3g%n", f.getKey(), rel);
+                    dev.lopper.model.testing.TestLog.printf("%-12s relative ppl difference to lopper: %.3g%n", f.getKey(), rel);
                     assertTrue(rel < 1e-3, f.getKey() + ": perplexity " + p.perplexity() + " vs lopper " + ref);
                     assertEquals(refAnswers, mc.predictions(), f.getKey() + ": multiple-choice answers");
                     assertArrayEquals(refTokens, d.tokens(), f.getKey() + ": greedy tokens");

@@ -45,7 +45,7 @@ class UniformLogitsTest {
                     new PerplexityPreset("custom", 100, 30, "")}) {
                 PerplexityReport r = StreamPerplexity.evaluate(ev, ids, p, 4, "t", "h");
                 double rel = Math.abs(r.perplexity() - c.vocabSize()) / c.vocabSize();
-                System.out.printf("uniform logits, %s: perplexity %.9f (vocab %d, rel %.2g)%n", p.name(), r.perplexity(), c.vocabSize(), rel);
+                dev.lopper.model.testing.TestLog.printf("uniform logits, %s: perplexity %.9f (vocab %d, rel %.2g)%n", p.name(), r.perplexity(), c.vocabSize(), rel);
                 assertTrue(rel < 1e-6, p.name() + ": " + r.perplexity());
             }
         }

@@ -34,7 +34,7 @@ class KjvClozeFixtureTest {
         try (Evaluator ev = new LopperBackend(pruned, Device.cpu())) {
             flap = McScorer.score(ev, task, KjvCloze.NAME, "kjv-test", "h");
         }
-        System.out.printf("kjv-cloze (60 questions, seed 1234): dense acc %.3f +- %.3f acc_norm %.3f +- %.3f; FLAP 0.5 (32 calibration windows) "
+        dev.lopper.model.testing.TestLog.printf("kjv-cloze (60 questions, seed 1234): dense acc %.3f +- %.3f acc_norm %.3f +- %.3f; FLAP 0.5 (32 calibration windows) "
                 + "acc %.3f +- %.3f acc_norm %.3f +- %.3f%n", dense.acc(), dense.accStderr(), dense.accNorm(), dense.accNormStderr(),
                 flap.acc(), flap.accStderr(), flap.accNorm(), flap.accNormStderr());
         assertTrue(dense.acc() > 0.4, "dense acc " + dense.acc());
