@@ -10,7 +10,7 @@ import java.io.UncheckedIOException;
 /** The {@code lopper} command line: a thin layer over the Java API. */
 @Command(name = "lopper", mixinStandardHelpOptions = true, versionProvider = Version.class,
         description = "Structured pruning for LLaMA-family language models.",
-        subcommands = {InspectCommand.class, PplCommand.class, GenerateCommand.class, PruneCommand.class, ExportCommand.class,
+        subcommands = {InspectCommand.class, PplCommand.class, GenerateCommand.class, PruneCommand.class, ExportCommand.class, RecoverCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main {
     /** Global {@code --debug}: stack traces with errors (the same as -Dlopper.debug=true). */

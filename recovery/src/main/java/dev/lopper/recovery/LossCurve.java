@@ -35,7 +35,8 @@ public final class LossCurve {
         try (Writer w = Files.newBufferedWriter(tmp, StandardCharsets.UTF_8)) {
             w.write("step,train_loss,val_loss,lr\n");
             for (Trainer.Point p : history) {
-                w.write(String.format(Locale.ROOT, "%d,%.6f,%s,%.6g%n", p.step(), p.trainLoss(),
+                w.write(String.format(Locale.ROOT, "%d,%s,%s,%.6g%n", p.step(),
+                        p.trainLoss() == null ? "" : String.format(Locale.ROOT, "%.6f", p.trainLoss()),
                         p.valLoss() == null ? "" : String.format(Locale.ROOT, "%.6f", p.valLoss()), p.lr()));
             }
         }
@@ -47,7 +48,9 @@ public final class LossCurve {
         XYSeries train = new XYSeries("training loss");
         XYSeries val = new XYSeries("validation loss");
         for (Trainer.Point p : history) {
-            train.add(p.step(), p.trainLoss());
+            if (p.trainLoss() != null) {
+                train.add(p.step(), p.trainLoss());
+            }
             if (p.valLoss() != null) {
                 val.add(p.step(), p.valLoss());
             }

@@ -29,8 +29,11 @@ import java.util.SplittableRandom;
  * }</pre>
  */
 public final class Trainer {
-    /** One step's record; {@code valLoss} null when the step was not validated. */
-    public record Point(int step, double trainLoss, Double valLoss, double lr) {
+    /**
+     * One step's record; {@code valLoss} null when the step was not validated. Step 0 is the model before training
+     * (validation loss only, {@code trainLoss} null).
+     */
+    public record Point(int step, Double trainLoss, Double valLoss, double lr) {
     }
 
     /**
@@ -99,6 +102,12 @@ public final class Trainer {
             best = s.best();
             sinceBest = s.sinceBest();
             listener.resumed(step, resume);
+        }
+        if (step == 0) {
+            double val = validate(); // the starting point of the curve: B = 0, so this is the base model's loss
+            listener.validated(0, val);
+            history.add(new Point(0, null, val, 0));
+            best = val;
         }
         int resumedFrom = step;
         boolean early = o.patience() > 0 && sinceBest >= o.patience();

@@ -103,7 +103,6 @@ class MergeTest {
             diff = Math.max(diff, Math.abs(mergedLogits[i] - withAdapter[i]));
             moved = Math.max(moved, Math.abs(base[i] - withAdapter[i]));
         }
-        System.err.printf("%s: merged vs base+adapter max abs diff %.3g (adapter moves logits by up to %.3g)%n", name, diff, moved);
         assertTrue(moved > 1e-2, "the adapter must change the logits, or the check could not fail: " + moved);
         assertTrue(diff <= 1e-4, name + ": merged logits differ from base + adapter by " + diff);
         return diff;
