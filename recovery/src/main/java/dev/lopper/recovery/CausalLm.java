@@ -27,12 +27,19 @@ public final class CausalLm {
 
     /** Logits [B, T, vocab] of token ids [B, T] (on the model's device, owned by {@code scope}). */
     public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook) {
+        return logits(model, scope, ids, hook, i -> { });
+    }
+
+    /** As above, calling {@code beforeLayer} with each layer's index before running it (dropout seeding). */
+    public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook,
+                                 java.util.function.IntConsumer beforeLayer) {
         int t = (int) ids.getShape().get(1);
         NDList rope = model.ropeTables(scope, t);
         NDArray mask = model.mask(scope, t, null);
         NDArray h = model.embed(scope, ids);
         var c = model.config();
         for (int i = 0; i < c.numLayers(); i++) {
+            beforeLayer.accept(i);
             h = Decoder.layer(model.layerWeights(i), h, rope.get(0), rope.get(1), mask, c.rmsNormEps(), c.headDim(),
                     LayerHooks.NONE, null, hook);
         }

@@ -57,9 +57,14 @@ public final class Recovery {
      * @param onStart gets the trainer before it starts (a Ctrl-C handler calls {@link Trainer#requestStop})
      */
     public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer> onStart) throws IOException {
-        boolean resume = prepare(r);
-        try (ModelDir md = ModelDir.open(r.model());
-             LlamaModel model = md.loadModel(r.device());
+        try (ModelDir md = ModelDir.open(r.model())) {
+            return run(r, md, prepare(r), listener, onStart); // the model is checked before OUT is touched
+        }
+    }
+
+    private static Outcome run(Request r, ModelDir md, boolean resume, Trainer.Listener listener, Consumer<Trainer> onStart)
+            throws IOException {
+        try (LlamaModel model = md.loadModel(r.device());
              LoraAdapters lora = LoraAdapters.create(md.config(), r.lora(), r.options().seed(), r.device())) {
             if (lora.adapters().isEmpty()) {
                 throw new IllegalArgumentException(r.model() + ": no layer runs any of the targeted projections " + r.lora().orderedTargets());

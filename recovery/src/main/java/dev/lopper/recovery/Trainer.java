@@ -1,10 +1,8 @@
 package dev.lopper.recovery;
 
-import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.training.GradientCollector;
 import dev.lopper.model.LlamaModel;
 
 import java.io.IOException;
@@ -58,7 +56,7 @@ public final class Trainer {
         default void resumed(int step, Path dir) { }
     }
 
-    private final LlamaModel model;
+    private final LossPass pass;
     private final LoraAdapters lora;
     private final RecoveryData data;
     private final TrainOptions o;
@@ -68,10 +66,15 @@ public final class Trainer {
 
     /** @param checkpoints where checkpoints are written and resumed from (null: none) */
     public Trainer(LlamaModel model, LoraAdapters lora, RecoveryData data, TrainOptions options, Path checkpoints, Listener listener) {
+        this(LossPass.inMemory(model), lora, data, options, checkpoints, listener);
+    }
+
+    /** A trainer computing each micro-batch with {@code pass} (in memory or layer-streamed). */
+    public Trainer(LossPass pass, LoraAdapters lora, RecoveryData data, TrainOptions options, Path checkpoints, Listener listener) {
         if (data.train().length < options.windows()) {
             throw new IllegalArgumentException("the run reads " + options.windows() + " training windows, but the data holds " + data.train().length);
         }
-        this.model = model;
+        this.pass = pass;
         this.lora = lora;
         this.data = data;
         this.o = options;
@@ -160,22 +163,11 @@ public final class Trainer {
             }
             double loss = 0;
             for (int micro = 0; micro < o.accumulation(); micro++) {
-                // torch's generator (dropout) re-seeded per micro-batch: no RNG state to carry across a resume
-                Engine.getInstance().setRandomSeed(seedFor(o.seed(), step, micro));
+                // torch's generator (dropout) re-seeded per micro-batch and layer: no RNG state to carry across a resume
                 int first = (step * o.accumulation() + micro) * o.microBatch();
-                try (NDManager pass = scope.newSubManager()) {
-                    NDArray ids = ids(pass, first, o.microBatch(), data.train());
-                    LoraHook hook = new LoraHook(lora, pass, true, true);
-                    try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                        NDArray l = CausalLm.loss(CausalLm.logits(model, pass, ids, hook), ids).div(o.accumulation());
-                        loss += l.getFloat();
-                        gc.backward(l);
-                    }
-                    int i = 0;
-                    for (LoraAdapters.Adapter a : lora.adapters()) {
-                        grads.get(i++).addi(hook.gradientA(a));
-                        grads.get(i++).addi(hook.gradientB(a));
-                    }
+                try (NDManager micro1 = scope.newSubManager()) {
+                    NDArray ids = ids(micro1, first, o.microBatch(), data.train());
+                    loss += pass.train(micro1, ids, lora, 1.0 / o.accumulation(), grads, seedFor(o.seed(), step, micro));
                 }
             }
             clip(grads);
@@ -206,9 +198,8 @@ public final class Trainer {
         double sum = 0;
         for (int first = 0; first < v.length; first += o.microBatch()) {
             int n = Math.min(o.microBatch(), v.length - first);
-            try (NDManager pass = lora.manager().newSubManager()) {
-                NDArray ids = ids(pass, first, n, v);
-                sum += CausalLm.loss(CausalLm.logits(model, pass, ids, new LoraHook(lora, pass, false, false)), ids).getFloat() * n;
+            try (NDManager scope = lora.manager().newSubManager()) {
+                sum += pass.evaluate(scope, ids(scope, first, n, v), lora) * n;
             }
         }
         return sum / v.length;
