@@ -109,6 +109,9 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--merged-dtype", defaultValue = "f32", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input). Default: ${DEFAULT-VALUE}.")
     String mergedDtype;
 
+    @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
+    boolean stream;
+
     @Mixin
     ModelOptions options;
 
@@ -126,7 +129,7 @@ public final class RecoverCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
         Recovery.Request request = new Recovery.Request(model, data, val, out, lora, o, valFraction, valWindows, options.device(),
-                dtype(mergedDtype), overwrite);
+                dtype(mergedDtype), overwrite, stream);
         PrintWriter err = spec.commandLine().getErr();
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         Recovery.Outcome r;

@@ -96,6 +96,16 @@ class RecoverCommandTest {
     }
 
     @Test
+    void streamedRunWritesAMergedModel() throws Exception {
+        Path out = tmp.resolve("streamed");
+        CliTest.Result r = CliTest.run(recover(out, "--stream", "--steps", "2", "--json"));
+        assertEquals(0, r.code(), r.err());
+        JsonNode j = new ObjectMapper().readTree(r.out());
+        assertEquals(2, j.get("steps").asInt());
+        assertTrue(Files.isRegularFile(out.resolve("merged/config.json")));
+    }
+
+    @Test
     void refusesADirectoryLopperDidNotWrite() throws Exception {
         Path out = tmp.resolve("users");
         Files.createDirectories(out);

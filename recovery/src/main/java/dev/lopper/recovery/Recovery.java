@@ -28,7 +28,7 @@ import java.util.function.Consumer;
  *
  * <pre>{@code
  * Recovery.Request r = new Recovery.Request(pruned, data, null, out, LoraConfig.defaults(), TrainOptions.defaults(200),
- *         0.05, 16, Device.cpu(), DataType.FLOAT32, false);
+ *         0.05, 16, Device.cpu(), DataType.FLOAT32, false, false);
  * Recovery.Outcome o = Recovery.run(r, Trainer.Listener.NONE, trainer -> { });
  * }</pre>
  */
@@ -42,9 +42,14 @@ public final class Recovery {
      * @param val validation text, or null to hold out the last {@code valFraction} of {@code data}
      * @param mergedType dtype of the merged model's tensors (null: as the base stored them)
      * @param overwrite replace an existing OUT that Lopper wrote (otherwise an existing recovery OUT is resumed)
+     * @param stream hold one decoder layer's weights at a time ({@link StreamedPass}) instead of the whole model
      */
     public record Request(Path model, Path data, Path val, Path out, LoraConfig lora, TrainOptions options, double valFraction,
-                          int valWindows, Device device, DataType mergedType, boolean overwrite) {
+                          int valWindows, Device device, DataType mergedType, boolean overwrite, boolean stream) {
+        /** The same request, with the model's layers streamed from disk (or not). */
+        public Request withStream(boolean s) {
+            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, s);
+        }
     }
 
     /** What a run produced; {@code merged}/{@code adapter} null when it was interrupted. */
@@ -64,7 +69,7 @@ public final class Recovery {
 
     private static Outcome run(Request r, ModelDir md, boolean resume, Trainer.Listener listener, Consumer<Trainer> onStart)
             throws IOException {
-        try (LlamaModel model = md.loadModel(r.device());
+        try (LlamaModel model = r.stream() ? null : md.loadModel(r.device());
              LoraAdapters lora = LoraAdapters.create(md.config(), r.lora(), r.options().seed(), r.device())) {
             if (lora.adapters().isEmpty()) {
                 throw new IllegalArgumentException(r.model() + ": no layer runs any of the targeted projections " + r.lora().orderedTargets());
@@ -76,7 +81,8 @@ public final class Recovery {
             } else {
                 new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(r.out().resolve(REQUEST_FILE).toFile(), requestJson(r));
             }
-            Trainer trainer = new Trainer(model, lora, data, r.options(), r.out().resolve("checkpoints"), listener);
+            LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint()) : LossPass.inMemory(model);
+            Trainer trainer = new Trainer(pass, lora, data, r.options(), r.out().resolve("checkpoints"), listener);
             onStart.accept(trainer);
             Trainer.Result result = trainer.run();
             Path csv = r.out().resolve("loss.csv");
