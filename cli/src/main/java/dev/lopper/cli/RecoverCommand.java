@@ -184,7 +184,7 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("merged", r.merged() == null ? null : r.merged().toString());
             m.put("adapter", r.adapter() == null ? null : r.adapter().toString());
             m.put("loss_csv", r.csv().toString());
-            m.put("loss_png", r.png().toString());
+            m.put("loss_png", r.png() == null ? null : r.png().toString());
             Output.json(w, m);
             return;
         }
@@ -199,7 +199,7 @@ public final class RecoverCommand implements Callable<Integer> {
         if (first != null && last != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
         }
-        w.printf(Locale.ROOT, "  loss curve: %s, %s%n", r.csv(), r.png());
+        w.printf(Locale.ROOT, "  loss curve: %s%s%n", r.csv(), r.png() == null ? "" : ", " + r.png());
         w.flush();
     }
 

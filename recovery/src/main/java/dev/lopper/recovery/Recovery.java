@@ -52,7 +52,7 @@ public final class Recovery {
         }
     }
 
-    /** What a run produced; {@code merged}/{@code adapter} null when it was interrupted. */
+    /** What a run produced; {@code merged}, {@code adapter} and {@code png} null when it was interrupted. */
     public record Outcome(Trainer.Result train, long trainableParameters, Path merged, Path adapter, Path csv, Path png) {
     }
 
@@ -88,10 +88,11 @@ public final class Recovery {
             Path csv = r.out().resolve("loss.csv");
             Path png = r.out().resolve("loss.png");
             LossCurve.writeCsv(result.history(), csv);
-            LossCurve.writePng(result.history(), png, "lopper recover " + r.model().getFileName());
             if (result.interrupted()) {
-                return new Outcome(result, lora.parameterCount(), null, null, csv, png);
+                // no PNG: AWT cannot start while the JVM shuts down (Ctrl-C); the next run draws it
+                return new Outcome(result, lora.parameterCount(), null, null, csv, null);
             }
+            LossCurve.writePng(result.history(), png, "lopper recover " + r.model().getFileName());
             Path adapter = r.out().resolve("adapter");
             PeftIo.save(lora, adapter, r.model().toString());
             Path merged = r.out().resolve("merged");
