@@ -78,7 +78,7 @@ class TrainerTest {
         assertEquals(8, full.step());
         double firstVal = full.history().stream().filter(p -> p.valLoss() != null).findFirst().orElseThrow().valLoss();
         double lastVal = full.history().get(full.history().size() - 1).valLoss();
-        assertTrue(lastVal < firstVal - 0.1, "validation loss should fall: " + firstVal + " -> " + lastVal);
+        assertTrue(lastVal < firstVal - 0.1, "validation loss should fall: " + firstVal + " -> " + lastVal + " " + full.history());
 
         // a kill after step 5: everything in memory is lost, the checkpoint of step 4 remains
         Path killed = shared.resolve("killed");
