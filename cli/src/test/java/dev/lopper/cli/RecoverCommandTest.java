@@ -98,10 +98,10 @@ class RecoverCommandTest {
     @Test
     void streamedRunWritesAMergedModel() throws Exception {
         Path out = tmp.resolve("streamed");
-        CliTest.Result r = CliTest.run(recover(out, "--stream", "--steps", "2", "--json"));
+        CliTest.Result r = CliTest.run(recover(out, "--stream", "--json"));
         assertEquals(0, r.code(), r.err());
         JsonNode j = new ObjectMapper().readTree(r.out());
-        assertEquals(2, j.get("steps").asInt());
+        assertEquals(4, j.get("steps").asInt());
         assertTrue(Files.isRegularFile(out.resolve("merged/config.json")));
     }
 

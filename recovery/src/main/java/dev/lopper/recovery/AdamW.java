@@ -90,8 +90,8 @@ public final class AdamW {
     /** Restores moments saved by {@link #state} and the step count. */
     public void restore(List<String> names, Map<String, float[]> saved, long steps) {
         for (int i = 0; i < params.size(); i++) {
-            m[i].set(require(saved, names.get(i) + ".exp_avg"));
-            v[i].set(require(saved, names.get(i) + ".exp_avg_sq"));
+            F32Tensors.copyInto(m[i], require(saved, names.get(i) + ".exp_avg"));
+            F32Tensors.copyInto(v[i], require(saved, names.get(i) + ".exp_avg_sq"));
         }
         t = steps;
     }

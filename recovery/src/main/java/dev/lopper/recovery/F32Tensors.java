@@ -50,4 +50,23 @@ final class F32Tensors {
 
     record Loaded(long[] shape, float[] data) {
     }
+
+    /**
+     * A tensor from Java floats whose storage libtorch owns. DJL wraps a direct buffer without copying
+     * (torch::from_blob) and keeps it alive only through the Java array object; {@code NDArray.set(float[])}
+     * even drops that reference while the tensor keeps using the memory, which a later GC frees (the NaNs seen
+     * in resumed runs). So copy into a tensor torch allocated, and release the wrapper.
+     */
+    static NDArray owned(ai.djl.ndarray.NDManager m, float[] data, ai.djl.ndarray.types.Shape shape) {
+        try (NDArray wrapped = m.create(data, shape)) {
+            return wrapped.duplicate();
+        }
+    }
+
+    /** Copies {@code data} into {@code target} in place (its storage stays the one libtorch allocated). */
+    static void copyInto(NDArray target, float[] data) {
+        try (NDArray src = owned(target.getManager(), data, target.getShape())) {
+            target.set(new ai.djl.ndarray.index.NDIndex(":"), src);
+        }
+    }
 }

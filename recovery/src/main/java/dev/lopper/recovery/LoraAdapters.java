@@ -63,7 +63,7 @@ public final class LoraAdapters implements AutoCloseable {
             for (int i = 0; i < a.length; i++) {
                 a[i] = (float) ((rnd.nextDouble() * 2 - 1) * bound);
             }
-            return new NDArray[] {m.create(a, shapeA), m.zeros(shapeB)};
+            return new NDArray[] {F32Tensors.owned(m, a, shapeA), m.zeros(shapeB)};
         });
     }
 

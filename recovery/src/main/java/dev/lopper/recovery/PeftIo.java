@@ -101,6 +101,6 @@ public final class PeftIo {
             throw ModelFormatException.file(dir.resolve(WEIGHTS), "tensor '" + name + "' has shape " + new Shape(t.shape())
                     + ", but the model implies " + shape);
         }
-        return m.create(t.data(), shape);
+        return F32Tensors.owned(m, t.data(), shape);
     }
 }

@@ -232,7 +232,7 @@ public final class Trainer {
                 throw new IllegalArgumentException(dir.resolve("adapter.safetensors") + ": tensor '" + names.get(i)
                         + "' is missing or has another shape than this model's adapter");
             }
-            params.get(i).set(t.data());
+            F32Tensors.copyInto(params.get(i), t.data());
         }
         Map<String, float[]> moments = new java.util.HashMap<>();
         F32Tensors.read(dir.resolve("optimizer.safetensors")).forEach((k, v) -> moments.put(k, v.data()));

@@ -64,7 +64,7 @@ final class TestModels {
             for (int i = 0; i < v.length; i++) {
                 v[i] = (float) (rnd.nextGaussian() * 0.05);
             }
-            b.set(v);
+            F32Tensors.copyInto(b, v);
         }
     }
 }
