@@ -118,8 +118,25 @@ public record CalibrationData(long[][] windows, String key) {
         }
     }
 
+    /**
+     * The whole corpus at {@code source} (text, JSONL or a directory, as {@link #load}) as one token stream, no
+     * special tokens: what training data (recovery) cuts its windows from.
+     *
+     * @param option the command-line option naming the source, for messages (e.g. {@code "--data"})
+     */
+    public static long[] tokenStream(Path source, Tokenizer tokenizer, String textField, String option) {
+        if (!Files.exists(source)) {
+            throw new IllegalArgumentException(option + " " + source + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+        }
+        try {
+            return tokenize(files(source), tokenizer, textField);
+        } catch (IOException e) {
+            throw new UncheckedIOException(option + " " + source + ": " + e.getMessage(), e);
+        }
+    }
+
     /** {@code samples} windows at uniformly random offsets in [0, stream.length - seqLen]. */
-    static long[][] sample(long[] stream, int samples, int seqLen, long seed) {
+    public static long[][] sample(long[] stream, int samples, int seqLen, long seed) {
         SplittableRandom rnd = new SplittableRandom(seed);
         long[][] out = new long[samples][];
         for (int i = 0; i < samples; i++) {

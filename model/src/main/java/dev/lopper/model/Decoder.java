@@ -42,6 +42,15 @@ public final class Decoder {
      */
     public static NDArray layer(LayerWeights w, NDArray x, NDArray cos, NDArray sin, NDArray mask, double eps,
                                 int headDim, LayerHooks hooks, KvCache cache) {
+        return layer(w, x, cos, sin, mask, eps, headDim, hooks, cache, ProjectionHook.NONE);
+    }
+
+    /**
+     * Runs one layer with every projection's output passed through {@code projections} (LoRA adapters during
+     * recovery); {@link ProjectionHook#NONE} gives exactly the plain layer.
+     */
+    public static NDArray layer(LayerWeights w, NDArray x, NDArray cos, NDArray sin, NDArray mask, double eps,
+                                int headDim, LayerHooks hooks, KvCache cache, ProjectionHook projections) {
         // the family's options are read off the weights the layer has (q/k/v biases, Qwen3's q/k norms)
         LayerSpec spec = LayerSpec.of(w.index(), w.shape(), (int) w.inputNorm().getShape().get(0), headDim,
                 w.qBias() != null, w.qNorm() != null);
@@ -52,7 +61,11 @@ public final class Decoder {
             if (op instanceof LayerOp.RmsNorm n) {
                 out = rmsNorm(values.get(n.in()), w.get(n.weight()), eps);
             } else if (op instanceof LayerOp.Linear l) {
-                out = linear(values.get(l.in()), w.get(l.weight()), l.bias() == null ? null : w.get(l.bias()));
+                NDArray in = values.get(l.in());
+                out = linear(in, w.get(l.weight()), l.bias() == null ? null : w.get(l.bias()));
+                if (projections != ProjectionHook.NONE) {
+                    out = projections.project(w.index(), l.weight(), in, out);
+                }
             } else if (op instanceof LayerOp.SplitHeads s) {
                 NDArray in = values.get(s.in());
                 Shape shape = in.getShape();

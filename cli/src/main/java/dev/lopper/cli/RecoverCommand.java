@@ -1,0 +1,247 @@
+package dev.lopper.cli;
+
+import ai.djl.ndarray.types.DataType;
+import dev.lopper.model.io.OutputLock;
+import dev.lopper.recovery.LoraConfig;
+import dev.lopper.recovery.Recovery;
+import dev.lopper.recovery.TrainOptions;
+import dev.lopper.recovery.Trainer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code lopper recover PRUNED --data FILE --steps N --out DIR}: LoRA recovery of a pruned model (LLM-Pruner's
+ * post-training), resumable; writes the PEFT adapter, the merged model and the loss curve (recovery/'s
+ * {@link Recovery}).
+ */
+@Command(name = "recover", mixinStandardHelpOptions = true,
+        description = {"Trains LoRA adapters on MODEL (frozen) with the causal-LM loss, then writes DIR/adapter (PEFT),",
+                "DIR/merged (HF model with the adapters folded in), DIR/loss.csv and DIR/loss.png.",
+                "Checkpoints go to DIR/checkpoints; running the same command again continues from the last one.",
+                "Ctrl-C writes a checkpoint before exiting. Defaults follow LLM-Pruner's post-training (see docs/RECOVERY.md)."})
+public final class RecoverCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "MODEL", description = "model directory (a pruned one, or any Lopper model)")
+    Path model;
+
+    @Option(names = "--data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory. Default: ${DEFAULT-VALUE} (the fixture's training split).",
+            defaultValue = "fixtures/text/kjv-train.txt")
+    Path data;
+
+    @Option(names = "--val", paramLabel = "FILE", description = "validation text; default: the last --val-fraction of --data, held out from training")
+    Path val;
+
+    @Option(names = "--val-fraction", defaultValue = "0.05", description = "share of --data held out for validation without --val. Default: ${DEFAULT-VALUE}.")
+    double valFraction;
+
+    @Option(names = "--val-windows", defaultValue = "16", description = "validation windows of --seq-len tokens. Default: ${DEFAULT-VALUE}.")
+    int valWindows;
+
+    @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
+    int steps;
+
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory (an existing recovery DIR is resumed)")
+    Path out;
+
+    @Option(names = "--overwrite", description = "start over: replace an existing DIR that Lopper wrote (never anything else)")
+    boolean overwrite;
+
+    @Option(names = "--lora-rank", defaultValue = "8", description = "LoRA rank r. Default: ${DEFAULT-VALUE}.")
+    int rank;
+
+    @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (update scaled by alpha / r). Default: ${DEFAULT-VALUE}.")
+    double alpha;
+
+    @Option(names = "--lora-dropout", defaultValue = "0.05", description = "dropout on the adapters' input. Default: ${DEFAULT-VALUE}.")
+    double dropout;
+
+    @Option(names = "--lora-targets", split = ",", paramLabel = "PROJ", description = "projections to adapt. Default: all seven (q,k,v,o,gate,up,down _proj).")
+    List<String> targets;
+
+    @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (AdamW). Default: ${DEFAULT-VALUE}.")
+    double lr;
+
+    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW's decoupled weight decay. Default: ${DEFAULT-VALUE}.")
+    double weightDecay;
+
+    @Option(names = "--warmup", description = "linear warm-up steps before the cosine decay. Default: 10% of --steps.")
+    Integer warmup;
+
+    @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "clip gradients to this global norm (0: off). Default: ${DEFAULT-VALUE}.")
+    double maxGradNorm;
+
+    @Option(names = "--micro-batch", defaultValue = "4", description = "windows per forward/backward. Default: ${DEFAULT-VALUE}.")
+    int microBatch;
+
+    @Option(names = "--accumulation", defaultValue = "4", description = "micro-batches per optimizer step. Default: ${DEFAULT-VALUE}.")
+    int accumulation;
+
+    @Option(names = "--seq-len", defaultValue = "256", description = "tokens per training window. Default: ${DEFAULT-VALUE}.")
+    int seqLen;
+
+    @Option(names = "--eval-every", description = "validation loss every N steps. Default: 10% of --steps.")
+    Integer evalEvery;
+
+    @Option(names = "--checkpoint-every", description = "checkpoint every N steps. Default: 10% of --steps.")
+    Integer checkpointEvery;
+
+    @Option(names = "--patience", defaultValue = "0", description = "stop after this many validations without improvement (0: off). Default: ${DEFAULT-VALUE}.")
+    int patience;
+
+    @Option(names = "--seed", defaultValue = "42", description = "seed of adapter init, data windows and dropout. Default: ${DEFAULT-VALUE}.")
+    long seed;
+
+    @Option(names = "--merged-dtype", defaultValue = "f32", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input). Default: ${DEFAULT-VALUE}.")
+    String mergedDtype;
+
+    @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
+    boolean stream;
+
+    @Mixin
+    ModelOptions options;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
+        TrainOptions o = new TrainOptions(steps, microBatch, accumulation, seqLen, lr, weightDecay, warmup != null ? warmup : d.warmup(),
+                maxGradNorm, evalEvery != null ? evalEvery : d.evalEvery(), checkpointEvery != null ? checkpointEvery : d.checkpointEvery(),
+                patience, seed);
+        LoraConfig lora = new LoraConfig(rank, alpha, dropout, targets == null ? LoraConfig.defaults().targets() : new LinkedHashSet<>(targets));
+        if (!Files.exists(data)) {
+            throw new IllegalArgumentException("--data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+        }
+        Recovery.Request request = new Recovery.Request(model, data, val, out, lora, o, valFraction, valWindows, options.device(),
+                dtype(mergedDtype), overwrite, stream);
+        PrintWriter err = spec.commandLine().getErr();
+        boolean quiet = Boolean.getBoolean("lopper.quiet");
+        Recovery.Outcome r;
+        CountDownLatch finished = new CountDownLatch(1);
+        Trainer[] running = new Trainer[1];
+        // Ctrl-C (SIGINT/SIGTERM): ask the trainer to checkpoint after the current step and wait for it
+        Thread onSignal = new Thread(() -> {
+            if (running[0] != null) {
+                running[0].requestStop();
+                try {
+                    finished.await(10, TimeUnit.MINUTES);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }, "lopper-recover-stop");
+        Runtime.getRuntime().addShutdownHook(onSignal);
+        try (OutputLock lock = OutputLock.acquire(out, "--out")) {
+            r = Recovery.run(request, quiet ? Trainer.Listener.NONE : new ProgressLine(err), t -> running[0] = t);
+        } finally {
+            finished.countDown();
+            try {
+                Runtime.getRuntime().removeShutdownHook(onSignal);
+            } catch (IllegalStateException shuttingDown) {
+                // the JVM is exiting (Ctrl-C): the hook is running and has seen the checkpoint
+            }
+        }
+        report(r);
+        return r.train().interrupted() ? 130 : 0;
+    }
+
+    private void report(Recovery.Outcome r) {
+        PrintWriter w = spec.commandLine().getOut();
+        Trainer.Result t = r.train();
+        Double first = t.history().stream().map(Trainer.Point::valLoss).filter(v -> v != null).findFirst().orElse(null);
+        Double last = null;
+        for (Trainer.Point p : t.history()) {
+            if (p.valLoss() != null) {
+                last = p.valLoss();
+            }
+        }
+        if (options.json) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("steps", t.step());
+            m.put("resumed_from", t.resumedFrom());
+            m.put("interrupted", t.interrupted());
+            m.put("stopped_early", t.stoppedEarly());
+            m.put("trainable_parameters", r.trainableParameters());
+            m.put("val_loss_before", first);
+            m.put("val_loss_after", last);
+            m.put("tokens_per_second", t.tokensPerSecond());
+            m.put("merged", r.merged() == null ? null : r.merged().toString());
+            m.put("adapter", r.adapter() == null ? null : r.adapter().toString());
+            m.put("loss_csv", r.csv().toString());
+            m.put("loss_png", r.png() == null ? null : r.png().toString());
+            Output.json(w, m);
+            return;
+        }
+        if (t.interrupted()) {
+            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(), out.resolve("checkpoints"));
+        } else {
+            w.printf(Locale.ROOT, "recovered %s: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", model, t.step(),
+                    t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
+                    r.trainableParameters(), t.tokensPerSecond());
+            w.printf(Locale.ROOT, "  merged model: %s%n  adapter (PEFT): %s%n", r.merged(), r.adapter());
+        }
+        if (first != null && last != null) {
+            w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
+        }
+        w.printf(Locale.ROOT, "  loss curve: %s%s%n", r.csv(), r.png() == null ? "" : ", " + r.png());
+        w.flush();
+    }
+
+    static DataType dtype(String s) {
+        return switch (s.toLowerCase(Locale.ROOT)) {
+            case "f32", "float32" -> DataType.FLOAT32;
+            case "bf16", "bfloat16" -> DataType.BFLOAT16;
+            case "f16", "float16" -> DataType.FLOAT16;
+            case "keep" -> null;
+            default -> throw new IllegalArgumentException("--merged-dtype " + s + ": expected f32, bf16, f16 or keep");
+        };
+    }
+
+    /** One line per step on stderr: step, loss, learning rate, tokens/s, ETA; and each validation loss. */
+    private static final class ProgressLine implements Trainer.Listener {
+        private final PrintWriter err;
+
+        ProgressLine(PrintWriter err) {
+            this.err = err;
+        }
+
+        @Override
+        public void step(int step, int total, double loss, double lr, double tokensPerSecond, double eta) {
+            err.printf(Locale.ROOT, "step %d/%d  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%n", step, total, loss, lr, tokensPerSecond, time(eta));
+            err.flush();
+        }
+
+        @Override
+        public void validated(int step, double loss) {
+            err.printf(Locale.ROOT, "step %d  val_loss %.4f  (perplexity %.3f)%n", step, loss, Math.exp(loss));
+            err.flush();
+        }
+
+        @Override
+        public void resumed(int step, Path dir) {
+            err.printf(Locale.ROOT, "resuming from %s (step %d)%n", dir, step);
+            err.flush();
+        }
+
+        private static String time(double s) {
+            long t = Math.round(s);
+            return t >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", t / 3600, t / 60 % 60) : String.format(Locale.ROOT, "%dm%02ds", t / 60, t % 60);
+        }
+    }
+}
