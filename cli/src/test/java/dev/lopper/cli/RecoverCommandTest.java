@@ -51,7 +51,16 @@ class RecoverCommandTest {
     @Test
     void recoversWritesEverythingAndResumes() throws Exception {
         Path out = tmp.resolve("rec");
-        CliTest.Result r = CliTest.run(recover(out));
+        // this test reads the progress line: the test run's -Dlopper.quiet=true would hide it
+        String quiet = System.clearProperty("lopper.quiet");
+        CliTest.Result r;
+        try {
+            r = CliTest.run(recover(out));
+        } finally {
+            if (quiet != null) {
+                System.setProperty("lopper.quiet", quiet);
+            }
+        }
         assertEquals(0, r.code(), r.err());
         assertTrue(r.err().contains("step 4/4") && r.err().contains("tok/s") && r.err().contains("ETA") && r.err().contains("val_loss"), r.err());
         assertTrue(r.out().contains("recovered") && r.out().contains("validation loss:"), r.out());
