@@ -102,27 +102,7 @@ public final class AdaptiveAllocation implements Allocation.Strategy {
         List<LayerSelection> out = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             LayerShape s = c.layer(i);
-            int[] groups = LayerSelection.range(s.numKvHeads());
-            int[] keptHeads = LayerSelection.range(s.numHeads());
-            boolean[] hg = headGone[i];
-            if (unit == StructureGraph.Kind.KV_GROUP) {
-                groups = Arrays.stream(groups).filter(g -> !hg[g]).toArray();
-                keptHeads = Allocation.headsOfGroups(s, groups);
-            } else if (slotOrder[i] != null) {
-                int gs = s.groupSize();
-                List<Integer> kept = new ArrayList<>();
-                for (int g = 0; g < s.numKvHeads(); g++) {
-                    for (int r = 0; r < gs; r++) {
-                        if (!hg[r]) {
-                            kept.add(slotOrder[i][g * gs + r]);
-                        }
-                    }
-                }
-                keptHeads = kept.stream().mapToInt(Integer::intValue).sorted().toArray();
-            }
-            boolean[] cg = channelGone[i];
-            int[] keptChannels = Arrays.stream(LayerSelection.range(s.intermediateSize())).filter(j -> !cg[j]).toArray();
-            out.add(new LayerSelection(i, false, groups, keptHeads, keptChannels));
+            out.add(Allocation.keptOf(i, s, unit, headGone[i], slotOrder[i], channelGone[i]));
         }
         return out;
     }

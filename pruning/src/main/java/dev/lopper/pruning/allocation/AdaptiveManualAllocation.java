@@ -87,30 +87,7 @@ public final class AdaptiveManualAllocation implements Allocation.Strategy {
             }
             keepBest(headGone[i], headZ[i]);
             keepBest(channelGone[i], channelZ[i]);
-            int[] groups = LayerSelection.range(s.numKvHeads());
-            int[] heads = LayerSelection.range(s.numHeads());
-            boolean[] hg = headGone[i];
-            if (hg != null && unit == StructureGraph.Kind.KV_GROUP) {
-                groups = Arrays.stream(groups).filter(g -> !hg[g]).toArray();
-                heads = Allocation.headsOfGroups(s, groups);
-            } else if (hg != null) {
-                int gs = s.groupSize();
-                List<Integer> kept = new ArrayList<>();
-                for (int g = 0; g < s.numKvHeads(); g++) {
-                    for (int r = 0; r < gs; r++) {
-                        if (!hg[r]) {
-                            kept.add(slotOrder[i][g * gs + r]);
-                        }
-                    }
-                }
-                heads = kept.stream().mapToInt(Integer::intValue).sorted().toArray();
-            }
-            boolean[] cg = channelGone[i];
-            int[] channels = LayerSelection.range(s.intermediateSize());
-            if (cg != null) {
-                channels = Arrays.stream(channels).filter(j -> !cg[j]).toArray();
-            }
-            out.add(new LayerSelection(i, false, groups, heads, channels));
+            out.add(Allocation.keptOf(i, s, unit, headGone[i], slotOrder[i], channelGone[i]));
         }
         return out;
     }

@@ -273,4 +273,36 @@ public final class Allocation {
         int gs = s.groupSize();
         return Arrays.stream(groups).flatMap(g -> Arrays.stream(LayerSelection.range(gs)).map(r -> g * gs + r)).toArray();
     }
+
+    /**
+     * What layer {@code layer} keeps once the units marked in {@code headGone} / {@code channelGone} go (null: none
+     * of that kind is removed). With KV groups as the head unit, {@code headGone[g]} removes group g with its query
+     * heads; with query heads, {@code headGone[r]} removes rank r inside every group, {@code slotOrder} giving the
+     * head at each (group, rank) slot.
+     */
+    static LayerSelection keptOf(int layer, LayerShape s, StructureGraph.Kind unit, boolean[] headGone, int[] slotOrder,
+                                 boolean[] channelGone) {
+        int[] groups = LayerSelection.range(s.numKvHeads());
+        int[] heads = LayerSelection.range(s.numHeads());
+        if (headGone != null && unit == StructureGraph.Kind.KV_GROUP) {
+            groups = java.util.Arrays.stream(groups).filter(g -> !headGone[g]).toArray();
+            heads = headsOfGroups(s, groups);
+        } else if (headGone != null && slotOrder != null) {
+            int gs = s.groupSize();
+            List<Integer> kept = new java.util.ArrayList<>();
+            for (int g = 0; g < s.numKvHeads(); g++) {
+                for (int r = 0; r < gs; r++) {
+                    if (!headGone[r]) {
+                        kept.add(slotOrder[g * gs + r]);
+                    }
+                }
+            }
+            heads = kept.stream().mapToInt(Integer::intValue).sorted().toArray();
+        }
+        int[] channels = LayerSelection.range(s.intermediateSize());
+        if (channelGone != null) {
+            channels = java.util.Arrays.stream(channels).filter(j -> !channelGone[j]).toArray();
+        }
+        return new LayerSelection(layer, false, groups, heads, channels);
+    }
 }
