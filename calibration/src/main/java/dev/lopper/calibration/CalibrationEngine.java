@@ -156,7 +156,7 @@ public final class CalibrationEngine {
                     hidden = outputs;
                 }
                 if (resumable && i < layers - 1) {
-                    checkpoint(options.checkpointDir(), key, i, hidden, collectors);
+                    resumable = checkpoint(options.checkpointDir(), key, i, hidden, collectors, options.progress());
                 }
                 options.progress().layerDone(i, layers, (long) n * t, seconds(layerStart), seconds(start));
             }
@@ -184,12 +184,20 @@ public final class CalibrationEngine {
         }
     }
 
-    private static void checkpoint(java.nio.file.Path dir, String key, int layer, List<NDArray> hidden,
-                                   List<? extends StatsCollector> collectors) {
+    /**
+     * Writes the checkpoint after {@code layer}; false (with a warning) when it cannot be written, e.g. for lack of
+     * disk space (a checkpoint holds N x T x hidden fp32 hidden states): resuming is a convenience, never a reason
+     * to fail the job.
+     */
+    private static boolean checkpoint(java.nio.file.Path dir, String key, int layer, List<NDArray> hidden,
+                                      List<? extends StatsCollector> collectors, Progress progress) {
         try {
             LayerCheckpoint.write(dir, key, layer, hidden, collectors);
-        } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException("calibration checkpoint " + dir + ": " + e.getMessage(), e);
+            return true;
+        } catch (java.io.IOException | RuntimeException e) {
+            progress.message("warning: calibration checkpoint in " + dir + " failed (" + e.getMessage()
+                    + "); continuing without resume points");
+            return false;
         }
     }
 

@@ -116,4 +116,25 @@ class CalibrationResumeTest {
             assertTrue(messages.stream().noneMatch(s -> s.startsWith("resuming")), messages.toString());
         }
     }
+
+    @Test
+    void aCheckpointThatCannotBeWrittenOnlyWarns() throws Exception {
+        Path dir = tmp.resolve("m");
+        RandomModels.write(dir, RandomModels.llama().withLayers(4));
+        Path notADir = Files.writeString(tmp.resolve("file"), "x"); // checkpoints cannot go under a file
+        try (ModelDir md = ModelDir.open(dir)) {
+            CalibrationEngine engine = new CalibrationEngine(md.config(), md.checkpoint(), Device.cpu());
+            long[][] w = CalibrationEngineTest.windows(5, 12, 300, 3);
+            Scoring straight = new Scoring();
+            engine.run(CalibrationData.of(w), List.of(straight), new CalibrationEngine.Options(24, Progress.NONE));
+            List<String> messages = new ArrayList<>();
+            Scoring withFailingCheckpoints = new Scoring();
+            engine.run(CalibrationData.of(w), List.of(withFailingCheckpoints),
+                    new CalibrationEngine.Options(24, killAfter(-1, messages)).withCheckpoints(notADir.resolve("ckpt"), "job"));
+            assertEquals(1, messages.stream().filter(m -> m.startsWith("warning: calibration checkpoint")).count(), messages.toString());
+            for (int l = 0; l < 4; l++) {
+                assertArrayEquals(straight.derived[l], withFailingCheckpoints.derived[l]);
+            }
+        }
+    }
 }
