@@ -2,8 +2,6 @@ package dev.lopper.pruning;
 
 import dev.lopper.pruning.plan.PruningPlan;
 
-import java.nio.file.Files;
-import java.nio.file.Path;
 
 /**
  * What a pruning run cost and achieved.
@@ -33,15 +31,6 @@ public record RunStats(double seconds, long calibrationTokens, double calibratio
 
     /** Peak resident set size of this process (VmHWM in /proc/self/status), or -1 where unavailable. */
     public static long peakRss() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-                if (line.startsWith("VmHWM:")) {
-                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
-                }
-            }
-        } catch (Exception e) {
-            // not Linux: no peak figure
-        }
-        return -1;
+        return dev.lopper.model.util.ProcessMemory.bytes("VmHWM");
     }
 }

@@ -150,16 +150,7 @@ public final class GradientMemoryBenchmark {
         }
 
         static long status(String field) {
-            try {
-                for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-                    if (line.startsWith(field + ":")) {
-                        return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
-                    }
-                }
-            } catch (IOException e) {
-                return -1;
-            }
-            return -1;
+            return dev.lopper.model.util.ProcessMemory.bytes(field);
         }
     }
 }
