@@ -144,6 +144,10 @@ public final class PruneCommand implements Callable<Integer> {
     @Mixin
     ModelOptions options;
 
+    /** {@code --recover-steps N} and the recovery options: prune, then LoRA recovery (recovery's PruneAndRecover). */
+    @Mixin
+    RecoverOptions recovery;
+
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
         @Override
@@ -155,6 +159,10 @@ public final class PruneCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PruneRequest request = request();
+        Integer recovered = recovery.runIfRequested(request, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
+        if (recovered != null) {
+            return recovered;
+        }
         // never destroy what Lopper did not write: checked before any work (OutputGuard)
         Pruner.checkOutputs(request);
         PruneResult result = new Pruner().run(request);
@@ -194,6 +202,12 @@ public final class PruneCommand implements Callable<Integer> {
             case "query-head", "query-heads", "head", "heads" -> StructureGraph.Kind.QUERY_HEAD;
             default -> throw new IllegalArgumentException("--head-unit " + s + ": expected kv-group or query-head");
         };
+    }
+
+    private void print(PruneResult result) throws Exception {
+        try (ModelDir md = ModelDir.open(model)) {
+            print(md.config(), result);
+        }
     }
 
     private void print(ModelConfig config, PruneResult result) throws Exception {

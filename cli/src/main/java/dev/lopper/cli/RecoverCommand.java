@@ -214,7 +214,7 @@ public final class RecoverCommand implements Callable<Integer> {
     }
 
     /** One line per step on stderr: step, loss, learning rate, tokens/s, ETA; and each validation loss. */
-    private static final class ProgressLine implements Trainer.Listener {
+    static final class ProgressLine implements Trainer.Listener {
         private final PrintWriter err;
 
         ProgressLine(PrintWriter err) {
