@@ -29,10 +29,10 @@ final class RecoverOptions {
     @Option(names = "--train-data", paramLabel = "FILE", description = "with --recover-steps: training text (.txt, .jsonl or a directory). Default: the --calib text.")
     Path trainData;
 
-    @Option(names = "--val", paramLabel = "FILE", description = "with --recover-steps: validation text. Default: the last --val-fraction of the training text.")
+    @Option(names = "--val-data", paramLabel = "FILE", description = "with --recover-steps: validation text (lopper recover's --val). Default: the last --val-fraction of the training text.")
     Path val;
 
-    @Option(names = "--val-fraction", description = "with --recover-steps: share of the training text held out without --val. Default: 0.05.")
+    @Option(names = "--val-fraction", description = "with --recover-steps: share of the training text held out without --val-data. Default: 0.05.")
     Double valFraction;
 
     @Option(names = "--val-windows", description = "with --recover-steps: validation windows. Default: 16.")

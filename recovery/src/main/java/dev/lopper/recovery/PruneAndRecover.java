@@ -10,6 +10,7 @@ import dev.lopper.model.io.OutputLock;
 import dev.lopper.pruning.PruneRequest;
 import dev.lopper.pruning.PruneResult;
 import dev.lopper.pruning.Pruner;
+import dev.lopper.pruning.plan.PruningPlan;
 import dev.lopper.pruning.surgery.Surgery;
 
 import java.io.IOException;
@@ -99,7 +100,7 @@ public final class PruneAndRecover {
                     + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
         if (r.val() != null && !Files.exists(r.val())) {
-            throw new IllegalArgumentException("--val " + r.val() + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+            throw new IllegalArgumentException("--val-data " + r.val() + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
         if (!(r.valFraction() > 0 && r.valFraction() < 1) && r.val() == null) {
             throw new IllegalArgumentException("--val-fraction " + r.valFraction() + ": expected a value in (0, 1)");
@@ -114,6 +115,10 @@ public final class PruneAndRecover {
                     + "or pass --overwrite to start over");
         }
         Pruner.checkOutputs(pruneStep(r));
+        if (p.planOut() != null) {
+            OutputGuard.checkFile(p.planOut(), p.overwrite(), "--plan-out", PruningPlan.FORMAT_PREFIX, p.model(), p.applyPlan(),
+                    p.calibration(), p.out(), work);
+        }
     }
 
     /**
@@ -134,9 +139,6 @@ public final class PruneAndRecover {
             PruneResult pruned = null;
             if (resume && Files.isRegularFile(prune.out().resolve("config.json"))) {
                 prune.progress().message("reusing the pruned model in " + prune.out() + " (same settings)");
-                if (prune.planOut() != null) {
-                    Files.copy(prune.out().resolve(Surgery.PLAN_FILE), prune.planOut(), StandardCopyOption.REPLACE_EXISTING);
-                }
             } else {
                 pruned = new Pruner().run(prune);
                 // written after the pruned model: its presence says "pruned/ is this job's"
@@ -148,17 +150,24 @@ public final class PruneAndRecover {
             if (o.merged() == null) {
                 return new Outcome(pruned, prune.out(), o, null, work); // interrupted: the checkpoint is saved
             }
+            if (r.prune().planOut() != null) {
+                // the plan the pruning step wrote beside its model; copied only now, so that a rerun after a kill
+                // does not find its own --plan-out and refuse it
+                Path tmp = r.prune().planOut().resolveSibling("." + r.prune().planOut().getFileName() + ".tmp-" + ProcessHandle.current().pid());
+                Files.copy(prune.out().resolve(Surgery.PLAN_FILE), tmp, StandardCopyOption.REPLACE_EXISTING);
+                Files.move(tmp, r.prune().planOut(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            }
             AtomicDirectory.replace(o.merged(), r.prune().out());
             return new Outcome(pruned, prune.out(), o, r.prune().out(), work);
         }
     }
 
-    /** The pruning step: the same request, writing into the work directory. */
+    /** The pruning step: the same request, writing into the work directory ({@code --plan-out} is copied at the end). */
     static PruneRequest pruneStep(Request r) {
         PruneRequest p = r.prune();
         return new PruneRequest(p.model(), p.criterion(), p.criterionOptions(), p.ratio(), p.targets(), p.allocation(), p.headUnit(),
                 p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(), p.samples(), p.seqLen(),
-                p.seed(), p.chunkTokens(), p.applyPlan(), r.work().resolve("pruned"), p.planOut(), true, p.device(), p.progress(),
+                p.seed(), p.chunkTokens(), p.applyPlan(), r.work().resolve("pruned"), null, true, p.device(), p.progress(),
                 p.uniformRounding());
     }
 

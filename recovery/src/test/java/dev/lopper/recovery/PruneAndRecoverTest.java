@@ -91,7 +91,9 @@ class PruneAndRecoverTest {
         Map<String, float[]> expected = tensors(separately(prune(model, tmp.resolve("sep")), text, OPTIONS));
 
         Path out = tmp.resolve("chained");
-        PruneAndRecover.Outcome o = PruneAndRecover.run(chained(prune(model, out), text), Trainer.Listener.NONE, t -> { });
+        Path plan = tmp.resolve("chained-plan.json");
+        PruneRequest withPlan = PruneRequest.builder(model).criterion("magnitude").ratio(0.4).allocation("global").out(out).planOut(plan).build();
+        PruneAndRecover.Outcome o = PruneAndRecover.run(chained(withPlan, text), Trainer.Listener.NONE, t -> { });
         assertNotNull(o.prune());
         assertEquals(out, o.out());
         same(expected, tensors(out));
@@ -101,6 +103,7 @@ class PruneAndRecoverTest {
         Path work = tmp.resolve("chained" + PruneAndRecover.WORK_SUFFIX);
         assertTrue(Files.isRegularFile(work.resolve("recover/adapter/adapter_model.safetensors")));
         assertTrue(Files.isRegularFile(work.resolve("recover/loss.csv")));
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("sep").resolve(dev.lopper.pruning.surgery.Surgery.PLAN_FILE)), Files.readAllBytes(plan));
         try (ModelDir pruned = ModelDir.open(work.resolve("pruned")); ModelDir rec = ModelDir.open(out)) {
             assertEquals(pruned.config().layers(), rec.config().layers());
             assertFalse(rec.config().isUniform());
