@@ -61,10 +61,58 @@ public final class Merge {
      * @return bytes of tensor data written
      */
     public static long save(ModelDir base, LoraAdapters lora, Path out, DataType storeAs) throws IOException {
-        try (NDManager m = NDManager.newBaseManager(ai.djl.Device.cpu())) {
-            TensorMap merged = merged(base.checkpoint(), lora, m);
-            return ModelWriter.save(out, base.config(), merged, storeAs, base.path(), ModelWriter.DEFAULT_MAX_SHARD_BYTES,
-                    Map.of("format", "pt", "lopper_recovery", "merged LoRA r=" + lora.config().rank() + " alpha=" + lora.config().alpha()));
+        // lazy: the writer loads one merged tensor at a time, so a model larger than memory merges in one tensor's memory
+        return ModelWriter.save(out, base.config(), new Lazy(base.checkpoint(), lora), storeAs, base.path(), ModelWriter.DEFAULT_MAX_SHARD_BYTES,
+                Map.of("format", "pt", "lopper_recovery", "merged LoRA r=" + lora.config().rank() + " alpha=" + lora.config().alpha()));
+    }
+
+    /** The base with each adapted projection's merged weight computed when loaded (the same operations as {@link #merged}). */
+    private static final class Lazy implements TensorSource {
+        private final TensorSource base;
+        private final LoraAdapters lora;
+        private final Map<String, Map.Entry<LoraAdapters.Adapter, long[]>> adapted = new java.util.HashMap<>();
+
+        Lazy(TensorSource base, LoraAdapters lora) {
+            this.base = base;
+            this.lora = lora;
+            for (LoraAdapters.Adapter a : lora.adapters()) {
+                for (Map.Entry<Param, long[]> e : a.rows().entrySet()) {
+                    adapted.put(e.getKey().tensorName(a.layer()), Map.entry(a, e.getValue()));
+                }
+            }
+        }
+
+        @Override
+        public java.util.Set<String> names() {
+            return base.names();
+        }
+
+        @Override
+        public ai.djl.ndarray.types.Shape shape(String name) {
+            return base.shape(name);
+        }
+
+        @Override
+        public DataType storedType(String name) {
+            return base.storedType(name);
+        }
+
+        @Override
+        public NDArray load(String name, NDManager manager, DataType type) {
+            Map.Entry<LoraAdapters.Adapter, long[]> e = adapted.get(name);
+            if (e == null) {
+                return base.load(name, manager, type);
+            }
+            LoraAdapters.Adapter a = e.getKey();
+            long[] r = e.getValue();
+            try (NDManager tmp = manager.newSubManager()) {
+                NDArray delta = copy(a.b(), tmp).matMul(copy(a.a(), tmp)).mul(lora.config().scale()); // [out, in]
+                NDArray rows = r[0] == 0 && r[1] == a.out() ? delta : delta.get(new NDIndex("{}:{}", r[0], r[1]));
+                NDArray merged = base.load(name, tmp).add(rows);
+                NDArray out = merged.getDataType() == type ? merged : merged.toType(type, false);
+                out.attach(manager);
+                return out;
+            }
         }
     }
 }
