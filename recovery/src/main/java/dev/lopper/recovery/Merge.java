@@ -49,6 +49,11 @@ public final class Merge {
     /** A copy of {@code x} on {@code manager}'s device, owned by it (adapters may live on a GPU). */
     private static NDArray copy(NDArray x, NDManager manager) {
         NDArray c = x.toDevice(manager.getDevice(), true);
+        if (c == x) {
+            // on its own device toDevice returns x itself: attaching that would take the adapter from LoraAdapters
+            // (and free it with the caller's manager)
+            c = x.duplicate();
+        }
         c.attach(manager);
         return c;
     }
@@ -105,14 +110,24 @@ public final class Merge {
             }
             LoraAdapters.Adapter a = e.getKey();
             long[] r = e.getValue();
-            try (NDManager tmp = manager.newSubManager()) {
-                NDArray delta = copy(a.b(), tmp).matMul(copy(a.a(), tmp)).mul(lora.config().scale()); // [out, in]
+            float[] merged;
+            try (NDManager tmp = NDManager.newBaseManager(ai.djl.Device.cpu())) {
+                // B A computed where the adapters live, the product moved to the scratch manager; the adapters
+                // themselves are never attached to it (they stay the trainer's until LoraAdapters closes)
+                NDArray ba = a.b().matMul(a.a());
+                ba.attach(tmp);
+                NDArray delta = copy(ba, tmp).mul(lora.config().scale()); // [out, in], on the CPU
                 NDArray rows = r[0] == 0 && r[1] == a.out() ? delta : delta.get(new NDIndex("{}:{}", r[0], r[1]));
-                NDArray merged = base.load(name, tmp).add(rows);
-                NDArray out = merged.getDataType() == type ? merged : merged.toType(type, false);
-                out.attach(manager);
+                merged = base.load(name, tmp).add(rows).toFloatArray();
+            }
+            // a fresh tensor libtorch owns (F32Tensors.owned): nothing of the scratch manager's memory is shared
+            NDArray out = F32Tensors.owned(manager, merged, base.shape(name));
+            if (type == DataType.FLOAT32) {
                 return out;
             }
+            NDArray cast = out.toType(type, false);
+            out.close();
+            return cast;
         }
     }
 }
