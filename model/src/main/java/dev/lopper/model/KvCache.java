@@ -46,7 +46,7 @@ public final class KvCache implements AutoCloseable {
         int end = length + (int) k.getShape().get(2);
         keys[i] = write(keys[i], k, end);
         values[i] = write(values[i], v, end);
-        NDIndex filled = new NDIndex(":, :, :{}", end);
+        NDIndex filled = upTo(end);
         return new NDArray[] {keys[i].get(scope, filled), values[i].get(scope, filled)};
     }
 
@@ -57,15 +57,20 @@ public final class KvCache implements AutoCloseable {
             long room = Math.max(end, Math.max(INITIAL_CAPACITY, 2 * capacity));
             NDArray grown = manager.zeros(new Shape(s.get(0), s.get(1), room, s.get(3)), fresh.getDataType(), fresh.getDevice());
             if (buffer != null) {
-                try (NDArray past = buffer.get(new NDIndex(":, :, :{}", length))) {
-                    grown.set(new NDIndex(":, :, :{}", length), past);
+                try (NDArray past = buffer.get(upTo(length))) {
+                    grown.set(upTo(length), past);
                 }
                 buffer.close();
             }
             buffer = grown;
         }
-        buffer.set(new NDIndex(":, :, {}:{}", length, end), fresh);
+        buffer.set(new NDIndex().addAllDim().addAllDim().addSliceDim(length, end), fresh);
         return buffer;
+    }
+
+    /** [:, :, :end] (built, not parsed from a string: this runs twice per layer and step). */
+    private static NDIndex upTo(long end) {
+        return new NDIndex().addAllDim().addAllDim().addSliceDim(0, end);
     }
 
     @Override

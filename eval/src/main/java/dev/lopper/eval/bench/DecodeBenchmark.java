@@ -18,6 +18,11 @@ import java.util.Locale;
  * Both run greedy from the same prompt; the generated tokens are compared, so a faster backend that decodes
  * something else would show.
  *
+ * <p>Prints a markdown row: model, threads, prompt tokens, decoded tokens, then per backend the median wall ms per
+ * token and tokens/s, the ratio (ONNX Runtime time / Lopper time: above 1 means Lopper is faster), and the median
+ * CPU ms per token of the calling thread with their ratio (meaningful with one thread), and whether both
+ * generated the same tokens.
+ *
  * <p>Usage: {@code DecodeBenchmark NAME LOPPER_DIR ONNX_KV_DIR THREADS PROMPT_TOKENS STEPS ROUNDS}
  */
 public final class DecodeBenchmark {
@@ -42,25 +47,45 @@ public final class DecodeBenchmark {
             long[] b = onnx.decode(prompt, steps).tokens();
             List<Double> lopperMs = new ArrayList<>();
             List<Double> onnxMs = new ArrayList<>();
-            List<Double> lopperPrefill = new ArrayList<>();
-            List<Double> onnxPrefill = new ArrayList<>();
+            List<Double> lopperCpu = new ArrayList<>();
+            List<Double> onnxCpu = new ArrayList<>();
             for (int r = 0; r < rounds; r++) {
-                add(lopper, prompt, steps, lopperMs, lopperPrefill);
-                add(onnx, prompt, steps, onnxMs, onnxPrefill);
+                add(lopper, prompt, steps, lopperMs, lopperCpu);
+                add(onnx, prompt, steps, onnxMs, onnxCpu);
             }
             double lm = median(lopperMs);
             double om = median(onnxMs);
-            System.out.printf(Locale.ROOT, "| %s | %d | %d | %.2f | %.1f | %.2f | %.1f | %.2fx | %.1f / %.1f | %s |%n",
-                    name, promptLen, steps - 1, lm, 1000 / lm, om, 1000 / om, om / lm, median(lopperPrefill),
-                    median(onnxPrefill), Arrays.equals(a, b) ? "same" : "DIFFERENT");
-            System.out.printf(Locale.ROOT, "per-round ms/token: lopper %s; onnx-kv %s%n", lopperMs, onnxMs);
+            double lc = median(lopperCpu);
+            double oc = median(onnxCpu);
+            // | model | threads | prompt | tokens | lopper wall ms | tok/s | onnx wall ms | tok/s | wall ratio | lopper cpu ms | onnx cpu ms | cpu ratio | tokens |
+            System.out.printf(Locale.ROOT, "| %s | %d | %d | %d | %.2f | %.1f | %.2f | %.1f | %.2fx | %.2f | %.2f | %.2fx | %s |%n",
+                    name, threads, promptLen, steps - 1, lm, 1000 / lm, om, 1000 / om, om / lm, lc, oc, oc / lc,
+                    Arrays.equals(a, b) ? "same" : "DIFFERENT");
+            System.out.printf(Locale.ROOT, "per-round ms/token wall: lopper %s; onnx-kv %s; cpu of the calling thread: lopper %s; onnx-kv %s%n",
+                    lopperMs, onnxMs, lopperCpu, onnxCpu);
         }
     }
 
-    private static void add(Evaluator ev, long[] prompt, int steps, List<Double> msPerToken, List<Double> prefillMs) {
+    /**
+     * Wall ms per decoded token (after the first step, which is the prefill), and CPU ms of this thread per decoded
+     * token: the CPU time of {@code steps} steps minus that of a 1-step (prefill-only) call, over steps - 1. With one
+     * intra-op thread both runtimes compute on the calling thread, so the CPU figure does not count the time other
+     * processes on a shared machine took.
+     */
+    private static void add(Evaluator ev, long[] prompt, int steps, List<Double> msPerToken, List<Double> cpuMs) {
+        long c0 = CPU.getCurrentThreadCpuTime();
+        ev.decode(prompt, 1);
+        long c1 = CPU.getCurrentThreadCpuTime();
         Evaluator.DecodeTiming t = ev.decode(prompt, steps);
-        msPerToken.add(Math.round(t.decodeSeconds() * 1000 / (steps - 1) * 1000) / 1000.0);
-        prefillMs.add(t.prefillSeconds() * 1000);
+        long c2 = CPU.getCurrentThreadCpuTime();
+        msPerToken.add(round3(t.decodeSeconds() * 1000 / (steps - 1)));
+        cpuMs.add(round3(((c2 - c1) - (c1 - c0)) / 1e6 / (steps - 1)));
+    }
+
+    private static final java.lang.management.ThreadMXBean CPU = java.lang.management.ManagementFactory.getThreadMXBean();
+
+    private static double round3(double v) {
+        return Math.round(v * 1000) / 1000.0;
     }
 
     private static double median(List<Double> v) {
