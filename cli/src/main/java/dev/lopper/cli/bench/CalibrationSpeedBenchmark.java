@@ -54,20 +54,32 @@ public final class CalibrationSpeedBenchmark {
             CalibrationData data = windows(c, samples, seqLen);
             run(md, c, windows(c, Math.min(samples, chunk), seqLen), chunkTokens); // warm-up: JIT, page cache
             List<Double> secs = new ArrayList<>();
+            List<Double> cpuSecs = new ArrayList<>();
             double checksum = 0;
             for (int r = 0; r < repeats; r++) {
                 long t0 = System.nanoTime();
+                long c0 = processCpuNanos();
                 checksum = run(md, c, data, chunkTokens);
-                secs.add((System.nanoTime() - t0) / 1e9);
+                secs.add(Math.round((System.nanoTime() - t0) / 1e6) / 1e3);
+                cpuSecs.add(Math.round((processCpuNanos() - c0) / 1e6) / 1e3);
             }
             double best = secs.stream().mapToDouble(Double::doubleValue).min().orElseThrow();
+            double bestCpu = cpuSecs.stream().mapToDouble(Double::doubleValue).min().orElseThrow();
             double tokens = (double) samples * seqLen;
             double achieved = flopsPerToken * tokens / best;
-            System.out.printf(Locale.ROOT, "lopper threads %d, %d x %d tokens, chunk %d windows; runs (s): %s; checksum %.6e%n",
-                    threads, samples, seqLen, chunk, secs, checksum);
-            System.out.printf(Locale.ROOT, "| lopper | %d | %.1f | %.1f | %.1f | %.2f |%n",
-                    threads, tokens / best, achieved / 1e9, gemm / 1e9, achieved / gemm);
+            System.out.printf(Locale.ROOT, "lopper threads %d, %d x %d tokens, chunk %d windows; runs (s): %s; process CPU (s): %s; checksum %.6e%n",
+                    threads, samples, seqLen, chunk, secs, cpuSecs, checksum);
+            // | engine | threads | tokens/s | GFLOP/s | GEMM GFLOP/s | ratio | tokens per CPU-second | GFLOP per CPU-second |
+            System.out.printf(Locale.ROOT, "| lopper | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f |%n",
+                    threads, tokens / best, achieved / 1e9, gemm / 1e9, achieved / gemm, tokens / bestCpu,
+                    flopsPerToken * tokens / bestCpu / 1e9);
         }
+    }
+
+    /** CPU time of the whole process (all threads: libtorch's workers, the JVM's GC and JIT). */
+    static long processCpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean())
+                .getProcessCpuTime();
     }
 
     /** One calibration pass with FLAP / Wanda-sp's statistics; returns a checksum of the statistics. */
