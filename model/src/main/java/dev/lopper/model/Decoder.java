@@ -125,9 +125,11 @@ public final class Decoder {
             k = k.repeat(1, s.groupSize());
             v = v.repeat(1, s.groupSize());
         }
-        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).mul(1.0 / Math.sqrt(headDim));
+        // scores [B, H, T, T] are the largest activations (32 MiB per 512-token window at 32 heads): scaled and masked
+        // in place, not copied twice (same values; autograd-safe: matmul keeps its inputs, not its output)
+        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).muli(1.0 / Math.sqrt(headDim));
         if (mask != null) { // null: every query sees every key (a single decoding step)
-            scores = scores.add(mask);
+            scores.addi(mask);
         }
         NDArray out = scores.softmax(-1).matMul(v); // [B, H, T, D]
         return out.transpose(0, 2, 1, 3).reshape(b, t, (long) s.numHeads() * headDim);
