@@ -144,17 +144,26 @@ public final class PruneCommand implements Callable<Integer> {
     @Mixin
     ModelOptions options;
 
+    @Mixin
+    ScheduleOptions schedule;
+
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
         @Override
         public java.util.Iterator<String> iterator() {
-            return Criteria.names().stream().sorted().iterator();
+            java.util.TreeSet<String> all = new java.util.TreeSet<>(Criteria.names());
+            all.addAll(ScheduleOptions.names());
+            return all.iterator();
         }
     }
 
     @Override
     public Integer call() throws Exception {
         PruneRequest request = request();
+        if (schedule.scheduled(method)) {
+            // training-aware methods and --iterative run on the schedule engine (recovery module)
+            return printSchedule(new dev.lopper.recovery.schedule.PruneSchedule().run(schedule.request(request, seed)));
+        }
         // never destroy what Lopper did not write: checked before any work (OutputGuard)
         Pruner.checkOutputs(request);
         PruneResult result = new Pruner().run(request);
@@ -177,6 +186,26 @@ public final class PruneCommand implements Callable<Integer> {
         return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
                 headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
                 out, planOut, overwrite, options.device(), Progress.console(System.err), uniformRounding);
+    }
+
+    private int printSchedule(dev.lopper.recovery.schedule.PruneSchedule.Result r) {
+        PrintWriter w = spec.commandLine().getOut();
+        PruningPlan.Result res = r.plan().result();
+        if (options.json) {
+            ObjectNode o = new ObjectMapper().createObjectNode();
+            o.put("model", model.toString()).put("out", r.model().toString()).put("method", method);
+            o.put("params_before", res.paramsBefore()).put("params_after", res.paramsAfter());
+            o.put("resumed_after_step", r.resumedAfter());
+            o.set("plan", r.plan().toJson());
+            Output.json(w, o);
+        } else {
+            w.printf("pruned %s with %s (scheduled): %,d -> %,d parameters (%.2f%% of all removed)%n", model, method,
+                    res.paramsBefore(), res.paramsAfter(), 100.0 * res.removedParams() / res.paramsBefore());
+            w.println("model written to " + r.model() + " (plan on the original model's indices: " + Surgery.PLAN_FILE
+                    + "; loss and size over steps: schedule.csv, schedule.png)");
+        }
+        w.flush();
+        return 0;
     }
 
     private static void putIf(Map<String, String> m, String k, String v) {

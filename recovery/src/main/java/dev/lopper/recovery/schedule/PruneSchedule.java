@@ -155,7 +155,8 @@ public final class PruneSchedule {
             Path train = dir.resolve("train");
             Recovery.Request rr = new Recovery.Request(current, r.data(), r.val(), train, r.lora(),
                     phaseOptions(r, phase.trainSteps(), k), 0.05, r.valWindows(),
-                    r.prune().device(), null, method.observesTraining(), false);
+                    // merged in fp32: the next step scores and trains on it, and a bf16 merge would round the update away
+                    r.prune().device(), ai.djl.ndarray.types.DataType.FLOAT32, method.observesTraining(), false);
             try (ModelDir md = ModelDir.open(current)) {
                 StepContext ctx = new StepContext(k, md, current, original, r.prune().device(), r.prune().seed(), progress);
                 int offset = trained;
@@ -349,7 +350,7 @@ public final class PruneSchedule {
         n.put("method", m.name());
         n.set("options", JSON.valueToTree(r.prune().criterionOptions()));
         n.put("ratio", r.prune().ratio());
-        n.put("targets", String.join(",", r.prune().targets()));
+        n.put("targets", String.join(",", new java.util.TreeSet<>(r.prune().targets()))); // sets iterate in a per-JVM order
         n.put("allocation", r.prune().allocation());
         n.put("calibration", r.prune().calibration() == null ? null : r.prune().calibration().toAbsolutePath().toString());
         n.put("samples", r.prune().samples());
@@ -360,7 +361,7 @@ public final class PruneSchedule {
         n.put("steps", r.steps());
         n.put("data", r.data() == null ? null : r.data().toAbsolutePath().toString());
         n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
-        n.set("lora", JSON.valueToTree(r.lora()));
+        n.set("lora", JSON.valueToTree(new Object[] {r.lora().rank(), r.lora().alpha(), r.lora().dropout(), r.lora().orderedTargets()}));
         n.set("train", JSON.valueToTree(r.train()));
         n.set("phases", JSON.valueToTree(m.phases()));
         return n;

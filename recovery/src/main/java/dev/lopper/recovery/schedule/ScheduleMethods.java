@@ -21,7 +21,7 @@ public final class ScheduleMethods {
     private static final Map<String, Function<ScheduleRequest, ScheduleMethod>> METHODS = new TreeMap<>();
 
     static {
-        // methods register here: register(NAME, Method::new)
+        register(LoraPrune.NAME, LoraPrune::new);
     }
 
     private ScheduleMethods() {
