@@ -123,6 +123,7 @@ class LoraPruneTest {
     }
 
     @Test
+    @org.junit.jupiter.api.Tag("slow") // 4 training phases twice: 159 s under a load average of 33 (run with -Dslow)
     void loraPruneReachesTheTargetAndAKilledRunResumesToTheSameModel() throws Exception {
         Path model = tmp.resolve("m6");
         RandomModels.write(model, RandomModels.llama().withLayers(6));
