@@ -65,7 +65,7 @@ public final class LoraPrune implements ScheduleMethod {
         s.put("steps", steps + " (user)");
         s.put("prune_freq", freq + (r.prune().criterionOptions().containsKey("prune-freq") ? " (user)" : " (paper)"));
         s.put("schedule", "cubic, warm-up " + WARMUP + ", cool-down " + COOLDOWN + " (paper)");
-        s.put("moving_average", BETA + " / " + (1 - BETA) + " (paper)");
+        s.put("moving_average", "0.9 s + 0.1 s_now from zeros (paper)");
         s.put("allocation", "uniform per layer, int(units x ratio) (paper: local_prune)");
         s.put("keep_first", (r.prune().keepFirst() != null ? r.prune().keepFirst() + " (user)" : "int(0.1 L) (paper)"));
         s.put("keep_last", (r.prune().keepLast() != null ? r.prune().keepLast() + " (user)" : "1 (paper)"));
