@@ -31,6 +31,12 @@ public final class IterativeCriterion implements ScheduleMethod {
             throw new IllegalArgumentException("--method " + r.prune().criterion() + " is a one-shot criterion: give --iterative N "
                     + "(prune steps) to run it on the schedule engine");
         }
+        if (r.prune().criterion().equals("wanda-sp") && !"dense".equals(r.prune().criterionOptions().get("order"))) {
+            // the sequential order prunes each layer while scoring the next, at its own ratio: the engine could not
+            // re-allocate that step on the original model's indices
+            throw new IllegalArgumentException("--method wanda-sp with --iterative needs --wanda-order dense (the sequential order "
+                    + "prunes while it scores)");
+        }
         this.r = r;
     }
 
