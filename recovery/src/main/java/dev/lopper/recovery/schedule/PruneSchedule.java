@@ -99,7 +99,8 @@ public final class PruneSchedule {
             }
             ScheduleCurve.writeCsv(st.curve, work.resolve("schedule.csv"));
             ScheduleCurve.writePng(st.curve, work.resolve("schedule.png"), "lopper prune " + method.name() + " " + r.prune().model().getFileName());
-            PruningPlan plan = st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
+            PruningPlan plan = st.plan.result() != null ? st.plan
+                    : st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
             writeFinal(st.current, out, plan, work);
             return new Result(out, plan, List.copyOf(st.curve), resumedAfter);
         }
@@ -143,8 +144,8 @@ public final class PruneSchedule {
             }
         }
         long params = Allocation.result(original, plan.resolve(original), true, true, false, 0, 0).paramsAfter();
-        double achieved = Allocation.result(original, plan.resolve(original), true, true, false,
-                method.allocation(original.numLayers()).keepFirst(), method.allocation(original.numLayers()).keepLast()).achievedRatio();
+        // the allocation's own count (its targets and kept layers); 0 before the first prune
+        double achieved = plan.result() == null ? 0 : plan.result().achievedRatio();
         progress.message(String.format(Locale.ROOT, "step %d/%d: ratio %.4f (target %s), %,d parameters", k, n, achieved,
                 phase.pruneTo() == null ? "-" : String.format(Locale.ROOT, "%.4f", phase.pruneTo()), params));
         curve.add(new ScheduleCurve.Row(k, trained, params, achieved, null, null));
