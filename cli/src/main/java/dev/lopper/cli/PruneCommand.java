@@ -144,8 +144,17 @@ public final class PruneCommand implements Callable<Integer> {
     @Mixin
     ModelOptions options;
 
+    /** --iterative, --iterative-steps and training-aware methods (the schedule engine in the recovery module). */
     @Mixin
     ScheduleOptions schedule;
+
+    /** {@code --recover-steps N} and the recovery options: prune, then LoRA recovery (recovery's PruneAndRecover). */
+    @Mixin
+    RecoverOptions recovery;
+
+    /** The training options every training path of prune shares (schedule engine and --recover-steps). */
+    @Mixin
+    PruneTrainingOptions training;
 
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
@@ -161,8 +170,16 @@ public final class PruneCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         PruneRequest request = request();
         if (schedule.scheduled(method)) {
+            if (recovery.steps != null) {
+                throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
+                        + "give its training budget with --steps / --train-steps-per-step instead");
+            }
             // training-aware methods and --iterative run on the schedule engine (recovery module)
-            return printSchedule(new dev.lopper.recovery.schedule.PruneSchedule().run(schedule.request(request, seed)));
+            return printSchedule(new dev.lopper.recovery.schedule.PruneSchedule().run(schedule.request(request, training, seed)));
+        }
+        Integer recovered = recovery.runIfRequested(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
+        if (recovered != null) {
+            return recovered;
         }
         // never destroy what Lopper did not write: checked before any work (OutputGuard)
         Pruner.checkOutputs(request);
@@ -223,6 +240,12 @@ public final class PruneCommand implements Callable<Integer> {
             case "query-head", "query-heads", "head", "heads" -> StructureGraph.Kind.QUERY_HEAD;
             default -> throw new IllegalArgumentException("--head-unit " + s + ": expected kv-group or query-head");
         };
+    }
+
+    private void print(PruneResult result) throws Exception {
+        try (ModelDir md = ModelDir.open(model)) {
+            print(md.config(), result);
+        }
     }
 
     private void print(ModelConfig config, PruneResult result) throws Exception {

@@ -26,41 +26,11 @@ final class ScheduleOptions {
     @Option(names = "--train-steps-per-step", defaultValue = "0", paramLabel = "N", description = "--iterative: LoRA optimizer steps between prune steps. Default: ${DEFAULT-VALUE}.")
     int trainStepsPerStep;
 
-    @Option(names = "--train-data", paramLabel = "FILE", description = "training text for training-aware methods and --train-steps-per-step (.txt, .jsonl or a directory)")
-    Path trainData;
-
-    @Option(names = "--val-data", paramLabel = "FILE", description = "validation text; default: the last 5% of --train-data")
-    Path valData;
-
     @Option(names = "--steps", paramLabel = "N", description = "lora-prune: optimizer steps of the whole run (pruning happens inside them)")
     Integer steps;
 
     @Option(names = "--prune-freq", paramLabel = "N", description = "lora-prune: prune every N steps. Default: 10 (LoRAPrune's prune_freq).")
     Integer pruneFreq;
-
-    @Option(names = "--lora-rank", defaultValue = "8", description = "LoRA rank. Default: ${DEFAULT-VALUE} (LoRAPrune).")
-    int loraRank;
-
-    @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha. Default: ${DEFAULT-VALUE} (LoRAPrune).")
-    double loraAlpha;
-
-    @Option(names = "--lora-dropout", defaultValue = "0.05", description = "LoRA dropout. Default: ${DEFAULT-VALUE} (LoRAPrune).")
-    double loraDropout;
-
-    @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (AdamW). Default: ${DEFAULT-VALUE} (LoRAPrune's prune.py).")
-    double lr;
-
-    @Option(names = "--micro-batch", defaultValue = "4", description = "windows per forward/backward. Default: ${DEFAULT-VALUE} (LoRAPrune's prune.py).")
-    int microBatch;
-
-    @Option(names = "--accumulation", defaultValue = "32", description = "micro-batches per optimizer step. Default: ${DEFAULT-VALUE} (batch 128 / micro-batch 4, LoRAPrune's prune.py).")
-    int accumulation;
-
-    @Option(names = "--train-seq-len", defaultValue = "256", description = "tokens per training window. Default: ${DEFAULT-VALUE} (LoRAPrune's cutoff_len).")
-    int trainSeqLen;
-
-    @Option(names = "--val-windows", defaultValue = "16", description = "validation windows per training phase. Default: ${DEFAULT-VALUE}.")
-    int valWindows;
 
     /** Whether {@code method} with these options runs on the schedule engine rather than as a one-shot prune. */
     boolean scheduled(String method) {
@@ -73,7 +43,7 @@ final class ScheduleOptions {
         return ScheduleMethods.isMethod(method) || (iterative != null && iterative > 1) || (iterativeSteps != null && iterativeSteps > 1);
     }
 
-    ScheduleRequest request(PruneRequest p, long trainSeed) {
+    ScheduleRequest request(PruneRequest p, PruneTrainingOptions training, long trainSeed) {
         Integer n = iterative != null ? iterative : iterativeSteps;
         PruneRequest q = p;
         if (pruneFreq != null) {
@@ -84,11 +54,13 @@ final class ScheduleOptions {
                     p.seed(), p.chunkTokens(), p.applyPlan(), p.out(), p.planOut(), p.overwrite(), p.device(), p.progress(),
                     p.uniformRounding());
         }
-        LoraConfig lora = new LoraConfig(loraRank, loraAlpha, loraDropout, java.util.Set.copyOf(LoraConfig.ALL_TARGETS));
-        TrainOptions t = TrainOptions.defaults(Math.max(1, steps == null ? 1 : steps)).withMicroBatch(microBatch)
-                .withAccumulation(accumulation).withSeqLen(trainSeqLen).withLearningRate(lr).withSeed(trainSeed);
+        // LoRAPrune's prune.py where the user gives nothing: batch 128 = micro-batch 4 x 32 accumulation
+        LoraConfig lora = training.lora(LoraConfig.defaults());
+        TrainOptions d = TrainOptions.defaults(Math.max(1, steps == null ? 1 : steps)).withAccumulation(32).withSeed(trainSeed);
+        TrainOptions t = training.train(d);
         return new ScheduleRequest(q, ScheduleMethods.isMethod(p.criterion()) ? null : n,
-                iterativeSteps != null ? 0 : trainStepsPerStep, steps, trainData, valData, lora, t, valWindows);
+                iterativeSteps != null ? 0 : trainStepsPerStep, steps, training.trainData, training.valData, lora, t,
+                training.valWindows());
     }
 
     static List<String> names() {
