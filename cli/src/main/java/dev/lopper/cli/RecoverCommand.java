@@ -120,16 +120,10 @@ public final class RecoverCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
-        TrainOptions o = new TrainOptions(steps, microBatch, accumulation, seqLen, lr, weightDecay, warmup != null ? warmup : d.warmup(),
-                maxGradNorm, evalEvery != null ? evalEvery : d.evalEvery(), checkpointEvery != null ? checkpointEvery : d.checkpointEvery(),
-                patience, seed);
-        LoraConfig lora = new LoraConfig(rank, alpha, dropout, targets == null ? LoraConfig.defaults().targets() : new LinkedHashSet<>(targets));
         if (!Files.exists(data)) {
             throw new IllegalArgumentException("--data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
-        Recovery.Request request = new Recovery.Request(model, data, val, out, lora, o, valFraction, valWindows, options.device(),
-                dtype(mergedDtype), overwrite, stream);
+        Recovery.Request request = request();
         PrintWriter err = spec.commandLine().getErr();
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         Recovery.Outcome r;
@@ -159,6 +153,16 @@ public final class RecoverCommand implements Callable<Integer> {
         }
         report(r);
         return r.train().interrupted() ? 130 : 0;
+    }
+
+    /** The options as a request (the defaults of lopper prune --recover-steps are these: RecoverOptions). */
+    Recovery.Request request() {
+        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
+        TrainOptions o = new TrainOptions(steps, microBatch, accumulation, seqLen, lr, weightDecay, warmup != null ? warmup : d.warmup(),
+                maxGradNorm, evalEvery != null ? evalEvery : d.evalEvery(), checkpointEvery != null ? checkpointEvery : d.checkpointEvery(),
+                patience, seed);
+        LoraConfig lora = new LoraConfig(rank, alpha, dropout, targets == null ? LoraConfig.defaults().targets() : new LinkedHashSet<>(targets));
+        return new Recovery.Request(model, data, val, out, lora, o, valFraction, valWindows, options.device(), dtype(mergedDtype), overwrite, stream);
     }
 
     private void report(Recovery.Outcome r) {
@@ -214,7 +218,7 @@ public final class RecoverCommand implements Callable<Integer> {
     }
 
     /** One line per step on stderr: step, loss, learning rate, tokens/s, ETA; and each validation loss. */
-    private static final class ProgressLine implements Trainer.Listener {
+    static final class ProgressLine implements Trainer.Listener {
         private final PrintWriter err;
 
         ProgressLine(PrintWriter err) {

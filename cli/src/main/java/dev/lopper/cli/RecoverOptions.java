@@ -1,0 +1,141 @@
+package dev.lopper.cli;
+
+import dev.lopper.pruning.PruneRequest;
+import dev.lopper.pruning.PruneResult;
+import dev.lopper.recovery.LoraConfig;
+import dev.lopper.recovery.PruneAndRecover;
+import dev.lopper.recovery.TrainOptions;
+import dev.lopper.recovery.Trainer;
+import picocli.CommandLine.Option;
+
+import java.io.PrintWriter;
+import java.lang.reflect.Field;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * {@code lopper prune ... --recover-steps N}: the recovery options of {@code lopper prune} (the same defaults as
+ * {@code lopper recover}: options left out take {@link TrainOptions#defaults} and {@link LoraConfig#defaults});
+ * the job itself is {@link PruneAndRecover}'s.
+ */
+final class RecoverOptions {
+    @Option(names = "--recover-steps", paramLabel = "N", description = "after pruning, LoRA recovery for N optimizer steps (as lopper recover); --out then holds the recovered model, OUT.recovery/ the pruned model, adapter, loss curve and checkpoints")
+    Integer steps;
+
+    @Option(names = "--recover-seed", description = "with --recover-steps: seed of adapter init, windows and dropout (lopper recover's --seed). Default: 42.")
+    Long seed;
+
+    @Option(names = "--merged-dtype", description = "with --recover-steps: dtype of the recovered model: f32, bf16, f16 or keep. Default: f32.")
+    String mergedDtype;
+
+    @Option(names = "--stream", description = "with --recover-steps: train with one decoder layer's weights in memory at a time")
+    boolean stream;
+
+    /** Prints what the pruning step did (null when an earlier run's pruned model was reused). */
+    interface PrunePrinter {
+        void print(PruneResult result) throws Exception;
+    }
+
+    /**
+     * Runs prune + recovery when {@code --recover-steps} was given and returns the exit code; returns null (and
+     * does nothing) otherwise, after refusing recovery options given without it.
+     */
+    Integer runIfRequested(PruneRequest prune, PruneTrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
+        if (steps == null) {
+            String unused = firstGiven();
+            if (unused == null) {
+                unused = training.firstGiven();
+            }
+            if (unused != null) {
+                throw new IllegalArgumentException(unused + ": only with --recover-steps N (recovery after pruning), a training-aware --method or --iterative with --train-steps-per-step");
+            }
+            return null;
+        }
+        PruneAndRecover.Request r = request(prune, training);
+        PruneAndRecover.check(r); // before any work
+        boolean quiet = Boolean.getBoolean("lopper.quiet");
+        PruneAndRecover.Outcome o;
+        try (StopOnSignal stop = new StopOnSignal()) {
+            o = PruneAndRecover.run(r, quiet ? Trainer.Listener.NONE : new RecoverCommand.ProgressLine(err), stop::watch);
+        }
+        if (o.prune() != null && !json) {
+            printer.print(o.prune());
+        }
+        report(o, out, json);
+        return o.recovery().train().interrupted() ? 130 : 0;
+    }
+
+    PruneAndRecover.Request request(PruneRequest prune, PruneTrainingOptions training) {
+        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
+        TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
+        return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
+                training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "f32" : mergedDtype), stream);
+    }
+
+    /** The first recovery option given (its first name), or null. */
+    private String firstGiven() throws IllegalAccessException {
+        for (Field f : RecoverOptions.class.getDeclaredFields()) {
+            Option opt = f.getAnnotation(Option.class);
+            Object v = f.get(this);
+            if (opt != null && v != null && !Boolean.FALSE.equals(v)) {
+                return opt.names()[0];
+            }
+        }
+        return null;
+    }
+
+    private static void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
+        Trainer.Result t = o.recovery().train();
+        Double first = null;
+        Double last = null;
+        for (Trainer.Point p : t.history()) {
+            if (p.valLoss() != null) {
+                first = first == null ? p.valLoss() : first;
+                last = p.valLoss();
+            }
+        }
+        if (json) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("out", o.out() == null ? null : o.out().toString());
+            m.put("pruned", o.pruned().toString());
+            m.put("pruned_now", o.prune() != null);
+            if (o.prune() != null) {
+                m.put("params_after", o.prune().plan().result().paramsAfter());
+                m.put("achieved_ratio", o.prune().plan().result().achievedRatio());
+            }
+            m.put("steps", t.step());
+            m.put("resumed_from", t.resumedFrom());
+            m.put("interrupted", t.interrupted());
+            m.put("trainable_parameters", o.recovery().trainableParameters());
+            m.put("val_loss_before", first);
+            m.put("val_loss_after", last);
+            m.put("tokens_per_second", t.tokensPerSecond());
+            m.put("adapter", o.recovery().adapter() == null ? null : o.recovery().adapter().toString());
+            m.put("loss_csv", o.recovery().csv().toString());
+            Output.json(w, m);
+            return;
+        }
+        if (o.prune() == null) {
+            w.printf("pruned model reused from %s (an earlier run of this command)%n", o.pruned());
+        }
+        if (t.interrupted()) {
+            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(),
+                    o.work().resolve("recover/checkpoints"));
+        } else {
+            w.printf(Locale.ROOT, "recovered: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", t.step(),
+                    t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
+                    o.recovery().trainableParameters(), t.tokensPerSecond());
+            w.printf(Locale.ROOT, "  recovered model: %s%n  pruned model before recovery: %s%n  adapter (PEFT): %s%n", o.out(), o.pruned(),
+                    o.recovery().adapter());
+        }
+        if (first != null && last != null) {
+            w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
+        }
+        w.printf(Locale.ROOT, "  loss curve: %s%n", o.recovery().csv());
+        w.flush();
+    }
+}
