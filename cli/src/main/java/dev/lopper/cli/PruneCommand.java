@@ -156,18 +156,29 @@ public final class PruneCommand implements Callable<Integer> {
     @Mixin
     PruneTrainingOptions training;
 
+    @Option(names = "--reg-lr", description = "compresso: learning rate of the masks' log_alpha and (ascending) of the Lagrange multipliers; default 0.1 (the official)")
+    Double regLr;
+
+    @Option(names = "--prompt", description = "compresso: the collaborative prompt, prepended to every training window (its tokens carry no loss)")
+    String prompt;
+
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
         @Override
         public java.util.Iterator<String> iterator() {
             java.util.TreeSet<String> all = new java.util.TreeSet<>(Criteria.names());
             all.addAll(ScheduleOptions.names());
+            all.add("compresso");
             return all.iterator();
         }
     }
 
     @Override
     public Integer call() throws Exception {
+        if ("compresso".equals(method)) {
+            // learned masks trained with LoRA, then surgery: its own pipeline in the recovery module (CompressoRun)
+            return CompressoRun.run(this, spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
         PruneRequest request = request();
         if (schedule.scheduled(method)) {
             if (recovery.steps != null) {

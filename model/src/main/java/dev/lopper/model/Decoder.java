@@ -126,8 +126,9 @@ public final class Decoder {
             v = v.repeat(1, s.groupSize());
         }
         // scores [B, H, T, T] are the largest activations (32 MiB per 512-token window at 32 heads): scaled and masked
-        // in place, not copied twice (same values; autograd-safe: matmul keeps its inputs, not its output)
-        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).muli(1.0 / Math.sqrt(headDim));
+        // in place, not copied twice (same values; autograd-safe: matmul keeps its inputs, not its output). The scale is
+        // an owned constant: the backward keeps it, and DJL's muli(Number) would hand it a closed from_blob (Scalars)
+        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).muli(Scalars.of(q.getManager(), 1.0 / Math.sqrt(headDim)));
         if (mask != null) { // null: every query sees every key (a single decoding step)
             scores.addi(mask);
         }

@@ -8,6 +8,7 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
 import dev.lopper.model.LlamaModel;
 import dev.lopper.model.ProjectionHook;
+import dev.lopper.model.Scalars;
 import dev.lopper.recovery.CausalLm;
 import dev.lopper.recovery.LoraAdapters;
 import dev.lopper.recovery.LoraHook;
@@ -103,14 +104,14 @@ public final class CompressoPass {
             ce = loss.getFloat();
             total = loss;
             if (noise != null) {
-                NDArray s = masks.expectedSize(logAlphas).div((float) masks.prunableParameters()).neg().add(1);
+                NDArray s = masks.expectedSize(logAlphas).mul(Scalars.of(scope, 1.0 / masks.prunableParameters())).neg().add(1);
                 sparsity = s.getFloat();
                 NDArray gap = s.sub((float) target);
                 NDArray l = lambdas.get(0).mul(gap).add(lambdas.get(1).mul(gap.square())).reshape(new Shape());
                 lag = l.getFloat();
                 total = total.add(l);
             }
-            gc.backward(total.mul((float) factor));
+            gc.backward(total.mul(Scalars.of(scope, factor)));
         }
         List<NDArray> loraGrads = new ArrayList<>();
         for (LoraAdapters.Adapter a : lora.adapters()) {

@@ -164,6 +164,7 @@ public final class CompressoTrainer {
                     sparsity = pruning ? r.sparsity() : sparsity;
                 }
             }
+            checkFinite(step, loss, lag, pruning ? sparsity : 0, loraGrads, alphaGrads, lambdaGrads);
             clip(loraGrads);
             loraOpt.step(loraGrads, lr);
             if (pruning) {
@@ -173,6 +174,27 @@ public final class CompressoTrainer {
             }
             return new Point(step + 1, loss, lag, sparsity, target, masks.lambda1().getFloat(0), masks.lambda2().getFloat(0), lr);
         }
+    }
+
+    /** Stops the run at the first non-finite loss or gradient, naming what went non-finite (never trains on NaN). */
+    private static void checkFinite(int step, double loss, double lag, double sparsity, List<NDArray> lora, List<NDArray> alphas,
+                                    List<NDArray> lambdas) {
+        double l = norm(lora);
+        double a = norm(alphas);
+        double m = norm(lambdas);
+        if (!Double.isFinite(loss + lag + sparsity + l + a + m)) {
+            throw new IllegalStateException(String.format(java.util.Locale.ROOT,
+                    "compresso step %d: non-finite training values (LM loss %s, Lagrangian %s, expected sparsity %s, gradient norms: LoRA %s, "
+                            + "log_alpha %s, multipliers %s)", step + 1, loss, lag, sparsity, l, a, m));
+        }
+    }
+
+    private static double norm(List<NDArray> grads) {
+        double sq = 0;
+        for (NDArray g : grads) {
+            sq += g.square().sum().getFloat();
+        }
+        return Math.sqrt(sq);
     }
 
     private static List<NDArray> zeros(NDManager m, java.util.Collection<NDArray> like) {
@@ -194,11 +216,7 @@ public final class CompressoTrainer {
         if (o.maxGradNorm() <= 0) {
             return;
         }
-        double sq = 0;
-        for (NDArray g : grads) {
-            sq += g.square().sum().getFloat();
-        }
-        double norm = Math.sqrt(sq);
+        double norm = norm(grads);
         if (norm > o.maxGradNorm()) {
             double coef = o.maxGradNorm() / (norm + 1e-6);
             grads.forEach(g -> g.muli(coef));

@@ -2,6 +2,7 @@ package dev.lopper.recovery.compresso;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.nn.Activation;
+import dev.lopper.model.Scalars;
 
 /**
  * The hard-concrete (stretched, rectified concrete) distribution of Louizos et al.'s L0 regularization, exactly
@@ -11,8 +12,8 @@ import ai.djl.nn.Activation;
  * <ul>
  *   <li>sample ({@code _sample_z} / {@code quantile_concrete}): {@code z = hardtanh(sigmoid((log u - log(1 - u) +
  *       log_alpha) / T) (b - a) + a, 0, 1)}, u ~ U(eps, 1 - eps);</li>
- *   <li>{@code cdf_qz(0)}: {@code clamp(sigmoid(logit((0 - a) / (b - a)) T - log_alpha), eps, 1 - eps)} (the official
- *       code multiplies by T where Louizos et al. divide; kept as the official code has it);</li>
+ *   <li>{@code cdf_qz(0)}: {@code clamp(sigmoid(logit((0 - a) / (b - a)) T - log_alpha), eps, 1 - eps)} (the binary
+ *       concrete's CDF: the logit is multiplied by T here, divided by T in the sample);</li>
  *   <li>expected L0 (the probability that z is not 0): {@code 1 - cdf_qz(0)};</li>
  *   <li>deterministic mask ({@code _deterministic_z}): per layer, {@code round(n - sum(1 - cdf_qz(0)))} units get 0,
  *       the smallest by {@code sigmoid(log_alpha / T * 0.8)}, the others keep that soft value.</li>
@@ -59,8 +60,9 @@ public final class HardConcrete {
      * differentiable in log_alpha where z is strictly inside (0, 1).
      */
     public static NDArray sample(NDArray logAlpha, NDArray logitU) {
-        NDArray y = Activation.sigmoid(logitU.add(logAlpha).div(TEMPERATURE));
-        return y.mul(LIMIT_B - LIMIT_A).add(LIMIT_A).clip(0, 1);
+        // constants the backward keeps are libtorch-owned (Scalars), never DJL's closed from_blob numbers
+        NDArray y = Activation.sigmoid(logitU.add(logAlpha).mul(Scalars.of(logAlpha.getManager(), 1 / TEMPERATURE)));
+        return y.mul(Scalars.of(logAlpha.getManager(), LIMIT_B - LIMIT_A)).add(LIMIT_A).clip(0, 1);
     }
 
     /** log u - log(1 - u) for u drawn from {@code random} in [eps, 1 - eps] ({@code get_eps}). */

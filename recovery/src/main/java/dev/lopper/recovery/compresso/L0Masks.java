@@ -4,6 +4,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.lopper.model.Scalars;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.pruning.graph.StructureGraph;
@@ -164,11 +165,13 @@ public final class L0Masks implements AutoCloseable {
         int k = 0;
         for (int i = 0; i < heads.length; i++) {
             if (heads[i] != null) {
-                NDArray t = HardConcrete.expectedL0(logAlphas.get(k++)).sum().mul((float) perGroup[i]);
+                NDArray a = logAlphas.get(k++);
+                NDArray t = HardConcrete.expectedL0(a).sum().mul(Scalars.of(a.getManager(), perGroup[i])); // owned: kept by the backward
                 total = total == null ? t : total.add(t);
             }
             if (channels[i] != null) {
-                NDArray t = HardConcrete.expectedL0(logAlphas.get(k++)).sum().mul((float) perChannel[i]);
+                NDArray a = logAlphas.get(k++);
+                NDArray t = HardConcrete.expectedL0(a).sum().mul(Scalars.of(a.getManager(), perChannel[i]));
                 total = total == null ? t : total.add(t);
             }
         }
