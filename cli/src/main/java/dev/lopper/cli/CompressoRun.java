@@ -68,7 +68,7 @@ final class CompressoRun {
         Runtime.getRuntime().addShutdownHook(onSignal);
         Compresso.Outcome r;
         try (OutputLock lock = OutputLock.acquire(c.out, "--out")) {
-            r = Compresso.run(request, quiet ? CompressoTrainer.Listener.NONE : new Line(err), t -> running[0] = t);
+            r = Compresso.run(request, quiet ? CompressoTrainer.Listener.NONE : new Line(err), trainer -> running[0] = trainer);
         } finally {
             finished.countDown();
             try {
