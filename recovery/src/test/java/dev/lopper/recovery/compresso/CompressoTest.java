@@ -229,7 +229,6 @@ class CompressoTest {
     }
 
     @Test
-    @org.junit.jupiter.api.Tag("slow")
     void officialRegularizationRateConvergesInFiveHundredSteps() throws Exception {
         // train.sh's reg lr 0.1, target warm-up over half the steps (as 4 of 8 epochs); measured 0.386..0.413 over steps 320-500
         double[] s = converge(0.1, 500, 0.5, 350);
