@@ -39,12 +39,14 @@ public final class ChannelStats {
             NDArray x64 = x.toType(DataType.FLOAT64, true);
             x64.attach(scope);
             NDArray s = x64.sum(new int[] {1}); // [B, C]
-            // [B, T, C] fp64 temporaries are the largest arrays here: close each as soon as it is reduced
+            // [B, T, C] fp64 arrays are the largest here (8 bytes per activation, and each is fresh memory that the
+            // kernel zero-fills): one square, then x64 itself is centred and squared in place; same values as
+            // out-of-place sub/square, half the fresh memory
             NDArray sq = reduceSquares(x64);
-            NDArray dev = x64.sub(s.div(t).expandDims(1));
+            x64.subi(s.div(t).expandDims(1));
+            x64.muli(x64);
+            NDArray centred = x64.sum(new int[] {1});
             x64.close();
-            NDArray centred = reduceSquares(dev);
-            dev.close();
             double[] sAll = s.toDoubleArray();
             double[] sqAll = sq.toDoubleArray();
             double[] m2All = centred.toDoubleArray();

@@ -144,22 +144,51 @@ public final class PruneCommand implements Callable<Integer> {
     @Mixin
     ModelOptions options;
 
+    /** --iterative, --iterative-steps and training-aware methods (the schedule engine in the recovery module). */
+    @Mixin
+    ScheduleOptions schedule;
+
     /** {@code --recover-steps N} and the recovery options: prune, then LoRA recovery (recovery's PruneAndRecover). */
     @Mixin
     RecoverOptions recovery;
+
+    /** The training options every training path of prune shares (schedule engine and --recover-steps). */
+    @Mixin
+    PruneTrainingOptions training;
+
+    @Option(names = "--reg-lr", description = "compresso: learning rate of the masks' log_alpha and (ascending) of the Lagrange multipliers; default 0.1 (the official)")
+    Double regLr;
+
+    @Option(names = "--prompt", description = "compresso: the collaborative prompt, prepended to every training window (its tokens carry no loss)")
+    String prompt;
 
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
         @Override
         public java.util.Iterator<String> iterator() {
-            return Criteria.names().stream().sorted().iterator();
+            java.util.TreeSet<String> all = new java.util.TreeSet<>(Criteria.names());
+            all.addAll(ScheduleOptions.names());
+            all.add("compresso");
+            return all.iterator();
         }
     }
 
     @Override
     public Integer call() throws Exception {
+        if ("compresso".equals(method)) {
+            // learned masks trained with LoRA, then surgery: its own pipeline in the recovery module (CompressoRun)
+            return CompressoRun.run(this, spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
         PruneRequest request = request();
-        Integer recovered = recovery.runIfRequested(request, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
+        if (schedule.scheduled(method)) {
+            if (recovery.steps != null) {
+                throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
+                        + "give its training budget with --steps / --train-steps-per-step instead");
+            }
+            // training-aware methods and --iterative run on the schedule engine (recovery module)
+            return printSchedule(new dev.lopper.recovery.schedule.PruneSchedule().run(schedule.request(request, training, seed)));
+        }
+        Integer recovered = recovery.runIfRequested(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
         if (recovered != null) {
             return recovered;
         }
@@ -185,6 +214,26 @@ public final class PruneCommand implements Callable<Integer> {
         return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
                 headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
                 out, planOut, overwrite, options.device(), Progress.console(System.err), uniformRounding);
+    }
+
+    private int printSchedule(dev.lopper.recovery.schedule.PruneSchedule.Result r) {
+        PrintWriter w = spec.commandLine().getOut();
+        PruningPlan.Result res = r.plan().result();
+        if (options.json) {
+            ObjectNode o = new ObjectMapper().createObjectNode();
+            o.put("model", model.toString()).put("out", r.model().toString()).put("method", method);
+            o.put("params_before", res.paramsBefore()).put("params_after", res.paramsAfter());
+            o.put("resumed_after_step", r.resumedAfter());
+            o.set("plan", r.plan().toJson());
+            Output.json(w, o);
+        } else {
+            w.printf("pruned %s with %s (scheduled): %,d -> %,d parameters (%.2f%% of all removed)%n", model, method,
+                    res.paramsBefore(), res.paramsAfter(), 100.0 * res.removedParams() / res.paramsBefore());
+            w.println("model written to " + r.model() + " (plan on the original model's indices: " + Surgery.PLAN_FILE
+                    + "; loss and size over steps: schedule.csv, schedule.png)");
+        }
+        w.flush();
+        return 0;
     }
 
     private static void putIf(Map<String, String> m, String k, String v) {

@@ -26,60 +26,6 @@ final class RecoverOptions {
     @Option(names = "--recover-steps", paramLabel = "N", description = "after pruning, LoRA recovery for N optimizer steps (as lopper recover); --out then holds the recovered model, OUT.recovery/ the pruned model, adapter, loss curve and checkpoints")
     Integer steps;
 
-    @Option(names = "--train-data", paramLabel = "FILE", description = "with --recover-steps: training text (.txt, .jsonl or a directory). Default: the --calib text.")
-    Path trainData;
-
-    @Option(names = "--val-data", paramLabel = "FILE", description = "with --recover-steps: validation text (lopper recover's --val). Default: the last --val-fraction of the training text.")
-    Path val;
-
-    @Option(names = "--val-fraction", description = "with --recover-steps: share of the training text held out without --val-data. Default: 0.05.")
-    Double valFraction;
-
-    @Option(names = "--val-windows", description = "with --recover-steps: validation windows. Default: 16.")
-    Integer valWindows;
-
-    @Option(names = "--lora-rank", description = "with --recover-steps: LoRA rank. Default: 8.")
-    Integer rank;
-
-    @Option(names = "--lora-alpha", description = "with --recover-steps: LoRA alpha. Default: 16.")
-    Double alpha;
-
-    @Option(names = "--lora-dropout", description = "with --recover-steps: dropout on the adapters' input. Default: 0.05.")
-    Double dropout;
-
-    @Option(names = "--lora-targets", split = ",", paramLabel = "PROJ", description = "with --recover-steps: projections to adapt. Default: all seven.")
-    List<String> targets;
-
-    @Option(names = "--lr", description = "with --recover-steps: peak learning rate (AdamW). Default: 3e-4.")
-    Double lr;
-
-    @Option(names = "--weight-decay", description = "with --recover-steps: AdamW weight decay. Default: 0.")
-    Double weightDecay;
-
-    @Option(names = "--warmup", description = "with --recover-steps: warm-up steps. Default: 10% of the steps.")
-    Integer warmup;
-
-    @Option(names = "--max-grad-norm", description = "with --recover-steps: gradient clipping norm (0: off). Default: 1.0.")
-    Double maxGradNorm;
-
-    @Option(names = "--micro-batch", description = "with --recover-steps: windows per forward/backward. Default: 4.")
-    Integer microBatch;
-
-    @Option(names = "--accumulation", description = "with --recover-steps: micro-batches per step. Default: 4.")
-    Integer accumulation;
-
-    @Option(names = "--train-seq-len", description = "with --recover-steps: tokens per training window (lopper recover's --seq-len). Default: 256.")
-    Integer seqLen;
-
-    @Option(names = "--eval-every", description = "with --recover-steps: validation every N steps. Default: 10% of the steps.")
-    Integer evalEvery;
-
-    @Option(names = "--checkpoint-every", description = "with --recover-steps: checkpoint every N steps. Default: 10% of the steps.")
-    Integer checkpointEvery;
-
-    @Option(names = "--patience", description = "with --recover-steps: early stop after N validations without improvement (0: off). Default: 0.")
-    Integer patience;
-
     @Option(names = "--recover-seed", description = "with --recover-steps: seed of adapter init, windows and dropout (lopper recover's --seed). Default: 42.")
     Long seed;
 
@@ -98,15 +44,18 @@ final class RecoverOptions {
      * Runs prune + recovery when {@code --recover-steps} was given and returns the exit code; returns null (and
      * does nothing) otherwise, after refusing recovery options given without it.
      */
-    Integer runIfRequested(PruneRequest prune, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
+    Integer runIfRequested(PruneRequest prune, PruneTrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
         if (steps == null) {
             String unused = firstGiven();
+            if (unused == null) {
+                unused = training.firstGiven();
+            }
             if (unused != null) {
-                throw new IllegalArgumentException(unused + ": only with --recover-steps N (recovery after pruning)");
+                throw new IllegalArgumentException(unused + ": only with --recover-steps N (recovery after pruning), a training-aware --method or --iterative with --train-steps-per-step");
             }
             return null;
         }
-        PruneAndRecover.Request r = request(prune);
+        PruneAndRecover.Request r = request(prune, training);
         PruneAndRecover.check(r); // before any work
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         PruneAndRecover.Outcome o;
@@ -120,20 +69,11 @@ final class RecoverOptions {
         return o.recovery().train().interrupted() ? 130 : 0;
     }
 
-    PruneAndRecover.Request request(PruneRequest prune) {
+    PruneAndRecover.Request request(PruneRequest prune, PruneTrainingOptions training) {
         TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
-        TrainOptions o = new TrainOptions(steps, or(microBatch, d.microBatch()), or(accumulation, d.accumulation()), or(seqLen, d.seqLen()),
-                or(lr, d.learningRate()), or(weightDecay, d.weightDecay()), or(warmup, d.warmup()), or(maxGradNorm, d.maxGradNorm()),
-                or(evalEvery, d.evalEvery()), or(checkpointEvery, d.checkpointEvery()), or(patience, d.patience()), or(seed, d.seed()));
-        LoraConfig l = LoraConfig.defaults();
-        LoraConfig lora = new LoraConfig(or(rank, l.rank()), or(alpha, l.alpha()), or(dropout, l.dropout()),
-                targets == null ? l.targets() : new LinkedHashSet<>(targets));
-        return new PruneAndRecover.Request(prune, trainData, val, lora, o, or(valFraction, 0.05), or(valWindows, 16),
-                RecoverCommand.dtype(mergedDtype == null ? "f32" : mergedDtype), stream);
-    }
-
-    private static <T> T or(T v, T d) {
-        return v != null ? v : d;
+        TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
+        return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
+                training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "f32" : mergedDtype), stream);
     }
 
     /** The first recovery option given (its first name), or null. */

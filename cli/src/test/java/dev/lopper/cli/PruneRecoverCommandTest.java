@@ -81,7 +81,7 @@ class PruneRecoverCommandTest {
         new CommandLine(rc).parseArgs("m", "--steps", "50", "--out", "o");
         PruneCommand pc = new PruneCommand();
         new CommandLine(pc).parseArgs("m", "--ratio", "0.2", "--recover-steps", "50", "--out", "o");
-        PruneAndRecover.Request p = pc.recovery.request(PruneRequest.builder(Path.of("m")).ratio(0.2).out(Path.of("o")).build());
+        PruneAndRecover.Request p = pc.recovery.request(PruneRequest.builder(Path.of("m")).ratio(0.2).out(Path.of("o")).build(), pc.training);
         assertEquals(rc.request().options(), p.options());
         assertEquals(rc.request().lora(), p.lora());
         assertEquals(rc.request().valFraction(), p.valFraction());

@@ -27,7 +27,7 @@ public final class Decoder {
      * @param x hidden states [B, T, hidden], fp32
      * @param cos rope table [T, headDim]
      * @param sin rope table [T, headDim]
-     * @param mask additive attention mask broadcastable to [B, heads, T, T] (0 or -inf)
+     * @param mask additive attention mask broadcastable to [B, heads, T, T] (0 or -inf); null when nothing is masked
      * @param eps RMSNorm epsilon
      * @return the layer's output [B, T, hidden], in x's manager
      */
@@ -117,13 +117,42 @@ public final class Decoder {
             k = all[0];
             v = all[1];
         }
+        if (cache != null && s.groupSize() > 1) {
+            return groupedAttention(q, k, v, mask, s, headDim);
+        }
         if (s.groupSize() > 1) {
             // query head j reads KV head j / groupSize (HF's repeat_kv = repeat_interleave on the head axis)
             k = k.repeat(1, s.groupSize());
             v = v.repeat(1, s.groupSize());
         }
-        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).mul(1.0 / Math.sqrt(headDim)).add(mask);
+        // scores [B, H, T, T] are the largest activations (32 MiB per 512-token window at 32 heads): scaled and masked
+        // in place, not copied twice (same values; autograd-safe: matmul keeps its inputs, not its output). The scale is
+        // an owned constant: the backward keeps it, and DJL's muli(Number) would hand it a closed from_blob (Scalars)
+        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).muli(Scalars.of(q.getManager(), 1.0 / Math.sqrt(headDim)));
+        if (mask != null) { // null: every query sees every key (a single decoding step)
+            scores.addi(mask);
+        }
         NDArray out = scores.softmax(-1).matMul(v); // [B, H, T, D]
+        return out.transpose(0, 2, 1, 3).reshape(b, t, (long) s.numHeads() * headDim);
+    }
+
+    /**
+     * Grouped-query attention without copying keys/values per query head (decoding: the repeat would copy the whole
+     * cache every step): the groupSize query heads that share KV head j (heads j*g..j*g+g-1, as repeat_interleave
+     * pairs them) are stacked along the query axis, q [B, H, T, D] -> [B, KV, g*T, D], and attend to KV head j's
+     * keys [B, KV, Tk, D] in one batched product. Same dot products as the repeated form.
+     */
+    private static NDArray groupedAttention(NDArray q, NDArray k, NDArray v, NDArray mask, LayerShape s, int headDim) {
+        Shape in = q.getShape();
+        long b = in.get(0);
+        long t = in.get(2);
+        long kv = s.numKvHeads();
+        long g = s.groupSize();
+        NDArray scores = q.reshape(b, kv, g * t, headDim).matMul(k.transpose(0, 1, 3, 2)).mul(1.0 / Math.sqrt(headDim));
+        if (mask != null) { // mask [T, Tk] applies per query position: unstack the group axis to broadcast it
+            scores = scores.reshape(b, kv, g, t, -1).add(mask).reshape(b, kv, g * t, -1);
+        }
+        NDArray out = scores.softmax(-1).matMul(v).reshape(b, (long) s.numHeads(), t, headDim);
         return out.transpose(0, 2, 1, 3).reshape(b, t, (long) s.numHeads() * headDim);
     }
 

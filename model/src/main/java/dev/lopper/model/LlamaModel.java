@@ -149,7 +149,8 @@ public final class LlamaModel implements AutoCloseable {
             int t = (int) ids.getShape().get(1);
             int start = cache.length();
             NDList rope = this.rope.tables(scope, start, t);
-            NDArray mask = Masks.window(scope, start, t, config.slidingWindow());
+            // one new token without a sliding window sees every key: no mask to build and add each step
+            NDArray mask = t == 1 && config.slidingWindow() <= 0 ? null : Masks.window(scope, start, t, config.slidingWindow());
             NDArray h = embed(scope, local);
             for (int i = 0; i < layers.size(); i++) {
                 h = Decoder.layer(layers.get(i), h, rope.get(0), rope.get(1), mask, config.rmsNormEps(), config.headDim(),

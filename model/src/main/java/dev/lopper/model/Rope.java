@@ -43,9 +43,11 @@ public final class Rope {
 
     /** Applies the rotation to x [B, heads, T, headDim] with tables from {@link #tables}. */
     public static NDArray apply(NDArray x, NDArray cos, NDArray sin) {
-        long half = x.getShape().get(3) / 2;
-        NDArray x1 = x.get(new NDIndex("..., :{}", half));
-        NDArray x2 = x.get(new NDIndex("..., {}:", half));
+        long d = x.getShape().get(3);
+        long half = d / 2;
+        // built, not parsed: string indices cost a regex parse per call, i.e. per layer and decoding step
+        NDArray x1 = x.get(new NDIndex().addEllipseDim().addSliceDim(0, half));
+        NDArray x2 = x.get(new NDIndex().addEllipseDim().addSliceDim(half, d));
         NDArray rotated = x2.neg().concat(x1, -1);
         return x.mul(cos).add(rotated.mul(sin));
     }

@@ -34,7 +34,8 @@ class KvCacheTest {
     @MethodSource("variants")
     void cachedStepsEqualFullSequence(RandomModels.Spec spec) throws Exception {
         RandomModels.write(tmp.resolve("m"), spec);
-        long[] ids = new long[30]; // longer than Mistral's 16-token window
+        // longer than Mistral's 16-token window, and past the cache's initial room twice (64, then 128 tokens)
+        long[] ids = new long[2 * KvCache.INITIAL_CAPACITY + 10];
         for (int i = 0; i < ids.length; i++) {
             ids[i] = (i * 53 + 11) % spec.vocab();
         }

@@ -155,7 +155,7 @@ public final class Pruner {
         return new Job(plan, new PruneSettings(s, null), PostSurgery.NONE, null, null);
     }
 
-    private static Job score(ModelDir md, PruneRequest r, ModelConfig config, String hash) throws IOException {
+    private static Scored scores(ModelDir md, PruneRequest r, ModelConfig config, String hash) throws IOException {
         if (r.ratio() == null) {
             throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
         }
@@ -198,13 +198,40 @@ public final class Pruner {
         ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), r.device(), windows,
                 calibInfo, r.seed(), r.progress()::message, calibrationRecorder, alloc, r.chunkTokens(), resumeDir);
         Scores scores = criterion.score(ctx);
-        r.progress().stage("allocation");
-        PruningPlan plan = Allocation.allocate(ctx.graph(), scores, alloc);
         PruneSettings settings = new PruneSettings(withOptions(s, criterion), d.source());
+        return new Scored(criterion, scores, alloc, settings, calibInfo, calibrationRecorder.result(), resumeDir);
+    }
+
+    /**
+     * A criterion's scores of one model, before allocation, with the allocation options and settings the request
+     * resolved to (paper defaults filled in). The schedule engine ({@code dev.lopper.recovery.schedule}) scores the
+     * current, already pruned model this way and allocates on the original model's indices itself.
+     */
+    public record Scored(Criterion criterion, Scores scores, Allocation.Options allocation, PruneSettings settings,
+                         PruningPlan.Calibration calibration, CalibrationEngine.Result calibrationRun, java.nio.file.Path resumeDir) {
+    }
+
+    /**
+     * Scores the model of {@code r} (open as {@code md}) without allocating or writing anything: calibration data
+     * and settings exactly as {@link #run} would use them.
+     */
+    public static Scored scoreOnly(ModelDir md, PruneRequest r) throws IOException {
+        if (r.ratio() == null) {
+            throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
+        }
+        return scores(md, r, md.config(), ModelHash.of(r.model()));
+    }
+
+    private static Job score(ModelDir md, PruneRequest r, ModelConfig config, String hash) throws IOException {
+        Scored sc = scores(md, r, config, hash);
+        r.progress().stage("allocation");
+        PruningPlan plan = Allocation.allocate(StructureGraph.of(config), sc.scores(), sc.allocation());
+        Criterion criterion = sc.criterion();
         plan = plan.withProvenance(criterion.name(), criterion.options(), r.ratio(),
-                        PruningPlan.TARGETS.stream().filter(r.targets()::contains).toList(), allocation, calibInfo, r.seed())
-                .withModelHash(hash).withSettings(settings.toJson());
-        return new Job(plan, settings, scores.afterSurgery(), calibrationRecorder.result(), resumeDir);
+                        PruningPlan.TARGETS.stream().filter(r.targets()::contains).toList(), sc.allocation().strategy(),
+                        sc.calibration(), r.seed())
+                .withModelHash(hash).withSettings(sc.settings().toJson());
+        return new Job(plan, sc.settings(), sc.scores().afterSurgery(), sc.calibrationRun(), sc.resumeDir());
     }
 
     /** Passes calibration progress on and keeps its totals (tokens per layer, time, layers) for {@link RunStats}. */

@@ -17,11 +17,11 @@ import java.util.List;
 import java.util.Map;
 
 /** Small fp32 tensor files (adapters, optimizer moments), written and read bit for bit. */
-final class F32Tensors {
+public final class F32Tensors {
     private F32Tensors() {
     }
 
-    static void write(Path file, Map<String, NDArray> tensors, Map<String, String> metadata) throws IOException {
+    public static void write(Path file, Map<String, NDArray> tensors, Map<String, String> metadata) throws IOException {
         List<SafeTensorsWriter.Entry> entries = new ArrayList<>();
         tensors.forEach((name, a) -> entries.add(new SafeTensorsWriter.Entry(name, DataType.FLOAT32, a.getShape(), () -> {
             float[] f = a.toFloatArray();
@@ -33,7 +33,7 @@ final class F32Tensors {
     }
 
     /** Every tensor of {@code file} as float[] (F32 only), with its shape. */
-    static Map<String, Loaded> read(Path file) {
+    public static Map<String, Loaded> read(Path file) {
         Map<String, Loaded> out = new LinkedHashMap<>();
         try (SafeTensorsFile f = SafeTensorsFile.open(file)) {
             for (TensorInfo t : f.tensors().values()) {
@@ -48,7 +48,7 @@ final class F32Tensors {
         return out;
     }
 
-    record Loaded(long[] shape, float[] data) {
+    public record Loaded(long[] shape, float[] data) {
     }
 
     /**
@@ -57,14 +57,14 @@ final class F32Tensors {
      * even drops that reference while the tensor keeps using the memory, which a later GC frees (the NaNs seen
      * in resumed runs). So copy into a tensor torch allocated, and release the wrapper.
      */
-    static NDArray owned(ai.djl.ndarray.NDManager m, float[] data, ai.djl.ndarray.types.Shape shape) {
+    public static NDArray owned(ai.djl.ndarray.NDManager m, float[] data, ai.djl.ndarray.types.Shape shape) {
         try (NDArray wrapped = m.create(data, shape)) {
             return wrapped.duplicate();
         }
     }
 
     /** Copies {@code data} into {@code target} in place (its storage stays the one libtorch allocated). */
-    static void copyInto(NDArray target, float[] data) {
+    public static void copyInto(NDArray target, float[] data) {
         try (NDArray src = owned(target.getManager(), data, target.getShape())) {
             target.set(new ai.djl.ndarray.index.NDIndex(":"), src);
         }

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.model.ProjectionHook;
+import dev.lopper.model.Scalars;
 import dev.lopper.model.layer.Param;
 
 import java.util.HashMap;
@@ -79,7 +80,7 @@ public final class LoraHook implements ProjectionHook {
             if (dropout) {
                 double p = lora.config().dropout();
                 NDArray keep = scope.randomUniform(0f, 1f, input.getShape()).gte(p).toType(DataType.FLOAT32, false);
-                ax = input.mul(keep).div(1 - p);
+                ax = input.mul(keep).mul(Scalars.of(scope, 1 / (1 - p))); // owned constants: the backward keeps them (Scalars)
             }
             ax = ax.matMul(ab[0].transpose()); // [B, T, r]
             shared.put(a, ax);
@@ -87,7 +88,7 @@ public final class LoraHook implements ProjectionHook {
         }
         long[] rows = a.rows().get(weight);
         NDArray b = rows[0] == 0 && rows[1] == a.out() ? ab[1] : ab[1].get(new NDIndex("{}:{}", rows[0], rows[1]));
-        return output.add(ax.matMul(b.transpose()).mul(lora.config().scale()));
+        return output.add(ax.matMul(b.transpose()).mul(Scalars.of(scope, lora.config().scale())));
     }
 
     /** dL/dA of an adapter after the backward (an alias of the leaf's gradient, owned by the scope). */

@@ -51,6 +51,10 @@ public record TrainOptions(int steps, int microBatch, int accumulation, int seqL
         return steps * accumulation * microBatch;
     }
 
+    public TrainOptions withSteps(int n) {
+        return new TrainOptions(n, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
+    }
+
     public TrainOptions withMicroBatch(int b) {
         return new TrainOptions(steps, b, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
     }

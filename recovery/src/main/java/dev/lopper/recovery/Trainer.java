@@ -54,6 +54,13 @@ public final class Trainer {
         default void checkpointed(int step, Path dir) { }
 
         default void resumed(int step, Path dir) { }
+
+        /**
+         * After each optimizer step's gradients are accumulated and clipped, before the update: the adapters (A and B
+         * as they were for this step) and their gradients, in {@link LoraAdapters#tensors()}'s order. Methods that
+         * learn from training (LoRAPrune's importance) read them here; they must not keep the arrays.
+         */
+        default void gradients(int step, LoraAdapters lora, List<NDArray> grads) { }
     }
 
     private final LossPass pass;
@@ -171,6 +178,7 @@ public final class Trainer {
                 }
             }
             clip(grads);
+            listener.gradients(step, lora, grads);
             opt.step(grads, lr);
             return loss;
         }

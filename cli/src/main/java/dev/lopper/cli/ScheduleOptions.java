@@ -1,0 +1,69 @@
+package dev.lopper.cli;
+
+import dev.lopper.pruning.PruneRequest;
+import dev.lopper.recovery.LoraConfig;
+import dev.lopper.recovery.TrainOptions;
+import dev.lopper.recovery.schedule.ScheduleMethods;
+import dev.lopper.recovery.schedule.ScheduleRequest;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.LinkedHashSet;
+import java.util.List;
+
+/**
+ * {@code lopper prune}'s options for scheduled pruning (training-aware methods such as {@code lora-prune}, and
+ * {@code --iterative N} / {@code --iterative-steps N} for any criterion). It only parses: the schedule engine
+ * ({@code dev.lopper.recovery.schedule.PruneSchedule}) does the work. Defaults are LoRAPrune's {@code prune.py}.
+ */
+final class ScheduleOptions {
+    @Option(names = "--iterative", paramLabel = "N", description = "prune --ratio in N steps (Torch-Pruning's linear schedule), re-scoring the current model each step, with --train-steps-per-step LoRA steps between them")
+    Integer iterative;
+
+    @Option(names = "--iterative-steps", paramLabel = "N", description = "LLM-Pruner's --iterative_steps: N prune steps on Torch-Pruning's linear schedule, re-scored each step, no training between (default 1: one-shot)")
+    Integer iterativeSteps;
+
+    @Option(names = "--train-steps-per-step", defaultValue = "0", paramLabel = "N", description = "--iterative: LoRA optimizer steps between prune steps. Default: ${DEFAULT-VALUE}.")
+    int trainStepsPerStep;
+
+    @Option(names = "--steps", paramLabel = "N", description = "lora-prune: optimizer steps of the whole run (pruning happens inside them)")
+    Integer steps;
+
+    @Option(names = "--prune-freq", paramLabel = "N", description = "lora-prune: prune every N steps. Default: 10 (LoRAPrune's prune_freq).")
+    Integer pruneFreq;
+
+    /** Whether {@code method} with these options runs on the schedule engine rather than as a one-shot prune. */
+    boolean scheduled(String method) {
+        if (iterative != null && iterativeSteps != null) {
+            throw new IllegalArgumentException("--iterative and --iterative-steps: give one (--iterative-steps N is --iterative N without training)");
+        }
+        if (iterativeSteps != null && trainStepsPerStep > 0) {
+            throw new IllegalArgumentException("--iterative-steps trains nothing between steps (LLM-Pruner's semantics); use --iterative N with --train-steps-per-step");
+        }
+        return ScheduleMethods.isMethod(method) || (iterative != null && iterative > 1) || (iterativeSteps != null && iterativeSteps > 1);
+    }
+
+    ScheduleRequest request(PruneRequest p, PruneTrainingOptions training, long trainSeed) {
+        Integer n = iterative != null ? iterative : iterativeSteps;
+        PruneRequest q = p;
+        if (pruneFreq != null) {
+            java.util.Map<String, String> o = new java.util.LinkedHashMap<>(p.criterionOptions());
+            o.put("prune-freq", pruneFreq.toString());
+            q = new PruneRequest(p.model(), p.criterion(), o, p.ratio(), new LinkedHashSet<>(p.targets()), p.allocation(), p.headUnit(),
+                    p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(), p.samples(), p.seqLen(),
+                    p.seed(), p.chunkTokens(), p.applyPlan(), p.out(), p.planOut(), p.overwrite(), p.device(), p.progress(),
+                    p.uniformRounding());
+        }
+        // LoRAPrune's prune.py where the user gives nothing: batch 128 = micro-batch 4 x 32 accumulation
+        LoraConfig lora = training.lora(LoraConfig.defaults());
+        TrainOptions d = TrainOptions.defaults(Math.max(1, steps == null ? 1 : steps)).withAccumulation(32).withSeed(trainSeed);
+        TrainOptions t = training.train(d);
+        return new ScheduleRequest(q, ScheduleMethods.isMethod(p.criterion()) ? null : n,
+                iterativeSteps != null ? 0 : trainStepsPerStep, steps, training.trainData, training.valData, lora, t,
+                training.valWindows());
+    }
+
+    static List<String> names() {
+        return List.copyOf(ScheduleMethods.names());
+    }
+}

@@ -1,0 +1,58 @@
+package dev.lopper.recovery.schedule;
+
+import dev.lopper.pruning.criteria.Criteria;
+
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.function.Function;
+
+/**
+ * The registry of training-aware pruning methods ({@code --method NAME} that {@code lopper prune} hands to the
+ * schedule engine). A name not registered here but known to {@link Criteria} runs as an iterative one-shot
+ * criterion ({@link IterativeCriterion}).
+ *
+ * <pre>{@code
+ * ScheduleMethods.register("my-method", MyMethod::new);   // MyMethod(ScheduleRequest)
+ * ScheduleMethods.isMethod("lora-prune");                  // true
+ * }</pre>
+ */
+public final class ScheduleMethods {
+    private static final Map<String, Function<ScheduleRequest, ScheduleMethod>> METHODS = new TreeMap<>();
+
+    static {
+        register(LoraPrune.NAME, LoraPrune::new);
+    }
+
+    private ScheduleMethods() {
+    }
+
+    public static synchronized void register(String name, Function<ScheduleRequest, ScheduleMethod> factory) {
+        METHODS.put(name, factory);
+    }
+
+    /** Whether {@code name} is a training-aware method (not a one-shot criterion). */
+    public static synchronized boolean isMethod(String name) {
+        return METHODS.containsKey(name);
+    }
+
+    public static synchronized Set<String> names() {
+        return Set.copyOf(METHODS.keySet());
+    }
+
+    /** The method of {@code r}: a registered method, or the iterative form of a criterion. */
+    public static ScheduleMethod create(ScheduleRequest r) {
+        Function<ScheduleRequest, ScheduleMethod> f;
+        synchronized (ScheduleMethods.class) {
+            f = METHODS.get(r.prune().criterion());
+        }
+        if (f != null) {
+            return f.apply(r);
+        }
+        if (!Criteria.names().contains(r.prune().criterion())) {
+            throw new IllegalArgumentException("--method " + r.prune().criterion() + ": unknown; expected a criterion "
+                    + new java.util.TreeSet<>(Criteria.names()) + " or a training-aware method " + names());
+        }
+        return new IterativeCriterion(r);
+    }
+}
