@@ -29,6 +29,11 @@ import java.util.List;
  * criterion's (any criterion); {@link Scores#layers()} must carry the layer importances, which the
  * {@link dev.lopper.pruning.Pruner} fills in when a strategy {@link #needsLayerImportance() asks for them}.
  *
+ * <p>Incremental use (Adapt-Accel, one step of a prune -> train schedule on the original model's indices): units
+ * earlier steps removed arrive scored -infinity; a layer's sparsity so far is the fraction of them, every layer
+ * moves by the same increment (the one that takes the mean to {@code ratio}) minus {@code A x norm_l}, as the
+ * official per-step update, and never gets back a removed unit.
+ *
  * <pre>{@code
  * Scores s = scores.withLayers(LayerImportance.measure(config, weights, Device.cpu(), windows, 512, progress));
  * Allocation.allocate(graph, s, Allocation.Options.of(0.2, Set.of("heads", "channels"), "adapt-pruner"));
@@ -82,8 +87,13 @@ public final class AdaptPrunerAllocation implements Allocation.Strategy {
             }
         }
         double[] importance = prunable.stream().mapToDouble(i -> scores.layers()[i]).toArray();
-        double[] sh = sparsities(importance, o.headRatio() != null ? o.headRatio() : o.ratio(), amplitude);
-        double[] sc = sparsities(importance, o.channelRatio() != null ? o.channelRatio() : o.ratio(), amplitude);
+        // an incremental step sees the units earlier steps removed as -infinity scores: each layer starts from where it is
+        double[] before = new double[prunable.size()];
+        for (int p = 0; p < before.length; p++) {
+            before[p] = pruned(scores, unit, prunable.get(p), o.channels() && c.layer(prunable.get(p)).intermediateSize() > 0);
+        }
+        double[] sh = sparsities(before, importance, o.headRatio() != null ? o.headRatio() : o.ratio(), amplitude);
+        double[] sc = sparsities(before, importance, o.channelRatio() != null ? o.channelRatio() : o.ratio(), amplitude);
         List<LayerSelection> out = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             out.add(LayerSelection.whole(i, c.layer(i)));
@@ -96,22 +106,46 @@ public final class AdaptPrunerAllocation implements Allocation.Strategy {
             if (o.heads() && s.numHeads() > 0) {
                 double[] hs = Allocation.headScores(scores, unit)[i];
                 if (unit == StructureGraph.Kind.KV_GROUP) {
-                    int k = Math.min(removed(s.numKvHeads(), c.headDim(), sh[p]), s.numKvHeads() - 1);
-                    groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, k));
+                    int k = Math.max(removed(s.numKvHeads(), c.headDim(), sh[p]), gone(hs, 0, hs.length));
+                    groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, Math.min(k, s.numKvHeads() - 1)));
                     heads = Allocation.headsOfGroups(s, groups);
                 } else {
-                    heads = UniformAllocation.keepPerGroup(s, hs, Math.min(removed(s.groupSize(), c.headDim(), sh[p]), s.groupSize() - 1));
+                    int k = removed(s.groupSize(), c.headDim(), sh[p]);
+                    for (int g = 0; g < s.numKvHeads(); g++) {
+                        k = Math.max(k, gone(hs, g * s.groupSize(), (g + 1) * s.groupSize()));
+                    }
+                    heads = UniformAllocation.keepPerGroup(s, hs, Math.min(k, s.groupSize() - 1));
                 }
             }
             int[] channels = LayerSelection.range(s.intermediateSize());
             if (o.channels() && s.intermediateSize() > 0) {
                 int d = s.intermediateSize();
-                int k = Math.min(removed(d, 1, sc[p]), d - 1);
-                channels = Allocation.complement(d, Allocation.lowest(scores.channels()[i], k));
+                double[] cs = scores.channels()[i];
+                int k = Math.min(Math.max(removed(d, 1, sc[p]), gone(cs, 0, d)), d - 1);
+                channels = Allocation.complement(d, Allocation.lowest(cs, k));
             }
             out.set(i, new LayerSelection(i, false, groups, heads, channels));
         }
         return out;
+    }
+
+    /**
+     * The fraction of layer {@code i} that earlier steps removed (scores of -infinity): of its channels when
+     * channels are pruned, else of its head units; 0 for a dense model.
+     */
+    private static double pruned(Scores scores, StructureGraph.Kind unit, int i, boolean channels) {
+        double[] v = channels ? scores.channels()[i] : scores.of(unit) == null ? null : scores.of(unit)[i];
+        return v == null || v.length == 0 ? 0 : (double) gone(v, 0, v.length) / v.length;
+    }
+
+    private static int gone(double[] v, int from, int to) {
+        int k = 0;
+        for (int j = from; j < to; j++) {
+            if (v[j] == Double.NEGATIVE_INFINITY) {
+                k++;
+            }
+        }
+        return k;
     }
 
     /**
@@ -149,12 +183,27 @@ public final class AdaptPrunerAllocation implements Allocation.Strategy {
         return out;
     }
 
-    /** Per-layer sparsity {@code clamp(ratio - amplitude x normalized(I)_l, 0, 0.99)}. */
+    /** Per-layer sparsity {@code clamp(ratio - amplitude x normalized(I)_l, 0, 0.99)} of a dense model. */
     public static double[] sparsities(double[] importance, double ratio, double amplitude) {
+        return sparsities(new double[importance.length], importance, ratio, amplitude);
+    }
+
+    /**
+     * Per-layer sparsity of an incremental step: the official update {@code s_l = clamp(s_l' + increment - amplitude
+     * x normalized(I)_l, 0, 0.99)}, with {@code s_l'} the layer's sparsity so far ({@code before}) and the increment
+     * the one that brings the mean from {@code mean(before)} to {@code ratio}. With {@code before} all zero it is
+     * the one-shot {@code ratio - amplitude x normalized(I)_l}.
+     */
+    public static double[] sparsities(double[] before, double[] importance, double ratio, double amplitude) {
         double[] norm = normalized(importance);
+        double mean = 0;
+        for (double b : before) {
+            mean += b;
+        }
+        mean /= before.length;
         double[] s = new double[norm.length];
         for (int i = 0; i < s.length; i++) {
-            s[i] = ratio == 0 ? 0 : Math.max(0, Math.min(MAX_SPARSITY, ratio - amplitude * norm[i]));
+            s[i] = ratio == 0 ? 0 : Math.max(0, Math.min(MAX_SPARSITY, before[i] + (ratio - mean) - amplitude * norm[i]));
         }
         return s;
     }

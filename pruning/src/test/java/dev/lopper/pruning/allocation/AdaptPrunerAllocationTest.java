@@ -94,6 +94,43 @@ class AdaptPrunerAllocationTest {
         assertEquals("adapt-pruner", plan.allocation());
     }
 
+    /**
+     * An incremental step: layers 0..3 already lost 10, 20, 30, 40 of 96 channels (scored -infinity). Mean sparsity
+     * so far 25/96; at ratio 0.5 each layer moves by 0.5 - 25/96, minus 0.02 x norm.
+     */
+    @Test
+    void incrementalStepStartsEachLayerFromWhereItIs() throws Exception {
+        ModelConfig c = RandomModels.write(tmp.resolve("m"), RandomModels.llama().withLayers(4).withHeads(8, 4));
+        int[] already = {10, 20, 30, 40};
+        Scores s = scoresWithRemoved(already).withLayers(IMPORTANCE);
+        List<LayerSelection> sel = Allocation.allocate(StructureGraph.of(c), s,
+                Allocation.Options.of(0.5, Set.of("channels"), "adapt-pruner")).resolve(c);
+        // s = 0.36375, 0.4545833, 0.5320833, 0.6495833; kept int(96 (1 - s)) = 61, 52, 44, 33
+        int[] kept = {61, 52, 44, 33};
+        for (int l = 0; l < 4; l++) {
+            assertEquals(kept[l], sel.get(l).keptChannels().length, "layer " + l);
+            for (int j : sel.get(l).keptChannels()) {
+                assertTrue(j >= already[l], "layer " + l + " keeps no removed channel");
+            }
+        }
+        // all layers at 48/96 and the mean already at the ratio: layer 2 (most important) would drop to 0.48 (47
+        // channels) but never gets a removed channel back
+        sel = Allocation.allocate(StructureGraph.of(c), scoresWithRemoved(new int[] {48, 48, 48, 48}).withLayers(IMPORTANCE),
+                Allocation.Options.of(0.5, Set.of("channels"), "adapt-pruner")).resolve(c);
+        assertArrayEquals(new int[] {46, 47, 48, 48}, sel.stream().mapToInt(x -> x.keptChannels().length).toArray());
+    }
+
+    /** Channel j of layer l scores j, the first {@code removed[l]} -infinity. */
+    private static Scores scoresWithRemoved(int[] removed) {
+        double[][] ch = new double[4][96];
+        for (int l = 0; l < 4; l++) {
+            for (int j = 0; j < 96; j++) {
+                ch[l][j] = j < removed[l] ? Double.NEGATIVE_INFINITY : j;
+            }
+        }
+        return new Scores("test", false, StructureGraph.Kind.KV_GROUP, new double[4][4], null, ch, null);
+    }
+
     @Test
     void refusesLayersAndMissingImportance() throws Exception {
         ModelConfig c = RandomModels.write(tmp.resolve("m"), RandomModels.llama().withLayers(4).withHeads(8, 4));
