@@ -59,13 +59,17 @@ public final class AdaptPrunerMethod implements ScheduleMethod {
         if (r.iterations() != null) {
             throw new IllegalArgumentException("--iterative: --method adapt-pruner has its own schedule; give --step-ratio instead");
         }
+        if (r.steps() != null && r.trainStepsPerStep() > 0) {
+            throw new IllegalArgumentException("--steps and --train-steps-per-step: give one (--steps T shares T training steps out over the prune steps)");
+        }
         if (r.prune().allocation() != null && !r.prune().allocation().equals(NAME)) {
             throw new IllegalArgumentException("--allocation " + r.prune().allocation() + ": --method adapt-pruner allocates by layer importance (adapt-pruner)");
         }
         settings.put("criterion", criterion + (c != null ? " (user)" : " (paper)") + " " + criterionOptions);
         settings.put("step_ratio", stepRatio + (step != null ? " (user)" : " (paper)"));
         settings.put("amplitude", AdaptPrunerAllocation.DEFAULT_AMPLITUDE + " (paper)");
-        settings.put("train_steps_per_step", r.trainStepsPerStep() + (r.trainStepsPerStep() > 0 ? " (user)" : " (none)"));
+        settings.put("train_steps_per_step", r.steps() != null ? r.steps() + " in all (user)"
+                : r.trainStepsPerStep() + (r.trainStepsPerStep() > 0 ? " (user)" : " (none)"));
         settings.put("training", "LoRA, merged after every step (the paper trains all parameters)");
     }
 
@@ -92,14 +96,19 @@ public final class AdaptPrunerMethod implements ScheduleMethod {
         return settings;
     }
 
-    /** Cumulative ratios step-ratio, 2 x step-ratio, ... up to ratio; training after each (the last included). */
+    /**
+     * Cumulative ratios step-ratio, 2 x step-ratio, ... up to ratio; training after each (the last included):
+     * {@code --train-steps-per-step N} steps, or {@code --steps T} in all, shared out evenly (the first steps take
+     * the remainder), so that a run can be given the same training budget as one-shot pruning + recovery.
+     */
     @Override
     public List<Phase> phases() {
         double ratio = r.prune().ratio();
         int n = Math.max(1, (int) Math.ceil(ratio / stepRatio - 1e-9));
         List<Phase> p = new ArrayList<>();
         for (int k = 1; k <= n; k++) {
-            p.add(new Phase(k == n ? ratio : k * stepRatio, r.trainStepsPerStep()));
+            int train = r.steps() == null ? r.trainStepsPerStep() : r.steps() / n + (k <= r.steps() % n ? 1 : 0);
+            p.add(new Phase(k == n ? ratio : k * stepRatio, train));
         }
         return p;
     }

@@ -69,6 +69,10 @@ class AdaptPrunerMethodTest {
         AdaptPrunerMethod odd = new AdaptPrunerMethod(request(magnitude(0.12, "0.05"), 0, shared.resolve("y")));
         assertEquals(List.of(new Phase(0.05, 0), new Phase(0.1, 0), new Phase(0.12, 0)), odd.phases());
         assertThrows(IllegalArgumentException.class, () -> new AdaptPrunerMethod(request(magnitude(0.2, "0"), 0, shared.resolve("z"))));
+        // --steps 10 over 4 prune steps: 3, 3, 2, 2
+        AdaptPrunerMethod budget = new AdaptPrunerMethod(new ScheduleRequest(magnitude(0.2, "0.05").out(shared.resolve("w")).build(), null, 0, 10,
+                text, null, LoraConfig.defaults(), TRAIN, 2));
+        assertEquals(List.of(3, 3, 2, 2), budget.phases().stream().map(Phase::trainSteps).toList());
     }
 
     @Test
