@@ -52,8 +52,9 @@ public final class AdaptPrunerMethod implements ScheduleMethod {
         String step = o.remove("step-ratio");
         this.criterion = c != null ? c : DEFAULT_CRITERION;
         this.stepRatio = step != null ? parse(step) : DEFAULT_STEP_RATIO;
-        if (c == null && criterion.equals("llm-pruner") && !o.containsKey("taylor")) {
-            o.put("taylor", "param_first");
+        boolean paperTaylor = criterion.equals("llm-pruner") && !o.containsKey("taylor");
+        if (paperTaylor) {
+            o.put("taylor", "param_first"); // the scripts' --taylor param_first (hf_prune.py's own default is param_mix)
         }
         this.criterionOptions = o;
         if (r.iterations() != null) {
