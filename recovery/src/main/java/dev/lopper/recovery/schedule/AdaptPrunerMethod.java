@@ -16,7 +16,7 @@ import java.util.Map;
 
 /**
  * {@code --method adapt-pruner}: Adapt-Pruner's Adapt-Accel (Pan et al. 2025, arXiv 2502.03460; official
- * {@code research4pan/AdaptPruner}, docs/CRITERIA-NOTES.md §9) on the schedule engine. Step k prunes to
+ * {@code research4pan/AdaptPruner}, docs/CRITERIA-NOTES.md §10) on the schedule engine. Step k prunes to
  * {@code min(k x step-ratio, ratio)} of the original prunable parameters: it re-measures every layer's importance
  * (1 - cos of its input and output) on the CURRENT model, moves each layer's sparsity by the step's increment minus
  * {@code 0.02 x normalized importance} ({@link AdaptPrunerAllocation}), removes the lowest units of the within-layer
