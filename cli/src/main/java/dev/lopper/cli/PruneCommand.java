@@ -71,7 +71,7 @@ public final class PruneCommand implements Callable<Integer> {
             description = "what to prune: heads, channels, layers (comma-separated); default ${DEFAULT-VALUE}")
     List<String> targets;
 
-    @Option(names = "--allocation", description = "uniform (same fraction per layer; FLAP's UL-UM), global (one threshold), adaptive (FLAP's AL-AM), ul-mm or al-mm (FLAP's manual head/MLP split, --head-ratio) or cfsp-blocks (CFSP's block budgets); default: the method's paper (magnitude uniform, wanda-sp uniform, flap adaptive, cfsp cfsp-blocks)")
+    @Option(names = "--allocation", description = "uniform (same fraction per layer; FLAP's UL-UM), global (one threshold), adaptive (FLAP's AL-AM), ul-mm or al-mm (FLAP's manual head/MLP split, --head-ratio) cfsp-blocks (CFSP's block budgets) or adapt-pruner (Adapt-Pruner's layer-wise sparsity from each layer's 1 - cos of input and output, measured on --calib, any criterion); default: the method's paper (magnitude uniform, wanda-sp uniform, flap adaptive, cfsp cfsp-blocks)")
     String allocation;
 
     @Option(names = "--uniform-rounding", description = "uniform: independent (int(r x heads), int(r x channels): the official codes; default) or absorb (round, channels absorb the heads' rounding)")

@@ -26,14 +26,24 @@ final class ScheduleOptions {
     @Option(names = "--train-steps-per-step", defaultValue = "0", paramLabel = "N", description = "--iterative: LoRA optimizer steps between prune steps. Default: ${DEFAULT-VALUE}.")
     int trainStepsPerStep;
 
-    @Option(names = "--steps", paramLabel = "N", description = "lora-prune: optimizer steps of the whole run (pruning happens inside them)")
+    @Option(names = "--steps", paramLabel = "N", description = "lora-prune: optimizer steps of the whole run (pruning happens inside them); adapt-pruner: training steps in all, shared out over the prune steps (instead of --train-steps-per-step)")
     Integer steps;
 
     @Option(names = "--prune-freq", paramLabel = "N", description = "lora-prune: prune every N steps. Default: 10 (LoRAPrune's prune_freq).")
     Integer pruneFreq;
 
+    @Option(names = "--step-ratio", paramLabel = "R", description = "adapt-pruner: prune R of the original prunable parameters per step. Default: 0.05 (the paper's).")
+    Double stepRatio;
+
+    @Option(names = "--criterion", paramLabel = "NAME", description = "adapt-pruner: the within-layer criterion (any --method criterion). Default: llm-pruner with --taylor param_first (the paper's).")
+    String criterion;
+
     /** Whether {@code method} with these options runs on the schedule engine rather than as a one-shot prune. */
     boolean scheduled(String method) {
+        if ((stepRatio != null || criterion != null) && !"adapt-pruner".equals(method)) {
+            throw new IllegalArgumentException((stepRatio != null ? "--step-ratio" : "--criterion") + " is an option of --method adapt-pruner, not of "
+                    + method);
+        }
         if (iterative != null && iterativeSteps != null) {
             throw new IllegalArgumentException("--iterative and --iterative-steps: give one (--iterative-steps N is --iterative N without training)");
         }
@@ -46,9 +56,18 @@ final class ScheduleOptions {
     ScheduleRequest request(PruneRequest p, PruneTrainingOptions training, long trainSeed) {
         Integer n = iterative != null ? iterative : iterativeSteps;
         PruneRequest q = p;
-        if (pruneFreq != null) {
+        if (pruneFreq != null || stepRatio != null || criterion != null) {
+            // method options travel with the request's options (recorded, and compared on resume)
             java.util.Map<String, String> o = new java.util.LinkedHashMap<>(p.criterionOptions());
-            o.put("prune-freq", pruneFreq.toString());
+            if (pruneFreq != null) {
+                o.put("prune-freq", pruneFreq.toString());
+            }
+            if (stepRatio != null) {
+                o.put("step-ratio", stepRatio.toString());
+            }
+            if (criterion != null) {
+                o.put("criterion", criterion);
+            }
             q = new PruneRequest(p.model(), p.criterion(), o, p.ratio(), new LinkedHashSet<>(p.targets()), p.allocation(), p.headUnit(),
                     p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(), p.samples(), p.seqLen(),
                     p.seed(), p.chunkTokens(), p.applyPlan(), p.out(), p.planOut(), p.overwrite(), p.device(), p.progress(),

@@ -64,7 +64,7 @@ class CalibratedPruneTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"wanda-sp,uniform", "wanda-sp,adaptive", "flap,adaptive", "flap,uniform", "cfsp,cfsp-blocks", "cfsp,uniform"})
+    @CsvSource({"wanda-sp,uniform", "wanda-sp,adaptive", "flap,adaptive", "flap,uniform", "cfsp,cfsp-blocks", "cfsp,uniform", "wanda-sp,adapt-pruner"})
     void prunesWithCalibration(String method, String allocation) throws Exception {
         Path dir = model();
         Path out = tmp.resolve("pruned");

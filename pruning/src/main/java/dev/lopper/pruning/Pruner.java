@@ -11,6 +11,7 @@ import dev.lopper.model.io.OutputGuard;
 import dev.lopper.model.io.OutputLock;
 import dev.lopper.model.util.Progress;
 import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.allocation.LayerImportance;
 import dev.lopper.pruning.criteria.Criteria;
 import dev.lopper.pruning.criteria.Criterion;
 import dev.lopper.pruning.criteria.Defaults;
@@ -176,12 +177,16 @@ public final class Pruner {
         }
         long[][] windows = null;
         PruningPlan.Calibration calibInfo = null;
-        if (criterion.needsCalibration()) {
+        boolean layerImportance = Allocation.strategy(allocation).needsLayerImportance();
+        if (criterion.needsCalibration() || layerImportance) {
             if (r.calibration() == null) {
-                throw new IllegalArgumentException("--method " + criterion.name() + " needs calibration data: give --calib FILE (text, .jsonl or a directory)");
+                throw new IllegalArgumentException(criterion.needsCalibration()
+                        ? "--method " + criterion.name() + " needs calibration data: give --calib FILE (text, .jsonl or a directory)"
+                        : "--allocation " + allocation + " measures each layer's importance on calibration data: give --calib FILE");
             }
-            int n = pick(s, "samples", r.samples(), d.samples());
-            int len = pick(s, "seq_len", r.seqLen(), d.seqLen());
+            // a criterion without calibration (magnitude) has no window defaults: the layer-importance pass's
+            int n = pick(s, "samples", r.samples(), d.samples() > 0 ? d.samples() : LayerImportance.DEFAULT_SAMPLES);
+            int len = pick(s, "seq_len", r.seqLen(), d.seqLen() > 0 ? d.seqLen() : LayerImportance.DEFAULT_SEQ_LEN);
             r.progress().message(settingsLine(criterion, s));
             r.progress().stage("calibration data");
             windows = CalibrationData.load(r.calibration(), md.tokenizer(), n, len, r.seed(), r.calibField(),
@@ -198,6 +203,10 @@ public final class Pruner {
         ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), r.device(), windows,
                 calibInfo, r.seed(), r.progress()::message, calibrationRecorder, alloc, r.chunkTokens(), resumeDir);
         Scores scores = criterion.score(ctx);
+        if (layerImportance) {
+            r.progress().stage("layer importance");
+            scores = scores.withLayers(LayerImportance.measure(config, md.checkpoint(), r.device(), windows, r.chunkTokens(), r.progress()));
+        }
         PruneSettings settings = new PruneSettings(withOptions(s, criterion), d.source());
         return new Scored(criterion, scores, alloc, settings, calibInfo, calibrationRecorder.result(), resumeDir);
     }

@@ -23,8 +23,9 @@ import java.util.Set;
  *
  * <p>Strategies are registered by name: {@code uniform} ({@link UniformAllocation}, FLAP's UL-UM), {@code global}
  * ({@link GlobalAllocation}), {@code adaptive} ({@link AdaptiveAllocation}, FLAP's AL-AM), {@code ul-mm}
- * ({@link UniformManualAllocation}), {@code al-mm} ({@link AdaptiveManualAllocation}) and {@code cfsp-blocks}
- * (CFSP's block budgets, {@link CfspBlockAllocation}); others plug in with {@link #register}. A strategy reads
+ * ({@link UniformManualAllocation}), {@code al-mm} ({@link AdaptiveManualAllocation}), {@code cfsp-blocks}
+ * (CFSP's block budgets, {@link CfspBlockAllocation}) and {@code adapt-pruner} (Adapt-Pruner's layer-wise sparsity,
+ * {@link AdaptPrunerAllocation}); others plug in with {@link #register}. A strategy reads
  * only {@link Scores}: it never calls a criterion.
  */
 public final class Allocation {
@@ -125,6 +126,14 @@ public final class Allocation {
         default boolean needsComparableScores() {
             return false;
         }
+
+        /**
+         * Whether the strategy reads each layer's importance (1 - cos of its input and output, {@link LayerImportance})
+         * from {@link Scores#layers()}; the pipeline then measures it on the calibration data and puts it there.
+         */
+        default boolean needsLayerImportance() {
+            return false;
+        }
     }
 
     /** The strategy registered as {@code name}; an unknown name is an {@link IllegalArgumentException}. */
@@ -145,6 +154,7 @@ public final class Allocation {
         register("cfsp-blocks", new CfspBlockAllocation());
         register("ul-mm", new UniformManualAllocation());
         register("al-mm", new AdaptiveManualAllocation());
+        register("adapt-pruner", new AdaptPrunerAllocation());
     }
 
     private Allocation() {

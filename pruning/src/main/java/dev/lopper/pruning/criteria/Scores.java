@@ -37,6 +37,14 @@ public record Scores(String criterion, boolean comparableAcrossLayers, Structure
     }
 
     /**
+     * These scores with {@code layerScores} as the per-layer scores (an allocation's layer statistic, e.g.
+     * Adapt-Pruner's layer importance, measured apart from the criterion).
+     */
+    public Scores withLayers(double[] layerScores) {
+        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layerScores, afterSurgery);
+    }
+
+    /**
      * {@code (x - mean) / std} with the unbiased std, as torch.std; a constant vector (or one value) maps to zeros.
      * FLAP standardizes its channel metrics this way, and adaptive allocation standardizes scores that are not
      * comparable across layers the same way.

@@ -249,7 +249,8 @@ public final class PruneSchedule {
                 ch[l] = spread(s.channels()[l], k.keptChannels(), original.layer(l).intermediateSize());
             }
         }
-        return new Scores(s.criterion(), s.comparableAcrossLayers(), s.headUnit(), kv, qh, ch, null, s.afterSurgery());
+        // layer scores (Adapt-Pruner's layer importance) index layers, which scheduled pruning never removes
+        return new Scores(s.criterion(), s.comparableAcrossLayers(), s.headUnit(), kv, qh, ch, s.layers(), s.afterSurgery());
     }
 
     private static double[] spread(double[] current, int[] kept, int count) {

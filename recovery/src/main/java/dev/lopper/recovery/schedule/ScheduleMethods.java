@@ -22,6 +22,7 @@ public final class ScheduleMethods {
 
     static {
         register(LoraPrune.NAME, LoraPrune::new);
+        register(AdaptPrunerMethod.NAME, AdaptPrunerMethod::new);
     }
 
     private ScheduleMethods() {
