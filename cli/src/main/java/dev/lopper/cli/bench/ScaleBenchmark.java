@@ -132,6 +132,8 @@ public final class ScaleBenchmark {
         r.put("method", a[4]).put("samples", Integer.parseInt(a[5])).put("seq_len", Integer.parseInt(a[6]))
                 .put("tokens", (long) Integer.parseInt(a[5]) * Integer.parseInt(a[6])).put("ratio", Double.parseDouble(a[7]));
         r.put("seconds", total);
+        // CPU time of the whole process: on a shared machine a steadier measure of the work than wall time
+        r.put("cpu_seconds", ProcessHandle.current().info().totalCpuDuration().map(d -> d.toMillis() / 1000.0).orElse(-1.0));
         r.put("peak_rss_bytes", ProcessMemory.bytes("VmHWM"));
         r.put("cores", Runtime.getRuntime().availableProcessors());
         r.put("max_heap_bytes", Runtime.getRuntime().maxMemory());
@@ -140,7 +142,7 @@ public final class ScaleBenchmark {
         stage(stages, samples, "scoring", 0, surgery);
         stage(stages, samples, "surgery", surgery, save);
         stage(stages, samples, "save", save, total);
-        ArrayNode series = r.putArray("samples");
+        ArrayNode series = r.putArray("timeline"); // [seconds, RssAnon, VmRSS, RssFile MiB]
         synchronized (samples) {
             for (double[] s : samples) {
                 series.addArray().add(Math.round(s[0] * 10) / 10.0).add(mib(s[1])).add(mib(s[2])).add(mib(s[3]));
