@@ -5,7 +5,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.lopper.model.Decoder;
 import dev.lopper.model.Finite;
@@ -27,8 +27,8 @@ import java.util.List;
  * the activations, the outputs are kept as the next layer's input, and the layer is released.
  *
  * <p>Resident at any time: one layer's fp32 weights, the hidden states of all windows twice (this layer's input
- * and output, N x L x hidden fp32 each) and one chunk's activations. The embedding matrix is loaded once at the
- * start and released before the first layer; the LM head is never loaded.
+ * and output, N x L x hidden fp32 each) and one chunk's activations. Of the embedding matrix only the calibration
+ * tokens' rows are read ({@link dev.lopper.model.io.TensorSource#loadRows}); the LM head is never loaded.
  */
 public final class CalibrationEngine {
     private final ModelConfig config;
@@ -222,7 +222,6 @@ public final class CalibrationEngine {
     private List<NDArray> embed(CalibrationData data, int chunk, NDManager into) {
         List<NDArray> out = new ArrayList<>();
         try (NDManager scope = into.getParentManager().newSubManager()) {
-            NDArray table = source.load(WeightNames.EMBED, scope); // [vocab, hidden]; released right after
             int t = data.seqLen();
             long[][] w = data.windows();
             for (int s = 0; s < w.length; s += chunk) {
@@ -238,8 +237,8 @@ public final class CalibrationEngine {
                         ids[i * t + j] = id;
                     }
                 }
-                NDArray idx = scope.create(ids);
-                NDArray rows = table.get(new NDIndex("{}", idx)).reshape(b, t, config.hiddenSize());
+                // only the rows of these tokens, read from the stored (BF16) matrix: never the [vocab, hidden] whole
+                NDArray rows = source.loadRows(WeightNames.EMBED, ids, scope, DataType.FLOAT32).reshape(b, t, config.hiddenSize());
                 rows.attach(into);
                 out.add(rows);
             }

@@ -7,6 +7,7 @@ import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
 import dev.lopper.calibration.CollectorHooks;
@@ -179,13 +180,13 @@ public final class GradientEngine {
         }
     }
 
-    /** Boundary 0: the embeddings of every chunk. The embedding matrix is released right after. */
+    /** Boundary 0: the embeddings of every chunk, gathered row by row from the stored embedding matrix. */
     private void embed(long[][] windows, Sweep s) {
         try (NDManager scope = s.root().newSubManager()) {
-            NDArray table = source.load(WeightNames.EMBED, scope);
             for (int c = 0; c < s.chunks().size(); c++) {
-                NDArray idx = scope.create(ids(windows, s.chunks().get(c), 0, s.t()));
-                NDArray rows = table.get(new NDIndex("{}", idx)).reshape(s.shape(c, config.hiddenSize()));
+                long[] ids = ids(windows, s.chunks().get(c), 0, s.t());
+                // only these tokens' rows, read from the stored matrix (never the [vocab, hidden] whole in fp32)
+                NDArray rows = source.loadRows(WeightNames.EMBED, ids, scope, DataType.FLOAT32).reshape(s.shape(c, config.hiddenSize()));
                 rows.attach(s.root()); // the store takes it over
                 s.store().put(0, c, rows);
             }

@@ -83,7 +83,7 @@ public final class StreamingMemoryBenchmark {
         row("checkpoint on disk (BF16)", disk);
         row("all weights as fp32 (what a full load holds)", allParams * 4);
         row("one decoder layer as fp32", maxLayer);
-        row("embedding matrix as fp32 (held only while embedding)", embed);
+        row("embedding matrix as fp32 (never held: only the tokens' rows are read)", embed);
         row("calibration hidden states (input + output of a layer)", hiddenStates);
         row("peak heap used (sampled)", sampler.heap);
         row("peak anonymous RSS (RssAnon, sampled every 20 ms)", sampler.anon);

@@ -189,6 +189,12 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
     }
 
     @Override
+    public StoredBytes stored(String name) {
+        TensorInfo info = info(name);
+        return files.get(info.file()).stored(info);
+    }
+
+    @Override
     public NDArray load(String name, NDManager manager, DataType type) {
         TensorInfo info = info(name);
         ByteBuffer mapped = raw(name);

@@ -10,6 +10,7 @@ import dev.lopper.model.config.ModelConfig;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -75,7 +76,7 @@ public final class ModelWriter {
         for (String name : tensors.names()) {
             DataType stored = tensors.storedType(name);
             DataType type = storeAs != null && stored.isFloating() ? storeAs : stored;
-            SafeTensorsWriter.Entry e = new SafeTensorsWriter.Entry(name, type, tensors.shape(name), () -> bytesOf(tensors, name, type));
+            SafeTensorsWriter.Entry e = new SafeTensorsWriter.Entry(name, type, tensors.shape(name), out -> write(tensors, name, type, out));
             if (!current.isEmpty() && currentBytes + e.byteLength() > maxShardBytes) {
                 shards.add(current);
                 current = new ArrayList<>();
@@ -105,11 +106,25 @@ public final class ModelWriter {
         return total;
     }
 
-    /** One tensor's bytes in {@code type}: straight from the mapped file when no conversion is needed. */
-    private static ByteBuffer bytesOf(TensorSource tensors, String name, DataType type) {
-        if (tensors instanceof Checkpoint c && c.storedType(name) == type) {
-            return c.raw(name);
+    /**
+     * Writes one tensor in {@code type}. A tensor kept in its stored dtype is copied (or sliced) from the source
+     * file byte for byte, never converted or held whole; anything else (an array in memory, a dtype change) is
+     * converted into one buffer, which is freed right after the write rather than at some later GC.
+     */
+    private static void write(TensorSource tensors, String name, DataType type, FileChannel out) throws IOException {
+        if (tensors.storedType(name) == type && tensors.writeStored(name, out)) {
+            return;
         }
+        ByteBuffer b = bytesOf(tensors, name, type);
+        try {
+            SafeTensorsWriter.writeFully(out, b);
+        } finally {
+            DirectBuffers.free(b);
+        }
+    }
+
+    /** One tensor's bytes in {@code type}, converted through an array. */
+    private static ByteBuffer bytesOf(TensorSource tensors, String name, DataType type) {
         ByteBuffer fused = FusedLayout.rawBytes(tensors, name, type);
         if (fused != null) {
             return fused;

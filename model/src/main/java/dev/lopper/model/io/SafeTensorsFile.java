@@ -193,6 +193,11 @@ public final class SafeTensorsFile implements AutoCloseable {
         }
     }
 
+    /** A tensor's bytes read by range through this file's channel (no mapping); see {@link StoredBytes}. */
+    public StoredBytes stored(TensorInfo info) {
+        return new StoredBytes(file, channel, info.begin(), info.byteLength());
+    }
+
     @Override
     public void close() {
         closeQuietly(channel);

@@ -22,11 +22,25 @@ import java.util.function.Supplier;
  * without holding all of it in memory; the file appears atomically (temp file in the same folder, then move).
  */
 public final class SafeTensorsWriter {
-    /** One tensor to write; {@code bytes} is called once, when its turn comes, and must give little-endian data. */
-    public record Entry(String name, DataType dtype, Shape shape, Supplier<ByteBuffer> bytes) {
+    /**
+     * One tensor to write; {@code data} is called once, when its turn comes, and must write exactly
+     * {@link #byteLength} little-endian bytes at the channel's position.
+     */
+    public record Entry(String name, DataType dtype, Shape shape, Data data) {
+        /** An entry whose bytes come as one buffer ({@code bytes} is called once, when its turn comes). */
+        public Entry(String name, DataType dtype, Shape shape, Supplier<ByteBuffer> bytes) {
+            this(name, dtype, shape, out -> writeFully(out, bytes.get()));
+        }
+
         public long byteLength() {
             return shape.size() * dtype.getNumOfBytes();
         }
+    }
+
+    /** Writes one tensor's data to the file; streaming writers (slices, byte-for-byte copies) need no buffer of it. */
+    @FunctionalInterface
+    public interface Data {
+        void writeTo(FileChannel out) throws IOException;
     }
 
     private SafeTensorsWriter() {
@@ -66,11 +80,12 @@ public final class SafeTensorsWriter {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
                 writeFully(ch, head);
                 for (Entry e : entries) {
-                    ByteBuffer data = e.bytes().get();
-                    if (data.remaining() != e.byteLength()) {
-                        throw new IllegalStateException("tensor '" + e.name() + "' gave " + data.remaining() + " bytes, expected " + e.byteLength());
+                    long before = ch.position();
+                    e.data().writeTo(ch);
+                    long wrote = ch.position() - before;
+                    if (wrote != e.byteLength()) {
+                        throw new IllegalStateException("tensor '" + e.name() + "' gave " + wrote + " bytes, expected " + e.byteLength());
                     }
-                    writeFully(ch, data);
                 }
                 ch.force(true);
             }
@@ -80,7 +95,8 @@ public final class SafeTensorsWriter {
         }
     }
 
-    private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
+    /** Writes all of {@code b} at the channel's position. */
+    public static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
         while (b.hasRemaining()) {
             ch.write(b);
         }

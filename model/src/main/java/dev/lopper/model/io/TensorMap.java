@@ -5,6 +5,8 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 
+import java.io.IOException;
+import java.nio.channels.WritableByteChannel;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -82,6 +84,25 @@ public final class TensorMap implements TensorSource {
             throw new IllegalArgumentException("tensor '" + name + "' was removed");
         }
         return base().load(name, manager, type);
+    }
+
+    @Override
+    public StoredBytes stored(String name) {
+        return overrides.containsKey(name) || removed.contains(name) || base == null ? null : base.stored(name);
+    }
+
+    @Override
+    public boolean writeStored(String name, WritableByteChannel out) throws IOException {
+        // an override is an array in memory: the caller converts it
+        return !overrides.containsKey(name) && !removed.contains(name) && base != null && base.writeStored(name, out);
+    }
+
+    @Override
+    public NDArray loadRows(String name, long[] rows, NDManager manager, DataType type) {
+        if (overrides.containsKey(name) || removed.contains(name) || base == null) {
+            return TensorSource.super.loadRows(name, rows, manager, type);
+        }
+        return base.loadRows(name, rows, manager, type);
     }
 
     private TensorSource base() {

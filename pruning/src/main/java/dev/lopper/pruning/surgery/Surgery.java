@@ -15,7 +15,11 @@ import dev.lopper.model.io.ModelWriter;
 import dev.lopper.model.io.TensorMap;
 import dev.lopper.model.io.TensorSource;
 
+import dev.lopper.model.io.StoredBytes;
+
 import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -26,7 +30,9 @@ import java.util.Set;
 /**
  * Applies a plan: the result is a dense, smaller model whose layers may each have different head and channel
  * counts. Nothing is computed up front: {@link Result#tensors()} slices each tensor from the source when it is
- * loaded, so saving streams tensor by tensor and never holds the whole model. Removed layers are dropped and the
+ * loaded, so saving streams tensor by tensor and never holds the whole model; a save in the stored dtype does not
+ * even convert: kept rows/columns are copied from the checkpoint's bytes ({@link StoredSlice}) and untouched
+ * tensors (embeddings, norms, the LM head) byte for byte through the file channel. Removed layers are dropped and the
  * following layers renumbered ({@code model.layers.5.} becomes {@code model.layers.4.} after removing layer 3).
  *
  * <p>Which rows/columns go is read from {@link StructureGraph#layerTensors}: the graph is the only place that
@@ -205,6 +211,27 @@ public final class Surgery {
                 out.attach(manager);
                 return out;
             }
+        }
+
+        @Override
+        public StoredBytes stored(String name) {
+            Cut c = cut(name);
+            return c.indices() == null ? source.stored(c.source()) : null;
+        }
+
+        @Override
+        public boolean writeStored(String name, WritableByteChannel out) throws IOException {
+            Cut c = cut(name);
+            if (c.indices() == null) {
+                return source.writeStored(c.source(), out);
+            }
+            StoredBytes s = source.stored(c.source());
+            if (s == null || !(out instanceof FileChannel file)) {
+                return false;
+            }
+            long[] dims = source.shape(c.source()).getShape();
+            StoredSlice.write(s, dims, c.axis(), c.indices(), source.storedType(c.source()).getNumOfBytes(), file);
+            return true;
         }
 
         private Cut cut(String name) {
