@@ -18,6 +18,8 @@ import dev.lopper.model.io.TensorMap;
 import dev.lopper.model.io.TensorSource;
 import dev.lopper.model.layer.LayerSpec;
 import dev.lopper.model.layer.Param;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.surgery.Surgery;
 
 import java.util.ArrayList;
 import java.util.EnumMap;
@@ -192,6 +194,15 @@ public final class FullModel implements AutoCloseable {
         TensorMap t = new TensorMap(null);
         tensors.forEach(t::put);
         return t;
+    }
+
+    /**
+     * A new model with {@code selections} (one per layer, this model's indices) cut by {@link Surgery}; this
+     * model stays open.
+     */
+    public FullModel cut(List<LayerSelection> selections) {
+        Surgery.Result r = Surgery.apply(config, source(), selections);
+        return load(r.config(), r.tensors(), manager.getDevice());
     }
 
     /** Names in order (the optimizer's parameter order). */

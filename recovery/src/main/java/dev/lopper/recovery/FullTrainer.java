@@ -222,8 +222,7 @@ public final class FullTrainer {
             m.put(n, state.get(n + ".exp_avg"));
             v.put(n, state.get(n + ".exp_avg_sq"));
         }
-        Surgery.Result w = Surgery.apply(config, model.source(), cut);
-        FullModel next = FullModel.load(w.config(), w.tensors(), model.manager().getDevice());
+        FullModel next = model.cut(cut);
         Map<String, float[]> moments = new LinkedHashMap<>();
         var mCut = Surgery.apply(config, FullModel.source(m), cut).tensors();
         var vCut = Surgery.apply(config, FullModel.source(v), cut).tensors();
