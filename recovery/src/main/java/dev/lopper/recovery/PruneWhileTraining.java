@@ -142,7 +142,8 @@ public final class PruneWhileTraining {
                 method instanceof Bip ? "uniform" : "global",
                 new PruningPlan.Calibration(r.data().toString(), r.options().windows() * method.batchesPerStep(), r.options().seqLen()),
                 r.options().seed(), ModelHash.of(md.path()), PruningPlan.toolVersionString(), List.of(), List.of(), null, null);
-        PruningPlan plan = Allocation.toPlan(md.config(), kept, base);
+        PruningPlan plan = Allocation.toPlan(md.config(), kept, base)
+                .withResult(Allocation.result(md.config(), kept, true, true, false, 0, 0));
         if (!Surgery.apply(md.config(), md.checkpoint(), plan).config().layers().equals(finalConfig.layers())) {
             throw new IllegalStateException("the plan does not describe the trained model's shape"); // a bug, not bad input
         }
