@@ -106,7 +106,7 @@ public final class PruneTrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--train-data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
         PruneWhileTraining.Request request = new PruneWhileTraining.Request(model, method, ratio, data, val, valFraction, valWindows, out, o,
-                options.device(), overwrite);
+                options.device(), overwrite, null);
         PrintWriter err = spec.commandLine().getErr();
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         long bytes = PruneWhileTraining.trainingBytes(model);

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.ModelWriter;
+import dev.lopper.model.io.OutputGuard;
 import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.plan.ModelHash;
@@ -36,7 +37,7 @@ import java.util.function.Consumer;
  *
  * <pre>{@code
  * PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, "efficientllm", 0.5, data, null, 0.05, 16, out,
- *         TrainOptions.defaults(200), Device.cpu(), false);
+ *         TrainOptions.defaults(200), Device.cpu(), false, null);
  * PruneWhileTraining.Outcome o = PruneWhileTraining.run(r, FullTrainer.Listener.NONE, t -> { });
  * }</pre>
  */
@@ -53,9 +54,10 @@ public final class PruneWhileTraining {
      * @param ratio fraction of prunable (attention + MLP) parameters removed
      * @param val validation text, or null to hold out the last {@code valFraction} of {@code data}
      * @param overwrite replace an existing OUT that Lopper wrote (otherwise an existing run is resumed)
+     * @param modelOut where the final model goes (the schedule engine's {@code --out}), or null for {@code OUT/pruned}
      */
     public record Request(Path model, String method, double ratio, Path data, Path val, double valFraction, int valWindows,
-                          Path out, TrainOptions options, Device device, boolean overwrite) {
+                          Path out, TrainOptions options, Device device, boolean overwrite, Path modelOut) {
         public Request {
             if (!METHODS.contains(method)) {
                 throw new IllegalArgumentException("--method " + method + ": expected one of " + METHODS);
@@ -84,6 +86,9 @@ public final class PruneWhileTraining {
             ModelConfig config = md.config();
             dev.lopper.calibration.gradient.GradientEngine.checkSupported(config); // Qwen3's q/k norms: no gradient path
             boolean resume = Recovery.prepareOut(r.out(), r.overwrite(), "prune-train", REQUEST_FILE, r.model(), r.data(), r.val());
+            if (r.modelOut() != null) {
+                OutputGuard.checkDirectory(r.modelOut(), r.overwrite() || resume, "--out", r.model(), r.data(), r.val());
+            }
             ObjectNode request = requestJson(r);
             if (resume) {
                 ObjectNode saved = (ObjectNode) JSON.readTree(r.out().resolve(REQUEST_FILE).toFile());
@@ -121,7 +126,7 @@ public final class PruneWhileTraining {
                 LossCurve.writePng(result.plainHistory(), r.out().resolve("loss.png"), title);
                 LossCurve.writeSize(result.history(), size, r.out().resolve("size.png"), title);
                 PruningPlan plan = plan(r, md, method, trainer.model().config());
-                Path pruned = r.out().resolve("pruned");
+                Path pruned = r.modelOut() != null ? r.modelOut() : r.out().resolve("pruned");
                 save(trainer.model(), pruned, r.model(), plan);
                 return new Outcome(result, before, trainer.model().parameterCount(), FullModel.trainingBytes(config), pruned, plan, loss, size);
             } finally {

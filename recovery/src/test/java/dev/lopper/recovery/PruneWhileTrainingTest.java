@@ -41,7 +41,7 @@ class PruneWhileTrainingTest {
         TrainOptions o = TrainOptions.defaults(3).withMicroBatch(2).withAccumulation(1).withSeqLen(16).withLearningRate(1e-3)
                 .withWarmup(0).withEvalEvery(3).withCheckpointEvery(1).withSeed(1);
         Path out = shared.resolve(method);
-        PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, method, ratio, TEXT, null, 0.05, 4, out, o, Device.cpu(), false);
+        PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, method, ratio, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
         PruneWhileTraining.Outcome first = PruneWhileTraining.run(r, FullTrainer.Listener.NONE, t -> { });
         assertTrue(first.paramsAfter() < first.paramsBefore());
         assertTrue(Files.isRegularFile(out.resolve("size.png")) && Files.isRegularFile(out.resolve("loss.png")));
@@ -70,7 +70,7 @@ class PruneWhileTrainingTest {
         assertEquals(3, again.train().resumedFrom());
         assertEquals(first.paramsAfter(), again.paramsAfter());
         // another ratio into the same OUT is refused with one line naming OUT
-        PruneWhileTraining.Request other = new PruneWhileTraining.Request(model, method, 0.1, TEXT, null, 0.05, 4, out, o, Device.cpu(), false);
+        PruneWhileTraining.Request other = new PruneWhileTraining.Request(model, method, 0.1, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PruneWhileTraining.run(other, FullTrainer.Listener.NONE, t -> { }));
         assertTrue(e.getMessage().startsWith("--out " + out), e.getMessage());
     }
