@@ -60,35 +60,11 @@ public final class PruneTrainCommand implements Callable<Integer> {
     @Option(names = "--overwrite", description = "start over: replace an existing DIR that Lopper wrote (never anything else)")
     boolean overwrite;
 
-    @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate of the weights (AdamW). Default: ${DEFAULT-VALUE}.")
-    double lr;
-
-    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW's decoupled weight decay. Default: ${DEFAULT-VALUE}.")
-    double weightDecay;
-
-    @Option(names = "--warmup", description = "linear warm-up steps before the cosine decay. Default: 10% of --steps.")
-    Integer warmup;
-
-    @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "clip gradients to this global norm (0: off). Default: ${DEFAULT-VALUE}.")
-    double maxGradNorm;
-
-    @Option(names = "--micro-batch", defaultValue = "4", description = "windows per forward/backward. Default: ${DEFAULT-VALUE}.")
-    int microBatch;
-
-    @Option(names = "--accumulation", defaultValue = "4", description = "micro-batches per optimizer step. Default: ${DEFAULT-VALUE}.")
-    int accumulation;
-
-    @Option(names = "--seq-len", defaultValue = "256", description = "tokens per training window. Default: ${DEFAULT-VALUE}.")
-    int seqLen;
-
-    @Option(names = "--eval-every", description = "validation loss every N steps. Default: 10% of --steps.")
-    Integer evalEvery;
-
-    @Option(names = "--checkpoint-every", description = "checkpoint every N steps. Default: 10% of --steps.")
-    Integer checkpointEvery;
-
     @Option(names = "--seed", defaultValue = "42", description = "seed of the data windows. Default: ${DEFAULT-VALUE}.")
     long seed;
+
+    @Mixin
+    TrainingOptions training;
 
     @Mixin
     ModelOptions options;
@@ -98,10 +74,7 @@ public final class PruneTrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
-        TrainOptions o = new TrainOptions(steps, microBatch, accumulation, seqLen, lr, weightDecay, warmup != null ? warmup : d.warmup(),
-                maxGradNorm, evalEvery != null ? evalEvery : d.evalEvery(), checkpointEvery != null ? checkpointEvery : d.checkpointEvery(),
-                0, seed);
+        TrainOptions o = training.of(steps, 0, seed);
         if (!Files.exists(data)) {
             throw new IllegalArgumentException("--train-data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }

@@ -62,28 +62,28 @@ public final class FullModel implements AutoCloseable {
 
     /** Loads every tensor of {@code source} as fp32 onto {@code device} (names in the source's order). */
     public static FullModel load(ModelConfig config, TensorSource source, Device device) {
-        NDManager m = NDManager.newBaseManager(device);
-        try {
+        return build(config, device, m -> {
             Map<String, NDArray> w = new LinkedHashMap<>();
             for (String name : source.names()) {
                 w.put(name, source.load(name, m));
             }
-            FullModel model = new FullModel(config, m, w);
-            model.checkComplete();
-            return model;
-        } catch (RuntimeException e) {
-            m.close();
-            throw e;
-        }
+            return w;
+        });
     }
 
     /** A model from tensors held as Java floats (a checkpoint being resumed), in libtorch-owned storage. */
     static FullModel of(ModelConfig config, Map<String, F32Tensors.Loaded> tensors, Device device) {
-        NDManager m = NDManager.newBaseManager(device);
-        try {
+        return build(config, device, m -> {
             Map<String, NDArray> w = new LinkedHashMap<>();
             tensors.forEach((name, t) -> w.put(name, F32Tensors.owned(m, t.data(), new Shape(t.shape()))));
-            FullModel model = new FullModel(config, m, w);
+            return w;
+        });
+    }
+
+    private static FullModel build(ModelConfig config, Device device, java.util.function.Function<NDManager, Map<String, NDArray>> tensors) {
+        NDManager m = NDManager.newBaseManager(device);
+        try {
+            FullModel model = new FullModel(config, m, tensors.apply(m));
             model.checkComplete();
             return model;
         } catch (RuntimeException e) {
