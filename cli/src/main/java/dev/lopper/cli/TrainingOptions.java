@@ -4,7 +4,7 @@ import dev.lopper.recovery.TrainOptions;
 import picocli.CommandLine.Option;
 
 /**
- * The optimizer options every training command shares ({@code recover}, {@code prune-train}); defaults are the
+ * The optimizer options of {@code prune-train} (as {@code lopper recover} spells them); defaults are the
  * recovery trainer's ({@link TrainOptions#defaults}, LLM-Pruner's post-training where a 2-core machine allows).
  */
 final class TrainingOptions {

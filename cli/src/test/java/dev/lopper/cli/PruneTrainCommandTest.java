@@ -71,6 +71,19 @@ class PruneTrainCommandTest {
     }
 
     @Test
+    void lopperPruneHandsBothMethodsToTheScheduleEngine() throws Exception {
+        Path out = tmp.resolve("engine-bip");
+        CliTest.Result r = CliTest.run("prune", model.toString(), "--method", "bip", "--ratio", "0.5", "--train-data", text.toString(),
+                "--steps", "2", "--micro-batch", "2", "--accumulation", "1", "--train-seq-len", "16", "--val-windows", "2",
+                "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(Files.isRegularFile(out.resolve("lopper_plan.json")) && Files.isRegularFile(out.resolve("schedule.csv")), r.out());
+        try (ModelDir d = ModelDir.open(out)) {
+            assertEquals(48, d.config().layer(0).intermediateSize());
+        }
+    }
+
+    @Test
     void badInputIsOneLine() {
         CliTest.Result r = CliTest.run(args("magnitude", tmp.resolve("bad")));
         assertEquals(1, r.code());
