@@ -22,7 +22,7 @@ import java.util.List;
 
 /**
  * BiP, structured (Zhang et al., NeurIPS 2022; official code {@code OPTML-Group/BiP} {@code trainer/bilevel.py},
- * {@code models/layers.py}; docs/CRITERIA-NOTES.md §10, deviations in docs/CRITERIA.md). One score {@code s_u} per
+ * {@code models/layers.py}; docs/CRITERIA-NOTES.md §12, deviations in docs/CRITERIA.md). One score {@code s_u} per
  * KV group and per MLP channel (upper level), initialised to the unit's weight L2 norm (the code's
  * {@code --scaled-score-init}: scores = weights, ranked by their L2 norm); the mask keeps, per layer, the units
  * with the largest {@code |s|} (the projection onto the target size; {@code int(ratio x n)} removed per layer and

@@ -19,7 +19,7 @@ import java.util.Set;
 
 /**
  * EfficientLLM's pruning-aware training (Xing et al. 2025, arXiv 2502.06663; no training code is public, see
- * docs/CRITERIA-NOTES.md §9 and docs/CRITERIA.md): LLM-Pruner's first-order Taylor saliency
+ * docs/CRITERIA-NOTES.md §11 and docs/CRITERIA.md): LLM-Pruner's first-order Taylor saliency
  * {@code S_u = sum_{w in u} |w * dL/dw|} of every structure group u (KV groups, MLP channels), taken from every
  * training step's gradient and summed since the last removal; at {@link Settings#removals} evenly spaced steps in
  * the first {@link Settings#pruneFraction} of training the lowest-saliency groups go (global ranking, the target
