@@ -17,11 +17,11 @@ import java.util.concurrent.TimeUnit;
  */
 final class StopOnSignal implements AutoCloseable {
     private final CountDownLatch finished = new CountDownLatch(1);
-    private volatile Trainer running;
+    private volatile Runnable running;
     private final Thread hook = new Thread(() -> {
-        Trainer t = running;
+        Runnable t = running;
         if (t != null) {
-            t.requestStop();
+            t.run();
             try {
                 finished.await(10, TimeUnit.MINUTES);
             } catch (InterruptedException e) {
@@ -36,7 +36,12 @@ final class StopOnSignal implements AutoCloseable {
 
     /** The trainer to stop on a signal. */
     void watch(Trainer t) {
-        running = t;
+        running = t::requestStop;
+    }
+
+    /** The full-parameter trainer to stop on a signal ({@code lopper prune-train}). */
+    void watch(dev.lopper.recovery.FullTrainer t) {
+        running = t::requestStop;
     }
 
     @Override

@@ -66,4 +66,27 @@ public final class LossCurve {
         ChartUtils.saveChartAsPNG(tmp.toFile(), chart, 800, 500);
         Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
+
+    /** {@code size.csv} (step, params) and {@code size.png}: the model's parameter count over the steps of a run that cuts. */
+    public static void writeSize(List<FullTrainer.Point> history, Path csv, Path png, String title) throws IOException {
+        Path tmp = csv.resolveSibling("." + csv.getFileName() + ".tmp");
+        try (Writer w = Files.newBufferedWriter(tmp, StandardCharsets.UTF_8)) {
+            w.write("step,params\n");
+            for (FullTrainer.Point p : history) {
+                w.write(p.step() + "," + p.params() + "\n");
+            }
+        }
+        Files.move(tmp, csv, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        if (png == null) {
+            return;
+        }
+        System.setProperty("java.awt.headless", "true");
+        XYSeries size = new XYSeries("parameters");
+        history.forEach(p -> size.add(p.step(), p.params()));
+        JFreeChart chart = ChartFactory.createXYLineChart(title, "step", "parameters", new XYSeriesCollection(size),
+                PlotOrientation.VERTICAL, true, false, false);
+        Path t = png.resolveSibling("." + png.getFileName() + ".tmp");
+        ChartUtils.saveChartAsPNG(t.toFile(), chart, 800, 500);
+        Files.move(t, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
 }

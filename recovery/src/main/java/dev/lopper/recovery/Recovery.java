@@ -106,15 +106,19 @@ public final class Recovery {
      * through {@link OutputGuard} and OUT is (re)created empty with Lopper's marker. Returns whether it resumes.
      */
     static boolean prepare(Request r) throws IOException {
-        Path out = r.out();
-        OutputGuard.checkNotOverlapping(out, "--out", r.model(), r.data(), r.val());
-        if (!r.overwrite() && OutputGuard.isLopperOutput(out) && Files.isRegularFile(out.resolve(REQUEST_FILE))) {
+        return prepareOut(r.out(), r.overwrite(), "recover", REQUEST_FILE, r.model(), r.data(), r.val());
+    }
+
+    /** {@link #prepare} for any run that keeps its request in {@code requestFile} and marks OUT with {@code marker}. */
+    static boolean prepareOut(Path out, boolean overwrite, String marker, String requestFile, Path... inputs) throws IOException {
+        OutputGuard.checkNotOverlapping(out, "--out", inputs);
+        if (!overwrite && OutputGuard.isLopperOutput(out) && Files.isRegularFile(out.resolve(requestFile))) {
             return true;
         }
-        OutputGuard.checkDirectory(out, r.overwrite(), "--out", r.model(), r.data(), r.val());
+        OutputGuard.checkDirectory(out, overwrite, "--out", inputs);
         Path tmp = AtomicDirectory.createTemp(out);
         try {
-            OutputGuard.writeMarker(tmp, "recover");
+            OutputGuard.writeMarker(tmp, marker);
             AtomicDirectory.replace(tmp, out);
         } finally {
             AtomicDirectory.deleteTree(tmp);

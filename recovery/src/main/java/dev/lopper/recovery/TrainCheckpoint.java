@@ -40,11 +40,24 @@ final class TrainCheckpoint {
 
     static Path save(Path dir, State state, Map<String, ai.djl.ndarray.NDArray> adapter, Map<String, ai.djl.ndarray.NDArray> moments)
             throws IOException {
+        return saveFiles(dir, state, Map.of("adapter.safetensors", adapter, "optimizer.safetensors", moments), Map.of());
+    }
+
+    /**
+     * A checkpoint with any fp32 tensor files ({@code file name -> tensors}) and extra JSON documents beside
+     * state.json (full training keeps the model, its config and the pruning method's state this way).
+     */
+    static Path saveFiles(Path dir, State state, Map<String, Map<String, ai.djl.ndarray.NDArray>> tensorFiles,
+                     Map<String, JsonNode> jsonFiles) throws IOException {
         Path target = dir.resolve(String.format("%s%06d", PREFIX, state.step()));
         Path tmp = AtomicDirectory.createTemp(target);
         try {
-            F32Tensors.write(tmp.resolve("adapter.safetensors"), adapter, Map.of("format", "pt"));
-            F32Tensors.write(tmp.resolve("optimizer.safetensors"), moments, Map.of("format", "pt"));
+            for (Map.Entry<String, Map<String, ai.djl.ndarray.NDArray>> f : tensorFiles.entrySet()) {
+                F32Tensors.write(tmp.resolve(f.getKey()), f.getValue(), Map.of("format", "pt"));
+            }
+            for (Map.Entry<String, JsonNode> f : jsonFiles.entrySet()) {
+                JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.resolve(f.getKey()).toFile(), f.getValue());
+            }
             JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.resolve("state.json").toFile(), state);
             OutputGuard.writeMarker(tmp, "recover-checkpoint");
             AtomicDirectory.replace(tmp, target);

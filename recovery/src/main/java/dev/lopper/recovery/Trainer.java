@@ -184,20 +184,9 @@ public final class Trainer {
         }
     }
 
-    /** PyTorch's clip_grad_norm_: scale every gradient by max / (norm + 1e-6) when the global norm exceeds max. */
+    /** PyTorch's clip_grad_norm_ ({@link Batches#clip}). */
     private void clip(List<NDArray> grads) {
-        if (o.maxGradNorm() <= 0) {
-            return;
-        }
-        double sq = 0;
-        for (NDArray g : grads) {
-            sq += g.square().sum().getFloat();
-        }
-        double norm = Math.sqrt(sq);
-        if (norm > o.maxGradNorm()) {
-            double coef = o.maxGradNorm() / (norm + 1e-6);
-            grads.forEach(g -> g.muli(coef));
-        }
+        Batches.clip(grads, o.maxGradNorm());
     }
 
     /** Mean causal-LM loss over the validation windows (no dropout, no gradients). */
@@ -214,12 +203,7 @@ public final class Trainer {
     }
 
     private NDArray ids(NDManager m, int first, int n, long[][] windows) {
-        int t = windows[first].length;
-        long[] flat = new long[n * t];
-        for (int i = 0; i < n; i++) {
-            System.arraycopy(windows[first + i], 0, flat, i * t, t);
-        }
-        return m.create(flat, new Shape(n, t));
+        return Batches.ids(m, first, n, windows);
     }
 
     static int seedFor(long seed, int step, int micro) {

@@ -73,6 +73,9 @@ public final class PruneSchedule {
     }
 
     public Result run(ScheduleRequest r) throws IOException {
+        if (FullTrainingSchedule.handles(r.prune().criterion())) {
+            return FullTrainingSchedule.run(r); // efficientllm, bip: they prune inside one full-parameter training run
+        }
         Progress progress = r.prune().progress();
         ScheduleMethod method = ScheduleMethods.create(r);
         List<Phase> phases = method.phases();

@@ -34,11 +34,14 @@ public final class ScheduleMethods {
 
     /** Whether {@code name} is a training-aware method (not a one-shot criterion). */
     public static synchronized boolean isMethod(String name) {
-        return METHODS.containsKey(name);
+        return METHODS.containsKey(name) || FullTrainingSchedule.handles(name);
     }
 
+    /** Every training-aware method: the LoRA ones registered here and the full-training ones (efficientllm, bip). */
     public static synchronized Set<String> names() {
-        return Set.copyOf(METHODS.keySet());
+        Set<String> all = new java.util.TreeSet<>(METHODS.keySet());
+        all.addAll(dev.lopper.recovery.PruneWhileTraining.METHODS);
+        return Set.copyOf(all);
     }
 
     /** The method of {@code r}: a registered method, or the iterative form of a criterion. */
