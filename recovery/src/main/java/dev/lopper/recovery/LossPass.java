@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.training.GradientCollector;
 import dev.lopper.model.LlamaModel;
+import dev.lopper.model.Scalars;
 
 import java.util.List;
 import java.util.SplittableRandom;
@@ -42,7 +43,7 @@ public interface LossPass {
                 LoraHook hook = new LoraHook(lora, scope, true, true);
                 double loss;
                 try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                    NDArray l = CausalLm.loss(CausalLm.logits(model, scope, ids, hook, i -> seedLayer(seed, i)), ids).mul((float) factor); // a float scalar: a double would promote the 0-d loss to float64
+                    NDArray l = CausalLm.loss(CausalLm.logits(model, scope, ids, hook, i -> seedLayer(seed, i)), ids).mul(Scalars.of(scope, factor)); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
                     loss = l.getFloat();
                     gc.backward(l);
                 }

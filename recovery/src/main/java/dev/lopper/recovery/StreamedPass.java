@@ -11,6 +11,7 @@ import dev.lopper.model.LayerHooks;
 import dev.lopper.model.LayerWeights;
 import dev.lopper.model.Masks;
 import dev.lopper.model.Rope;
+import dev.lopper.model.Scalars;
 import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
@@ -56,7 +57,7 @@ public final class StreamedPass implements LossPass {
             h.attach(head);
             h.setRequiresGradient(true);
             try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                NDArray l = CausalLm.loss(head(head, h), ids).mul((float) factor); // a float scalar: a double would promote the 0-d loss to float64
+                NDArray l = CausalLm.loss(head(head, h), ids).mul(Scalars.of(head, factor)); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
                 loss = l.getFloat();
                 gc.backward(l);
             }

@@ -18,6 +18,7 @@ import dev.lopper.model.LayerHooks;
 import dev.lopper.model.LayerWeights;
 import dev.lopper.model.Masks;
 import dev.lopper.model.Rope;
+import dev.lopper.model.Scalars;
 import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
@@ -268,7 +269,8 @@ public final class GradientEngine {
     static NDArray windowLosses(NDArray logits, NDArray targets) {
         long t1 = targets.getShape().get(1);
         NDArray logp = logits.get(new NDIndex(":, :{}, :", t1)).logSoftmax(-1);
-        return logp.gather(targets, 2).sum(new int[] {1, 2}).neg().div(t1);
+        // an owned constant: DivBackward keeps the divisor, and div(Number) would hand it a closed from_blob (Scalars)
+        return logp.gather(targets, 2).sum(new int[] {1, 2}).neg().div(Scalars.of(logp.getManager(), t1));
     }
 
     /**
