@@ -22,8 +22,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 /**
  * {@code lopper recover PRUNED --data FILE --steps N --out DIR}: LoRA recovery of a pruned model (LLM-Pruner's
@@ -73,33 +71,6 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--lora-targets", split = ",", paramLabel = "PROJ", description = "projections to adapt. Default: all seven (q,k,v,o,gate,up,down _proj).")
     List<String> targets;
 
-    @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (AdamW). Default: ${DEFAULT-VALUE}.")
-    double lr;
-
-    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW's decoupled weight decay. Default: ${DEFAULT-VALUE}.")
-    double weightDecay;
-
-    @Option(names = "--warmup", description = "linear warm-up steps before the cosine decay. Default: 10% of --steps.")
-    Integer warmup;
-
-    @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "clip gradients to this global norm (0: off). Default: ${DEFAULT-VALUE}.")
-    double maxGradNorm;
-
-    @Option(names = "--micro-batch", defaultValue = "4", description = "windows per forward/backward. Default: ${DEFAULT-VALUE}.")
-    int microBatch;
-
-    @Option(names = "--accumulation", defaultValue = "4", description = "micro-batches per optimizer step. Default: ${DEFAULT-VALUE}.")
-    int accumulation;
-
-    @Option(names = "--seq-len", defaultValue = "256", description = "tokens per training window. Default: ${DEFAULT-VALUE}.")
-    int seqLen;
-
-    @Option(names = "--eval-every", description = "validation loss every N steps. Default: 10% of --steps.")
-    Integer evalEvery;
-
-    @Option(names = "--checkpoint-every", description = "checkpoint every N steps. Default: 10% of --steps.")
-    Integer checkpointEvery;
-
     @Option(names = "--patience", defaultValue = "0", description = "stop after this many validations without improvement (0: off). Default: ${DEFAULT-VALUE}.")
     int patience;
 
@@ -111,6 +82,10 @@ public final class RecoverCommand implements Callable<Integer> {
 
     @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
     boolean stream;
+
+    /** Optimizer options shared with {@code prune-train}. */
+    @Mixin
+    TrainingOptions training;
 
     @Mixin
     ModelOptions options;
@@ -127,29 +102,9 @@ public final class RecoverCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         Recovery.Outcome r;
-        CountDownLatch finished = new CountDownLatch(1);
-        Trainer[] running = new Trainer[1];
-        // Ctrl-C (SIGINT/SIGTERM): ask the trainer to checkpoint after the current step and wait for it
-        Thread onSignal = new Thread(() -> {
-            if (running[0] != null) {
-                running[0].requestStop();
-                try {
-                    finished.await(10, TimeUnit.MINUTES);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            }
-        }, "lopper-recover-stop");
-        Runtime.getRuntime().addShutdownHook(onSignal);
-        try (OutputLock lock = OutputLock.acquire(out, "--out")) {
-            r = Recovery.run(request, quiet ? Trainer.Listener.NONE : new ProgressLine(err), t -> running[0] = t);
-        } finally {
-            finished.countDown();
-            try {
-                Runtime.getRuntime().removeShutdownHook(onSignal);
-            } catch (IllegalStateException shuttingDown) {
-                // the JVM is exiting (Ctrl-C): the hook is running and has seen the checkpoint
-            }
+        // Ctrl-C (SIGINT/SIGTERM): the trainer checkpoints after the current step, the JVM waits for it
+        try (StopOnSignal stop = new StopOnSignal(); OutputLock lock = OutputLock.acquire(out, "--out")) {
+            r = Recovery.run(request, quiet ? Trainer.Listener.NONE : new ProgressLine(err), stop::watch);
         }
         report(r);
         return r.train().interrupted() ? 130 : 0;
@@ -157,10 +112,7 @@ public final class RecoverCommand implements Callable<Integer> {
 
     /** The options as a request (the defaults of lopper prune --recover-steps are these: RecoverOptions). */
     Recovery.Request request() {
-        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
-        TrainOptions o = new TrainOptions(steps, microBatch, accumulation, seqLen, lr, weightDecay, warmup != null ? warmup : d.warmup(),
-                maxGradNorm, evalEvery != null ? evalEvery : d.evalEvery(), checkpointEvery != null ? checkpointEvery : d.checkpointEvery(),
-                patience, seed);
+        TrainOptions o = training.of(steps, patience, seed);
         LoraConfig lora = new LoraConfig(rank, alpha, dropout, targets == null ? LoraConfig.defaults().targets() : new LinkedHashSet<>(targets));
         return new Recovery.Request(model, data, val, out, lora, o, valFraction, valWindows, options.device(), dtype(mergedDtype), overwrite, stream);
     }
