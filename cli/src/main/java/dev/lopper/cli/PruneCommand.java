@@ -168,16 +168,14 @@ public final class PruneCommand implements Callable<Integer> {
         public java.util.Iterator<String> iterator() {
             java.util.TreeSet<String> all = new java.util.TreeSet<>(Criteria.names());
             all.addAll(ScheduleOptions.names());
-            all.add("compresso");
             return all.iterator();
         }
     }
 
     @Override
     public Integer call() throws Exception {
-        if ("compresso".equals(method)) {
-            // learned masks trained with LoRA, then surgery: its own pipeline in the recovery module (CompressoRun)
-            return CompressoRun.run(this, spec.commandLine().getOut(), spec.commandLine().getErr());
+        if ((regLr != null || prompt != null) && !"compresso".equals(method)) {
+            throw new IllegalArgumentException((regLr != null ? "--reg-lr" : "--prompt") + " is an option of --method compresso, not of " + method);
         }
         PruneRequest request = request();
         if (schedule.scheduled(method)) {
@@ -211,6 +209,8 @@ public final class PruneCommand implements Callable<Integer> {
         putIf(copts, "taylor", taylor);
         putIf(copts, "grouping", grouping);
         putIf(copts, "scale", gblmScale);
+        putIf(copts, "reg-lr", regLr == null ? null : regLr.toString());
+        putIf(copts, "prompt", prompt);
         return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
                 headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
                 out, planOut, overwrite, options.device(), Progress.console(System.err), uniformRounding);

@@ -73,9 +73,9 @@ final class ScheduleOptions {
                     p.seed(), p.chunkTokens(), p.applyPlan(), p.out(), p.planOut(), p.overwrite(), p.device(), p.progress(),
                     p.uniformRounding());
         }
-        // LoRAPrune's prune.py where the user gives nothing: batch 128 = micro-batch 4 x 32 accumulation
-        LoraConfig lora = training.lora(LoraConfig.defaults());
-        TrainOptions d = TrainOptions.defaults(Math.max(1, steps == null ? 1 : steps)).withAccumulation(32).withSeed(trainSeed);
+        // the method's own defaults where the user gives nothing (LoRAPrune's prune.py; Compresso's official ones)
+        LoraConfig lora = training.lora(ScheduleMethods.loraDefaults(p.criterion()));
+        TrainOptions d = ScheduleMethods.trainDefaults(p.criterion(), Math.max(1, steps == null ? 1 : steps), trainSeed);
         TrainOptions t = training.train(d);
         return new ScheduleRequest(q, ScheduleMethods.isMethod(p.criterion()) ? null : n,
                 iterativeSteps != null ? 0 : trainStepsPerStep, steps, training.trainData, training.valData, lora, t,

@@ -44,39 +44,65 @@ class CompressoCommandTest {
     }
 
     @Test
-    void prunesWritesAPlainModelAndResumes() throws Exception {
+    void prunesOnTheEngineWritesAPlainModelAndResumes() throws Exception {
         Path out = tmp.resolve("c");
-        String quiet = System.clearProperty("lopper.quiet");
-        CliTest.Result r;
-        try {
-            r = CliTest.run(compresso(out));
-        } finally {
-            if (quiet != null) {
-                System.setProperty("lopper.quiet", quiet);
-            }
-        }
+        CliTest.Result r = CliTest.run(compresso(out));
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.err().contains("compresso step 6/6") && r.err().contains("expected sparsity"), r.err());
-        assertTrue(r.out().contains("pruned") && r.out().contains("compresso"), r.out());
-        List<String> csv = Files.readAllLines(out.resolve("compresso.csv"));
+        assertTrue(r.out().contains("pruned") && r.out().contains("compresso (scheduled)"), r.out());
+        // the engine's layout: the plain model and its plan in --out with the curves, the work in OUT.schedule/
+        Path work = tmp.resolve("c.schedule");
+        List<String> csv = Files.readAllLines(work.resolve("compresso.csv"));
         assertEquals("step,loss,lagrangian,expected_sparsity,target_sparsity,lambda_1,lambda_2,lr", csv.get(0));
         assertEquals(7, csv.size());
-        assertTrue(Files.isRegularFile(out.resolve("compresso.png")));
-        JsonNode plan = new ObjectMapper().readTree(out.resolve("model/lopper_plan.json").toFile());
+        assertTrue(Files.isRegularFile(work.resolve("compresso.png")));
+        assertTrue(Files.isDirectory(work.resolve("checkpoints")));
+        List<String> curve = Files.readAllLines(out.resolve("schedule.csv"));
+        assertEquals(7, curve.size(), "a header and one row per training step");
+        assertTrue(Files.isRegularFile(out.resolve("schedule.png")));
+        JsonNode plan = new ObjectMapper().readTree(out.resolve("lopper_plan.json").toFile());
         assertEquals("compresso", plan.get("criterion").asText());
-        try (ModelDir d = ModelDir.open(out.resolve("model"))) {
+        // Compresso's official settings where none were given (CompressoOptions.defaults), the user's where given
+        JsonNode opts = plan.get("criterionOptions");
+        assertEquals(2.0, opts.get("regLr").asDouble(), "--reg-lr given");
+        assertEquals(5e-5, opts.get("loraLr").asDouble(), "the official LoRA learning rate");
+        assertEquals(8, opts.get("lora").get("rank").asInt());
+        assertEquals(8.0, opts.get("lora").get("alpha").asDouble(), "the official alpha 8, not LoRAPrune's 16");
+        assertEquals(16, opts.get("seqLen").asInt(), "--train-seq-len given");
+        assertEquals(1, opts.get("accumulation").asInt(), "the official batch, not LoRAPrune's 32 accumulation");
+        try (ModelDir d = ModelDir.open(out)) {
             assertEquals(2, d.config().numLayers());
         }
-        CliTest.Result ppl = CliTest.run("ppl", out.resolve("model").toString(), "--text", text.toString(), "--seq-len", "16");
+        CliTest.Result ppl = CliTest.run("ppl", out.toString(), "--text", text.toString(), "--seq-len", "16");
         assertEquals(0, ppl.code(), ppl.err());
         // the same command again: the finished run's checkpoint is found, nothing is retrained, the same model is written
-        byte[] before = Files.readAllBytes(out.resolve("model/model.safetensors"));
+        byte[] before = Files.readAllBytes(out.resolve("model.safetensors"));
         CliTest.Result again = CliTest.run(compresso(out, "--json"));
         assertEquals(0, again.code(), again.err());
-        assertTrue(java.util.Arrays.equals(before, Files.readAllBytes(out.resolve("model/model.safetensors"))), "same result on resume");
+        assertTrue(java.util.Arrays.equals(before, Files.readAllBytes(out.resolve("model.safetensors"))), "same result on resume");
         JsonNode j = new ObjectMapper().readTree(again.out());
-        assertEquals(6, j.get("steps").asInt());
-        assertTrue(j.get("achieved_ratio").asDouble() >= 0);
+        assertEquals("compresso", j.get("method").asText());
+        assertEquals(6, j.get("resumed_after_step").asInt(), "resumed from the last checkpoint (step 6)");
+        assertTrue(j.get("params_after").asLong() <= j.get("params_before").asLong());
+    }
+
+    @Test
+    void neverOverwritesAUsersDirectory() throws Exception {
+        Path out = tmp.resolve("mine");
+        Files.createDirectories(out);
+        Files.writeString(out.resolve("notes.txt"), "keep me");
+        CliTest.Result r = CliTest.run(compresso(out));
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("--out") && r.err().lines().count() == 1, r.err());
+        assertEquals("keep me", Files.readString(out.resolve("notes.txt")));
+        assertTrue(!Files.exists(tmp.resolve("mine.schedule")), "no work directory written");
+    }
+
+    @Test
+    void refusesCompressoOptionsForOtherMethods() {
+        CliTest.Result r = CliTest.run("prune", model.toString(), "--method", "magnitude", "--ratio", "0.3", "--reg-lr", "1",
+                "--out", tmp.resolve("y").toString());
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("--reg-lr") && r.err().contains("compresso"), r.err());
     }
 
     @Test

@@ -51,8 +51,20 @@ public final class Compresso {
     private Compresso() {
     }
 
-    /** @param overwrite replace an OUT Lopper wrote (otherwise an existing Compresso OUT is resumed) */
-    public record Request(Path model, Path data, Path out, CompressoOptions options, Device device, boolean overwrite) {
+    /**
+     * @param out the work directory (checkpoints, curves, the request)
+     * @param overwrite replace an OUT Lopper wrote (otherwise an existing Compresso OUT is resumed)
+     * @param modelOut where the pruned model goes (the schedule engine's {@code --out}), or null for {@code OUT/model}
+     */
+    public record Request(Path model, Path data, Path out, CompressoOptions options, Device device, boolean overwrite, Path modelOut) {
+        public Request(Path model, Path data, Path out, CompressoOptions options, Device device, boolean overwrite) {
+            this(model, data, out, options, device, overwrite, null);
+        }
+
+        /** Where the pruned model goes. */
+        public Path modelDir() {
+            return modelOut != null ? modelOut : out.resolve("model");
+        }
     }
 
     /**
@@ -66,6 +78,12 @@ public final class Compresso {
     /** Runs (or resumes) the request; {@code onStart} gets the trainer before it starts (for a Ctrl-C handler). */
     public static Outcome run(Request r, CompressoTrainer.Listener listener, Consumer<CompressoTrainer> onStart) throws IOException {
         try (ModelDir md = ModelDir.open(r.model())) {
+            if (r.modelOut() != null) {
+                // never destroy what Lopper did not write: checked before anything is written
+                boolean resumable = !r.overwrite() && OutputGuard.isLopperOutput(r.out()) && Files.isRegularFile(r.out().resolve(REQUEST_FILE));
+                OutputGuard.checkNotOverlapping(r.modelOut(), "--out", r.model(), r.data());
+                OutputGuard.checkDirectory(r.modelOut(), r.overwrite() || resumable, "--out", r.model(), r.data());
+            }
             boolean resume = prepare(r);
             CompressoOptions o = r.options();
             long[] stream = CalibrationData.tokenStream(r.data(), md.tokenizer(), "text", "--train-data");
@@ -95,8 +113,8 @@ public final class Compresso {
                 Path png = r.out().resolve("compresso.png");
                 LossCurve.writePng(history.stream().map(p -> new Trainer.Point(p.step(), p.loss(), null, p.lr())).toList(), png,
                         "lopper compresso " + r.model().getFileName());
-                PruningPlan plan = finish(md, lora, masks, r, r.out().resolve("model"));
-                return new Outcome(history, plan, r.out().resolve("model"), csv, png, masks.expectedSparsity(), false);
+                PruningPlan plan = finish(md, lora, masks, r, r.modelDir());
+                return new Outcome(history, plan, r.modelDir(), csv, png, masks.expectedSparsity(), false);
             }
         }
     }

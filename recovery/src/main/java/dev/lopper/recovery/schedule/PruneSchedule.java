@@ -76,6 +76,9 @@ public final class PruneSchedule {
         if (FullTrainingSchedule.handles(r.prune().criterion())) {
             return FullTrainingSchedule.run(r); // efficientllm, bip: they prune inside one full-parameter training run
         }
+        if (CompressoSchedule.handles(r.prune().criterion())) {
+            return CompressoSchedule.run(r); // masks learned with LoRA in one run, then surgery
+        }
         Progress progress = r.prune().progress();
         ScheduleMethod method = ScheduleMethods.create(r);
         List<Phase> phases = method.phases();

@@ -34,14 +34,31 @@ public final class ScheduleMethods {
 
     /** Whether {@code name} is a training-aware method (not a one-shot criterion). */
     public static synchronized boolean isMethod(String name) {
-        return METHODS.containsKey(name) || FullTrainingSchedule.handles(name);
+        return METHODS.containsKey(name) || FullTrainingSchedule.handles(name) || CompressoSchedule.handles(name);
     }
 
-    /** Every training-aware method: the LoRA ones registered here and the full-training ones (efficientllm, bip). */
+    /** Every training-aware method: the LoRA ones registered here, the full-training ones (efficientllm, bip) and compresso. */
     public static synchronized Set<String> names() {
         Set<String> all = new java.util.TreeSet<>(METHODS.keySet());
         all.addAll(dev.lopper.recovery.PruneWhileTraining.METHODS);
+        all.add(CompressoSchedule.NAME);
         return Set.copyOf(all);
+    }
+
+    /**
+     * The training options a method runs with where the user gives none, over {@code steps} steps: Compresso's
+     * official ones for compresso, LoRAPrune's {@code prune.py} otherwise (batch 128 = micro-batch 4 x 32).
+     */
+    public static dev.lopper.recovery.TrainOptions trainDefaults(String method, int steps, long seed) {
+        if (CompressoSchedule.handles(method)) {
+            return CompressoSchedule.trainDefaults(steps, seed);
+        }
+        return dev.lopper.recovery.TrainOptions.defaults(steps).withAccumulation(32).withSeed(seed);
+    }
+
+    /** The LoRA settings a method runs with where the user gives none. */
+    public static dev.lopper.recovery.LoraConfig loraDefaults(String method) {
+        return CompressoSchedule.handles(method) ? CompressoSchedule.loraDefaults() : dev.lopper.recovery.LoraConfig.defaults();
     }
 
     /** The method of {@code r}: a registered method, or the iterative form of a criterion. */
