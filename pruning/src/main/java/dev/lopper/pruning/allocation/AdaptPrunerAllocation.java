@@ -1,12 +1,10 @@
 package dev.lopper.pruning.allocation;
 
-import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
 
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -80,12 +78,7 @@ public final class AdaptPrunerAllocation implements Allocation.Strategy {
         StructureGraph.Kind unit = o.headUnit() != null ? o.headUnit() : scores.headUnit();
         ModelConfig c = graph.config();
         int n = graph.numLayers();
-        List<Integer> prunable = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            if (o.prunable(i, n)) {
-                prunable.add(i);
-            }
-        }
+        List<Integer> prunable = Allocation.prunableLayers(o, n);
         double[] importance = prunable.stream().mapToDouble(i -> scores.layers()[i]).toArray();
         // an incremental step sees the units earlier steps removed as -infinity scores: each layer starts from where it is
         double[] before = new double[prunable.size()];
@@ -94,39 +87,16 @@ public final class AdaptPrunerAllocation implements Allocation.Strategy {
         }
         double[] sh = sparsities(before, importance, o.headRatio() != null ? o.headRatio() : o.ratio(), amplitude);
         double[] sc = sparsities(before, importance, o.channelRatio() != null ? o.channelRatio() : o.ratio(), amplitude);
-        List<LayerSelection> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            out.add(LayerSelection.whole(i, c.layer(i)));
-        }
-        for (int p = 0; p < prunable.size(); p++) {
-            int i = prunable.get(p);
-            LayerShape s = c.layer(i);
-            int[] groups = LayerSelection.range(s.numKvHeads());
-            int[] heads = LayerSelection.range(s.numHeads());
-            if (o.heads() && s.numHeads() > 0) {
-                double[] hs = Allocation.headScores(scores, unit)[i];
-                if (unit == StructureGraph.Kind.KV_GROUP) {
-                    int k = Math.max(removed(s.numKvHeads(), c.headDim(), sh[p]), gone(hs, 0, hs.length));
-                    groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, Math.min(k, s.numKvHeads() - 1)));
-                    heads = Allocation.headsOfGroups(s, groups);
-                } else {
-                    int k = removed(s.groupSize(), c.headDim(), sh[p]);
-                    for (int g = 0; g < s.numKvHeads(); g++) {
-                        k = Math.max(k, gone(hs, g * s.groupSize(), (g + 1) * s.groupSize()));
-                    }
-                    heads = UniformAllocation.keepPerGroup(s, hs, Math.min(k, s.groupSize() - 1));
-                }
+        return Allocation.removeLowest(graph, scores, unit, o, prunable, (p, s, hs) -> {
+            if (unit == StructureGraph.Kind.KV_GROUP) {
+                return Math.min(Math.max(removed(s.numKvHeads(), c.headDim(), sh[p]), gone(hs, 0, hs.length)), s.numKvHeads() - 1);
             }
-            int[] channels = LayerSelection.range(s.intermediateSize());
-            if (o.channels() && s.intermediateSize() > 0) {
-                int d = s.intermediateSize();
-                double[] cs = scores.channels()[i];
-                int k = Math.min(Math.max(removed(d, 1, sc[p]), gone(cs, 0, d)), d - 1);
-                channels = Allocation.complement(d, Allocation.lowest(cs, k));
+            int k = removed(s.groupSize(), c.headDim(), sh[p]);
+            for (int g = 0; g < s.numKvHeads(); g++) {
+                k = Math.max(k, gone(hs, g * s.groupSize(), (g + 1) * s.groupSize()));
             }
-            out.set(i, new LayerSelection(i, false, groups, heads, channels));
-        }
-        return out;
+            return Math.min(k, s.groupSize() - 1);
+        }, (p, s, cs) -> Math.min(Math.max(removed(s.intermediateSize(), 1, sc[p]), gone(cs, 0, cs.length)), s.intermediateSize() - 1));
     }
 
     /**

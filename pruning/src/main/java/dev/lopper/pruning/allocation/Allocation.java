@@ -246,6 +246,60 @@ public final class Allocation {
         return LayerSelection.prunedConfig(config, sel);
     }
 
+    /** How many units a per-layer rule removes from the {@code p}-th prunable layer, given its shape and that kind's scores. */
+    interface LayerRemoval {
+        int count(int p, LayerShape s, double[] scores);
+    }
+
+    /** The layers that {@code o} lets be pruned, in order. */
+    static List<Integer> prunableLayers(Options o, int n) {
+        List<Integer> prunable = new java.util.ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            if (o.prunable(i, n)) {
+                prunable.add(i);
+            }
+        }
+        return prunable;
+    }
+
+    /**
+     * Selections removing the lowest-scored units of each prunable layer, as many as {@code heads} and
+     * {@code channels} say: KV groups (with their query heads), or query heads inside every group, and MLP channels;
+     * the other layers stay whole. Shared by the allocations that set each layer's sparsity from a layer importance
+     * (cfsp-blocks, adapt-pruner).
+     */
+    static List<LayerSelection> removeLowest(StructureGraph graph, Scores scores, StructureGraph.Kind unit, Options o,
+                                             List<Integer> prunable, LayerRemoval heads, LayerRemoval channels) {
+        ModelConfig c = graph.config();
+        List<LayerSelection> out = new java.util.ArrayList<>();
+        for (int i = 0; i < graph.numLayers(); i++) {
+            out.add(LayerSelection.whole(i, c.layer(i)));
+        }
+        for (int p = 0; p < prunable.size(); p++) {
+            int i = prunable.get(p);
+            LayerShape s = c.layer(i);
+            int[] keptGroups = LayerSelection.range(s.numKvHeads());
+            int[] keptHeads = LayerSelection.range(s.numHeads());
+            if (o.heads() && s.numHeads() > 0) {
+                double[] hs = headScores(scores, unit)[i];
+                int k = heads.count(p, s, hs);
+                if (unit == StructureGraph.Kind.KV_GROUP) {
+                    keptGroups = complement(s.numKvHeads(), lowest(hs, k));
+                    keptHeads = headsOfGroups(s, keptGroups);
+                } else {
+                    keptHeads = UniformAllocation.keepPerGroup(s, hs, k);
+                }
+            }
+            int[] keptChannels = LayerSelection.range(s.intermediateSize());
+            if (o.channels() && s.intermediateSize() > 0) {
+                double[] cs = scores.channels()[i];
+                keptChannels = complement(s.intermediateSize(), lowest(cs, channels.count(p, s, cs)));
+            }
+            out.set(i, new LayerSelection(i, false, keptGroups, keptHeads, keptChannels));
+        }
+        return out;
+    }
+
     /** Indices of the {@code k} lowest scores (ties: the higher index goes first, so that order is stable), ascending. */
     public static int[] lowest(double[] scores, int k) {
         Integer[] idx = new Integer[scores.length];

@@ -1,12 +1,9 @@
 package dev.lopper.pruning.allocation;
 
-import dev.lopper.model.config.LayerShape;
-import dev.lopper.model.config.ModelConfig;
 import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
 
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -34,49 +31,19 @@ public final class CfspBlockAllocation implements Allocation.Strategy {
                     + scores.criterion() + " gives none (cfsp does)");
         }
         StructureGraph.Kind unit = o.headUnit() != null ? o.headUnit() : scores.headUnit();
-        ModelConfig c = graph.config();
         int n = graph.numLayers();
-        List<Integer> prunable = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            if (o.prunable(i, n)) {
-                prunable.add(i);
-            }
-        }
+        List<Integer> prunable = Allocation.prunableLayers(o, n);
         double[] importance = prunable.stream().mapToDouble(i -> scores.layers()[i]).toArray();
         double rh = o.headRatio() != null ? o.headRatio() : o.ratio();
         double rc = o.channelRatio() != null ? o.channelRatio() : o.ratio();
         double[] keepHeads = keepRatios(importance, rh);
         double[] keepChannels = keepRatios(importance, rc);
-        List<LayerSelection> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            out.add(LayerSelection.whole(i, c.layer(i)));
-        }
-        for (int p = 0; p < prunable.size(); p++) {
-            int i = prunable.get(p);
-            LayerShape s = c.layer(i);
-            int[] groups = LayerSelection.range(s.numKvHeads());
-            int[] heads = LayerSelection.range(s.numHeads());
-            if (o.heads() && s.numHeads() > 0) {
-                double[] hs = Allocation.headScores(scores, unit)[i];
-                if (unit == StructureGraph.Kind.KV_GROUP) {
-                    int keep = clamp((int) Math.round(s.numKvHeads() * keepHeads[p]), 1, s.numKvHeads());
-                    groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, s.numKvHeads() - keep));
-                    heads = Allocation.headsOfGroups(s, groups);
-                } else {
-                    int keep = clamp((int) Math.round(s.groupSize() * keepHeads[p]), 1, s.groupSize());
-                    heads = UniformAllocation.keepPerGroup(s, hs, s.groupSize() - keep);
-                }
-            }
-            int[] channels = LayerSelection.range(s.intermediateSize());
-            if (o.channels() && s.intermediateSize() > 0) {
-                int d = s.intermediateSize();
-                // official: thresh = sorted_desc[int(d * keep)], keep metric >= thresh -> int(d * keep) + 1 kept
-                int keep = clamp((int) (d * keepChannels[p]) + 1, 1, d);
-                channels = Allocation.complement(d, Allocation.lowest(scores.channels()[i], d - keep));
-            }
-            out.set(i, new LayerSelection(i, false, groups, heads, channels));
-        }
-        return out;
+        // official: thresh = sorted_desc[int(d * keep)], keep metric >= thresh -> int(d * keep) + 1 channels kept
+        return Allocation.removeLowest(graph, scores, unit, o, prunable,
+                (p, s, hs) -> unit == StructureGraph.Kind.KV_GROUP
+                        ? s.numKvHeads() - clamp((int) Math.round(s.numKvHeads() * keepHeads[p]), 1, s.numKvHeads())
+                        : s.groupSize() - clamp((int) Math.round(s.groupSize() * keepHeads[p]), 1, s.groupSize()),
+                (p, s, cs) -> s.intermediateSize() - clamp((int) (s.intermediateSize() * keepChannels[p]) + 1, 1, s.intermediateSize()));
     }
 
     private static int clamp(int v, int lo, int hi) {
