@@ -200,6 +200,26 @@ public final class Checkpoint implements TensorSource, AutoCloseable {
         ByteBuffer mapped = raw(name);
         ByteBuffer bytes = mapped;
         DataType dtype = info.dtype();
+        if (dtype == DataType.BFLOAT16 && "cpu".equals(manager.getDevice().getDeviceType()) && info.shape().size() > 0) {
+            // widened straight into the memory of a new (uninitialized) libtorch tensor: one pass, where the staging
+            // path below zero-fills a direct buffer, widens into it and copies it again (3x the memory traffic)
+            // (DJL's toByteBuffer(true) of a CPU tensor is a view of its memory; SafeTensorsTest checks every bit)
+            NDArray out = manager.create(info.shape(), DataType.FLOAT32);
+            try {
+                BFloat16.widenInto(mapped, out.toByteBuffer(true));
+            } catch (RuntimeException e) {
+                out.close();
+                throw e;
+            } finally {
+                DirectBuffers.free(mapped);
+            }
+            if (type == DataType.FLOAT32) {
+                return out;
+            }
+            try (out) {
+                return out.toType(type, false);
+            }
+        }
         if (dtype == DataType.BFLOAT16) {
             bytes = BFloat16.toFloat32(bytes);
             dtype = DataType.FLOAT32;

@@ -68,6 +68,43 @@ class SafeTensorsTest {
         assertTrue(Files.list(tmp).noneMatch(x -> x.toString().endsWith(".tmp")), "no temp file left");
     }
 
+    /**
+     * The fast load path (widened in parallel blocks straight into the tensor's memory) against a plain per-element
+     * widening: every one of the 65,536 bf16 bit patterns (NaNs, infinities, subnormals, -0), repeated past two block
+     * boundaries with a ragged tail, compared bit for bit; and loaded as FLOAT16 through the same path.
+     */
+    @Test
+    void bf16LoadWidensEveryBitPatternExactly() throws Exception {
+        int n = (1 << 21) + 12_345; // two full blocks of 1 Mi values and a partial third
+        ByteBuffer bf16 = ByteBuffer.allocate(n * 2).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < n; i++) {
+            bf16.putShort((short) (i * 40_503)); // odd multiplier: every pattern, in scrambled order
+        }
+        bf16.flip();
+        Path dir = tmp.resolve("widen");
+        Files.createDirectories(dir);
+        SafeTensorsWriter.write(dir.resolve(Checkpoint.SINGLE_FILE), List.of(
+                new SafeTensorsWriter.Entry("w", DataType.BFLOAT16, new Shape(n / 7, 7), () -> bf16.duplicate().limit((n / 7) * 7 * 2)),
+                new SafeTensorsWriter.Entry("all", DataType.BFLOAT16, new Shape(n), bf16::duplicate)), Map.of());
+        try (Checkpoint c = Checkpoint.open(dir); NDManager m = NDManager.newBaseManager(Device.cpu())) {
+            float[] loaded = c.load("all", m).toFloatArray();
+            float[] rows = c.load("w", m).toFloatArray();
+            assertEquals(new Shape(n / 7, 7), c.load("w", m).getShape());
+            for (int i = 0; i < n; i++) {
+                int expected = (bf16.getShort(2 * i) & 0xFFFF) << 16;
+                if (Float.floatToRawIntBits(loaded[i]) != expected || i < rows.length && Float.floatToRawIntBits(rows[i]) != expected) {
+                    throw new AssertionError("value " + i + ": bf16 0x" + Integer.toHexString(expected >>> 16) + " loaded as 0x"
+                            + Integer.toHexString(Float.floatToRawIntBits(loaded[i])));
+                }
+            }
+            NDArray half = c.load("w", m, DataType.FLOAT16);
+            assertEquals(DataType.FLOAT16, half.getDataType());
+            NDArray viaFp32 = c.load("w", m).toType(DataType.FLOAT16, false);
+            assertTrue(half.isNaN().eq(viaFp32.isNaN()).all().getBoolean() && half.eq(viaFp32).logicalOr(half.isNaN()).all().getBoolean(),
+                    "FLOAT16 load = fp32 load cast to FLOAT16");
+        }
+    }
+
     @Test
     void bf16RoundsToNearestEven() {
         // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to the even mantissa (1.0)
