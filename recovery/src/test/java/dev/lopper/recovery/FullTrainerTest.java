@@ -96,7 +96,7 @@ class FullTrainerTest {
             new GradientEngine(d.config(), d.checkpoint(), Device.cpu()).run(windows, (w, g) -> {
                 for (LayerParam p : g.params()) {
                     // the gradient of the mean loss over the 4 windows = the mean of the per-window gradients
-                    grad.put(p.tensorName(w.index()), g.meanGradient(p).toDoubleArray());
+                    grad.put(p.tensorName(w.index()), g.meanGradient(p).toType(ai.djl.ndarray.types.DataType.FLOAT64, false).toDoubleArray());
                 }
             }, GradientEngine.Options.defaults());
             for (String n : d.checkpoint().names()) {

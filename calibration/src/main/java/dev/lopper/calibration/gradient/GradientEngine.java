@@ -41,7 +41,7 @@ import java.util.List;
  *   {@code dL_n/dh_n} (windows do not interact).</li>
  *   <li>Layers in reverse: each is loaded again, recomputed from its stored input with gradients on (DJL autograd,
  *   PyTorch engine), and back-propagated with the upstream gradient, giving its weights' gradients and the
- *   gradient for the layer below. Per chunk the weights' fp32 gradients are added in fp64 to
+ *   gradient for the layer below. Per chunk the weights' fp32 gradients are added (in fp32, as the official codes do) to
  *   {@link LayerGradients}; the consumer then gets the layer, and weights and statistics are released.</li>
  * </ol>
  *
@@ -51,7 +51,7 @@ import java.util.List;
  * <pre>{@code
  * GradientEngine engine = new GradientEngine(config, checkpoint, Device.cpu());
  * engine.run(data.windows(), (weights, grads) -> {
- *     NDArray fisher = grads.meanSquaredGradient(LayerParam.DOWN);   // fp64 [hidden, intermediate]
+ *     NDArray fisher = grads.meanSquaredGradient(LayerParam.DOWN);   // fp32 [hidden, intermediate]
  *     ...reduce to per-channel scores and keep them...
  * }, GradientEngine.Options.defaults().withPerSample(true));
  * }</pre>

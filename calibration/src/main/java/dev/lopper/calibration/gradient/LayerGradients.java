@@ -2,7 +2,6 @@ package dev.lopper.calibration.gradient;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
 
 import java.util.Collections;
 import java.util.EnumMap;
@@ -10,8 +9,9 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * The gradient statistics of one decoder layer's parameters over the calibration windows, in fp64 on the
- * engine's device. A <em>sample</em> is one calibration window and {@code g_n} the gradient of that window's
+ * The gradient statistics of one decoder layer's parameters over the calibration windows, fp32 on the engine's
+ * device, as the official codes accumulate them (LLM-Pruner's {@code acc_grad} in the model's dtype, GBLM's l2 sum in
+ * fp32); fp64 sums would double the largest resident block of an 8B-shaped layer (16 B/param with squares). A <em>sample</em> is one calibration window and {@code g_n} the gradient of that window's
  * loss (the mean next-token cross-entropy over its {@code T - 1} shifted targets):
  * <ul>
  *   <li>{@link #gradientSum} = {@code sum_n g_n};</li>
@@ -46,20 +46,17 @@ public final class LayerGradients implements AutoCloseable {
         if (squares && !oneSample) {
             throw new IllegalStateException("squared per-sample gradients need one window per backward chunk");
         }
-        try (NDManager scope = manager.newSubManager()) {
-            NDArray g = grad.toType(DataType.FLOAT64, true);
-            g.attach(scope);
-            accumulate(sum, p, g);
-            if (squares) {
-                accumulate(sumSq, p, g.square());
-            }
+        accumulate(sum, p, grad);
+        if (squares) {
+            // grad is this piece's own .grad, discarded after this call: squared in place, no temporary
+            accumulate(sumSq, p, grad.muli(grad));
         }
     }
 
     private void accumulate(Map<LayerParam, NDArray> into, LayerParam p, NDArray g) {
         NDArray acc = into.get(p);
         if (acc == null) {
-            NDArray copy = g.duplicate();
+            NDArray copy = g.duplicate(); // the gradients' own dtype: fp32 (fp64 where a test runs the layer in fp64)
             copy.attach(manager);
             into.put(p, copy);
         } else {
@@ -91,7 +88,7 @@ public final class LayerGradients implements AutoCloseable {
         return squares;
     }
 
-    /** {@code sum_n g_n}, fp64, shaped as the weight ([out, in] for a linear layer). */
+    /** {@code sum_n g_n}, in the gradients' dtype (fp32), shaped as the weight ([out, in] for a linear layer). */
     public NDArray gradientSum(LayerParam p) {
         NDArray a = sum.get(p);
         if (a == null) {
@@ -100,7 +97,7 @@ public final class LayerGradients implements AutoCloseable {
         return a;
     }
 
-    /** {@code sum_n g_n^2}, fp64; needs per-sample statistics ({@link GradientEngine.Options#perSample}). */
+    /** {@code sum_n g_n^2}, in the gradients' dtype (fp32); needs per-sample statistics ({@link GradientEngine.Options#perSample}). */
     public NDArray squaredGradientSum(LayerParam p) {
         if (!squares) {
             throw new IllegalStateException("per-sample squared gradients were not collected (Options.perSample)");

@@ -77,9 +77,9 @@ public final class GradientMemoryBenchmark {
                 // a stand-in criterion: reduce every parameter's statistics to one number while the layer is loaded
                 meanLoss = new GradientEngine(c, ckpt, Device.cpu()).run(windows, (w, g) -> {
                     for (LayerParam p : g.params()) {
-                        checksum[0] += g.gradientSum(p).abs().sum().getDouble();
+                        checksum[0] += g.gradientSum(p).abs().sum().toType(ai.djl.ndarray.types.DataType.FLOAT64, false).getDouble();
                         if (g.hasSquares()) {
-                            checksum[0] += g.squaredGradientSum(p).sum().getDouble();
+                            checksum[0] += g.squaredGradientSum(p).sum().toType(ai.djl.ndarray.types.DataType.FLOAT64, false).getDouble();
                         }
                     }
                 }, o).meanLoss();

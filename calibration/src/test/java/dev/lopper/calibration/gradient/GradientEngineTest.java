@@ -63,9 +63,9 @@ class GradientEngineTest {
             order.add(w.index());
             samples = g.samples();
             for (LayerParam p : g.params()) {
-                sum.put(p.tensorName(w.index()), g.gradientSum(p).toDoubleArray());
+                sum.put(p.tensorName(w.index()), g.gradientSum(p).toType(ai.djl.ndarray.types.DataType.FLOAT64, false).toDoubleArray());
                 if (g.hasSquares()) {
-                    sumSq.put(p.tensorName(w.index()), g.squaredGradientSum(p).toDoubleArray());
+                    sumSq.put(p.tensorName(w.index()), g.squaredGradientSum(p).toType(ai.djl.ndarray.types.DataType.FLOAT64, false).toDoubleArray());
                 }
             }
         }

@@ -100,17 +100,19 @@ public final class GblmCriterion implements Criterion {
         ctx.gradients((w, g) -> {
             int l = w.index();
             Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
-            try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
-                for (LayerParam p : GradientScores.LINEARS) {
-                    NDArray weight = GradientScores.weight(w, p);
-                    if (weight == null) {
-                        continue;
-                    }
-                    NDArray absW = GradientScores.f64(weight, scope).abs();
+            for (LayerParam p : GradientScores.LINEARS) {
+                NDArray weight = GradientScores.weight(w, p);
+                if (weight == null) {
+                    continue;
+                }
+                // one parameter at a time, in place: |W| * (sqrt(scaler_row) + scale * l2), two fp64 copies alive
+                try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
+                    NDArray absW = GradientScores.f64(weight, scope);
+                    absW = GradientScores.in(absW.abs(), scope);
                     double[] sr = CalibratedCriterion.sqrt(stats.get(l, input(p)).wandaScalerRow());
                     NDArray act = scope.create(sr).reshape(1, sr.length);
-                    NDArray grad = GradientScores.in(g.l2OverSamples(p), scope).mul(scale);
-                    NDArray s = absW.mul(act).add(absW.mul(grad));
+                    NDArray l2 = GradientScores.in(GradientScores.f64(g.squaredGradientSum(p), scope).sqrt(), scope);
+                    NDArray s = l2.muli(scale).addi(act).muli(absW);
                     v.put(p, GradientScores.perIndex(s, p));
                     layers[l] += s.sum().getDouble();
                 }

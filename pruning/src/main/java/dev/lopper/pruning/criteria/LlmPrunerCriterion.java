@@ -119,19 +119,23 @@ public final class LlmPrunerCriterion implements Criterion {
         ctx.gradients((w, g) -> {
             int l = w.index();
             Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
-            try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
-                double[] totals = new double[g.params().size()];
-                int t = 0;
-                for (LayerParam p : g.params()) {
+            double[] totals = new double[g.params().size()];
+            int t = 0;
+            for (LayerParam p : g.params()) {
+                // one parameter's fp64 temporaries at a time (an 8B layer's gate_proj is 470 MB in fp64)
+                try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
                     NDArray s = salience(w, g, p, scope);
+                    if (taylor != Taylor.VECTORIZE) {
+                        s = GradientScores.in(s.abs(), scope);
+                    }
                     boolean linear = List.of(GradientScores.LINEARS).contains(p) && s.getShape().dimension() == 2;
                     if (linear && s.size() > 0) {
-                        v.put(p, taylor == Taylor.VECTORIZE ? abs(GradientScores.perIndex(s, p)) : GradientScores.perIndex(s.abs(), p));
+                        v.put(p, taylor == Taylor.VECTORIZE ? abs(GradientScores.perIndex(s, p)) : GradientScores.perIndex(s, p));
                     }
-                    totals[t++] = taylor == Taylor.VECTORIZE ? Math.abs(s.sum().getDouble()) : s.abs().sum().getDouble();
+                    totals[t++] = taylor == Taylor.VECTORIZE ? Math.abs(s.sum().getDouble()) : s.sum().getDouble();
                 }
-                layers[l] = reduce(totals);
             }
+            layers[l] = reduce(totals);
             LayerShape s = w.shape();
             heads[l] = new double[s.numHeads()];
             kv[l] = new double[s.numKvHeads()];
@@ -159,16 +163,26 @@ public final class LlmPrunerCriterion implements Criterion {
         return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
     }
 
-    /** The per-element salience of parameter {@code p} (fp64, in {@code scope}). */
+    /**
+     * The per-element salience of parameter {@code p} (fp64, in {@code scope}): the sums over windows widened to
+     * fp64, then divided, multiplied and combined in place (at most three fp64 copies of the parameter alive).
+     */
     private NDArray salience(LayerWeights w, LayerGradients g, LayerParam p, NDManager scope) {
         NDArray x = GradientScores.f64(p.of(w), scope);
-        NDArray first = taylor == Taylor.PARAM_SECOND ? null : GradientScores.in(x.mul(GradientScores.in(g.meanGradient(p), scope)), scope);
+        int n = g.samples();
+        NDArray first = taylor == Taylor.PARAM_SECOND ? null
+                : GradientScores.f64(g.gradientSum(p), scope).divi(n).muli(x); // W * grad of the mean loss
         if (taylor == Taylor.PARAM_FIRST || taylor == Taylor.VECTORIZE) {
             return first;
         }
         // hf_llama_pruner.py: W * acc_grad * W, acc_grad = sum_n g_n^2 / N (no 1/2 in param_second, as coded)
-        NDArray curvature = GradientScores.in(x.mul(GradientScores.in(g.meanSquaredGradient(p), scope)).mul(x), scope);
-        return taylor == Taylor.PARAM_SECOND ? curvature : GradientScores.in(first.sub(curvature.mul(0.5)), scope);
+        NDArray curvature = GradientScores.f64(g.squaredGradientSum(p), scope).divi(n).muli(x).muli(x);
+        if (taylor == Taylor.PARAM_SECOND) {
+            return curvature;
+        }
+        NDArray mixed = first.subi(curvature.muli(0.5));
+        curvature.close();
+        return mixed;
     }
 
     /** The grouping strategy over one channel's values from the group's linears. */
