@@ -70,29 +70,34 @@ public final class GradientEngine {
      * @param progress 2 x layers steps: the forward sweep (layers 0..L-1), then the backward (L-1..0)
      */
     public record Options(int chunkTokens, boolean perSample, Path spillDir, List<? extends StatsCollector> collectors,
-                          Progress progress) {
+                          Progress progress, long headBlockBytes) {
         public static Options defaults() {
-            return new Options(512, false, null, List.of(), Progress.NONE);
+            return new Options(512, false, null, List.of(), Progress.NONE, HEAD_BLOCK_BYTES);
+        }
+
+        /** fp32 bytes of LM-head rows widened at a time in the loss (at least one row). */
+        public Options withHeadBlockBytes(long bytes) {
+            return new Options(chunkTokens, perSample, spillDir, collectors, progress, bytes);
         }
 
         public Options withChunkTokens(int t) {
-            return new Options(t, perSample, spillDir, collectors, progress);
+            return new Options(t, perSample, spillDir, collectors, progress, headBlockBytes);
         }
 
         public Options withPerSample(boolean p) {
-            return new Options(chunkTokens, p, spillDir, collectors, progress);
+            return new Options(chunkTokens, p, spillDir, collectors, progress, headBlockBytes);
         }
 
         public Options withSpillDir(Path d) {
-            return new Options(chunkTokens, perSample, d, collectors, progress);
+            return new Options(chunkTokens, perSample, d, collectors, progress, headBlockBytes);
         }
 
         public Options withCollectors(List<? extends StatsCollector> c) {
-            return new Options(chunkTokens, perSample, spillDir, c, progress);
+            return new Options(chunkTokens, perSample, spillDir, c, progress, headBlockBytes);
         }
 
         public Options withProgress(Progress p) {
-            return new Options(chunkTokens, perSample, spillDir, collectors, p);
+            return new Options(chunkTokens, perSample, spillDir, collectors, p, headBlockBytes);
         }
     }
 
@@ -158,7 +163,7 @@ public final class GradientEngine {
             }
             NDManager deltas = root.newSubManager();
             List<NDArray> delta = new ArrayList<>();
-            lossSum = head(windows, sweep, deltas, delta);
+            lossSum = head(windows, sweep, deltas, delta, options.headBlockBytes());
             store.drop(layers);
             for (int i = layers - 1; i >= 0; i--) {
                 long layerStart = System.nanoTime();
@@ -232,34 +237,115 @@ public final class GradientEngine {
         return Decoder.layer(w, x, s.rope().get(0), s.rope().get(1), s.mask(), config.rmsNormEps(), config.headDim(), hooks);
     }
 
+    /** LM-head rows widened to fp32 at a time in the loss (64 MiB at hidden 4096: the head is never whole in fp32). */
+    static final long HEAD_BLOCK_BYTES = 64L << 20;
+
     /**
      * The loss on the last boundary: per chunk, d(sum_n L_n)/dh into {@code delta} (owned by {@code into});
      * returns sum_n L_n. Only h requires gradients: the LM head and final norm are not pruned.
+     *
+     * <p>The cross-entropy's gradient is formed by hand, so that the LM head ([vocab, hidden], 2 GiB in fp32 at
+     * LLaMA-3's 128,256 x 4,096) is read in blocks of rows and never held whole: {@code logits = x W^T} block by
+     * block, {@code p = softmax(logits)}, {@code dL/dx = (p W - W[target]) / (T - 1)} per predicted position (the
+     * softmax-minus-one-hot gradient of log_softmax + NLL, the same that autograd forms), then autograd only through
+     * the final RMSNorm. The last position of each window predicts nothing and gets no gradient.
      */
-    private double head(long[][] windows, Sweep s, NDManager into, List<NDArray> delta) {
+    private double head(long[][] windows, Sweep s, NDManager into, List<NDArray> delta, long blockBytes) {
         double total = 0;
         int t = s.t();
+        int hidden = config.hiddenSize();
+        String name = config.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD) ? WeightNames.EMBED : WeightNames.LM_HEAD;
+        long vocab = config.vocabSize();
+        int block = (int) Math.max(1, Math.min(vocab, blockBytes / (4L * hidden)));
         try (NDManager weights = s.root().newSubManager()) {
             NDArray norm = source.load(WeightNames.FINAL_NORM, weights);
-            NDArray lmHead = source.load(config.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD)
-                    ? WeightNames.EMBED : WeightNames.LM_HEAD, weights);
+            // a source without stored bytes (a model in memory) has the matrix whole already: slice views of it
+            NDArray whole = source.stored(name) == null ? source.load(name, weights) : null;
             for (int c = 0; c < s.chunks().size(); c++) {
                 try (NDManager scope = s.root().newSubManager()) {
                     int b = s.chunks().get(c)[1];
-                    NDArray h = s.store().get(config.numLayers(), c, s.shape(c, config.hiddenSize()), scope);
-                    NDArray targets = scope.create(ids(windows, s.chunks().get(c), 1, t - 1), new Shape(b, t - 1, 1));
+                    long rows = (long) b * (t - 1);
+                    NDArray h = s.store().get(config.numLayers(), c, s.shape(c, hidden), scope);
+                    long[] targets = ids(windows, s.chunks().get(c), 1, t - 1);
                     h.setRequiresGradient(true);
                     try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                        NDArray logits = Decoder.linear(Decoder.rmsNorm(h, norm, config.rmsNormEps()), lmHead, null);
-                        NDArray loss = windowLosses(logits, targets).sum();
-                        total += loss.getFloat();
-                        gc.backward(loss);
+                        NDArray normed = Decoder.rmsNorm(h, norm, config.rmsNormEps());
+                        NDArray dx;
+                        try (NDManager loss = scope.newSubManager()) {
+                            // the positions that predict a token: [b * (t - 1), hidden], detached from the graph
+                            NDArray x = normed.stopGradient().get(new NDIndex(":, :{}, :", t - 1)).reshape(rows, hidden);
+                            x.attach(loss);
+                            NDArray logits = headBlocks(x, name, whole, vocab, block, loss, null); // [rows, vocab]
+                            NDArray logp = logits.logSoftmax(-1);
+                            logp.attach(loss);
+                            logits.close();
+                            NDArray picked = logp.gather(loss.create(targets, new Shape(rows, 1)), 1);
+                            total -= picked.toType(DataType.FLOAT64, false).sum().getDouble() / (t - 1);
+                            NDArray p = logp.exp(); // softmax
+                            logp.close();
+                            NDArray targetRows = whole == null ? source.loadRows(name, targets, loss, DataType.FLOAT32)
+                                    : whole.get(loss.create(targets));
+                            targetRows.attach(loss);
+                            NDArray d = headBlocks(p, name, whole, vocab, block, loss, x).subi(targetRows).divi(t - 1);
+                            // the last position of each window: zero gradient
+                            dx = NDArrays.concat(new NDList(d.reshape(b, t - 1, hidden), loss.zeros(new Shape(b, 1, hidden))), 1);
+                            dx.attach(scope);
+                        }
+                        gc.backward(normed.mul(dx).sum());
                     }
                     delta.add(keep(h.getGradient(), into));
                 }
             }
         }
         return total;
+    }
+
+    /**
+     * With {@code dxLike == null}: {@code a W^T} over the LM head's row blocks ([rows, vocab] logits). Otherwise
+     * {@code a W} ([rows, hidden], the gradient through the head for probabilities {@code a} [rows, vocab]).
+     * Each block of W is widened from the stored matrix (or sliced from {@code whole}) and released after use.
+     */
+    private NDArray headBlocks(NDArray a, String name, NDArray whole, long vocab, int block, NDManager scope, NDArray dxLike) {
+        NDArray acc = null;
+        List<NDArray> parts = new ArrayList<>();
+        for (long v0 = 0; v0 < vocab; v0 += block) {
+            long v1 = Math.min(vocab, v0 + block);
+            try (NDManager blockScope = scope.newSubManager()) {
+                NDArray w = whole != null ? whole.get(new NDIndex("{}:{}", v0, v1)) : source.loadRows(name, range(v0, v1), blockScope, DataType.FLOAT32);
+                w.attach(blockScope);
+                if (dxLike == null) {
+                    NDArray part = Decoder.linear(a, w, null); // [rows, v1 - v0]
+                    part.attach(scope);
+                    parts.add(part);
+                } else {
+                    NDArray part = a.get(new NDIndex(":, {}:{}", v0, v1)).matMul(w); // [rows, hidden]
+                    if (acc == null) {
+                        acc = part;
+                        acc.attach(scope);
+                    } else {
+                        acc.addi(part);
+                        part.close();
+                    }
+                }
+            }
+        }
+        if (dxLike != null) {
+            return acc;
+        }
+        NDArray logits = parts.size() == 1 ? parts.get(0) : NDArrays.concat(new NDList(parts), 1);
+        logits.attach(scope);
+        if (parts.size() > 1) {
+            parts.forEach(NDArray::close);
+        }
+        return logits;
+    }
+
+    private static long[] range(long from, long to) {
+        long[] r = new long[(int) (to - from)];
+        for (int i = 0; i < r.length; i++) {
+            r[i] = from + i;
+        }
+        return r;
     }
 
     /**
