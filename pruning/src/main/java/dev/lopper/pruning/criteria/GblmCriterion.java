@@ -2,6 +2,7 @@ package dev.lopper.pruning.criteria;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.calibration.ChannelStatsCollector;
@@ -105,17 +106,23 @@ public final class GblmCriterion implements Criterion {
                 if (weight == null) {
                     continue;
                 }
-                // one parameter at a time, in place: |W| * (sqrt(scaler_row) + scale * l2), two fp64 copies alive
-                try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
-                    NDArray absW = GradientScores.f64(weight, scope);
-                    absW = GradientScores.in(absW.abs(), scope);
-                    double[] sr = CalibratedCriterion.sqrt(stats.get(l, input(p)).wandaScalerRow());
-                    NDArray act = scope.create(sr).reshape(1, sr.length);
-                    NDArray l2 = GradientScores.in(GradientScores.f64(g.squaredGradientSum(p), scope).sqrt(), scope);
-                    NDArray s = l2.muli(scale).addi(act).muli(absW);
-                    v.put(p, GradientScores.perIndex(s, p));
-                    layers[l] += s.sum().getDouble();
+                // row blocks of one parameter at a time, in place: |W| * (sqrt(scaler_row) + scale * l2), the fp64
+                // temporaries near GradientScores.BLOCK_BYTES whatever the parameter's size
+                double[] sr = CalibratedCriterion.sqrt(stats.get(l, input(p)).wandaScalerRow());
+                double[] perIndex = new double[(int) weight.getShape().get(GradientScores.cutsColumns(p) ? 1 : 0)];
+                for (long[] block : GradientScores.rowBlocks(weight)) {
+                    try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
+                        NDIndex rows = new NDIndex("{}:{}", block[0], block[1]);
+                        NDArray absW = GradientScores.f64(weight.get(rows), scope);
+                        absW = GradientScores.in(absW.abs(), scope);
+                        NDArray act = scope.create(sr).reshape(1, sr.length);
+                        NDArray l2 = GradientScores.in(GradientScores.f64(g.squaredGradientSum(p).get(rows), scope).sqrt(), scope);
+                        NDArray s = l2.muli(scale).addi(act).muli(absW);
+                        GradientScores.addPerIndex(s, p, block[0], perIndex);
+                        layers[l] += s.sum().getDouble();
+                    }
                 }
+                v.put(p, perIndex);
             }
             LayerShape s = w.shape();
             int r = s.groupSize();

@@ -2,6 +2,9 @@ package dev.lopper.pruning.criteria;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+
+import java.util.ArrayList;
+import java.util.List;
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.calibration.gradient.LayerParam;
 import dev.lopper.model.LayerWeights;
@@ -37,6 +40,44 @@ final class GradientScores {
     static NDArray in(NDArray a, NDManager scope) {
         a.attach(scope);
         return a;
+    }
+
+    /** fp64 bytes of one row block in {@link #rowBlocks} (16 MiB). */
+    static final long BLOCK_BYTES = 16L << 20;
+
+    /**
+     * Row ranges of {@code w} (its first axis) of about {@link #BLOCK_BYTES} in fp64 each; a single whole range for
+     * a vector. Scores formed block by block keep their temporaries small whatever the parameter's size.
+     */
+    static List<long[]> rowBlocks(NDArray w) {
+        return rowBlocks(w, BLOCK_BYTES);
+    }
+
+    /** {@link #rowBlocks(NDArray)} with blocks of about {@code blockBytes} fp64 bytes (at least one row). */
+    static List<long[]> rowBlocks(NDArray w, long blockBytes) {
+        long rows = w.getShape().dimension() == 0 ? 1 : w.getShape().get(0);
+        long perRow = Math.max(1, w.getShape().dimension() <= 1 ? 1 : w.size() / Math.max(1, rows));
+        long step = w.getShape().dimension() <= 1 ? Math.max(1, rows) : Math.max(1, blockBytes / (8 * perRow));
+        List<long[]> out = new ArrayList<>(); // {from, to}
+        for (long r = 0; r < rows; r += step) {
+            out.add(new long[] {r, Math.min(rows, r + step)});
+        }
+        return out;
+    }
+
+    /**
+     * Adds a row block's {@link #perIndex} into {@code into}: for a column cut (o_proj, down_proj) the block's column
+     * sums are added; for a row cut the block's row sums are written at its rows.
+     */
+    static void addPerIndex(NDArray block, LayerParam p, long firstRow, double[] into) {
+        double[] part = perIndex(block, p);
+        if (cutsColumns(p)) {
+            for (int j = 0; j < part.length; j++) {
+                into[j] += part[j];
+            }
+        } else {
+            System.arraycopy(part, 0, into, (int) firstRow, part.length);
+        }
     }
 
     /** Per structure index of {@code p}: the sum over the cut axis' other dimension of {@code s} [out, in]. */

@@ -2,9 +2,9 @@ package dev.lopper.pruning.criteria;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lopper.calibration.gradient.LayerGradients;
 import dev.lopper.calibration.gradient.LayerParam;
 import dev.lopper.model.LayerWeights;
 import dev.lopper.model.config.LayerShape;
@@ -122,18 +122,30 @@ public final class LlmPrunerCriterion implements Criterion {
             double[] totals = new double[g.params().size()];
             int t = 0;
             for (LayerParam p : g.params()) {
-                // one parameter's fp64 temporaries at a time (an 8B layer's gate_proj is 470 MB in fp64)
-                try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
-                    NDArray s = salience(w, g, p, scope);
-                    if (taylor != Taylor.VECTORIZE) {
-                        s = GradientScores.in(s.abs(), scope);
+                boolean linear = List.of(GradientScores.LINEARS).contains(p) && p.of(w).getShape().dimension() == 2;
+                double[] perIndex = linear && p.of(w).size() > 0 ? new double[(int) p.of(w).getShape().get(GradientScores.cutsColumns(p) ? 1 : 0)] : null;
+                double total = 0;
+                // row blocks of one parameter at a time: the fp64 temporaries stay near BLOCK_BYTES (an 8B layer's
+                // gate_proj is 470 MB in fp64, and a layer's worth of them would double the backward's peak)
+                for (long[] block : GradientScores.rowBlocks(p.of(w))) {
+                    NDIndex rows = new NDIndex("{}:{}", block[0], block[1]);
+                    try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
+                        NDArray s = salience(p.of(w).get(rows), g.gradientSum(p).get(rows),
+                                taylor == Taylor.PARAM_FIRST || taylor == Taylor.VECTORIZE ? null : g.squaredGradientSum(p).get(rows),
+                                g.samples(), scope);
+                        if (taylor != Taylor.VECTORIZE) {
+                            s = GradientScores.in(s.abs(), scope);
+                        }
+                        if (perIndex != null) {
+                            GradientScores.addPerIndex(s, p, block[0], perIndex);
+                        }
+                        total += s.sum().getDouble();
                     }
-                    boolean linear = List.of(GradientScores.LINEARS).contains(p) && s.getShape().dimension() == 2;
-                    if (linear && s.size() > 0) {
-                        v.put(p, taylor == Taylor.VECTORIZE ? abs(GradientScores.perIndex(s, p)) : GradientScores.perIndex(s, p));
-                    }
-                    totals[t++] = taylor == Taylor.VECTORIZE ? Math.abs(s.sum().getDouble()) : s.sum().getDouble();
                 }
+                if (perIndex != null) {
+                    v.put(p, taylor == Taylor.VECTORIZE ? abs(perIndex) : perIndex);
+                }
+                totals[t++] = taylor == Taylor.VECTORIZE ? Math.abs(total) : total;
             }
             layers[l] = reduce(totals);
             LayerShape s = w.shape();
@@ -167,16 +179,15 @@ public final class LlmPrunerCriterion implements Criterion {
      * The per-element salience of parameter {@code p} (fp64, in {@code scope}): the sums over windows widened to
      * fp64, then divided, multiplied and combined in place (at most three fp64 copies of the parameter alive).
      */
-    private NDArray salience(LayerWeights w, LayerGradients g, LayerParam p, NDManager scope) {
-        NDArray x = GradientScores.f64(p.of(w), scope);
-        int n = g.samples();
+    private NDArray salience(NDArray weight, NDArray gradSum, NDArray gradSqSum, int n, NDManager scope) {
+        NDArray x = GradientScores.f64(weight, scope);
         NDArray first = taylor == Taylor.PARAM_SECOND ? null
-                : GradientScores.f64(g.gradientSum(p), scope).divi(n).muli(x); // W * grad of the mean loss
+                : GradientScores.f64(gradSum, scope).divi(n).muli(x); // W * grad of the mean loss
         if (taylor == Taylor.PARAM_FIRST || taylor == Taylor.VECTORIZE) {
             return first;
         }
         // hf_llama_pruner.py: W * acc_grad * W, acc_grad = sum_n g_n^2 / N (no 1/2 in param_second, as coded)
-        NDArray curvature = GradientScores.f64(g.squaredGradientSum(p), scope).divi(n).muli(x).muli(x);
+        NDArray curvature = GradientScores.f64(gradSqSum, scope).divi(n).muli(x).muli(x);
         if (taylor == Taylor.PARAM_SECOND) {
             return curvature;
         }
