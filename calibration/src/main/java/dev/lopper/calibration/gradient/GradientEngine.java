@@ -70,34 +70,42 @@ public final class GradientEngine {
      * @param progress 2 x layers steps: the forward sweep (layers 0..L-1), then the backward (L-1..0)
      */
     public record Options(int chunkTokens, boolean perSample, Path spillDir, List<? extends StatsCollector> collectors,
-                          Progress progress, long headBlockBytes) {
+                          Progress progress, long headBlockBytes, boolean sums) {
         public static Options defaults() {
-            return new Options(512, false, null, List.of(), Progress.NONE, HEAD_BLOCK_BYTES);
+            return new Options(512, false, null, List.of(), Progress.NONE, HEAD_BLOCK_BYTES, true);
+        }
+
+        /**
+         * Whether {@code sum_n g_n} is kept (default); a consumer that reads only the per-sample squares (GBLM) turns
+         * it off and saves one fp32 copy of the layer.
+         */
+        public Options withSums(boolean keep) {
+            return new Options(chunkTokens, perSample, spillDir, collectors, progress, headBlockBytes, keep);
         }
 
         /** fp32 bytes of LM-head rows widened at a time in the loss (at least one row). */
         public Options withHeadBlockBytes(long bytes) {
-            return new Options(chunkTokens, perSample, spillDir, collectors, progress, bytes);
+            return new Options(chunkTokens, perSample, spillDir, collectors, progress, bytes, sums);
         }
 
         public Options withChunkTokens(int t) {
-            return new Options(t, perSample, spillDir, collectors, progress, headBlockBytes);
+            return new Options(t, perSample, spillDir, collectors, progress, headBlockBytes, sums);
         }
 
         public Options withPerSample(boolean p) {
-            return new Options(chunkTokens, p, spillDir, collectors, progress, headBlockBytes);
+            return new Options(chunkTokens, p, spillDir, collectors, progress, headBlockBytes, sums);
         }
 
         public Options withSpillDir(Path d) {
-            return new Options(chunkTokens, perSample, d, collectors, progress, headBlockBytes);
+            return new Options(chunkTokens, perSample, d, collectors, progress, headBlockBytes, sums);
         }
 
         public Options withCollectors(List<? extends StatsCollector> c) {
-            return new Options(chunkTokens, perSample, spillDir, c, progress, headBlockBytes);
+            return new Options(chunkTokens, perSample, spillDir, c, progress, headBlockBytes, sums);
         }
 
         public Options withProgress(Progress p) {
-            return new Options(chunkTokens, perSample, spillDir, collectors, p, headBlockBytes);
+            return new Options(chunkTokens, perSample, spillDir, collectors, p, headBlockBytes, sums);
         }
     }
 
@@ -168,7 +176,7 @@ public final class GradientEngine {
             for (int i = layers - 1; i >= 0; i--) {
                 long layerStart = System.nanoTime();
                 NDManager next = root.newSubManager();
-                delta = backwardLayer(i, sweep, delta, next, consumer, options.perSample());
+                delta = backwardLayer(i, sweep, delta, next, consumer, options.perSample(), options.sums());
                 deltas.close(); // the gradient above layer i is spent
                 deltas = next;
                 store.drop(i);
@@ -365,10 +373,10 @@ public final class GradientEngine {
      * consumer. Returns the gradient at layer i's input per chunk, owned by {@code into}.
      */
     private List<NDArray> backwardLayer(int i, Sweep s, List<NDArray> upstream, NDManager into, GradientConsumer consumer,
-                                        boolean perSample) {
+                                        boolean perSample, boolean sums) {
         List<NDArray> below = new ArrayList<>();
         try (NDManager layer = s.root().newSubManager();
-             LayerGradients stats = new LayerGradients(i, s.root().newSubManager(), perSample)) {
+             LayerGradients stats = new LayerGradients(i, s.root().newSubManager(), perSample, sums)) {
             LayerWeights w = LayerWeights.load(source, config, i, layer);
             for (int c = 0; c < s.chunks().size(); c++) {
                 int b = s.chunks().get(c)[1];

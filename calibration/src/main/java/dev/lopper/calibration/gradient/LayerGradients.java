@@ -28,14 +28,19 @@ public final class LayerGradients implements AutoCloseable {
     private final int layer;
     private final NDManager manager;
     private final boolean squares;
+    private final boolean sums;
     private final Map<LayerParam, NDArray> sum = new EnumMap<>(LayerParam.class);
     private final Map<LayerParam, NDArray> sumSq = new EnumMap<>(LayerParam.class);
     private int samples;
 
-    LayerGradients(int layer, NDManager manager, boolean squares) {
+    LayerGradients(int layer, NDManager manager, boolean squares, boolean sums) {
+        if (!squares && !sums) {
+            throw new IllegalArgumentException("nothing to collect: neither sums nor squares");
+        }
         this.layer = layer;
         this.manager = manager;
         this.squares = squares;
+        this.sums = sums;
     }
 
     /**
@@ -46,7 +51,9 @@ public final class LayerGradients implements AutoCloseable {
         if (squares && !oneSample) {
             throw new IllegalStateException("squared per-sample gradients need one window per backward chunk");
         }
-        accumulate(sum, p, grad);
+        if (sums) {
+            accumulate(sum, p, grad);
+        }
         if (squares) {
             // grad is this piece's own .grad, discarded after this call: squared in place, no temporary
             accumulate(sumSq, p, grad.muli(grad));
@@ -80,7 +87,7 @@ public final class LayerGradients implements AutoCloseable {
 
     /** The parameters this layer has (biases only where the model has them). */
     public Set<LayerParam> params() {
-        return Collections.unmodifiableSet(sum.keySet());
+        return Collections.unmodifiableSet(sums ? sum.keySet() : sumSq.keySet());
     }
 
     /** Whether {@link #squaredGradientSum} is available (the engine ran one window per backward). */
@@ -90,6 +97,9 @@ public final class LayerGradients implements AutoCloseable {
 
     /** {@code sum_n g_n}, in the gradients' dtype (fp32), shaped as the weight ([out, in] for a linear layer). */
     public NDArray gradientSum(LayerParam p) {
+        if (!sums) {
+            throw new IllegalStateException("sums of gradients were not kept (Options.withSums(false))");
+        }
         NDArray a = sum.get(p);
         if (a == null) {
             throw new IllegalArgumentException("layer " + layer + " has no " + p);
@@ -102,8 +112,11 @@ public final class LayerGradients implements AutoCloseable {
         if (!squares) {
             throw new IllegalStateException("per-sample squared gradients were not collected (Options.perSample)");
         }
-        gradientSum(p);
-        return sumSq.get(p);
+        NDArray a = sumSq.get(p);
+        if (a == null) {
+            throw new IllegalArgumentException("layer " + layer + " has no " + p);
+        }
+        return a;
     }
 
     /** {@code (1/N) sum_n g_n}: the gradient of the mean loss over all windows (LLM-Pruner's {@code W.grad}). */

@@ -139,7 +139,7 @@ public final class GblmCriterion implements Criterion {
             for (int c = 0; c < s.intermediateSize(); c++) {
                 channels[l][c] = v.get(LayerParam.GATE)[c] + v.get(LayerParam.UP)[c] + v.get(LayerParam.DOWN)[c];
             }
-        }, true, List.of(stats));
+        }, true, false, List.of(stats)); // GBLM reads only the per-sample squares (its l2 term)
         return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
     }
 

@@ -63,13 +63,46 @@ public record ScoringContext(ModelConfig config, TensorSource weights, Structure
      * @param collectors activation statistics gathered in the same dense forward sweep (e.g. GBLM's Wanda term)
      */
     public GradientEngine.Result gradients(GradientConsumer consumer, boolean perSample, List<? extends StatsCollector> collectors) {
+        return gradients(consumer, perSample, true, collectors);
+    }
+
+    /** {@link #gradients(GradientConsumer, boolean, List)}; {@code sums} false: only the per-sample squares are kept. */
+    public GradientEngine.Result gradients(GradientConsumer consumer, boolean perSample, boolean sums,
+                                           List<? extends StatsCollector> collectors) {
         if (calibration == null || calibration.length == 0) {
             throw new IllegalArgumentException("gradients need calibration data: pass --calib FILE (text, .jsonl or a directory)");
         }
         GradientEngine.Options o = GradientEngine.Options.defaults().withChunkTokens(chunkTokens).withPerSample(perSample)
-                .withCollectors(collectors).withProgress(listener);
-        return new GradientEngine(config, weights, device).run(calibration, consumer, o);
+                .withCollectors(collectors).withProgress(listener).withSums(sums);
+        // the backward recomputes each layer from its stored input: (layers + 1) boundaries of N x T x hidden fp32,
+        // 0.5 GB at an 8B shape with 8 x 128 tokens and 141 GB with GBLM's 128 x 2048; past SPILL_ABOVE_BYTES they go
+        // to files (one per boundary, deleted as used) instead of memory
+        long boundaries = (long) (config.numLayers() + 1) * calibration.length * calibration[0].length * config.hiddenSize() * 4;
+        java.nio.file.Path spill = null;
+        try {
+            if (boundaries > SPILL_ABOVE_BYTES) {
+                java.nio.file.Path base = java.nio.file.Path.of(System.getProperty("lopper.tmpdir", System.getProperty("java.io.tmpdir")));
+                spill = java.nio.file.Files.createTempDirectory(base, "lopper-boundaries-");
+                listener.message(String.format(java.util.Locale.ROOT, "layer-boundary hidden states (%.0f MiB) spill to %s",
+                        boundaries / 1048576.0, spill));
+                o = o.withSpillDir(spill);
+            }
+            return new GradientEngine(config, weights, device).run(calibration, consumer, o);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException("cannot create a directory for spilled hidden states (set -Dlopper.tmpdir)", e);
+        } finally {
+            if (spill != null) {
+                try {
+                    java.nio.file.Files.deleteIfExists(spill);
+                } catch (java.io.IOException ignored) {
+                    // only an empty directory can be left behind: its files are deleted as they are used
+                }
+            }
+        }
     }
+
+    /** Boundary hidden states above this many bytes are spilled to disk by {@link #gradients}. */
+    public static final long SPILL_ABOVE_BYTES = 256L << 20;
 
     /** A context without calibration data (magnitude). */
     public static ScoringContext of(ModelConfig config, TensorSource weights, Device device) {
