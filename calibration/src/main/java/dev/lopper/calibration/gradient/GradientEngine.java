@@ -70,9 +70,17 @@ public final class GradientEngine {
      * @param progress 2 x layers steps: the forward sweep (layers 0..L-1), then the backward (L-1..0)
      */
     public record Options(int chunkTokens, boolean perSample, Path spillDir, List<? extends StatsCollector> collectors,
-                          Progress progress, long headBlockBytes, boolean sums) {
+                          Progress progress, long headBlockBytes, boolean sums, SampleTerm term) {
         public static Options defaults() {
-            return new Options(512, false, null, List.of(), Progress.NONE, HEAD_BLOCK_BYTES, true);
+            return new Options(512, false, null, List.of(), Progress.NONE, HEAD_BLOCK_BYTES, true, null);
+        }
+
+        /**
+         * One window per backward, and only {@code sum_n term(W, g_n)} kept ({@link LayerGradients#termSum}): neither
+         * the sums nor the squares of the gradients.
+         */
+        public Options withSampleTerm(SampleTerm t) {
+            return new Options(chunkTokens, true, spillDir, collectors, progress, headBlockBytes, false, t);
         }
 
         /**
@@ -80,32 +88,32 @@ public final class GradientEngine {
          * it off and saves one fp32 copy of the layer.
          */
         public Options withSums(boolean keep) {
-            return new Options(chunkTokens, perSample, spillDir, collectors, progress, headBlockBytes, keep);
+            return new Options(chunkTokens, perSample, spillDir, collectors, progress, headBlockBytes, keep, term);
         }
 
         /** fp32 bytes of LM-head rows widened at a time in the loss (at least one row). */
         public Options withHeadBlockBytes(long bytes) {
-            return new Options(chunkTokens, perSample, spillDir, collectors, progress, bytes, sums);
+            return new Options(chunkTokens, perSample, spillDir, collectors, progress, bytes, sums, term);
         }
 
         public Options withChunkTokens(int t) {
-            return new Options(t, perSample, spillDir, collectors, progress, headBlockBytes, sums);
+            return new Options(t, perSample, spillDir, collectors, progress, headBlockBytes, sums, term);
         }
 
         public Options withPerSample(boolean p) {
-            return new Options(chunkTokens, p, spillDir, collectors, progress, headBlockBytes, sums);
+            return new Options(chunkTokens, p, spillDir, collectors, progress, headBlockBytes, sums, term);
         }
 
         public Options withSpillDir(Path d) {
-            return new Options(chunkTokens, perSample, d, collectors, progress, headBlockBytes, sums);
+            return new Options(chunkTokens, perSample, d, collectors, progress, headBlockBytes, sums, term);
         }
 
         public Options withCollectors(List<? extends StatsCollector> c) {
-            return new Options(chunkTokens, perSample, spillDir, c, progress, headBlockBytes, sums);
+            return new Options(chunkTokens, perSample, spillDir, c, progress, headBlockBytes, sums, term);
         }
 
         public Options withProgress(Progress p) {
-            return new Options(chunkTokens, perSample, spillDir, collectors, p, headBlockBytes, sums);
+            return new Options(chunkTokens, perSample, spillDir, collectors, p, headBlockBytes, sums, term);
         }
     }
 
@@ -176,7 +184,7 @@ public final class GradientEngine {
             for (int i = layers - 1; i >= 0; i--) {
                 long layerStart = System.nanoTime();
                 NDManager next = root.newSubManager();
-                delta = backwardLayer(i, sweep, delta, next, consumer, options.perSample(), options.sums());
+                delta = backwardLayer(i, sweep, delta, next, consumer, options);
                 deltas.close(); // the gradient above layer i is spent
                 deltas = next;
                 store.drop(i);
@@ -373,10 +381,11 @@ public final class GradientEngine {
      * consumer. Returns the gradient at layer i's input per chunk, owned by {@code into}.
      */
     private List<NDArray> backwardLayer(int i, Sweep s, List<NDArray> upstream, NDManager into, GradientConsumer consumer,
-                                        boolean perSample, boolean sums) {
+                                        Options options) {
+        boolean perSample = options.perSample();
         List<NDArray> below = new ArrayList<>();
         try (NDManager layer = s.root().newSubManager();
-             LayerGradients stats = new LayerGradients(i, s.root().newSubManager(), perSample, sums)) {
+             LayerGradients stats = new LayerGradients(i, s.root().newSubManager(), perSample && options.term() == null, options.sums(), options.term())) {
             LayerWeights w = LayerWeights.load(source, config, i, layer);
             for (int c = 0; c < s.chunks().size(); c++) {
                 int b = s.chunks().get(c)[1];
@@ -423,7 +432,7 @@ public final class GradientEngine {
             for (LayerParam p : LayerParam.values()) {
                 NDArray leaf = p.of(leaves);
                 if (leaf != null) {
-                    stats.add(p, leaf.getGradient(), oneSample);
+                    stats.add(p, p.of(w), leaf.getGradient(), oneSample);
                 }
             }
             stats.countSamples((int) x.getShape().get(0));

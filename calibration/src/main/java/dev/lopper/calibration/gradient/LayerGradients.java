@@ -29,27 +29,30 @@ public final class LayerGradients implements AutoCloseable {
     private final NDManager manager;
     private final boolean squares;
     private final boolean sums;
+    private final SampleTerm term;
+    private final Map<LayerParam, NDArray> termSum = new EnumMap<>(LayerParam.class);
     private final Map<LayerParam, NDArray> sum = new EnumMap<>(LayerParam.class);
     private final Map<LayerParam, NDArray> sumSq = new EnumMap<>(LayerParam.class);
     private int samples;
 
-    LayerGradients(int layer, NDManager manager, boolean squares, boolean sums) {
-        if (!squares && !sums) {
+    LayerGradients(int layer, NDManager manager, boolean squares, boolean sums, SampleTerm term) {
+        if (!squares && !sums && term == null) {
             throw new IllegalArgumentException("nothing to collect: neither sums nor squares");
         }
         this.layer = layer;
         this.manager = manager;
         this.squares = squares;
         this.sums = sums;
+        this.term = term;
     }
 
     /**
      * Adds the fp32 gradient {@code grad} of parameter {@code p}, the gradient of the summed losses of the chunk's
      * windows; {@code oneSample} says the chunk is a single window, so its square is that sample's.
      */
-    void add(LayerParam p, NDArray grad, boolean oneSample) {
-        if (squares && !oneSample) {
-            throw new IllegalStateException("squared per-sample gradients need one window per backward chunk");
+    void add(LayerParam p, NDArray weight, NDArray grad, boolean oneSample) {
+        if ((squares || term != null) && !oneSample) {
+            throw new IllegalStateException("per-sample statistics need one window per backward chunk");
         }
         if (sums) {
             accumulate(sum, p, grad);
@@ -57,6 +60,8 @@ public final class LayerGradients implements AutoCloseable {
         if (squares) {
             // grad is this piece's own .grad, discarded after this call: squared in place, no temporary
             accumulate(sumSq, p, grad.muli(grad));
+        } else if (term != null) {
+            accumulate(termSum, p, term.apply(p, weight, grad));
         }
     }
 
@@ -87,7 +92,7 @@ public final class LayerGradients implements AutoCloseable {
 
     /** The parameters this layer has (biases only where the model has them). */
     public Set<LayerParam> params() {
-        return Collections.unmodifiableSet(sums ? sum.keySet() : sumSq.keySet());
+        return Collections.unmodifiableSet(sums ? sum.keySet() : squares ? sumSq.keySet() : termSum.keySet());
     }
 
     /** Whether {@link #squaredGradientSum} is available (the engine ran one window per backward). */
@@ -113,6 +118,18 @@ public final class LayerGradients implements AutoCloseable {
             throw new IllegalStateException("per-sample squared gradients were not collected (Options.perSample)");
         }
         NDArray a = sumSq.get(p);
+        if (a == null) {
+            throw new IllegalArgumentException("layer " + layer + " has no " + p);
+        }
+        return a;
+    }
+
+    /** {@code sum_n term(W, g_n)} of the {@link SampleTerm} the engine ran with. */
+    public NDArray termSum(LayerParam p) {
+        if (term == null) {
+            throw new IllegalStateException("no per-sample term was summed (Options.withSampleTerm)");
+        }
+        NDArray a = termSum.get(p);
         if (a == null) {
             throw new IllegalArgumentException("layer " + layer + " has no " + p);
         }

@@ -5,7 +5,9 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.calibration.gradient.GradientConsumer;
 import dev.lopper.calibration.gradient.LayerParam;
+import dev.lopper.calibration.gradient.SampleTerm;
 import dev.lopper.model.LayerWeights;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.pruning.graph.StructureGraph;
@@ -116,7 +118,7 @@ public final class LlmPrunerCriterion implements Criterion {
         double[][] kv = new double[n][], heads = new double[n][], channels = new double[n][];
         double[] layers = new double[n];
         boolean second = taylor == Taylor.PARAM_SECOND || taylor == Taylor.PARAM_MIX;
-        ctx.gradients((w, g) -> {
+        GradientConsumer consumer = (w, g) -> {
             int l = w.index();
             Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
             double[] totals = new double[g.params().size()];
@@ -130,9 +132,10 @@ public final class LlmPrunerCriterion implements Criterion {
                 for (long[] block : GradientScores.rowBlocks(p.of(w))) {
                     NDIndex rows = new NDIndex("{}:{}", block[0], block[1]);
                     try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
-                        NDArray s = salience(p.of(w).get(rows), g.gradientSum(p).get(rows),
-                                taylor == Taylor.PARAM_FIRST || taylor == Taylor.VECTORIZE ? null : g.squaredGradientSum(p).get(rows),
-                                g.samples(), scope);
+                        NDArray s = taylor == Taylor.PARAM_MIX
+                                ? GradientScores.f64(g.termSum(p).get(rows), scope).divi(g.samples()).muli(GradientScores.f64(p.of(w).get(rows), scope))
+                                : salience(p.of(w).get(rows), taylor == Taylor.PARAM_SECOND ? null : g.gradientSum(p).get(rows),
+                                        taylor == Taylor.PARAM_SECOND ? g.squaredGradientSum(p).get(rows) : null, g.samples(), scope);
                         if (taylor != Taylor.VECTORIZE) {
                             s = GradientScores.in(s.abs(), scope);
                         }
@@ -171,7 +174,17 @@ public final class LlmPrunerCriterion implements Criterion {
             for (int c = 0; c < s.intermediateSize(); c++) {
                 channels[l][c] = reduce(v.get(LayerParam.GATE)[c], v.get(LayerParam.UP)[c], v.get(LayerParam.DOWN)[c]);
             }
-        }, second, List.of());
+        };
+        if (taylor == Taylor.PARAM_MIX) {
+            // W g - W acc_grad W / 2 = W * (1/N) sum_n g_n (1 - W g_n / 2): one layer-sized sum instead of two
+            ctx.gradients(consumer, (SampleTerm) (p, weight, grad) -> {
+                try (NDArray factor = weight.mul(grad).muli(-0.5).addi(1)) {
+                    return grad.muli(factor);
+                }
+            }, List.of());
+        } else {
+            ctx.gradients(consumer, second, List.of());
+        }
         return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
     }
 
@@ -181,19 +194,11 @@ public final class LlmPrunerCriterion implements Criterion {
      */
     private NDArray salience(NDArray weight, NDArray gradSum, NDArray gradSqSum, int n, NDManager scope) {
         NDArray x = GradientScores.f64(weight, scope);
-        NDArray first = taylor == Taylor.PARAM_SECOND ? null
-                : GradientScores.f64(gradSum, scope).divi(n).muli(x); // W * grad of the mean loss
-        if (taylor == Taylor.PARAM_FIRST || taylor == Taylor.VECTORIZE) {
-            return first;
-        }
-        // hf_llama_pruner.py: W * acc_grad * W, acc_grad = sum_n g_n^2 / N (no 1/2 in param_second, as coded)
-        NDArray curvature = GradientScores.f64(gradSqSum, scope).divi(n).muli(x).muli(x);
         if (taylor == Taylor.PARAM_SECOND) {
-            return curvature;
+            // hf_llama_pruner.py: W * acc_grad * W, acc_grad = sum_n g_n^2 / N (no 1/2 in param_second, as coded)
+            return GradientScores.f64(gradSqSum, scope).divi(n).muli(x).muli(x);
         }
-        NDArray mixed = first.subi(curvature.muli(0.5));
-        curvature.close();
-        return mixed;
+        return GradientScores.f64(gradSum, scope).divi(n).muli(x); // W * grad of the mean loss
     }
 
     /** The grouping strategy over one channel's values from the group's linears. */

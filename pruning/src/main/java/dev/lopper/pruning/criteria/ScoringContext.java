@@ -12,6 +12,7 @@ import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.calibration.StatsCollector;
 import dev.lopper.calibration.gradient.GradientConsumer;
 import dev.lopper.calibration.gradient.GradientEngine;
+import dev.lopper.calibration.gradient.SampleTerm;
 
 import java.util.List;
 import java.util.function.Consumer;
@@ -72,8 +73,20 @@ public record ScoringContext(ModelConfig config, TensorSource weights, Structure
         if (calibration == null || calibration.length == 0) {
             throw new IllegalArgumentException("gradients need calibration data: pass --calib FILE (text, .jsonl or a directory)");
         }
-        GradientEngine.Options o = GradientEngine.Options.defaults().withChunkTokens(chunkTokens).withPerSample(perSample)
-                .withCollectors(collectors).withProgress(listener).withSums(sums);
+        return gradients(consumer, GradientEngine.Options.defaults().withPerSample(perSample).withSums(sums), collectors);
+    }
+
+    /** {@link #gradients(GradientConsumer, boolean, List)} summing one per-sample {@link SampleTerm} only. */
+    public GradientEngine.Result gradients(GradientConsumer consumer, SampleTerm term, List<? extends StatsCollector> collectors) {
+        return gradients(consumer, GradientEngine.Options.defaults().withSampleTerm(term), collectors);
+    }
+
+    private GradientEngine.Result gradients(GradientConsumer consumer, GradientEngine.Options statistics,
+                                            List<? extends StatsCollector> collectors) {
+        if (calibration == null || calibration.length == 0) {
+            throw new IllegalArgumentException("gradients need calibration data: pass --calib FILE (text, .jsonl or a directory)");
+        }
+        GradientEngine.Options o = statistics.withChunkTokens(chunkTokens).withCollectors(collectors).withProgress(listener);
         // the backward recomputes each layer from its stored input: (layers + 1) boundaries of N x T x hidden fp32,
         // 0.5 GB at an 8B shape with 8 x 128 tokens and 141 GB with GBLM's 128 x 2048; past SPILL_ABOVE_BYTES they go
         // to files (one per boundary, deleted as used) instead of memory
