@@ -299,10 +299,12 @@ public final class GradientEngine {
                             total -= picked.toType(DataType.FLOAT64, false).sum().getDouble() / (t - 1);
                             NDArray p = logp.exp(); // softmax
                             logp.close();
-                            NDArray targetRows = whole == null ? source.loadRows(name, targets, loss, DataType.FLOAT32)
-                                    : whole.get(loss.create(targets));
-                            targetRows.attach(loss);
-                            NDArray d = headBlocks(p, name, whole, vocab, block, loss, x).subi(targetRows).divi(t - 1);
+                            // p - onehot(target) before the product with W, as autograd forms it: subtracting W[target]
+                            // after the product would cancel catastrophically where p[target] is near 1
+                            try (NDArray onehot = loss.create(targets).oneHot((int) vocab, DataType.FLOAT32)) {
+                                p.subi(onehot);
+                            }
+                            NDArray d = headBlocks(p, name, whole, vocab, block, loss, x).divi(t - 1);
                             // the last position of each window: zero gradient
                             dx = NDArrays.concat(new NDList(d.reshape(b, t - 1, hidden), loss.zeros(new Shape(b, 1, hidden))), 1);
                             dx.attach(scope);
