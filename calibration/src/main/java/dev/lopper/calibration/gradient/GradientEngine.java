@@ -291,7 +291,7 @@ public final class GradientEngine {
                             // the positions that predict a token: [b * (t - 1), hidden], detached from the graph
                             NDArray x = normed.stopGradient().get(new NDIndex(":, :{}, :", t - 1)).reshape(rows, hidden);
                             x.attach(loss);
-                            NDArray logits = headBlocks(x, name, whole, vocab, block, loss, null); // [rows, vocab]
+                            NDArray logits = logits(x, name, whole, vocab, block, loss); // [rows, vocab]
                             NDArray logp = logits.logSoftmax(-1);
                             logp.attach(loss);
                             logits.close();
@@ -304,7 +304,7 @@ public final class GradientEngine {
                             try (NDArray onehot = loss.create(targets).oneHot((int) vocab, DataType.FLOAT32)) {
                                 p.subi(onehot);
                             }
-                            NDArray d = headBlocks(p, name, whole, vocab, block, loss, x).divi(t - 1);
+                            NDArray d = throughHead(p, name, whole, vocab, block, loss).divi(t - 1);
                             // the last position of each window: zero gradient
                             dx = NDArrays.concat(new NDList(d.reshape(b, t - 1, hidden), loss.zeros(new Shape(b, 1, hidden))), 1);
                             dx.attach(scope);
@@ -318,44 +318,50 @@ public final class GradientEngine {
         return total;
     }
 
-    /**
-     * With {@code dxLike == null}: {@code a W^T} over the LM head's row blocks ([rows, vocab] logits). Otherwise
-     * {@code a W} ([rows, hidden], the gradient through the head for probabilities {@code a} [rows, vocab]).
-     * Each block of W is widened from the stored matrix (or sliced from {@code whole}) and released after use.
-     */
-    private NDArray headBlocks(NDArray a, String name, NDArray whole, long vocab, int block, NDManager scope, NDArray dxLike) {
-        NDArray acc = null;
+    /** {@code x W^T} over the LM head's row blocks: [rows, vocab] logits, in {@code scope}. */
+    private NDArray logits(NDArray x, String name, NDArray whole, long vocab, int block, NDManager scope) {
         List<NDArray> parts = new ArrayList<>();
         for (long v0 = 0; v0 < vocab; v0 += block) {
             long v1 = Math.min(vocab, v0 + block);
             try (NDManager blockScope = scope.newSubManager()) {
-                NDArray w = whole != null ? whole.get(new NDIndex("{}:{}", v0, v1)) : source.loadRows(name, range(v0, v1), blockScope, DataType.FLOAT32);
-                w.attach(blockScope);
-                if (dxLike == null) {
-                    NDArray part = Decoder.linear(a, w, null); // [rows, v1 - v0]
-                    part.attach(scope);
-                    parts.add(part);
+                NDArray part = Decoder.linear(x, headRows(name, whole, v0, v1, blockScope), null); // [rows, v1 - v0]
+                part.attach(scope);
+                parts.add(part);
+            }
+        }
+        if (parts.size() == 1) {
+            return parts.get(0);
+        }
+        NDArray logits = NDArrays.concat(new NDList(parts), 1);
+        logits.attach(scope);
+        parts.forEach(NDArray::close);
+        return logits;
+    }
+
+    /** {@code d W} over the LM head's row blocks for {@code d} [rows, vocab]: [rows, hidden], in {@code scope}. */
+    private NDArray throughHead(NDArray d, String name, NDArray whole, long vocab, int block, NDManager scope) {
+        NDArray acc = null;
+        for (long v0 = 0; v0 < vocab; v0 += block) {
+            long v1 = Math.min(vocab, v0 + block);
+            try (NDManager blockScope = scope.newSubManager()) {
+                NDArray part = d.get(new NDIndex(":, {}:{}", v0, v1)).matMul(headRows(name, whole, v0, v1, blockScope));
+                if (acc == null) {
+                    acc = part;
+                    acc.attach(scope);
                 } else {
-                    NDArray part = a.get(new NDIndex(":, {}:{}", v0, v1)).matMul(w); // [rows, hidden]
-                    if (acc == null) {
-                        acc = part;
-                        acc.attach(scope);
-                    } else {
-                        acc.addi(part);
-                        part.close();
-                    }
+                    acc.addi(part);
+                    part.close();
                 }
             }
         }
-        if (dxLike != null) {
-            return acc;
-        }
-        NDArray logits = parts.size() == 1 ? parts.get(0) : NDArrays.concat(new NDList(parts), 1);
-        logits.attach(scope);
-        if (parts.size() > 1) {
-            parts.forEach(NDArray::close);
-        }
-        return logits;
+        return acc;
+    }
+
+    /** Rows [v0, v1) of the LM head as fp32 in {@code scope}: widened from the stored matrix, or a view of {@code whole}. */
+    private NDArray headRows(String name, NDArray whole, long v0, long v1, NDManager scope) {
+        NDArray w = whole != null ? whole.get(new NDIndex("{}:{}", v0, v1)) : source.loadRows(name, range(v0, v1), scope, DataType.FLOAT32);
+        w.attach(scope);
+        return w;
     }
 
     private static long[] range(long from, long to) {

@@ -110,16 +110,18 @@ public final class GblmCriterion implements Criterion {
                 // temporaries near GradientScores.BLOCK_BYTES whatever the parameter's size
                 double[] sr = CalibratedCriterion.sqrt(stats.get(l, input(p)).wandaScalerRow());
                 double[] perIndex = new double[(int) weight.getShape().get(GradientScores.cutsColumns(p) ? 1 : 0)];
-                for (long[] block : GradientScores.rowBlocks(weight)) {
-                    try (NDManager scope = w.inputNorm().getManager().newSubManager()) {
-                        NDIndex rows = new NDIndex("{}:{}", block[0], block[1]);
-                        NDArray absW = GradientScores.f64(weight.get(rows), scope);
-                        absW = GradientScores.in(absW.abs(), scope);
-                        NDArray act = scope.create(sr).reshape(1, sr.length);
-                        NDArray l2 = GradientScores.in(GradientScores.f64(g.squaredGradientSum(p).get(rows), scope).sqrt(), scope);
-                        NDArray s = l2.muli(scale).addi(act).muli(absW);
-                        GradientScores.addPerIndex(s, p, block[0], perIndex);
-                        layers[l] += s.sum().getDouble();
+                try (NDManager param = w.inputNorm().getManager().newSubManager()) {
+                    NDArray act = param.create(sr).reshape(1, sr.length); // the same row for every block
+                    for (long[] block : GradientScores.rowBlocks(weight)) {
+                        try (NDManager scope = param.newSubManager()) {
+                            NDIndex rows = new NDIndex("{}:{}", block[0], block[1]);
+                            NDArray absW = GradientScores.f64(weight.get(rows), scope);
+                            absW = GradientScores.in(absW.abs(), scope);
+                            NDArray l2 = GradientScores.in(GradientScores.f64(g.squaredGradientSum(p).get(rows), scope).sqrt(), scope);
+                            NDArray s = l2.muli(scale).addi(act).muli(absW);
+                            GradientScores.addPerIndex(s, p, block[0], perIndex);
+                            layers[l] += s.sum().getDouble();
+                        }
                     }
                 }
                 v.put(p, perIndex);

@@ -117,7 +117,6 @@ public final class LlmPrunerCriterion implements Criterion {
         int hd = ctx.config().headDim();
         double[][] kv = new double[n][], heads = new double[n][], channels = new double[n][];
         double[] layers = new double[n];
-        boolean second = taylor == Taylor.PARAM_SECOND || taylor == Taylor.PARAM_MIX;
         GradientConsumer consumer = (w, g) -> {
             int l = w.index();
             Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
@@ -183,7 +182,7 @@ public final class LlmPrunerCriterion implements Criterion {
                 }
             }, List.of());
         } else {
-            ctx.gradients(consumer, second, List.of());
+            ctx.gradients(consumer, taylor == Taylor.PARAM_SECOND, List.of()); // per-sample squares for param_second only
         }
         return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
     }

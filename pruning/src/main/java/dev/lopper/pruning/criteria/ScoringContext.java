@@ -70,9 +70,6 @@ public record ScoringContext(ModelConfig config, TensorSource weights, Structure
     /** {@link #gradients(GradientConsumer, boolean, List)}; {@code sums} false: only the per-sample squares are kept. */
     public GradientEngine.Result gradients(GradientConsumer consumer, boolean perSample, boolean sums,
                                            List<? extends StatsCollector> collectors) {
-        if (calibration == null || calibration.length == 0) {
-            throw new IllegalArgumentException("gradients need calibration data: pass --calib FILE (text, .jsonl or a directory)");
-        }
         return gradients(consumer, GradientEngine.Options.defaults().withPerSample(perSample).withSums(sums), collectors);
     }
 
