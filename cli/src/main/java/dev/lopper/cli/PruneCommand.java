@@ -1,5 +1,7 @@
 package dev.lopper.cli;
 
+import dev.lopper.training.job.PruneAndRecover;
+
 import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.plan.PruningPlan;
@@ -144,7 +146,7 @@ public final class PruneCommand implements Callable<Integer> {
     @Mixin
     ModelOptions options;
 
-    /** --iterative, --iterative-steps and training-aware methods (the schedule engine in the recovery module). */
+    /** --iterative, --iterative-steps and training-aware methods (the schedule engine in the training module). */
     @Mixin
     ScheduleOptions schedule;
 
@@ -183,8 +185,8 @@ public final class PruneCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
                         + "give its training budget with --steps / --train-steps-per-step instead");
             }
-            // training-aware methods and --iterative run on the schedule engine (recovery module)
-            return printSchedule(new dev.lopper.recovery.schedule.PruneSchedule().run(schedule.request(request, training, seed)));
+            // training-aware methods and --iterative run on the schedule engine (training module)
+            return printSchedule(new dev.lopper.training.job.PruneSchedule().run(schedule.request(request, training, seed)));
         }
         Integer recovered = recovery.runIfRequested(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
         if (recovered != null) {
@@ -216,7 +218,7 @@ public final class PruneCommand implements Callable<Integer> {
                 out, planOut, overwrite, options.device(), Progress.console(System.err), uniformRounding);
     }
 
-    private int printSchedule(dev.lopper.recovery.schedule.PruneSchedule.Result r) {
+    private int printSchedule(dev.lopper.training.job.PruneSchedule.Result r) {
         PrintWriter w = spec.commandLine().getOut();
         PruningPlan.Result res = r.plan().result();
         if (options.json) {

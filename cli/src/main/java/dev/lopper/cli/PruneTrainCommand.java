@@ -1,9 +1,9 @@
 package dev.lopper.cli;
 
 import dev.lopper.model.io.OutputLock;
-import dev.lopper.recovery.FullTrainer;
-import dev.lopper.recovery.PruneWhileTraining;
-import dev.lopper.recovery.TrainOptions;
+import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.job.PruneWhileTraining;
+import dev.lopper.training.loop.TrainOptions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;

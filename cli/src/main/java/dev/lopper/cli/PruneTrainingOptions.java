@@ -1,7 +1,7 @@
 package dev.lopper.cli;
 
-import dev.lopper.recovery.LoraConfig;
-import dev.lopper.recovery.TrainOptions;
+import dev.lopper.training.lora.LoraConfig;
+import dev.lopper.training.loop.TrainOptions;
 import picocli.CommandLine.Option;
 
 import java.lang.reflect.Field;

@@ -2,10 +2,10 @@ package dev.lopper.cli;
 
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.model.io.OutputLock;
-import dev.lopper.recovery.LoraConfig;
-import dev.lopper.recovery.Recovery;
-import dev.lopper.recovery.TrainOptions;
-import dev.lopper.recovery.Trainer;
+import dev.lopper.training.lora.LoraConfig;
+import dev.lopper.training.job.Recovery;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;

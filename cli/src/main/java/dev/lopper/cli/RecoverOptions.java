@@ -2,10 +2,10 @@ package dev.lopper.cli;
 
 import dev.lopper.pruning.PruneRequest;
 import dev.lopper.pruning.PruneResult;
-import dev.lopper.recovery.LoraConfig;
-import dev.lopper.recovery.PruneAndRecover;
-import dev.lopper.recovery.TrainOptions;
-import dev.lopper.recovery.Trainer;
+import dev.lopper.training.lora.LoraConfig;
+import dev.lopper.training.job.PruneAndRecover;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainer;
 import picocli.CommandLine.Option;
 
 import java.io.PrintWriter;

@@ -1,10 +1,12 @@
 package dev.lopper.cli;
 
+import dev.lopper.training.job.Compresso;
+
 import dev.lopper.pruning.PruneRequest;
-import dev.lopper.recovery.LoraConfig;
-import dev.lopper.recovery.TrainOptions;
-import dev.lopper.recovery.schedule.ScheduleMethods;
-import dev.lopper.recovery.schedule.ScheduleRequest;
+import dev.lopper.training.lora.LoraConfig;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.job.ScheduleMethods;
+import dev.lopper.training.job.ScheduleRequest;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
@@ -14,7 +16,7 @@ import java.util.List;
 /**
  * {@code lopper prune}'s options for scheduled pruning (training-aware methods such as {@code lora-prune}, and
  * {@code --iterative N} / {@code --iterative-steps N} for any criterion). It only parses: the schedule engine
- * ({@code dev.lopper.recovery.schedule.PruneSchedule}) does the work. Defaults are LoRAPrune's {@code prune.py}.
+ * ({@code dev.lopper.training.job.PruneSchedule}) does the work. Defaults are LoRAPrune's {@code prune.py}.
  */
 final class ScheduleOptions {
     @Option(names = "--iterative", paramLabel = "N", description = "prune --ratio in N steps (Torch-Pruning's linear schedule), re-scoring the current model each step, with --train-steps-per-step LoRA steps between them")

@@ -1,6 +1,8 @@
 package dev.lopper.cli;
 
-import dev.lopper.recovery.Trainer;
+import dev.lopper.training.job.Recovery;
+
+import dev.lopper.training.loop.Trainer;
 
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -40,7 +42,7 @@ final class StopOnSignal implements AutoCloseable {
     }
 
     /** The full-parameter trainer to stop on a signal ({@code lopper prune-train}). */
-    void watch(dev.lopper.recovery.FullTrainer t) {
+    void watch(dev.lopper.training.loop.FullTrainer t) {
         running = t::requestStop;
     }
 

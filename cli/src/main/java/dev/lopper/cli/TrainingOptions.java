@@ -1,6 +1,6 @@
 package dev.lopper.cli;
 
-import dev.lopper.recovery.TrainOptions;
+import dev.lopper.training.loop.TrainOptions;
 import picocli.CommandLine.Option;
 
 /**

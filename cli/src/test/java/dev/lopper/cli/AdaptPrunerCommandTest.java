@@ -59,7 +59,7 @@ class AdaptPrunerCommandTest {
         }
         PruningPlan plan = PruningPlan.load(out.resolve("lopper_plan.json"));
         assertEquals("adapt-pruner", plan.allocation());
-        Path work = dev.lopper.recovery.schedule.PruneSchedule.workDir(out);
+        Path work = dev.lopper.training.job.PruneSchedule.workDir(out);
         assertTrue(Files.isRegularFile(work.resolve("steps/0002/done.json")) && !Files.exists(work.resolve("steps/0003")), "two steps of 0.25");
         assertTrue(Files.readString(work.resolve("schedule.json")).contains("\"step-ratio\" : \"0.25\""), "the option is recorded");
 

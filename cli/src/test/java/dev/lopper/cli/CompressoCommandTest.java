@@ -1,5 +1,8 @@
 package dev.lopper.cli;
 
+import dev.lopper.training.job.Compresso;
+import dev.lopper.training.method.CompressoOptions;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lopper.model.ModelDir;

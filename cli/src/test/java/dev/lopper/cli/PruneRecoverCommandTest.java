@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.testing.RandomModels;
 import dev.lopper.pruning.PruneRequest;
-import dev.lopper.recovery.PruneAndRecover;
+import dev.lopper.training.job.PruneAndRecover;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;

@@ -213,7 +213,7 @@ public final class Pruner {
 
     /**
      * A criterion's scores of one model, before allocation, with the allocation options and settings the request
-     * resolved to (paper defaults filled in). The schedule engine ({@code dev.lopper.recovery.schedule}) scores the
+     * resolved to (paper defaults filled in). The schedule engine ({@code dev.lopper.training.job}) scores the
      * current, already pruned model this way and allocates on the original model's indices itself.
      */
     public record Scored(Criterion criterion, Scores scores, Allocation.Options allocation, PruneSettings settings,

@@ -1,0 +1,240 @@
+package dev.lopper.training.job;
+
+import dev.lopper.training.loop.Checkpoints;
+import dev.lopper.training.loop.StreamedPass;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.lora.LoraConfig;
+
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.model.io.AtomicDirectory;
+import dev.lopper.model.io.OutputGuard;
+import dev.lopper.model.io.OutputLock;
+import dev.lopper.pruning.PruneRequest;
+import dev.lopper.pruning.PruneResult;
+import dev.lopper.pruning.Pruner;
+import dev.lopper.pruning.plan.PruningPlan;
+import dev.lopper.pruning.surgery.Surgery;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.TreeMap;
+import java.util.function.Consumer;
+
+/**
+ * Pruning followed by LoRA recovery in one resumable job, as {@code lopper prune ... --recover-steps N} runs it:
+ * {@link Pruner} writes the pruned model, {@link Recovery} trains adapters on it and merges them, and the merged
+ * model becomes {@code OUT}, a plain HF model directory that every command reads. What recovery produces besides
+ * lies in the sibling {@code OUT.recovery/}:
+ *
+ * <pre>
+ *   OUT/                         the pruned model with the trained adapters merged in (HF directory)
+ *   OUT.recovery/request.json    the job (pruning and recovery settings): a rerun with the same settings resumes
+ *   OUT.recovery/pruned/         the pruned model before recovery
+ *   OUT.recovery/recover/        Recovery's directory: checkpoints/, adapter/ (PEFT), loss.csv, loss.png, recover.json
+ * </pre>
+ *
+ * Running the same job again continues: a finished pruning step is reused (it is deterministic, and its
+ * calibration resumes after the last finished layer when it was killed), training resumes from its last
+ * checkpoint. The result equals {@code Pruner} then {@code Recovery} run separately with the same settings.
+ *
+ * <pre>{@code
+ * PruneRequest prune = PruneRequest.builder(model).criterion("flap").ratio(0.2).calibration(text).out(out).build();
+ * PruneAndRecover.Request r = new PruneAndRecover.Request(prune, null, null, LoraConfig.defaults(),
+ *         TrainOptions.defaults(100), 0.05, 16, DataType.FLOAT32, false);
+ * PruneAndRecover.check(r);                      // bad combinations fail here, before any work
+ * PruneAndRecover.Outcome o = PruneAndRecover.run(r, Trainer.Listener.NONE, trainer -> { });
+ * }</pre>
+ */
+public final class PruneAndRecover {
+    /** The suffix of the sibling directory holding the pruned model, the adapter, the loss curve and checkpoints. */
+    public static final String WORK_SUFFIX = ".recovery";
+    static final String REQUEST_FILE = "request.json";
+
+    private PruneAndRecover() {
+    }
+
+    /**
+     * @param prune the pruning job; its {@code out} is where the recovered model goes, its {@code overwrite} lets
+     *              an earlier OUT that Lopper wrote be replaced (and an earlier job with other settings be started over)
+     * @param trainData training text, or null for the pruning's calibration text
+     * @param val validation text, or null to hold out the last {@code valFraction} of the training text
+     * @param mergedType dtype of the merged model (null: as the pruned model stores it)
+     * @param stream train with one decoder layer's weights in memory at a time ({@link StreamedPass})
+     */
+    public record Request(PruneRequest prune, Path trainData, Path val, LoraConfig lora, TrainOptions options,
+                          double valFraction, int valWindows, DataType mergedType, boolean stream) {
+        /** The training text: {@code trainData}, else the calibration text. */
+        public Path data() {
+            return trainData != null ? trainData : prune.calibration();
+        }
+
+        /** The sibling directory for everything but the merged model. */
+        public Path work() {
+            Path out = prune.out().toAbsolutePath().normalize();
+            return out.resolveSibling(out.getFileName() + WORK_SUFFIX);
+        }
+    }
+
+    /**
+     * What the job did. {@code prune} is null when an earlier run's pruned model was reused; {@code recovery}'s
+     * merged model has been moved to {@code out} unless training was interrupted (then {@code out} is null).
+     */
+    public record Outcome(PruneResult prune, Path pruned, Recovery.Outcome recovery, Path out, Path work) {
+    }
+
+    /**
+     * Checks what can be checked before any work: an output, training data, the work directory and earlier runs.
+     * Throws {@link IllegalArgumentException} with a one-line message.
+     */
+    public static void check(Request r) throws IOException {
+        PruneRequest p = r.prune();
+        if (p.out() == null) {
+            throw new IllegalArgumentException("--recover-steps needs --out DIR (where the recovered model goes); --plan-out alone writes no model");
+        }
+        Path data = r.data();
+        if (data == null) {
+            throw new IllegalArgumentException("--recover-steps needs training text: give --train-data FILE (without it, --calib FILE is used)");
+        }
+        if (!Files.exists(data)) {
+            throw new IllegalArgumentException((r.trainData() != null ? "--train-data " : "--calib ") + data
+                    + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+        }
+        if (r.val() != null && !Files.exists(r.val())) {
+            throw new IllegalArgumentException("--val-data " + r.val() + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+        }
+        if (!(r.valFraction() > 0 && r.valFraction() < 1) && r.val() == null) {
+            throw new IllegalArgumentException("--val-fraction " + r.valFraction() + ": expected a value in (0, 1)");
+        }
+        Path[] inputs = {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val()};
+        OutputGuard.checkDirectory(p.out(), p.overwrite(), "--out", inputs);
+        Path work = r.work();
+        // the work directory is Lopper's own: it may be resumed or (with --overwrite) replaced, never a user's folder
+        OutputGuard.checkDirectory(work, true, "--out " + p.out() + ": its recovery directory", inputs);
+        if (Files.isRegularFile(work.resolve(REQUEST_FILE)) && !p.overwrite() && !sameJob(r)) {
+            throw new IllegalArgumentException("--out " + p.out() + ": " + work + " holds a job with other settings; run that command to resume it, "
+                    + "or pass --overwrite to start over");
+        }
+        Pruner.checkOutputs(pruneStep(r));
+        if (p.planOut() != null) {
+            OutputGuard.checkFile(p.planOut(), p.overwrite(), "--plan-out", PruningPlan.FORMAT_PREFIX, p.model(), p.applyPlan(),
+                    p.calibration(), p.out(), work);
+        }
+    }
+
+    /**
+     * Runs (or resumes) the job.
+     *
+     * @param onStart gets the trainer before training starts (a Ctrl-C handler calls {@link Trainer#requestStop})
+     */
+    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer> onStart) throws IOException {
+        check(r);
+        Path work = r.work();
+        try (OutputLock outLock = OutputLock.acquire(r.prune().out(), "--out");
+             OutputLock workLock = OutputLock.acquire(work, "--out " + r.prune().out() + ": its recovery directory")) {
+            boolean resume = Files.isRegularFile(work.resolve(REQUEST_FILE)) && sameJob(r);
+            if (!resume) {
+                fresh(work); // no job, a pruning that did not finish, or (--overwrite) another job: start over
+            }
+            PruneRequest prune = pruneStep(r);
+            PruneResult pruned = null;
+            if (resume && Files.isRegularFile(prune.out().resolve("config.json"))) {
+                prune.progress().message("reusing the pruned model in " + prune.out() + " (same settings)");
+            } else {
+                pruned = new Pruner().run(prune);
+                // written after the pruned model: its presence says "pruned/ is this job's"
+                new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(work.resolve(REQUEST_FILE).toFile(), json(r));
+            }
+            Recovery.Request rec = new Recovery.Request(prune.out(), r.data(), r.val(), work.resolve("recover"), r.lora(), r.options(),
+                    r.valFraction(), r.valWindows(), prune.device(), r.mergedType(), false, r.stream());
+            Recovery.Outcome o = Recovery.run(rec, listener, onStart);
+            if (o.merged() == null) {
+                return new Outcome(pruned, prune.out(), o, null, work); // interrupted: the checkpoint is saved
+            }
+            if (r.prune().planOut() != null) {
+                // the plan the pruning step wrote beside its model; copied only now, so that a rerun after a kill
+                // does not find its own --plan-out and refuse it
+                Path tmp = r.prune().planOut().resolveSibling("." + r.prune().planOut().getFileName() + ".tmp-" + ProcessHandle.current().pid());
+                Files.copy(prune.out().resolve(Surgery.PLAN_FILE), tmp, StandardCopyOption.REPLACE_EXISTING);
+                Files.move(tmp, r.prune().planOut(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            }
+            AtomicDirectory.replace(o.merged(), r.prune().out());
+            return new Outcome(pruned, prune.out(), o, r.prune().out(), work);
+        }
+    }
+
+    /** The pruning step: the same request, writing into the work directory ({@code --plan-out} is copied at the end). */
+    static PruneRequest pruneStep(Request r) {
+        PruneRequest p = r.prune();
+        return new PruneRequest(p.model(), p.criterion(), p.criterionOptions(), p.ratio(), p.targets(), p.allocation(), p.headUnit(),
+                p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(), p.samples(), p.seqLen(),
+                p.seed(), p.chunkTokens(), p.applyPlan(), r.work().resolve("pruned"), null, true, p.device(), p.progress(),
+                p.uniformRounding());
+    }
+
+    /** Replaces the work directory with an empty one carrying Lopper's marker. */
+    private static void fresh(Path work) throws IOException {
+        Path tmp = AtomicDirectory.createTemp(work);
+        try {
+            OutputGuard.writeMarker(tmp, "prune-recover");
+            AtomicDirectory.replace(tmp, work);
+        } finally {
+            AtomicDirectory.deleteTree(tmp);
+        }
+    }
+
+    private static boolean sameJob(Request r) throws IOException {
+        JsonNode saved;
+        try {
+            saved = new ObjectMapper().readTree(r.work().resolve(REQUEST_FILE).toFile());
+        } catch (IOException e) {
+            return false; // unreadable: start over (the work directory is Lopper's own)
+        }
+        return json(r).toString().equals(saved.toString()); // as text: a long read back is an int node
+    }
+
+    /** Everything the job's result depends on (not chunk sizes, progress or streaming, which change no number). */
+    private static ObjectNode json(Request r) {
+        ObjectMapper m = new ObjectMapper();
+        PruneRequest p = r.prune();
+        ObjectNode n = m.createObjectNode();
+        ObjectNode pr = n.putObject("prune");
+        pr.put("model", abs(p.model()));
+        pr.put("criterion", p.criterion());
+        pr.set("criterion_options", m.valueToTree(new TreeMap<>(p.criterionOptions())));
+        pr.put("ratio", p.ratio());
+        pr.set("targets", m.valueToTree(p.targets()));
+        pr.put("allocation", p.allocation());
+        pr.put("head_unit", p.headUnit() == null ? null : p.headUnit().name());
+        pr.put("head_ratio", p.headRatio());
+        pr.put("channel_ratio", p.channelRatio());
+        pr.put("keep_first", p.keepFirst());
+        pr.put("keep_last", p.keepLast());
+        pr.put("uniform_rounding", p.uniformRounding());
+        pr.put("calibration", abs(p.calibration()));
+        pr.put("calib_field", p.calibField());
+        pr.put("samples", p.samples());
+        pr.put("seq_len", p.seqLen());
+        pr.put("seed", p.seed());
+        pr.put("apply_plan", abs(p.applyPlan()));
+        pr.put("device", p.device().toString());
+        ObjectNode rec = n.putObject("recover");
+        rec.put("data", abs(r.data()));
+        rec.put("val", abs(r.val()));
+        rec.put("val_fraction", r.valFraction());
+        rec.put("val_windows", r.valWindows());
+        rec.set("lora", Checkpoints.tree(r.lora()));
+        rec.set("options", m.valueToTree(r.options()));
+        rec.put("merged_dtype", r.mergedType() == null ? null : r.mergedType().name());
+        return n;
+    }
+
+    private static String abs(Path p) {
+        return p == null ? null : p.toAbsolutePath().normalize().toString();
+    }
+}

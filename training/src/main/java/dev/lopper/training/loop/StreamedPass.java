@@ -1,0 +1,149 @@
+package dev.lopper.training.loop;
+
+import dev.lopper.training.lora.LoraAdapters;
+import dev.lopper.training.lora.LoraHook;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.training.GradientCollector;
+import dev.lopper.model.Decoder;
+import dev.lopper.model.LayerHooks;
+import dev.lopper.model.LayerWeights;
+import dev.lopper.model.Masks;
+import dev.lopper.model.Rope;
+import dev.lopper.model.Scalars;
+import dev.lopper.model.WeightNames;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.model.io.TensorSource;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A {@link LossPass} that never holds more than one decoder layer's weights: the layer-streamed backward of the
+ * gradient engine (branch {@code gradient}), for adapters.
+ *
+ * <ol>
+ *   <li>Forward sweep without gradients: embeddings, then each layer (loaded from the memory-mapped checkpoint,
+ *   run with the adapters, released), keeping every layer's input hidden states [B, T, hidden].</li>
+ *   <li>Head: final norm + LM head on the last hidden states, loss, backward to {@code dL/dh}.</li>
+ *   <li>Layers in reverse: reloaded, recomputed from the stored input with A, B and the input as autograd leaves
+ *   (the same dropout masks: torch's generator is re-seeded per layer exactly as in the sweep), back-propagated
+ *   with the upstream gradient; A's and B's gradients are added, the input's gradient goes to the layer below.</li>
+ * </ol>
+ *
+ * <pre>{@code
+ * LossPass pass = new StreamedPass(md.config(), md.checkpoint());
+ * new Trainer(pass, lora, data, options, checkpoints, listener).run();
+ * }</pre>
+ */
+public final class StreamedPass implements LossPass {
+    private final ModelConfig config;
+    private final TensorSource source;
+
+    public StreamedPass(ModelConfig config, TensorSource source) {
+        this.config = config;
+        this.source = source;
+    }
+
+    @Override
+    public double train(NDManager scope, NDArray ids, LoraAdapters lora, double factor, List<NDArray> grads, int seed) {
+        List<NDArray> inputs = sweep(scope, ids, lora, seed, true);
+        int n = config.numLayers();
+        NDArray dh;
+        double loss;
+        try (NDManager head = scope.newSubManager()) {
+            NDArray h = inputs.get(n).duplicate();
+            h.attach(head);
+            h.setRequiresGradient(true);
+            try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                NDArray l = CausalLm.loss(head(head, h), ids).mul(Scalars.of(head, factor)); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
+                loss = l.getFloat();
+                gc.backward(l);
+            }
+            dh = keep(h.getGradient(), scope);
+        }
+        for (int i = n - 1; i >= 0; i--) {
+            try (NDManager layer = scope.newSubManager()) {
+                LayerWeights w = LayerWeights.load(source, config, i, layer);
+                NDArray x = inputs.get(i).duplicate();
+                x.attach(layer);
+                x.setRequiresGradient(true);
+                LoraHook hook = new LoraHook(lora, layer, true, true);
+                try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                    LossPass.seedLayer(seed, i);
+                    NDArray y = layer(layer, w, x, hook);
+                    gc.backward(y.mul(dh).sum()); // vector-Jacobian product with the upstream gradient
+                }
+                int k = 0;
+                for (LoraAdapters.Adapter a : lora.adapters()) {
+                    if (a.layer() == i) {
+                        grads.get(k).addi(hook.gradientA(a));
+                        grads.get(k + 1).addi(hook.gradientB(a));
+                    }
+                    k += 2;
+                }
+                NDArray below = keep(x.getGradient(), scope);
+                dh.close();
+                dh = below;
+                inputs.get(i + 1).close();
+            }
+        }
+        return loss;
+    }
+
+    @Override
+    public double evaluate(NDManager scope, NDArray ids, LoraAdapters lora) {
+        List<NDArray> h = sweep(scope, ids, lora, 0, false);
+        return CausalLm.loss(head(scope, h.get(config.numLayers())), ids).getFloat();
+    }
+
+    /** Inputs of every layer and the last output (n + 1 arrays, owned by {@code scope}). */
+    private List<NDArray> sweep(NDManager scope, NDArray ids, LoraAdapters lora, int seed, boolean dropout) {
+        List<NDArray> h = new ArrayList<>();
+        try (NDManager embed = scope.newSubManager()) {
+            NDArray table = source.load(WeightNames.EMBED, embed);
+            NDArray rows = table.get(new NDIndex("{}", ids.reshape(-1))).reshape(ids.getShape().get(0), ids.getShape().get(1), config.hiddenSize());
+            h.add(keep(rows, scope));
+        }
+        for (int i = 0; i < config.numLayers(); i++) {
+            try (NDManager layer = scope.newSubManager()) {
+                LayerWeights w = LayerWeights.load(source, config, i, layer);
+                LossPass.seedLayer(seed, i);
+                h.add(keep(layer(layer, w, h.get(i), new LoraHook(lora, layer, dropout, false)), scope));
+            }
+        }
+        return h;
+    }
+
+    private NDArray layer(NDManager m, LayerWeights w, NDArray x, LoraHook hook) {
+        int t = (int) x.getShape().get(1);
+        NDList rope = new Rope(config).tables(m, 0, t);
+        NDArray mask = Masks.causal(m, t, config.slidingWindow(), null);
+        NDArray in = x.getManager() == m ? x : alias(x, m);
+        return Decoder.layer(w, in, rope.get(0), rope.get(1), mask, config.rmsNormEps(), config.headDim(), LayerHooks.NONE, null, hook);
+    }
+
+    private NDArray head(NDManager m, NDArray h) {
+        NDArray norm = source.load(WeightNames.FINAL_NORM, m);
+        NDArray lmHead = source.load(config.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD) ? WeightNames.EMBED : WeightNames.LM_HEAD, m);
+        NDArray in = h.getManager() == m ? h : alias(h, m);
+        return Decoder.linear(Decoder.rmsNorm(in, norm, config.rmsNormEps()), lmHead, null);
+    }
+
+    /** A no-copy alias of {@code x} owned by {@code m}, so every intermediate computed from it lands in m. */
+    private static NDArray alias(NDArray x, NDManager m) {
+        NDArray a = x.stopGradient();
+        a.attach(m);
+        return a;
+    }
+
+    private static NDArray keep(NDArray a, NDManager into) {
+        NDArray c = a.duplicate();
+        c.attach(into);
+        return c;
+    }
+}

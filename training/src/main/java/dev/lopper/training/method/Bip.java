@@ -1,0 +1,301 @@
+package dev.lopper.training.method;
+
+import dev.lopper.training.loop.F32Tensors;
+import dev.lopper.training.loop.FullTrainer;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.training.GradientCollector;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lopper.model.LayerWeights;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.allocation.UniformAllocation;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.training.loop.FullModel;
+import dev.lopper.training.loop.PruneDuringTraining;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * BiP, structured (Zhang et al., NeurIPS 2022; official code {@code OPTML-Group/BiP} {@code trainer/bilevel.py},
+ * {@code models/layers.py}; docs/CRITERIA-NOTES.md §12, deviations in docs/CRITERIA.md). One score {@code s_u} per
+ * KV group and per MLP channel (upper level), initialised to the unit's weight L2 norm (the code's
+ * {@code --scaled-score-init}: scores = weights, ranked by their L2 norm); the mask keeps, per layer, the units
+ * with the largest {@code |s|} (the projection onto the target size; {@code int(ratio x n)} removed per layer and
+ * kind, as {@code GetSubnetFilter}). The forward pass multiplies the o_proj columns of a group's heads and the
+ * down_proj column of a channel by the mask, so a masked unit is exactly a removed one.
+ *
+ * <p>Per step: the trainer's weight update through the fixed mask (lower level, one step as the code), then on a
+ * second, independent batch the upper level: {@code g = dL/ds} through the straight-through mask
+ * ({@code m = hard + |s| - stopgrad(|s|)}), the implicit-gradient term of the bi-linear simplification as the code
+ * computes it, {@code g - lr2 * g * g}, and PyTorch's SGD (momentum, weight decay) at the mask learning rate
+ * with the code's step schedule (x0.1 at 75%, x0.01 at 90% of the steps). After the last step the units
+ * outside the mask are cut (surgery).
+ *
+ * <pre>{@code
+ * Bip bip = new Bip(model, new Bip.Settings(0.5, 0.1, 1e-4, 0.9, 1e-4, steps));
+ * new FullTrainer(model, data, options, checkpoints, listener, bip).run();   // data: 2 x options.windows()
+ * }</pre>
+ */
+public final class Bip implements PruneDuringTraining {
+    public static final String NAME = "bip";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * @param ratio fraction of each layer's KV groups and of its MLP channels removed ({@code 1 - k})
+     * @param maskLr the scores' SGD learning rate ({@code mask_lr} 0.1)
+     * @param lr2 the implicit-gradient factor ({@code lr2} 1e-4 in every bip.yml; plays 1/gamma)
+     * @param momentum SGD momentum (0.9)
+     * @param weightDecay the scores' SGD weight decay ({@code wd} 1e-4 in bip.yml)
+     * @param steps the run's optimizer steps (the mask schedule's length)
+     */
+    public record Settings(double ratio, double maskLr, double lr2, double momentum, double weightDecay, int steps) {
+        public Settings {
+            if (!(ratio >= 0 && ratio < 1)) {
+                throw new IllegalArgumentException("--ratio " + ratio + ": expected a number in [0, 1)");
+            }
+            if (!(maskLr > 0) || lr2 < 0 || momentum < 0 || weightDecay < 0) {
+                throw new IllegalArgumentException("BiP: --mask-lr must be positive; --lr2, momentum and weight decay not negative");
+            }
+        }
+
+        /** The paper's code's settings (configs/*\/bip.yml) for {@code ratio} and {@code steps}. */
+        public static Settings paper(double ratio, int steps) {
+            return new Settings(ratio, 0.1, 1e-4, 0.9, 1e-4, steps);
+        }
+
+        /** {@code step_mask_schedule}: the mask learning rate at 0-based step {@code step}. */
+        public double maskLrAt(int step) {
+            return maskLr * (step >= 0.9 * steps ? 0.01 : step >= 0.75 * steps ? 0.1 : 1);
+        }
+    }
+
+    /** What a checkpoint keeps. */
+    record State(float[][] groupScores, float[][] channelScores, float[][] groupMomentum, float[][] channelMomentum,
+                 boolean finished) {
+    }
+
+    private final ModelConfig original;
+    private final Settings settings;
+    private float[][] groupScores;
+    private float[][] channelScores;
+    private float[][] groupMomentum;
+    private float[][] channelMomentum;
+    private boolean finished;
+
+    /** Scores start at each unit's weight L2 norm in {@code model} (the original, uncut model). */
+    public Bip(FullModel model, Settings settings) {
+        this.original = model.config();
+        this.settings = settings;
+        int n = original.numLayers();
+        groupScores = new float[n][];
+        channelScores = new float[n][];
+        StructureGraph graph = StructureGraph.of(original);
+        try (NDManager scope = model.manager().newSubManager()) {
+            for (int l = 0; l < n; l++) {
+                groupScores[l] = norms(graph.kvGroups(l), model, scope);
+                channelScores[l] = norms(graph.mlpChannels(l), model, scope);
+            }
+        }
+    }
+
+    private static float[] norms(StructureGraph.StructureSet set, FullModel model, NDManager scope) {
+        double[] sq = Units.perUnit(set, name -> {
+            NDArray x = model.weights().get(name).square();
+            x.attach(scope);
+            return x;
+        });
+        float[] out = new float[sq.length];
+        for (int i = 0; i < sq.length; i++) {
+            out[i] = (float) Math.sqrt(sq[i]);
+        }
+        return out;
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public int batchesPerStep() {
+        return 2;
+    }
+
+    @Override
+    public JsonNode options() {
+        return JSON.valueToTree(settings);
+    }
+
+    public float[][] groupScores() {
+        return groupScores;
+    }
+
+    public float[][] channelScores() {
+        return channelScores;
+    }
+
+    /** The binary mask of {@code scores}: 0 for the {@code int(ratio x n)} smallest |s| (ties: lower index first). */
+    public float[] mask(float[] scores) {
+        int n = scores.length;
+        int removed = Math.min(UniformAllocation.count(settings.ratio(), n, false), Math.max(0, n - 1));
+        Integer[] order = new Integer[n];
+        Arrays.setAll(order, i -> i);
+        Arrays.sort(order, (a, b) -> Float.compare(Math.abs(scores[a]), Math.abs(scores[b])) != 0
+                ? Float.compare(Math.abs(scores[a]), Math.abs(scores[b])) : Integer.compare(a, b));
+        float[] m = new float[n];
+        Arrays.fill(m, 1f);
+        for (int i = 0; i < removed; i++) {
+            m[order[i]] = 0f;
+        }
+        return m;
+    }
+
+    @Override
+    public FullModel.LayerTransform transform() {
+        if (finished) {
+            return FullModel.LayerTransform.NONE;
+        }
+        return (layer, w, scope) -> masked(w, scope.create(mask(groupScores[layer])), scope.create(mask(channelScores[layer])));
+    }
+
+    /** {@code w} with o_proj's columns of each group's heads and down_proj's channel columns times the masks. */
+    private LayerWeights masked(LayerWeights w, NDArray groups, NDArray channels) {
+        LayerShape s = w.shape();
+        int width = s.groupSize() * original.headDim();
+        NDArray cols = groups.repeat(0, width).reshape(1, (long) s.numKvHeads() * width); // a group's heads are contiguous
+        return w.withOutputProjections(w.o().mul(cols), w.down().mul(channels.reshape(1, s.intermediateSize())));
+    }
+
+    @Override
+    public List<LayerSelection> afterStep(int step, FullModel model, StepData data) {
+        upperStep(step, model, data);
+        if (step + 1 == settings.steps()) {
+            return finalSelections();
+        }
+        return null;
+    }
+
+    /** One upper-level update of every score on the step's second batch. */
+    void upperStep(int step, FullModel model, StepData data) {
+        int n = original.numLayers();
+        float[][] gg = new float[n][];
+        float[][] gc = new float[n][];
+        for (int l = 0; l < n; l++) {
+            gg[l] = new float[groupScores[l].length];
+            gc[l] = new float[channelScores[l].length];
+        }
+        try (NDManager scope = model.manager().newSubManager()) {
+            for (int micro = 0; micro < data.accumulation(); micro++) {
+                try (NDManager sub = scope.newSubManager()) {
+                    NDArray[] sg = new NDArray[n];
+                    NDArray[] sc = new NDArray[n];
+                    for (int l = 0; l < n; l++) {
+                        sg[l] = leaf(sub, groupScores[l]);
+                        sc[l] = leaf(sub, channelScores[l]);
+                    }
+                    FullModel.LayerTransform ste = (layer, w, sc2) -> masked(w, straightThrough(sg[layer], mask(groupScores[layer]), sc2),
+                            straightThrough(sc[layer], mask(channelScores[layer]), sc2));
+                    try (GradientCollector c = Engine.getInstance().newGradientCollector()) {
+                        NDArray loss = model.loss(sub, data.extraBatch(sub, step, micro), model.weights(), ste)
+                                .mul((float) (1.0 / data.accumulation()));
+                        c.backward(loss);
+                    }
+                    for (int l = 0; l < n; l++) {
+                        add(gg[l], sg[l].getGradient().toFloatArray());
+                        add(gc[l], sc[l].getGradient().toFloatArray());
+                    }
+                }
+            }
+        }
+        float lr = (float) settings.maskLrAt(step);
+        boolean first = groupMomentum == null;
+        if (first) {
+            groupMomentum = new float[n][];
+            channelMomentum = new float[n][];
+        }
+        for (int l = 0; l < n; l++) {
+            groupMomentum[l] = sgd(groupScores[l], gg[l], first ? null : groupMomentum[l], lr);
+            channelMomentum[l] = sgd(channelScores[l], gc[l], first ? null : channelMomentum[l], lr);
+        }
+    }
+
+    private static NDArray leaf(NDManager m, float[] values) {
+        NDArray a = m.create(values).duplicate(); // libtorch-owned storage (see F32Tensors.owned)
+        a.setRequiresGradient(true);
+        return a;
+    }
+
+    /** Forward: the hard mask exactly; backward: d/ds |s| = sign(s) (GetSubnet*'s straight-through estimator on |s|). */
+    private static NDArray straightThrough(NDArray s, float[] hard, NDManager scope) {
+        NDArray abs = s.abs();
+        return scope.create(hard).add(abs.sub(abs.stopGradient()));
+    }
+
+    private static void add(float[] into, float[] g) {
+        for (int i = 0; i < g.length; i++) {
+            into[i] += g[i];
+        }
+    }
+
+    /**
+     * torch.optim.SGD (dampening 0, no Nesterov) on {@code s} with gradient {@code g - lr2 g^2} (the implicit
+     * term as trainer/bilevel.py adds it); returns the momentum buffer.
+     */
+    private float[] sgd(float[] s, float[] g, float[] buf, float lr) {
+        float[] out = new float[s.length];
+        float lr2 = (float) settings.lr2(), wd = (float) settings.weightDecay(), mu = (float) settings.momentum();
+        for (int i = 0; i < s.length; i++) {
+            float d = g[i] + (-lr2 * g[i] * g[i]);
+            d = d + wd * s[i];
+            out[i] = buf == null ? d : mu * buf[i] + d;
+            s[i] = s[i] - lr * out[i];
+        }
+        return out;
+    }
+
+    /** The units the current masks keep, one selection per layer (original indices = the model's, no earlier cut). */
+    public List<LayerSelection> finalSelections() {
+        List<LayerSelection> out = new ArrayList<>();
+        for (int l = 0; l < original.numLayers(); l++) {
+            int[] g = kept(mask(groupScores[l]));
+            out.add(new LayerSelection(l, false, g, Allocation.headsOfGroups(original.layer(l), g), kept(mask(channelScores[l]))));
+        }
+        return out;
+    }
+
+    private static int[] kept(float[] mask) {
+        return java.util.stream.IntStream.range(0, mask.length).filter(i -> mask[i] != 0).toArray();
+    }
+
+    @Override
+    public void cut(List<LayerSelection> current) {
+        finished = true;
+    }
+
+    @Override
+    public JsonNode state() {
+        return JSON.valueToTree(new State(groupScores, channelScores, groupMomentum, channelMomentum, finished));
+    }
+
+    @Override
+    public void restore(JsonNode state) {
+        try {
+            State s = JSON.treeToValue(state, State.class);
+            groupScores = s.groupScores();
+            channelScores = s.channelScores();
+            groupMomentum = s.groupMomentum();
+            channelMomentum = s.channelMomentum();
+            finished = s.finished();
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalArgumentException("bip checkpoint state: " + e.getMessage());
+        }
+    }
+}

@@ -1,0 +1,211 @@
+package dev.lopper.training.method;
+
+import dev.lopper.training.loop.FullTrainer;
+
+import ai.djl.ndarray.NDArray;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.criteria.Scores;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.training.loop.FullModel;
+import dev.lopper.training.loop.PruneDuringTraining;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * EfficientLLM's pruning-aware training (Xing et al. 2025, arXiv 2502.06663; no training code is public, see
+ * docs/CRITERIA-NOTES.md §11 and docs/CRITERIA.md): LLM-Pruner's first-order Taylor saliency
+ * {@code S_u = sum_{w in u} |w * dL/dw|} of every structure group u (KV groups, MLP channels), taken from every
+ * training step's gradient and summed since the last removal; at {@link Settings#removals} evenly spaced steps in
+ * the first {@link Settings#pruneFraction} of training the lowest-saliency groups go (global ranking, the target
+ * rising linearly to the ratio), and training continues on the smaller model.
+ *
+ * <pre>{@code
+ * EfficientLlm m = new EfficientLlm(config, new EfficientLlm.Settings(0.5, 4, 0.5, steps));
+ * new FullTrainer(model, data, options, checkpoints, listener, m).run();
+ * }</pre>
+ */
+public final class EfficientLlm implements PruneDuringTraining {
+    public static final String NAME = "efficientllm";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * @param ratio fraction of the original model's prunable parameters removed at the end
+     * @param removals number of removal points (Lopper's choice: 4)
+     * @param pruneFraction removals happen within this first fraction of the steps (Lopper's choice: 0.5)
+     * @param steps the run's optimizer steps
+     */
+    public record Settings(double ratio, int removals, double pruneFraction, int steps) {
+        public Settings {
+            if (!(ratio >= 0 && ratio < 1)) {
+                throw new IllegalArgumentException("--ratio " + ratio + ": expected a number in [0, 1)");
+            }
+            if (removals < 1 || removals > steps) {
+                throw new IllegalArgumentException("--removals " + removals + ": expected 1 to --steps (" + steps + ")");
+            }
+            if (!(pruneFraction > 0 && pruneFraction <= 1)) {
+                throw new IllegalArgumentException("--prune-fraction " + pruneFraction + ": expected a number in (0, 1]");
+            }
+        }
+
+        /** The step (1-based, after which) removal {@code j} (1-based) happens. */
+        public int removalStep(int j) {
+            return Math.max(j, (int) Math.round(j * pruneFraction * steps / removals));
+        }
+    }
+
+    /** What a checkpoint keeps: the saliency since the last removal and what is kept (original indices). */
+    record State(double[][] groupSaliency, double[][] channelSaliency, int[][] groups, int[][] channels) {
+    }
+
+    private final ModelConfig original;
+    private final Settings settings;
+    private Units units;
+    private double[][] groupSaliency;
+    private double[][] channelSaliency;
+    private List<LayerSelection> pending;
+
+    public EfficientLlm(ModelConfig original, Settings settings) {
+        this.original = original;
+        this.settings = settings;
+        this.units = Units.whole(original);
+        reset();
+    }
+
+    private void reset() {
+        int n = original.numLayers();
+        groupSaliency = new double[n][];
+        channelSaliency = new double[n][];
+        for (int l = 0; l < n; l++) {
+            groupSaliency[l] = new double[original.layer(l).numKvHeads()];
+            channelSaliency[l] = new double[original.layer(l).intermediateSize()];
+        }
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public JsonNode options() {
+        return JSON.valueToTree(settings);
+    }
+
+    /** Saliency summed since the last removal, [layer][original KV group] (read-only view for tests and reports). */
+    public double[][] groupSaliency() {
+        return groupSaliency;
+    }
+
+    public double[][] channelSaliency() {
+        return channelSaliency;
+    }
+
+    /** What is kept now (original indices). */
+    public Units units() {
+        return units;
+    }
+
+    @Override
+    public void observe(int step, FullModel model, Map<String, NDArray> grads) {
+        StructureGraph graph = StructureGraph.of(model.config());
+        Map<String, NDArray> w = model.weights();
+        for (int l = 0; l < model.config().numLayers(); l++) {
+            add(graph.kvGroups(l), StructureGraph.Kind.KV_GROUP, l, groupSaliency[l], w, grads);
+            add(graph.mlpChannels(l), StructureGraph.Kind.MLP_CHANNEL, l, channelSaliency[l], w, grads);
+        }
+    }
+
+    private void add(StructureGraph.StructureSet set, StructureGraph.Kind kind, int l, double[] into, Map<String, NDArray> w,
+                     Map<String, NDArray> g) {
+        if (set.count() == 0) {
+            return;
+        }
+        try (var scope = w.values().iterator().next().getManager().newSubManager()) {
+            double[] s = Units.perUnit(set, name -> {
+                NDArray x = w.get(name).mul(g.get(name)).abs(); // LLM-Pruner param_first: |W * dL/dW| per element
+                x.attach(scope);
+                return x;
+            });
+            for (int u = 0; u < s.length; u++) {
+                into[units.original(kind, l, u)] += s[u];
+            }
+        }
+    }
+
+    @Override
+    public List<LayerSelection> afterStep(int step, FullModel model, StepData data) {
+        int done = step + 1;
+        for (int j = 1; j <= settings.removals(); j++) {
+            if (settings.removalStep(j) == done) {
+                pending = allocate(settings.ratio() * j / settings.removals());
+                return units.toCurrent(pending);
+            }
+        }
+        return null;
+    }
+
+    /** Global allocation of {@code ratio} over the original model; units already removed score -infinity. */
+    List<LayerSelection> allocate(double ratio) {
+        int n = original.numLayers();
+        double[][] g = new double[n][];
+        double[][] c = new double[n][];
+        for (int l = 0; l < n; l++) {
+            g[l] = masked(groupSaliency[l], units.groups()[l]);
+            c[l] = masked(channelSaliency[l], units.channels()[l]);
+        }
+        Scores scores = new Scores(NAME, true, StructureGraph.Kind.KV_GROUP, g, null, c, null);
+        Allocation.Options o = new Allocation.Options(ratio, Set.of("heads", "channels"), "global", StructureGraph.Kind.KV_GROUP,
+                null, null, 0, 0);
+        return Allocation.strategy("global").select(StructureGraph.of(original), scores, o);
+    }
+
+    private static double[] masked(double[] s, int[] kept) {
+        double[] out = new double[s.length];
+        Arrays.fill(out, Double.NEGATIVE_INFINITY);
+        for (int k : kept) {
+            out[k] = s[k];
+        }
+        return out;
+    }
+
+    @Override
+    public void cut(List<LayerSelection> current) {
+        units.keep(pending);
+        pending = null;
+        reset(); // each decision rests on the weights as trained since the last one
+    }
+
+    @Override
+    public JsonNode state() {
+        return JSON.valueToTree(new State(groupSaliency, channelSaliency, units.groups(), units.channels()));
+    }
+
+    @Override
+    public void restore(JsonNode state) {
+        try {
+            State s = JSON.treeToValue(state, State.class);
+            groupSaliency = s.groupSaliency();
+            channelSaliency = s.channelSaliency();
+            units = Units.of(original, s.groups(), s.channels());
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalArgumentException("efficientllm checkpoint state: " + e.getMessage());
+        }
+    }
+
+    /** The plan's criterion options. */
+    public ObjectNode planOptions() {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("saliency", "param_first |W dL/dW| summed over training steps since the last removal");
+        o.put("removals", settings.removals());
+        o.put("prune_fraction", settings.pruneFraction());
+        return o;
+    }
+}

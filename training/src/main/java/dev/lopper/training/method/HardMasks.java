@@ -1,0 +1,115 @@
+package dev.lopper.training.method;
+
+import dev.lopper.training.job.Compresso;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import dev.lopper.model.WeightNames;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.model.io.TensorMap;
+import dev.lopper.model.io.TensorSource;
+import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.plan.PruningPlan;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The end of a Compresso run: the deterministic masks ({@link L0Masks#deterministicHeads}, ...) as a
+ * {@link PruningPlan} (units whose mask is 0 are removed) and the kept units' soft mask values folded into the
+ * weights, as the official {@code merge_weights.py} ({@code update_params}) does: a channel's value scales its
+ * gate_proj and up_proj rows (the forward multiplies both outputs), a KV group's value its v_proj rows (and v bias).
+ * Surgery then removes the zeroed units, which changes nothing in the output, because a unit whose mask is 0
+ * contributes nothing.
+ *
+ * <p>Deviation: a layer whose mask is 0 for every KV group (or every channel) keeps the one with the highest
+ * log_alpha (Lopper's plans empty a module only when layers are a target), at its soft value.
+ *
+ * <pre>{@code
+ * double[][] h = masks.deterministicHeads(), c = masks.deterministicChannels();
+ * HardMasks.keepOne(h, masks, true); HardMasks.keepOne(c, masks, false);
+ * PruningPlan plan = HardMasks.plan(config, h, c);
+ * TensorMap folded = HardMasks.fold(config, merged, h, c, manager);
+ * }</pre>
+ */
+public final class HardMasks {
+    private HardMasks() {
+    }
+
+    /** Where a layer's mask is all 0, the unit with the largest log_alpha keeps its soft value. */
+    public static void keepOne(double[][] z, L0Masks masks, boolean heads) {
+        for (int i = 0; i < z.length; i++) {
+            if (z[i] == null || java.util.Arrays.stream(z[i]).anyMatch(v -> v > 0)) {
+                continue;
+            }
+            float[] a = (heads ? masks.heads(i) : masks.channels(i)).toFloatArray();
+            int best = 0;
+            for (int j = 1; j < a.length; j++) {
+                if (a[j] > a[best]) {
+                    best = j;
+                }
+            }
+            z[i][best] = HardConcrete.sigmoid(a[best] / HardConcrete.TEMPERATURE * HardConcrete.MAGICAL_NUMBER);
+        }
+    }
+
+    /** The plan keeping exactly the units with a mask above 0 (nothing in layers without masks). */
+    public static PruningPlan plan(ModelConfig config, double[][] heads, double[][] channels) {
+        List<PruningPlan.LayerPlan> layers = new ArrayList<>();
+        List<LayerSelection> sel = new ArrayList<>();
+        for (int i = 0; i < config.numLayers(); i++) {
+            int[] g = heads[i] == null ? LayerSelection.range(config.layer(i).numKvHeads()) : kept(heads[i]);
+            int[] c = channels[i] == null ? LayerSelection.range(config.layer(i).intermediateSize()) : kept(channels[i]);
+            int gs = config.layer(i).groupSize();
+            int[] q = new int[g.length * gs];
+            for (int k = 0; k < g.length; k++) {
+                for (int j = 0; j < gs; j++) {
+                    q[k * gs + j] = g[k] * gs + j;
+                }
+            }
+            layers.add(PruningPlan.LayerPlan.kept(i, g, q, c));
+            sel.add(new LayerSelection(i, false, g, q, c));
+        }
+        PruningPlan p = PruningPlan.empty().withCuts(List.of(), layers);
+        return p.withResult(Allocation.result(config, sel, true, true, false, 0, 0));
+    }
+
+    private static int[] kept(double[] z) {
+        return java.util.stream.IntStream.range(0, z.length).filter(j -> z[j] > 0).toArray();
+    }
+
+    /** {@code source} with each kept unit's mask value folded into its v_proj rows / gate_proj and up_proj rows. */
+    public static TensorMap fold(ModelConfig config, TensorSource source, double[][] heads, double[][] channels, NDManager m) {
+        TensorMap out = new TensorMap(source);
+        int d = config.headDim();
+        for (int i = 0; i < config.numLayers(); i++) {
+            if (heads[i] != null) {
+                float[] rows = new float[heads[i].length * d];
+                for (int g = 0; g < heads[i].length; g++) {
+                    java.util.Arrays.fill(rows, g * d, (g + 1) * d, (float) heads[i][g]);
+                }
+                scaleRows(out, WeightNames.attn(i, "v_proj", "weight"), rows, m);
+                scaleRows(out, WeightNames.attn(i, "v_proj", "bias"), rows, m);
+            }
+            if (channels[i] != null) {
+                float[] rows = new float[channels[i].length];
+                for (int c = 0; c < rows.length; c++) {
+                    rows[c] = (float) channels[i][c];
+                }
+                scaleRows(out, WeightNames.mlp(i, "gate_proj", "weight"), rows, m);
+                scaleRows(out, WeightNames.mlp(i, "up_proj", "weight"), rows, m);
+            }
+        }
+        return out;
+    }
+
+    private static void scaleRows(TensorMap map, String name, float[] rows, NDManager m) {
+        if (!map.has(name)) {
+            return;
+        }
+        NDArray w = map.load(name, m, ai.djl.ndarray.types.DataType.FLOAT32);
+        NDArray z = m.create(rows);
+        map.put(name, w.getShape().dimension() == 1 ? w.mul(z) : w.mul(z.reshape(rows.length, 1)));
+    }
+}

@@ -1,0 +1,236 @@
+package dev.lopper.training.method;
+
+import dev.lopper.training.job.Compresso;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.lopper.model.Scalars;
+import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.training.loop.F32Tensors;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * Compresso's trainable structure masks and Lagrange multipliers (CoFi's {@code L0Module} with
+ * {@code pruning_type structured_heads+structured_mlp}): per layer one log_alpha per KV group ({@code head_loga},
+ * initialized N(10, 0.01) as the official {@code initialize_structured_head}) and one per MLP channel
+ * ({@code int_loga}, N(log(1 - p) - log(p), 0.01) for {@code droprate_init} p), and the multipliers lambda_1,
+ * lambda_2 (0). The expected size ({@code get_num_parameters_and_constraint}) is the sum over units of
+ * {@code (1 - cdf_qz(0)) x} the unit's parameters, counted by {@link StructureGraph} (a KV group: its q/k/v rows,
+ * o columns and q/k/v biases; a channel: 3 x hidden); the expected sparsity is {@code 1 - expected / prunable}.
+ *
+ * <pre>{@code
+ * try (L0Masks masks = L0Masks.create(config, 0.01, 42, Device.cpu())) {
+ *     double s = masks.expectedSparsity();
+ *     double[][] z = masks.deterministicChannels();
+ * }
+ * }</pre>
+ */
+public final class L0Masks implements AutoCloseable {
+    /** {@code initialize_structured_head}'s log_alpha mean (heads start fully open). */
+    public static final double HEAD_INIT_MEAN = 10;
+
+    private final ModelConfig config;
+    private final NDManager manager;
+    private final NDArray[] heads;
+    private final NDArray[] channels;
+    private final long[] perGroup;
+    private final long[] perChannel;
+    private final NDArray lambda1;
+    private final NDArray lambda2;
+    private final long prunable;
+
+    private L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, NDArray[] channels) {
+        this.config = config;
+        this.manager = manager;
+        this.heads = heads;
+        this.channels = channels;
+        int n = config.numLayers();
+        StructureGraph g = StructureGraph.of(config);
+        perGroup = new long[n];
+        perChannel = new long[n];
+        long p = 0;
+        for (int i = 0; i < n; i++) {
+            perGroup[i] = g.kvGroups(i).parametersPerUnit();
+            perChannel[i] = g.mlpChannels(i).parametersPerUnit();
+            LayerShape s = config.layer(i);
+            p += perGroup[i] * s.numKvHeads() + perChannel[i] * s.intermediateSize();
+        }
+        prunable = p;
+        lambda1 = manager.zeros(new Shape(1));
+        lambda2 = manager.zeros(new Shape(1));
+    }
+
+    /** Fresh masks for {@code config}: log_alpha drawn from {@code seed} as {@code reset_loga}, multipliers 0. */
+    public static L0Masks create(ModelConfig config, double droprateInit, long seed, Device device) {
+        if (!(droprateInit > 0 && droprateInit < 1)) {
+            throw new IllegalArgumentException("--droprate-init " + droprateInit + ": expected a value in (0, 1)");
+        }
+        NDManager m = NDManager.newBaseManager(device);
+        SplittableRandom rnd = new SplittableRandom(seed);
+        int n = config.numLayers();
+        NDArray[] h = new NDArray[n];
+        NDArray[] c = new NDArray[n];
+        double channelMean = HardConcrete.initialLogAlpha(droprateInit);
+        for (int i = 0; i < n; i++) {
+            LayerShape s = config.layer(i);
+            h[i] = s.numKvHeads() > 0 ? normal(m, rnd, s.numKvHeads(), HEAD_INIT_MEAN) : null;
+            c[i] = s.intermediateSize() > 0 ? normal(m, rnd, s.intermediateSize(), channelMean) : null;
+        }
+        return new L0Masks(config, m, h, c);
+    }
+
+    private static NDArray normal(NDManager m, SplittableRandom rnd, int n, double mean) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) (mean + 1e-2 * rnd.nextGaussian());
+        }
+        return F32Tensors.owned(m, v, new Shape(n));
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    public NDManager manager() {
+        return manager;
+    }
+
+    /** Layer {@code i}'s KV-group log_alpha [numKvHeads], or null when the layer has no heads. */
+    public NDArray heads(int i) {
+        return heads[i];
+    }
+
+    /** Layer {@code i}'s channel log_alpha [intermediate], or null when the layer has no MLP. */
+    public NDArray channels(int i) {
+        return channels[i];
+    }
+
+    public NDArray lambda1() {
+        return lambda1;
+    }
+
+    public NDArray lambda2() {
+        return lambda2;
+    }
+
+    /** Parameters one KV group / one channel of layer {@code i} holds. */
+    public long parametersPerGroup(int i) {
+        return perGroup[i];
+    }
+
+    public long parametersPerChannel(int i) {
+        return perChannel[i];
+    }
+
+    /** Parameters of all heads and channels (the denominator of the sparsity). */
+    public long prunableParameters() {
+        return prunable;
+    }
+
+    /** The log_alpha tensors by name ({@code layers.I.head_loga}, {@code layers.I.int_loga}), in a fixed order. */
+    public Map<String, NDArray> logAlphas() {
+        Map<String, NDArray> out = new LinkedHashMap<>();
+        for (int i = 0; i < heads.length; i++) {
+            if (heads[i] != null) {
+                out.put("layers." + i + ".head_loga", heads[i]);
+            }
+            if (channels[i] != null) {
+                out.put("layers." + i + ".int_loga", channels[i]);
+            }
+        }
+        return out;
+    }
+
+    /** {@code lambda_1}, {@code lambda_2}. */
+    public Map<String, NDArray> lambdas() {
+        Map<String, NDArray> out = new LinkedHashMap<>();
+        out.put("lambda_1", lambda1);
+        out.put("lambda_2", lambda2);
+        return out;
+    }
+
+    /**
+     * The expected number of parameters kept, from log_alpha arrays in {@link #logAlphas} order (aliases that may
+     * be autograd leaves): differentiable.
+     */
+    public NDArray expectedSize(List<NDArray> logAlphas) {
+        NDArray total = null;
+        int k = 0;
+        for (int i = 0; i < heads.length; i++) {
+            if (heads[i] != null) {
+                NDArray a = logAlphas.get(k++);
+                NDArray t = HardConcrete.expectedL0(a).sum().mul(Scalars.of(a.getManager(), perGroup[i])); // owned: kept by the backward
+                total = total == null ? t : total.add(t);
+            }
+            if (channels[i] != null) {
+                NDArray a = logAlphas.get(k++);
+                NDArray t = HardConcrete.expectedL0(a).sum().mul(Scalars.of(a.getManager(), perChannel[i]));
+                total = total == null ? t : total.add(t);
+            }
+        }
+        return total;
+    }
+
+    /** {@code 1 - expected size / prunable} of the current log_alpha (no gradients). */
+    public double expectedSparsity() {
+        try (NDManager scope = manager.newSubManager()) {
+            List<NDArray> l = new ArrayList<>();
+            for (NDArray a : logAlphas().values()) {
+                NDArray x = a.duplicate();
+                x.attach(scope);
+                l.add(x);
+            }
+            return 1 - expectedSize(l).getFloat() / prunable;
+        }
+    }
+
+    /** Clamps every log_alpha to [log 1e-2, log 1e2] in place ({@code constrain_parameters}). */
+    public void constrain() {
+        for (NDArray a : logAlphas().values()) {
+            float[] v = a.toFloatArray();
+            for (int j = 0; j < v.length; j++) {
+                v[j] = (float) Math.min(HardConcrete.MAX_LOG_ALPHA, Math.max(HardConcrete.MIN_LOG_ALPHA, v[j]));
+            }
+            F32Tensors.copyInto(a, v); // libtorch-owned storage (see F32Tensors), not NDArray.set(float[])
+        }
+    }
+
+    /** Per layer the deterministic KV-group mask ({@link HardConcrete#deterministic}), or null (no heads). */
+    public double[][] deterministicHeads() {
+        return deterministic(heads);
+    }
+
+    /** Per layer the deterministic channel mask, or null (no MLP). */
+    public double[][] deterministicChannels() {
+        return deterministic(channels);
+    }
+
+    private static double[][] deterministic(NDArray[] logAlpha) {
+        double[][] out = new double[logAlpha.length][];
+        for (int i = 0; i < logAlpha.length; i++) {
+            if (logAlpha[i] != null) {
+                float[] f = logAlpha[i].toFloatArray();
+                double[] d = new double[f.length];
+                for (int j = 0; j < f.length; j++) {
+                    d[j] = f[j];
+                }
+                out[i] = HardConcrete.deterministic(d);
+            }
+        }
+        return out;
+    }
+
+    @Override
+    public void close() {
+        manager.close();
+    }
+}

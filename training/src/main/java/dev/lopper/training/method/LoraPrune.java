@@ -1,0 +1,222 @@
+package dev.lopper.training.method;
+
+import dev.lopper.training.job.ScheduleRequest;
+
+import ai.djl.ndarray.NDArray;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.criteria.Scores;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.training.lora.LoraAdapters;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * LoRAPrune ({@code aim-uofa/LoRAPrune}, {@code --method lora-prune}): structures ranked by the LoRA-estimated
+ * gradient importance ({@link LoraPruneImportance}), averaged over training steps ({@code 0.9 s + 0.1 s_now} from
+ * zeros, a step with a NaN skipped), pruned every {@code prune-freq} (10) steps to the cubic schedule's ratio
+ * (10% warm-up, 10% cool-down), per layer uniformly ({@code int(units x ratio)}, the official {@code local_prune}),
+ * the first {@code int(0.1 L)} layers and the last layer kept. Deviations from the official code: docs/CRITERIA.md.
+ *
+ * <pre>{@code
+ * lopper prune MODEL --method lora-prune --ratio 0.5 --train-data FILE --steps 200 --out DIR
+ * }</pre>
+ */
+public final class LoraPrune implements ScheduleMethod {
+    public static final String NAME = "lora-prune";
+    /** The official trainer's {@code prune_freq}, warm-up and cool-down fractions and moving average. */
+    public static final int PRUNE_FREQ = 10;
+    public static final double WARMUP = 0.1;
+    public static final double COOLDOWN = 0.1;
+    public static final double BETA = 0.9;
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final ScheduleRequest r;
+    private final int steps;
+    private final int freq;
+    private double[][] kv;
+    private double[][] ch;
+
+    public LoraPrune(ScheduleRequest r) {
+        this.r = r;
+        if (r.steps() == null) {
+            throw new IllegalArgumentException("--method lora-prune trains while it prunes: give --steps N (optimizer steps)");
+        }
+        this.steps = r.steps();
+        String f = r.prune().criterionOptions().get("prune-freq");
+        this.freq = f == null ? PRUNE_FREQ : Integer.parseInt(f);
+        if (steps < 1 || freq < 1) {
+            throw new IllegalArgumentException("--steps and --prune-freq must be positive");
+        }
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public Map<String, String> settings() {
+        Map<String, String> s = new LinkedHashMap<>();
+        s.put("steps", steps + " (user)");
+        s.put("prune_freq", freq + (r.prune().criterionOptions().containsKey("prune-freq") ? " (user)" : " (paper)"));
+        s.put("schedule", "cubic, warm-up " + WARMUP + ", cool-down " + COOLDOWN + " (paper)");
+        s.put("moving_average", "0.9 s + 0.1 s_now from zeros (paper)");
+        s.put("allocation", "uniform per layer, int(units x ratio) (paper: local_prune)");
+        s.put("keep_first", (r.prune().keepFirst() != null ? r.prune().keepFirst() + " (user)" : "int(0.1 L) (paper)"));
+        s.put("keep_last", (r.prune().keepLast() != null ? r.prune().keepLast() + " (user)" : "1 (paper)"));
+        s.put("lora", "r=" + r.lora().rank() + " alpha=" + r.lora().alpha() + " dropout=" + r.lora().dropout() + " " + r.lora().orderedTargets());
+        s.put("lr", String.valueOf(r.train().learningRate()));
+        return s;
+    }
+
+    /**
+     * Training steps t = 0..T-1 (the official {@code global_step} before the update); after step t's gradient a
+     * prune to {@code ratio(t)} when {@code t % freq == 0} and {@code 0 < ratio(t) < final}, and one prune to the
+     * final ratio at the first step where the schedule reaches it (or after the last step, when a short run's
+     * schedule never does), so the target is always met.
+     */
+    @Override
+    public List<Phase> phases() {
+        double fin = r.prune().ratio();
+        List<Integer> at = new ArrayList<>();
+        List<Double> ratios = new ArrayList<>();
+        for (int t = 0; t < steps; t++) {
+            double q = RatioSchedule.cubic(t, steps, WARMUP, COOLDOWN, 0, fin);
+            if ((t % freq == 0 && q > 0 && q < fin) || (q >= fin && (ratios.isEmpty() || ratios.get(ratios.size() - 1) < fin))) {
+                at.add(t);
+                ratios.add(Math.min(q, fin));
+            }
+            if (q >= fin && !ratios.isEmpty() && ratios.get(ratios.size() - 1) >= fin) {
+                break;
+            }
+        }
+        if (ratios.isEmpty() || ratios.get(ratios.size() - 1) < fin) {
+            // a short run whose schedule never reaches the target inside it: the last step prunes to it
+            if (!at.isEmpty() && at.get(at.size() - 1) == steps - 1) {
+                ratios.set(ratios.size() - 1, fin);
+            } else {
+                at.add(steps - 1);
+                ratios.add(fin);
+            }
+        }
+        List<Phase> p = new ArrayList<>();
+        int done = 0;
+        for (int i = 0; i < at.size(); i++) {
+            p.add(new Phase(i == 0 ? null : ratios.get(i - 1), at.get(i) + 1 - done));
+            done = at.get(i) + 1;
+        }
+        p.add(new Phase(ratios.isEmpty() ? null : ratios.get(ratios.size() - 1), steps - done));
+        return p;
+    }
+
+    @Override
+    public Allocation.Options allocation(int layers) {
+        int first = r.prune().keepFirst() != null ? r.prune().keepFirst() : (int) (0.1 * layers);
+        int last = r.prune().keepLast() != null ? r.prune().keepLast() : 1;
+        return new Allocation.Options(r.prune().ratio(), r.prune().targets(), "uniform", StructureGraph.Kind.KV_GROUP, null, null,
+                first, last);
+    }
+
+    @Override
+    public boolean observesTraining() {
+        return true;
+    }
+
+    @Override
+    public void observe(int step, LoraAdapters lora, List<NDArray> grads, StepContext c) {
+        LoraPruneImportance.Step now = LoraPruneImportance.of(lora.model(), c.model().checkpoint(), lora, grads);
+        if (kv == null) {
+            kv = zeros(now.kvGroups());
+            ch = zeros(now.channels());
+        }
+        if (hasNaN(now.kvGroups()) || hasNaN(now.channels())) {
+            return; // the official update_sensitivity_dict skips a step with NaNs
+        }
+        average(kv, now.kvGroups());
+        average(ch, now.channels());
+    }
+
+    @Override
+    public Scores score(StepContext c) {
+        if (kv == null) {
+            throw new IllegalStateException("lora-prune: no training step was observed before the first prune");
+        }
+        return new Scores(NAME, false, StructureGraph.Kind.KV_GROUP, copy(kv), null, copy(ch), null);
+    }
+
+    @Override
+    public void pruned(List<LayerSelection> kept) {
+        for (int l = 0; l < kept.size(); l++) {
+            kv[l] = pick(kv[l], kept.get(l).keptKvGroups());
+            ch[l] = pick(ch[l], kept.get(l).keptChannels());
+        }
+    }
+
+    @Override
+    public JsonNode state() {
+        ObjectNode n = JSON.createObjectNode();
+        n.set("kv", JSON.valueToTree(kv));
+        n.set("channels", JSON.valueToTree(ch));
+        return n;
+    }
+
+    @Override
+    public void restore(JsonNode state) {
+        try {
+            kv = state.get("kv").isNull() ? null : JSON.treeToValue(state.get("kv"), double[][].class);
+            ch = state.get("channels").isNull() ? null : JSON.treeToValue(state.get("channels"), double[][].class);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalArgumentException("lora-prune: unreadable checkpoint state: " + e.getMessage(), e);
+        }
+    }
+
+    private static void average(double[][] s, double[][] now) {
+        for (int l = 0; l < s.length; l++) {
+            for (int j = 0; j < s[l].length; j++) {
+                s[l][j] = BETA * s[l][j] + (1 - BETA) * now[l][j];
+            }
+        }
+    }
+
+    private static boolean hasNaN(double[][] x) {
+        for (double[] row : x) {
+            for (double v : row) {
+                if (Double.isNaN(v)) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    private static double[][] zeros(double[][] like) {
+        double[][] z = new double[like.length][];
+        for (int l = 0; l < like.length; l++) {
+            z[l] = new double[like[l].length];
+        }
+        return z;
+    }
+
+    private static double[][] copy(double[][] x) {
+        double[][] c = new double[x.length][];
+        for (int l = 0; l < x.length; l++) {
+            c[l] = x[l].clone();
+        }
+        return c;
+    }
+
+    private static double[] pick(double[] v, int[] kept) {
+        double[] out = new double[kept.length];
+        for (int i = 0; i < kept.length; i++) {
+            out[i] = v[kept[i]];
+        }
+        return out;
+    }
+}

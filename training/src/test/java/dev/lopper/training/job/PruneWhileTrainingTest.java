@@ -1,0 +1,82 @@
+package dev.lopper.training.job;
+
+import dev.lopper.training.loop.CausalLm;
+import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.TrainingData;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDManager;
+import dev.lopper.model.LlamaModel;
+import dev.lopper.model.ModelDir;
+import dev.lopper.model.testing.RandomModels;
+import dev.lopper.pruning.plan.PruningPlan;
+import dev.lopper.pruning.surgery.Surgery;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The whole run: a plain pruned model any command reads (its loss = the run's last validation), its plan, resume. */
+public class PruneWhileTrainingTest {
+    @TempDir
+    static Path shared;
+    static Path model;
+    static Path TEXT;
+
+    @BeforeAll
+    static void setUp() throws Exception {
+        model = shared.resolve("model");
+        RandomModels.write(model, RandomModels.llama());
+        // the fixture's first 20,000 characters (tokenizing all of it three times would dominate the test)
+        TEXT = shared.resolve("train.txt");
+        Files.writeString(TEXT, Files.readString(Path.of("../fixtures/text/kjv-train.txt")).substring(0, 20000));
+    }
+
+    @ParameterizedTest
+    @CsvSource({"efficientllm, 0.3", "bip, 0.5"})
+    void writesAPlainPrunedModelWithItsPlanAndResumes(String method, double ratio) throws Exception {
+        TrainOptions o = TrainOptions.defaults(3).withMicroBatch(2).withAccumulation(1).withSeqLen(16).withLearningRate(1e-3)
+                .withWarmup(0).withEvalEvery(3).withCheckpointEvery(1).withSeed(1);
+        Path out = shared.resolve(method);
+        PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, method, ratio, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
+        PruneWhileTraining.Outcome first = PruneWhileTraining.run(r, FullTrainer.Listener.NONE, t -> { });
+        assertTrue(first.paramsAfter() < first.paramsBefore());
+        assertTrue(Files.isRegularFile(out.resolve("size.png")) && Files.isRegularFile(out.resolve("loss.png")));
+        double lastVal = first.train().history().get(first.train().history().size() - 1).valLoss();
+
+        TrainingData data;
+        try (ModelDir d = ModelDir.open(model)) {
+            data = TrainingData.load(TEXT, null, d.tokenizer(), 1, 4, 16, 0.05, 1);
+        }
+        try (ModelDir p = ModelDir.open(first.pruned()); LlamaModel lm = p.loadModel(Device.cpu()); NDManager m = NDManager.newBaseManager()) {
+            assertEquals(first.paramsAfter(), lm.parameterCount());
+            double sum = 0;
+            for (long[] w : data.validation()) {
+                var ids = m.create(w, new ai.djl.ndarray.types.Shape(1, w.length));
+                sum += CausalLm.loss(lm.logits(ids), ids).getFloat();
+            }
+            assertEquals(lastVal, sum / data.validation().length, 1e-4, "the saved model is the trained one");
+            PruningPlan plan = PruningPlan.load(first.pruned().resolve(Surgery.PLAN_FILE));
+            assertEquals(method, plan.criterion());
+            try (ModelDir d = ModelDir.open(model)) {
+                assertEquals(p.config().layers(), Surgery.apply(d.config(), d.checkpoint(), plan).config().layers());
+            }
+        }
+        // the same command again continues from the last checkpoint (the run is complete: it rewrites the outputs)
+        PruneWhileTraining.Outcome again = PruneWhileTraining.run(r, FullTrainer.Listener.NONE, t -> { });
+        assertEquals(3, again.train().resumedFrom());
+        assertEquals(first.paramsAfter(), again.paramsAfter());
+        // another ratio into the same OUT is refused with one line naming OUT
+        PruneWhileTraining.Request other = new PruneWhileTraining.Request(model, method, 0.1, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PruneWhileTraining.run(other, FullTrainer.Listener.NONE, t -> { }));
+        assertTrue(e.getMessage().startsWith("--out " + out), e.getMessage());
+    }
+}
