@@ -186,7 +186,9 @@ public final class PruneCommand implements Callable<Integer> {
                         + "give its training budget with --steps / --train-steps-per-step instead");
             }
             // training-aware methods and --iterative run on the schedule engine (training module)
-            return printSchedule(new dev.lopper.training.job.PruneSchedule().run(schedule.request(request, training, seed)));
+            try (StopOnSignal stop = new StopOnSignal()) { // Ctrl-C checkpoints every training method
+                return printSchedule(new dev.lopper.training.job.PruneSchedule().run(schedule.request(request, training, seed), stop::watch));
+            }
         }
         Integer recovered = recovery.runIfRequested(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
         if (recovered != null) {

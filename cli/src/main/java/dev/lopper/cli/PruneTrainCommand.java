@@ -1,7 +1,7 @@
 package dev.lopper.cli;
 
 import dev.lopper.model.io.OutputLock;
-import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.loop.Trainer;
 import dev.lopper.training.job.PruneWhileTraining;
 import dev.lopper.training.loop.TrainOptions;
 import picocli.CommandLine.Command;
@@ -90,7 +90,7 @@ public final class PruneTrainCommand implements Callable<Integer> {
         }
         PruneWhileTraining.Outcome r;
         try (StopOnSignal stop = new StopOnSignal(); OutputLock lock = OutputLock.acquire(out, "--out")) {
-            r = PruneWhileTraining.run(request, quiet ? FullTrainer.Listener.NONE : new ProgressLine(err), stop::watch);
+            r = PruneWhileTraining.run(request, quiet ? Trainer.Listener.NONE : new RecoverCommand.ProgressLine(err), stop::watch);
         }
         report(r);
         return r.train().interrupted() ? 130 : 0;
@@ -98,10 +98,10 @@ public final class PruneTrainCommand implements Callable<Integer> {
 
     private void report(PruneWhileTraining.Outcome r) {
         PrintWriter w = spec.commandLine().getOut();
-        FullTrainer.Result t = r.train();
-        Double first = t.history().stream().map(FullTrainer.Point::valLoss).filter(v -> v != null).findFirst().orElse(null);
+        Trainer.Result t = r.train();
+        Double first = t.history().stream().map(Trainer.Point::valLoss).filter(v -> v != null).findFirst().orElse(null);
         Double last = null;
-        for (FullTrainer.Point p : t.history()) {
+        for (Trainer.Point p : t.history()) {
             last = p.valLoss() != null ? p.valLoss() : last;
         }
         if (options.json) {
@@ -136,39 +136,5 @@ public final class PruneTrainCommand implements Callable<Integer> {
         }
         w.printf(Locale.ROOT, "  curves: %s, %s (and .png)%n", r.lossCsv(), r.sizeCsv());
         w.flush();
-    }
-
-    /** One line per step on stderr (step, loss, parameters, lr, tokens/s, ETA), each validation and each cut. */
-    private static final class ProgressLine implements FullTrainer.Listener {
-        private final PrintWriter err;
-
-        ProgressLine(PrintWriter err) {
-            this.err = err;
-        }
-
-        @Override
-        public void step(int step, int total, double loss, double lr, double tokensPerSecond, double eta) {
-            long t = Math.round(eta);
-            err.printf(Locale.ROOT, "step %d/%d  loss %.4f  lr %.3g  %.0f tok/s  ETA %dm%02ds%n", step, total, loss, lr, tokensPerSecond, t / 60, t % 60);
-            err.flush();
-        }
-
-        @Override
-        public void validated(int step, double loss) {
-            err.printf(Locale.ROOT, "step %d  val_loss %.4f  (perplexity %.3f)%n", step, loss, Math.exp(loss));
-            err.flush();
-        }
-
-        @Override
-        public void pruned(int step, long before, long after) {
-            err.printf(Locale.ROOT, "step %d  pruned: %d -> %d parameters%n", step, before, after);
-            err.flush();
-        }
-
-        @Override
-        public void resumed(int step, Path dir) {
-            err.printf(Locale.ROOT, "resuming from %s (step %d)%n", dir, step);
-            err.flush();
-        }
     }
 }

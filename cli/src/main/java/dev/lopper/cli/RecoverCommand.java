@@ -169,7 +169,7 @@ public final class RecoverCommand implements Callable<Integer> {
         };
     }
 
-    /** One line per step on stderr: step, loss, learning rate, tokens/s, ETA; and each validation loss. */
+    /** One line per step on stderr (step, loss, learning rate, tokens/s, ETA), each validation loss and each cut. */
     static final class ProgressLine implements Trainer.Listener {
         private final PrintWriter err;
 
@@ -178,8 +178,15 @@ public final class RecoverCommand implements Callable<Integer> {
         }
 
         @Override
-        public void step(int step, int total, double loss, double lr, double tokensPerSecond, double eta) {
-            err.printf(Locale.ROOT, "step %d/%d  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%n", step, total, loss, lr, tokensPerSecond, time(eta));
+        public void step(Trainer.Point p, int total, double tokensPerSecond, double eta) {
+            err.printf(Locale.ROOT, "step %d/%d  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%n", p.step(), total, p.trainLoss(), p.lr(),
+                    tokensPerSecond, time(eta));
+            err.flush();
+        }
+
+        @Override
+        public void pruned(int step, long before, long after) {
+            err.printf(Locale.ROOT, "step %d  pruned: %d -> %d parameters%n", step, before, after);
             err.flush();
         }
 

@@ -36,13 +36,8 @@ final class StopOnSignal implements AutoCloseable {
         Runtime.getRuntime().addShutdownHook(hook);
     }
 
-    /** The trainer to stop on a signal. */
-    void watch(Trainer t) {
-        running = t::requestStop;
-    }
-
-    /** The full-parameter trainer to stop on a signal ({@code lopper prune-train}). */
-    void watch(dev.lopper.training.loop.FullTrainer t) {
+    /** The trainer to stop on a signal (every job runs the one {@link Trainer}). */
+    void watch(Trainer<?> t) {
         running = t::requestStop;
     }
 

@@ -1,7 +1,9 @@
 package dev.lopper.training.job;
 
 import dev.lopper.training.method.CompressoOptions;
-import dev.lopper.training.method.CompressoTrainer;
+import dev.lopper.training.method.CompressoTraining;
+import dev.lopper.training.loop.TrainingData;
+import java.util.Map;
 import dev.lopper.training.method.HardMasks;
 import dev.lopper.training.method.L0Masks;
 
@@ -33,7 +35,7 @@ import java.util.function.Consumer;
 
 /**
  * A whole Compresso run ({@code lopper prune MODEL --method compresso}): hard-concrete masks on KV groups and
- * MLP channels trained jointly with LoRA under the Lagrangian target-size constraint ({@link CompressoTrainer}),
+ * MLP channels trained jointly with LoRA under the Lagrangian target-size constraint ({@link CompressoTraining} on the one {@link Trainer}),
  * then the deterministic masks, LoRA merged, the masks' values folded in and the zeroed units removed by
  * surgery ({@link HardMasks}). Everything goes into one output directory:
  *
@@ -47,7 +49,7 @@ import java.util.function.Consumer;
  *
  * <pre>{@code
  * Compresso.Request r = new Compresso.Request(model, data, out, CompressoOptions.defaults(0.3, 200), Device.cpu(), false);
- * Compresso.Outcome o = Compresso.run(r, CompressoTrainer.Listener.NONE, t -> { });
+ * Compresso.Outcome o = Compresso.run(r, Trainer.Listener.NONE, t -> { });
  * }</pre>
  */
 public final class Compresso {
@@ -76,12 +78,12 @@ public final class Compresso {
      * @param plan what was removed (null when interrupted)
      * @param model the pruned model directory (null when interrupted)
      */
-    public record Outcome(List<CompressoTrainer.Point> history, PruningPlan plan, Path model, Path csv, Path png,
+    public record Outcome(List<Trainer.Point> history, PruningPlan plan, Path model, Path csv, Path png,
                           double finalExpectedSparsity, boolean interrupted) {
     }
 
     /** Runs (or resumes) the request; {@code onStart} gets the trainer before it starts (for a Ctrl-C handler). */
-    public static Outcome run(Request r, CompressoTrainer.Listener listener, Consumer<CompressoTrainer> onStart) throws IOException {
+    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
         try (ModelDir md = ModelDir.open(r.model())) {
             if (r.modelOut() != null) {
                 // never destroy what Lopper did not write: checked before anything is written
@@ -106,17 +108,19 @@ public final class Compresso {
             try (LlamaModel model = md.loadModel(r.device());
                  LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), r.device());
                  L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), r.device())) {
-                CompressoTrainer trainer = new CompressoTrainer(model, lora, masks, windows, prompt, o,
-                        r.out().resolve("checkpoints"), listener);
+                CompressoTraining training = new CompressoTraining(model, lora, masks, prompt, o);
+                Trainer<CompressoTraining> trainer = new Trainer<>(training, training, TrainingData.trainOnly(windows),
+                        training.trainOptions(), r.out().resolve("checkpoints"), listener);
                 onStart.accept(trainer);
-                List<CompressoTrainer.Point> history = trainer.run();
+                Trainer.Result result = trainer.run();
+                List<Trainer.Point> history = result.history();
                 Path csv = r.out().resolve("compresso.csv");
                 writeCsv(history, csv);
-                if (trainer.interrupted(history)) {
+                if (result.interrupted()) {
                     return new Outcome(history, null, null, csv, null, masks.expectedSparsity(), true);
                 }
                 Path png = r.out().resolve("compresso.png");
-                LossCurve.writePng(history.stream().map(p -> new Trainer.Point(p.step(), p.loss(), null, p.lr())).toList(), png,
+                LossCurve.writePng(history, png,
                         "lopper compresso " + r.model().getFileName());
                 PruningPlan plan = finish(md, lora, masks, r, r.modelDir());
                 return new Outcome(history, plan, r.modelDir(), csv, png, masks.expectedSparsity(), false);
@@ -184,13 +188,14 @@ public final class Compresso {
     }
 
     /** step, loss, lagrangian, expected_sparsity, target_sparsity, lambda_1, lambda_2, lr. */
-    public static void writeCsv(List<CompressoTrainer.Point> history, Path file) throws IOException {
+    public static void writeCsv(List<Trainer.Point> history, Path file) throws IOException {
         Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
         try (PrintWriter w = new PrintWriter(Files.newBufferedWriter(tmp))) {
             w.println("step,loss,lagrangian,expected_sparsity,target_sparsity,lambda_1,lambda_2,lr");
-            for (CompressoTrainer.Point p : history) {
-                w.printf(java.util.Locale.ROOT, "%d,%.6f,%.6g,%.6f,%.6f,%.6g,%.6g,%.6g%n", p.step(), p.loss(), p.lagrangian(),
-                        p.expectedSparsity(), p.target(), p.lambda1(), p.lambda2(), p.lr());
+            for (Trainer.Point p : history) {
+                Map<String, Double> m = p.metrics();
+                w.printf(java.util.Locale.ROOT, "%d,%.6f,%.6g,%.6f,%.6f,%.6g,%.6g,%.6g%n", p.step(), p.trainLoss(), m.get("lagrangian"),
+                        m.get("expected_sparsity"), m.get("target_sparsity"), m.get("lambda_1"), m.get("lambda_2"), p.lr());
             }
         }
         Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);

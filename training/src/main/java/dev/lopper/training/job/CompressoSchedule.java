@@ -8,7 +8,8 @@ import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.job.Compresso;
 import dev.lopper.training.method.CompressoOptions;
-import dev.lopper.training.method.CompressoTrainer;
+import dev.lopper.training.loop.Trainer;
+import java.util.function.Consumer;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -68,7 +69,7 @@ public final class CompressoSchedule {
                 .withSeed(t.seed()).withPrompt(m.get("prompt")).withLora(r.lora()).withCheckpointEvery(t.checkpointEvery());
     }
 
-    static PruneSchedule.Result run(ScheduleRequest r) throws IOException {
+    static PruneSchedule.Result run(ScheduleRequest r, Consumer<Trainer<?>> onStart) throws IOException {
         if (r.data() == null) {
             throw new IllegalArgumentException("--train-data is required with --method compresso (expected a .txt file, a .jsonl file or a directory of text files)");
         }
@@ -89,11 +90,12 @@ public final class CompressoSchedule {
                 o.target(), o.steps(), o.loraLr(), o.regLr(), o.lora().rank(), o.lora().alpha(), o.lora().targets()));
         Compresso.Request q = new Compresso.Request(r.prune().model(), r.data(), work, o, r.prune().device(), r.prune().overwrite(), out);
         int[] resumedAfter = {0};
-        Compresso.Outcome oc = Compresso.run(q, new CompressoTrainer.Listener() {
+        Compresso.Outcome oc = Compresso.run(q, new Trainer.Listener() {
             @Override
-            public void step(CompressoTrainer.Point p, int total, double tokensPerSecond, double etaSeconds) {
+            public void step(Trainer.Point p, int total, double tokensPerSecond, double etaSeconds) {
                 progress.message(String.format(Locale.ROOT, "compresso step %d/%d  loss %.4f  expected sparsity %.4f (target %.4f)  %.0f tok/s  ETA %.0fs",
-                        p.step(), total, p.loss(), p.expectedSparsity(), p.target(), tokensPerSecond, etaSeconds));
+                        p.step(), total, p.trainLoss(), p.metrics().get("expected_sparsity"), p.metrics().get("target_sparsity"),
+                        tokensPerSecond, etaSeconds));
             }
 
             @Override
@@ -101,17 +103,18 @@ public final class CompressoSchedule {
                 resumedAfter[0] = step;
                 progress.message(String.format(Locale.ROOT, "resuming from step %d (%s)", step, dir));
             }
-        }, t -> { });
+        }, onStart);
         if (oc.plan() == null) {
             throw new IOException("training was interrupted; run the same command again to resume");
         }
         PruningPlan plan = oc.plan();
         PruningPlan.Result res = plan.result();
         List<ScheduleCurve.Row> rows = new ArrayList<>();
-        for (CompressoTrainer.Point p : oc.history()) {
+        for (Trainer.Point p : oc.history()) {
             // the model keeps its size while the masks learn: params is the expected size under the masks
-            long expected = Math.round(res.paramsBefore() - p.expectedSparsity() * res.prunableParams());
-            rows.add(new ScheduleCurve.Row(1, p.step(), expected, p.expectedSparsity(), p.loss(), null));
+            double sparsity = p.metrics().get("expected_sparsity");
+            long expected = Math.round(res.paramsBefore() - sparsity * res.prunableParams());
+            rows.add(new ScheduleCurve.Row(1, p.step(), expected, sparsity, p.trainLoss(), null));
         }
         ScheduleCurve.writeCsv(rows, work.resolve("schedule.csv"));
         ScheduleCurve.writePng(rows, work.resolve("schedule.png"), "lopper prune compresso " + r.prune().model().getFileName());

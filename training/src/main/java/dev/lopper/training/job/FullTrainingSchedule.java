@@ -6,7 +6,8 @@ import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.util.Progress;
 import dev.lopper.pruning.allocation.Allocation;
-import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.loop.Trainer;
+import java.util.function.Consumer;
 import dev.lopper.training.job.PruneWhileTraining;
 import dev.lopper.training.loop.TrainOptions;
 
@@ -38,7 +39,7 @@ public final class FullTrainingSchedule {
         return PruneWhileTraining.METHODS.contains(method);
     }
 
-    static PruneSchedule.Result run(ScheduleRequest r) throws IOException {
+    static PruneSchedule.Result run(ScheduleRequest r, Consumer<Trainer<?>> onStart) throws IOException {
         String method = r.prune().criterion();
         if (r.data() == null) {
             throw new IllegalArgumentException("--method " + method + " trains the whole model: give --train-data FILE");
@@ -55,23 +56,24 @@ public final class FullTrainingSchedule {
                 method, PruneWhileTraining.mib(bytes)));
         PruneWhileTraining.Request q = new PruneWhileTraining.Request(r.prune().model(), method, r.prune().ratio(), r.data(), r.val(),
                 0.05, r.valWindows(), work, o, r.prune().device(), r.prune().overwrite(), out);
-        PruneWhileTraining.Outcome oc = PruneWhileTraining.run(q, new FullTrainer.Listener() {
+        PruneWhileTraining.Outcome oc = PruneWhileTraining.run(q, new Trainer.Listener() {
             @Override
-            public void step(int step, int total, double loss, double lr, double tokensPerSecond, double etaSeconds) {
-                progress.message(String.format(Locale.ROOT, "train %d/%d loss %.4f lr %.3g %.0f tok/s", step, total, loss, lr, tokensPerSecond));
+            public void step(Trainer.Point p, int total, double tokensPerSecond, double etaSeconds) {
+                progress.message(String.format(Locale.ROOT, "train %d/%d loss %.4f lr %.3g %.0f tok/s ETA %.0fs", p.step(), total, p.trainLoss(),
+                        p.lr(), tokensPerSecond, etaSeconds));
             }
 
             @Override
             public void pruned(int step, long before, long after) {
                 progress.message(String.format(Locale.ROOT, "step %d: pruned %,d -> %,d parameters", step, before, after));
             }
-        }, t -> { });
+        }, onStart);
         if (oc.pruned() == null) {
             throw new IOException("training was interrupted; run the same command again to resume");
         }
         List<ScheduleCurve.Row> rows = new ArrayList<>();
         long prunable = prunable(r.prune().model());
-        for (FullTrainer.Point p : oc.train().history()) {
+        for (Trainer.Point p : oc.train().history()) {
             rows.add(new ScheduleCurve.Row(1, p.step(), p.params(), (double) (oc.paramsBefore() - p.params()) / prunable, p.trainLoss(), p.valLoss()));
         }
         ScheduleCurve.writeCsv(rows, work.resolve("schedule.csv"));

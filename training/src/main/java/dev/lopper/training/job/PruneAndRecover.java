@@ -132,7 +132,7 @@ public final class PruneAndRecover {
      *
      * @param onStart gets the trainer before training starts (a Ctrl-C handler calls {@link Trainer#requestStop})
      */
-    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer> onStart) throws IOException {
+    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
         check(r);
         Path work = r.work();
         try (OutputLock outLock = OutputLock.acquire(r.prune().out(), "--out");

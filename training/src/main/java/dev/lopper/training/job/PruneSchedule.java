@@ -26,6 +26,10 @@ import dev.lopper.pruning.surgery.Surgery;
 import dev.lopper.training.lora.LoraAdapters;
 import dev.lopper.training.job.Recovery;
 import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingMethod;
+import dev.lopper.training.loop.Gradients;
+import dev.lopper.training.lora.LoraTrainee;
+import java.util.function.Consumer;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -79,11 +83,16 @@ public final class PruneSchedule {
     }
 
     public Result run(ScheduleRequest r) throws IOException {
+        return run(r, t -> { });
+    }
+
+    /** As above; {@code onStart} gets every trainer before it starts (a Ctrl-C handler calls requestStop). */
+    public Result run(ScheduleRequest r, Consumer<Trainer<?>> onStart) throws IOException {
         if (FullTrainingSchedule.handles(r.prune().criterion())) {
-            return FullTrainingSchedule.run(r); // efficientllm, bip: they prune inside one full-parameter training run
+            return FullTrainingSchedule.run(r, onStart); // efficientllm, bip: they prune inside one full-parameter training run
         }
         if (CompressoSchedule.handles(r.prune().criterion())) {
-            return CompressoSchedule.run(r); // masks learned with LoRA in one run, then surgery
+            return CompressoSchedule.run(r, onStart); // masks learned with LoRA in one run, then surgery
         }
         Progress progress = r.prune().progress();
         ScheduleMethod method = ScheduleMethods.create(r);
@@ -107,7 +116,7 @@ public final class PruneSchedule {
             }
             int resumedAfter = st.done;
             for (int k = st.done + 1; k <= phases.size(); k++) {
-                st = step(r, method, phases.get(k - 1), k, phases.size(), work, original, st);
+                st = step(r, method, phases.get(k - 1), k, phases.size(), work, original, st, onStart);
             }
             ScheduleCurve.writeCsv(st.curve, work.resolve("schedule.csv"));
             ScheduleCurve.writePng(st.curve, work.resolve("schedule.png"), "lopper prune " + method.name() + " " + r.prune().model().getFileName());
@@ -123,7 +132,7 @@ public final class PruneSchedule {
     }
 
     private State step(ScheduleRequest r, ScheduleMethod method, Phase phase, int k, int n, Path work, ModelConfig original,
-                       State st) throws IOException {
+                       State st, Consumer<Trainer<?>> onStart) throws IOException {
         Progress progress = r.prune().progress();
         Path dir = work.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k));
         Files.createDirectories(dir);
@@ -174,18 +183,24 @@ public final class PruneSchedule {
                 StepContext ctx = new StepContext(k, md, current, original, r.prune().device(), r.prune().seed(), progress);
                 int offset = trained;
                 long p = params;
-                Recovery.Outcome o = Recovery.run(rr, new Trainer.Listener() {
+                TrainingMethod<LoraTrainee> observer = new TrainingMethod<>() {
                     @Override
-                    public void step(int step, int total, double loss, double lr, double tokensPerSecond, double etaSeconds) {
-                        progress.message(String.format(Locale.ROOT, "step %d/%d: train %d/%d loss %.4f, %,d parameters", k, n,
-                                step, total, loss, p));
+                    public String name() {
+                        return method.name();
                     }
 
                     @Override
-                    public void gradients(int step, LoraAdapters lora, List<NDArray> grads) {
-                        method.observe(offset + step, lora, grads, ctx);
+                    public void beforeUpdate(int step, LoraTrainee t, Gradients grads) {
+                        method.observe(offset + step, t.lora(), grads.list(LoraTrainee.GROUP), ctx);
                     }
-                }, t -> { });
+                };
+                Recovery.Outcome o = Recovery.run(rr, observer, new Trainer.Listener() {
+                    @Override
+                    public void step(Trainer.Point pt, int total, double tokensPerSecond, double etaSeconds) {
+                        progress.message(String.format(Locale.ROOT, "step %d/%d: train %d/%d loss %.4f, %,d parameters, ETA %.0fs", k, n,
+                                pt.step(), total, pt.trainLoss(), p, etaSeconds));
+                    }
+                }, onStart);
                 if (o.merged() == null) {
                     throw new IOException("training of step " + k + " was interrupted; run the same command again to resume");
                 }

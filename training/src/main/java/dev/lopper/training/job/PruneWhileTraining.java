@@ -3,9 +3,11 @@ package dev.lopper.training.job;
 import dev.lopper.training.loop.AdamW;
 import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.FullModel;
-import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.FullTrainee;
+import dev.lopper.training.loop.LossTerm;
+import dev.lopper.training.loop.TrainingMethod;
 import dev.lopper.training.loop.LossCurve;
-import dev.lopper.training.loop.PruneDuringTraining;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.TrainingData;
 
@@ -47,7 +49,7 @@ import java.util.function.Consumer;
  * <pre>{@code
  * PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, "efficientllm", 0.5, data, null, 0.05, 16, out,
  *         TrainOptions.defaults(200), Device.cpu(), false, null);
- * PruneWhileTraining.Outcome o = PruneWhileTraining.run(r, FullTrainer.Listener.NONE, t -> { });
+ * PruneWhileTraining.Outcome o = PruneWhileTraining.run(r, Trainer.Listener.NONE, t -> { });
  * }</pre>
  */
 public final class PruneWhileTraining {
@@ -78,7 +80,7 @@ public final class PruneWhileTraining {
     }
 
     /** What a run produced; {@code pruned} and {@code plan} null when it was interrupted. */
-    public record Outcome(FullTrainer.Result train, long paramsBefore, long paramsAfter, long trainingBytes, Path pruned,
+    public record Outcome(Trainer.Result train, long paramsBefore, long paramsAfter, long trainingBytes, Path pruned,
                           PruningPlan plan, Path lossCsv, Path sizeCsv) {
     }
 
@@ -90,7 +92,7 @@ public final class PruneWhileTraining {
     }
 
     /** Runs (or resumes) the request; {@code onStart} gets the trainer (a Ctrl-C handler calls requestStop). */
-    public static Outcome run(Request r, FullTrainer.Listener listener, Consumer<FullTrainer> onStart) throws IOException {
+    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
         try (ModelDir md = ModelDir.open(r.model())) {
             ModelConfig config = md.config();
             dev.lopper.calibration.gradient.GradientEngine.checkSupported(config); // Qwen3's q/k norms: no gradient path
@@ -110,42 +112,49 @@ public final class PruneWhileTraining {
             }
             FullModel model = FullModel.load(config, md.checkpoint(), r.device());
             long before = model.parameterCount();
-            PruneDuringTraining method;
+            TrainingMethod<FullTrainee> method;
+            FullTrainee trainee;
             try {
-                method = r.method().equals(Bip.NAME) ? new Bip(model, Bip.Settings.paper(r.ratio(), r.options().steps()))
-                        : new EfficientLlm(config, new EfficientLlm.Settings(r.ratio(), Math.min(4, r.options().steps()), 0.5, r.options().steps()));
+                if (r.method().equals(Bip.NAME)) {
+                    Bip bip = new Bip(model, Bip.Settings.paper(r.ratio(), r.options().steps()));
+                    method = bip;
+                    trainee = new FullTrainee(model, r.options(), bip::transform, LossTerm.CAUSAL_LM);
+                } else {
+                    method = new EfficientLlm(config, new EfficientLlm.Settings(r.ratio(), Math.min(4, r.options().steps()), 0.5, r.options().steps()));
+                    trainee = new FullTrainee(model, r.options(), () -> FullModel.LayerTransform.NONE, LossTerm.CAUSAL_LM);
+                }
             } catch (RuntimeException e) {
                 model.close();
                 throw e;
             }
             TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows() * method.batchesPerStep(),
                     r.valWindows(), r.options().seqLen(), r.valFraction(), r.options().seed());
-            FullTrainer trainer = new FullTrainer(model, data, r.options(), r.out().resolve("checkpoints"), listener, method);
+            Trainer<FullTrainee> trainer = new Trainer<>(trainee, method, data, r.options(), r.out().resolve("checkpoints"), listener);
             try {
                 onStart.accept(trainer);
-                FullTrainer.Result result = trainer.run();
+                Trainer.Result result = trainer.run();
                 Path loss = r.out().resolve("loss.csv");
                 Path size = r.out().resolve("size.csv");
-                LossCurve.writeCsv(result.plainHistory(), loss);
+                LossCurve.writeCsv(result.history(), loss);
                 if (result.interrupted()) {
                     LossCurve.writeSize(result.history(), size, null, null); // no PNG while the JVM shuts down
-                    return new Outcome(result, before, trainer.model().parameterCount(), FullModel.trainingBytes(config), null, null, loss, size);
+                    return new Outcome(result, before, trainee.model().parameterCount(), FullModel.trainingBytes(config), null, null, loss, size);
                 }
                 String title = "lopper prune --method " + r.method() + " --ratio " + r.ratio() + " " + r.model().getFileName();
-                LossCurve.writePng(result.plainHistory(), r.out().resolve("loss.png"), title);
+                LossCurve.writePng(result.history(), r.out().resolve("loss.png"), title);
                 LossCurve.writeSize(result.history(), size, r.out().resolve("size.png"), title);
-                PruningPlan plan = plan(r, md, method, trainer.model().config());
+                PruningPlan plan = plan(r, md, method, trainee.model().config());
                 Path pruned = r.modelOut() != null ? r.modelOut() : r.out().resolve("pruned");
-                save(trainer.model(), pruned, r.model(), plan);
-                return new Outcome(result, before, trainer.model().parameterCount(), FullModel.trainingBytes(config), pruned, plan, loss, size);
+                save(trainee.model(), pruned, r.model(), plan);
+                return new Outcome(result, before, trainee.model().parameterCount(), FullModel.trainingBytes(config), pruned, plan, loss, size);
             } finally {
-                trainer.model().close();
+                trainee.model().close();
             }
         }
     }
 
     /** The plan of what went (original indices), with the run's provenance; the weights are the trained ones. */
-    private static PruningPlan plan(Request r, ModelDir md, PruneDuringTraining method, ModelConfig finalConfig) {
+    private static PruningPlan plan(Request r, ModelDir md, TrainingMethod<FullTrainee> method, ModelConfig finalConfig) {
         List<LayerSelection> kept = method instanceof EfficientLlm e ? e.units().selections()
                 : ((Bip) method).finalSelections();
         ObjectNode options = JSON.createObjectNode();

@@ -6,6 +6,9 @@ import dev.lopper.training.loop.LossPass;
 import dev.lopper.training.loop.StreamedPass;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingMethod;
+import dev.lopper.training.loop.LossTerm;
+import dev.lopper.training.lora.LoraTrainee;
 import dev.lopper.training.loop.TrainingData;
 import dev.lopper.training.lora.LoraAdapters;
 import dev.lopper.training.lora.LoraConfig;
@@ -42,6 +45,7 @@ import java.util.function.Consumer;
  * Recovery.Request r = new Recovery.Request(pruned, data, null, out, LoraConfig.defaults(), TrainOptions.defaults(200),
  *         0.05, 16, Device.cpu(), DataType.FLOAT32, false, false);
  * Recovery.Outcome o = Recovery.run(r, Trainer.Listener.NONE, trainer -> { });
+ * Recovery.run(r, lora-reading method, listener, trainer -> { });     // a method's hooks on the same loop (LoRAPrune)
  * }</pre>
  */
 public final class Recovery {
@@ -73,14 +77,20 @@ public final class Recovery {
      *
      * @param onStart gets the trainer before it starts (a Ctrl-C handler calls {@link Trainer#requestStop})
      */
-    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer> onStart) throws IOException {
+    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
+        return run(r, TrainingMethod.none(), listener, onStart);
+    }
+
+    /** As above, with a method's hooks in the loop (LoRAPrune reads every step's adapter gradients). */
+    public static Outcome run(Request r, TrainingMethod<? super LoraTrainee> method, Trainer.Listener listener,
+                              Consumer<Trainer<?>> onStart) throws IOException {
         try (ModelDir md = ModelDir.open(r.model())) {
-            return run(r, md, prepare(r), listener, onStart); // the model is checked before OUT is touched
+            return run(r, md, prepare(r), method, listener, onStart); // the model is checked before OUT is touched
         }
     }
 
-    private static Outcome run(Request r, ModelDir md, boolean resume, Trainer.Listener listener, Consumer<Trainer> onStart)
-            throws IOException {
+    private static Outcome run(Request r, ModelDir md, boolean resume, TrainingMethod<? super LoraTrainee> method,
+                               Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
         try (LlamaModel model = r.stream() ? null : md.loadModel(r.device());
              LoraAdapters lora = LoraAdapters.create(md.config(), r.lora(), r.options().seed(), r.device())) {
             if (lora.adapters().isEmpty()) {
@@ -93,8 +103,10 @@ public final class Recovery {
             } else {
                 new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(r.out().resolve(REQUEST_FILE).toFile(), requestJson(r));
             }
-            LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint()) : LossPass.inMemory(model);
-            Trainer trainer = new Trainer(pass, lora, data, r.options(), r.out().resolve("checkpoints"), listener);
+            LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint(), LossTerm.CAUSAL_LM)
+                    : LossPass.inMemory(model, LossTerm.CAUSAL_LM);
+            Trainer<LoraTrainee> trainer = new Trainer<>(new LoraTrainee(pass, lora, r.options()), method, data, r.options(),
+                    r.out().resolve("checkpoints"), listener);
             onStart.accept(trainer);
             Trainer.Result result = trainer.run();
             Path csv = r.out().resolve("loss.csv");

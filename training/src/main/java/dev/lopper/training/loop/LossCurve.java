@@ -68,11 +68,11 @@ public final class LossCurve {
     }
 
     /** {@code size.csv} (step, params) and {@code size.png}: the model's parameter count over the steps of a run that cuts. */
-    public static void writeSize(List<FullTrainer.Point> history, Path csv, Path png, String title) throws IOException {
+    public static void writeSize(List<Trainer.Point> history, Path csv, Path png, String title) throws IOException {
         Path tmp = csv.resolveSibling("." + csv.getFileName() + ".tmp");
         try (Writer w = Files.newBufferedWriter(tmp, StandardCharsets.UTF_8)) {
             w.write("step,params\n");
-            for (FullTrainer.Point p : history) {
+            for (Trainer.Point p : history) {
                 w.write(p.step() + "," + p.params() + "\n");
             }
         }

@@ -19,16 +19,16 @@ import java.util.SplittableRandom;
  * from (micro-batch seed, layer) before each layer, so the dropout masks, and hence the results, agree.
  *
  * <pre>{@code
- * LossPass pass = LossPass.inMemory(model);
- * double loss = pass.train(scope, ids, lora, 1.0 / accumulation, grads, seed);
+ * LossPass pass = LossPass.inMemory(model, LossTerm.CAUSAL_LM);
+ * double loss = pass.train(batch, lora, grads);
  * }</pre>
  */
 public interface LossPass {
     /**
-     * Adds {@code d(factor * loss)/dA, dB} to {@code grads} (in {@link LoraAdapters#tensors} order); returns
-     * {@code factor * loss}, loss being the mean causal-LM loss of {@code ids} [B, T].
+     * Adds {@code d(factor * loss)/dA, dB} of the micro-batch to {@code grads} (in {@link LoraAdapters#tensors}
+     * order); returns {@code factor * loss}, loss being the pass's {@link LossTerm} of the batch's windows.
      */
-    double train(NDManager scope, NDArray ids, LoraAdapters lora, double factor, List<NDArray> grads, int seed);
+    double train(MicroBatch batch, LoraAdapters lora, List<NDArray> grads);
 
     /** The mean causal-LM loss of {@code ids} with the adapters, no dropout, no gradients. */
     double evaluate(NDManager scope, NDArray ids, LoraAdapters lora);
@@ -39,14 +39,16 @@ public interface LossPass {
     }
 
     /** The whole model in memory: one autograd graph from embeddings to loss. */
-    static LossPass inMemory(LlamaModel model) {
+    static LossPass inMemory(LlamaModel model, LossTerm term) {
         return new LossPass() {
             @Override
-            public double train(NDManager scope, NDArray ids, LoraAdapters lora, double factor, List<NDArray> grads, int seed) {
+            public double train(MicroBatch b, LoraAdapters lora, List<NDArray> grads) {
+                NDManager scope = b.scope();
                 LoraHook hook = new LoraHook(lora, scope, true, true);
                 double loss;
                 try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                    NDArray l = CausalLm.loss(CausalLm.logits(model, scope, ids, hook, i -> seedLayer(seed, i)), ids).mul(Scalars.of(scope, factor)); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
+                    NDArray logits = CausalLm.logits(model, scope, b.ids(), hook, i -> seedLayer(b.seed(), i));
+                    NDArray l = term.loss(logits, b).mul(Scalars.of(scope, b.factor())); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
                     loss = l.getFloat();
                     gc.backward(l);
                 }

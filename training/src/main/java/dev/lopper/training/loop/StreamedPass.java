@@ -36,21 +36,26 @@ import java.util.List;
  * </ol>
  *
  * <pre>{@code
- * LossPass pass = new StreamedPass(md.config(), md.checkpoint());
- * new Trainer(pass, lora, data, options, checkpoints, listener).run();
+ * LossPass pass = new StreamedPass(md.config(), md.checkpoint(), LossTerm.CAUSAL_LM);
+ * new Trainer<>(new LoraTrainee(pass, lora, options), TrainingMethod.none(), data, options, checkpoints, listener).run();
  * }</pre>
  */
 public final class StreamedPass implements LossPass {
     private final ModelConfig config;
     private final TensorSource source;
+    private final LossTerm term;
 
-    public StreamedPass(ModelConfig config, TensorSource source) {
+    public StreamedPass(ModelConfig config, TensorSource source, LossTerm term) {
         this.config = config;
         this.source = source;
+        this.term = term;
     }
 
     @Override
-    public double train(NDManager scope, NDArray ids, LoraAdapters lora, double factor, List<NDArray> grads, int seed) {
+    public double train(MicroBatch b, LoraAdapters lora, List<NDArray> grads) {
+        NDManager scope = b.scope();
+        NDArray ids = b.ids();
+        int seed = b.seed();
         List<NDArray> inputs = sweep(scope, ids, lora, seed, true);
         int n = config.numLayers();
         NDArray dh;
@@ -60,7 +65,7 @@ public final class StreamedPass implements LossPass {
             h.attach(head);
             h.setRequiresGradient(true);
             try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                NDArray l = CausalLm.loss(head(head, h), ids).mul(Scalars.of(head, factor)); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
+                NDArray l = term.loss(head(head, h), b).mul(Scalars.of(head, b.factor())); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
                 loss = l.getFloat();
                 gc.backward(l);
             }

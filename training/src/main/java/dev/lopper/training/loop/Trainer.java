@@ -1,39 +1,49 @@
 package dev.lopper.training.loop;
 
-import dev.lopper.training.lora.LoraAdapters;
-
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.Shape;
-import dev.lopper.model.LlamaModel;
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.lopper.pruning.graph.LayerSelection;
 
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Trains LoRA adapters on a frozen model with the causal-LM loss: per optimizer step, {@code accumulation}
- * micro-batches of {@code microBatch} windows (each backward on loss / accumulation, so the gradient is the batch
- * mean), clip by global norm, {@link AdamW} at the {@link LrSchedule}'s rate. Only A and B are leaves of the
- * autograd graph; base weights never require gradients. Validation loss every {@code evalEvery} steps, optional
- * early stop, checkpoints ({@link Checkpoints}) every {@code checkpointEvery} steps, at the end and when
+ * The one training loop: LoRA adapters, every weight of a model, or masks and scores, any mix, as a
+ * {@link Trainee}'s {@link ParamGroup}s. Per optimizer step: {@code accumulation} micro-batches of
+ * {@code microBatch} windows (each backward on loss / accumulation, so the gradient is the batch mean), the
+ * method's {@link TrainingMethod#afterBackward} hook, clipping of the clipped groups by their global norm
+ * (PyTorch's {@code clip_grad_norm_}), {@link TrainingMethod#beforeUpdate}, one {@link AdamW} update per group at
+ * its own rate, {@link TrainingMethod#afterUpdate} (a prune point cuts the trainee and its optimizer state in
+ * memory). Validation loss every {@code evalEvery} steps (when the data has validation windows), optional early
+ * stop, checkpoints ({@link Checkpoints}) every {@code checkpointEvery} steps, at the end and when
  * {@link #requestStop} is called (Ctrl-C). A run whose checkpoint directory holds a checkpoint continues from it
- * and ends with the same adapter, bit for bit on CPU, as a run never interrupted.
+ * and ends, bit for bit on CPU, as a run never interrupted: windows, dropout and noise are functions of
+ * (seed, step, micro-batch), and the same operations run in the same order.
  *
  * <pre>{@code
- * Trainer t = new Trainer(model, lora, data, TrainOptions.defaults(100), out.resolve("checkpoints"), Trainer.Listener.NONE);
+ * Trainer<LoraTrainee> t = new Trainer<>(trainee, TrainingMethod.none(), data, TrainOptions.defaults(100),
+ *         out.resolve("checkpoints"), Trainer.Listener.NONE);
  * Trainer.Result r = t.run();
  * }</pre>
+ *
+ * @param <T> the trainee's type (what the method's hooks read)
  */
-public final class Trainer {
+public final class Trainer<T extends Trainee> {
     /**
      * One step's record; {@code valLoss} null when the step was not validated. Step 0 is the model before training
-     * (validation loss only, {@code trainLoss} null).
+     * (validation loss only, {@code trainLoss} null). {@code lr} is the first group's rate, {@code params} the
+     * model's size after the step, {@code metrics} the method's extra columns.
      */
-    public record Point(int step, Double trainLoss, Double valLoss, double lr) {
+    public record Point(int step, Double trainLoss, Double valLoss, double lr, long params, Map<String, Double> metrics) {
+        public Point {
+            metrics = metrics == null ? Map.of() : Map.copyOf(metrics);
+        }
     }
 
     /**
@@ -45,11 +55,11 @@ public final class Trainer {
                          double tokensPerSecond, double seconds) {
     }
 
-    /** Progress callbacks (the CLI's progress line). */
+    /** Progress callbacks (the CLI's progress line, the curves). */
     public interface Listener {
         Listener NONE = new Listener() { };
 
-        default void step(int step, int total, double loss, double lr, double tokensPerSecond, double etaSeconds) { }
+        default void step(Point p, int total, double tokensPerSecond, double etaSeconds) { }
 
         default void validated(int step, double loss) { }
 
@@ -57,38 +67,37 @@ public final class Trainer {
 
         default void resumed(int step, Path dir) { }
 
-        /**
-         * After each optimizer step's gradients are accumulated and clipped, before the update: the adapters (A and B
-         * as they were for this step) and their gradients, in {@link LoraAdapters#tensors()}'s order. Methods that
-         * learn from training (LoRAPrune's importance) read them here; they must not keep the arrays.
-         */
-        default void gradients(int step, LoraAdapters lora, List<NDArray> grads) { }
+        default void pruned(int step, long paramsBefore, long paramsAfter) { }
     }
 
-    private final LossPass pass;
-    private final LoraAdapters lora;
+    private final T trainee;
+    private final TrainingMethod<? super T> method;
     private final TrainingData data;
     private final TrainOptions o;
     private final Path checkpoints;
     private final Listener listener;
+    private List<ParamGroup> groups;
+    private List<AdamW> optimizers;
     private volatile boolean stopRequested;
 
     /** @param checkpoints where checkpoints are written and resumed from (null: none) */
-    public Trainer(LlamaModel model, LoraAdapters lora, TrainingData data, TrainOptions options, Path checkpoints, Listener listener) {
-        this(LossPass.inMemory(model), lora, data, options, checkpoints, listener);
-    }
-
-    /** A trainer computing each micro-batch with {@code pass} (in memory or layer-streamed). */
-    public Trainer(LossPass pass, LoraAdapters lora, TrainingData data, TrainOptions options, Path checkpoints, Listener listener) {
-        if (data.train().length < options.windows()) {
-            throw new IllegalArgumentException("the run reads " + options.windows() + " training windows, but the data holds " + data.train().length);
+    public Trainer(T trainee, TrainingMethod<? super T> method, TrainingData data, TrainOptions options, Path checkpoints,
+                   Listener listener) {
+        int need = options.windows() * method.batchesPerStep();
+        if (data.train().length < need) {
+            throw new IllegalArgumentException("the run reads " + need + " training windows, but the data holds " + data.train().length);
         }
-        this.pass = pass;
-        this.lora = lora;
+        this.trainee = trainee;
+        this.method = method;
         this.data = data;
         this.o = options;
         this.checkpoints = checkpoints;
         this.listener = listener;
+    }
+
+    /** The trainee (after {@link #run}: trained, and cut where the method cut it). */
+    public T trainee() {
+        return trainee;
     }
 
     /** Asks the run to write a checkpoint and return after the current step (safe from another thread). */
@@ -97,44 +106,45 @@ public final class Trainer {
     }
 
     public Result run() throws IOException {
-        Map<String, NDArray> tensors = lora.tensors();
-        List<String> names = new ArrayList<>(tensors.keySet());
-        List<NDArray> params = new ArrayList<>(tensors.values());
-        AdamW opt = new AdamW(params, lora.manager(), 0.9, 0.999, 1e-8, o.weightDecay());
-        LrSchedule schedule = new LrSchedule(o.learningRate(), o.warmup(), o.steps());
         List<Point> history = new ArrayList<>();
         int step = 0;
         double best = Double.MAX_VALUE;
         int sinceBest = 0;
         Path resume = checkpoints == null ? null : Checkpoints.latest(checkpoints);
-        if (resume != null) {
-            Checkpoints.State s = restore(resume, names, params, opt);
+        if (resume == null) {
+            newOptimizers(null);
+        } else { // the optimizers are made once, for the restored groups (their moments live as long as the trainee)
+            Checkpoints.State s = Checkpoints.restore(resume, this::comparable, trainee, method, this::newOptimizers);
             step = s.step();
             history.addAll(s.history());
             best = s.best();
             sinceBest = s.sinceBest();
             listener.resumed(step, resume);
         }
-        if (step == 0) {
-            double val = validate(); // the starting point of the curve: B = 0, so this is the base model's loss
+        boolean validates = data.validation().length > 0;
+        if (step == 0 && validates) {
+            double val = validate(); // the starting point of the curve
             listener.validated(0, val);
-            history.add(new Point(0, null, val, 0));
+            history.add(new Point(0, null, val, 0, trainee.modelParameters(), null));
             best = val;
         }
         int resumedFrom = step;
         boolean early = o.patience() > 0 && sinceBest >= o.patience();
         boolean saved = true;
         long start = System.nanoTime();
-        long tokensPerStep = (long) o.accumulation() * o.microBatch() * o.seqLen();
-        while (step < o.steps() && !early) {
-            if (stopRequested) {
-                break;
-            }
-            double lr = schedule.at(step);
-            double loss = trainStep(step, lr, params, opt);
+        long tokensPerStep = (long) o.accumulation() * o.microBatch() * trainee.tokensPerWindow(o.seqLen()) * method.batchesPerStep();
+        while (step < o.steps() && !early && !stopRequested) {
+            double lr = groups.get(0).rate().at(step);
+            double loss = trainStep(step);
+            List<LayerSelection> cut = method.afterUpdate(step, trainee, stepData());
             step++;
+            if (cut != null) {
+                long before = trainee.modelParameters();
+                applyCut(cut);
+                listener.pruned(step, before, trainee.modelParameters());
+            }
             Double val = null;
-            if (step % o.evalEvery() == 0 || step == o.steps()) {
+            if (validates && (step % o.evalEvery() == 0 || step == o.steps())) {
                 val = validate();
                 listener.validated(step, val);
                 if (val < best) {
@@ -145,108 +155,133 @@ public final class Trainer {
                     early = o.patience() > 0 && sinceBest >= o.patience();
                 }
             }
-            history.add(new Point(step, loss, val, lr));
+            Point p = new Point(step, loss, val, lr, trainee.modelParameters(), method.metrics(trainee));
+            history.add(p);
             double secs = (System.nanoTime() - start) / 1e9;
-            double rate = (step - resumedFrom) * tokensPerStep / secs;
-            listener.step(step, o.steps(), loss, lr, rate, (o.steps() - step) * secs / (step - resumedFrom));
+            listener.step(p, o.steps(), (step - resumedFrom) * tokensPerStep / secs, (o.steps() - step) * secs / (step - resumedFrom));
             saved = false;
             if ((o.checkpointEvery() > 0 && step % o.checkpointEvery() == 0) || step == o.steps() || early) {
-                checkpoint(step, opt, names, params, history, best, sinceBest);
+                checkpoint(step, history, best, sinceBest);
                 saved = true;
             }
         }
         if (!saved) {
-            checkpoint(step, opt, names, params, history, best, sinceBest);
+            checkpoint(step, history, best, sinceBest);
         }
         double secs = (System.nanoTime() - start) / 1e9;
         double rate = secs > 0 ? (step - resumedFrom) * tokensPerStep / secs : 0;
         return new Result(step, early, stopRequested && step < o.steps() && !early, resumedFrom, List.copyOf(history), rate, secs);
     }
 
-    /** One optimizer step; returns the mean training loss of its windows. */
-    private double trainStep(int step, double lr, List<NDArray> params, AdamW opt) {
-        try (NDManager scope = lora.manager().newSubManager()) {
-            List<NDArray> grads = new ArrayList<>();
-            for (NDArray p : params) {
-                grads.add(scope.zeros(p.getShape()));
-            }
+    /** One optimizer step; returns the step's training loss (the sum of the micro-batches' shares). */
+    private double trainStep(int step) {
+        try (NDManager scope = trainee.manager().newSubManager()) {
+            Gradients grads = new Gradients(groups, scope);
             double loss = 0;
             for (int micro = 0; micro < o.accumulation(); micro++) {
-                // torch's generator (dropout) re-seeded per micro-batch and layer: no RNG state to carry across a resume
                 int first = (step * o.accumulation() + micro) * o.microBatch();
-                try (NDManager micro1 = scope.newSubManager()) {
-                    NDArray ids = ids(micro1, first, o.microBatch(), data.train());
-                    loss += pass.train(micro1, ids, lora, 1.0 / o.accumulation(), grads, seedFor(o.seed(), step, micro));
+                try (NDManager m = scope.newSubManager()) {
+                    NDArray ids = Batches.ids(m, first, o.microBatch(), data.train());
+                    loss += trainee.train(new MicroBatch(m, ids, first, step, micro, 1.0 / o.accumulation(), seedFor(o.seed(), step, micro)), grads);
                 }
             }
-            clip(grads);
-            listener.gradients(step, lora, grads);
-            opt.step(grads, lr);
+            method.afterBackward(step, trainee, grads);
+            List<NDArray> clipped = new ArrayList<>();
+            for (ParamGroup g : groups) {
+                if (g.clipped()) {
+                    clipped.addAll(grads.list(g.name()));
+                }
+            }
+            Batches.clip(clipped, o.maxGradNorm());
+            method.beforeUpdate(step, trainee, grads);
+            for (int i = 0; i < groups.size(); i++) {
+                double rate = groups.get(i).rate().at(step);
+                if (!Double.isNaN(rate)) {
+                    optimizers.get(i).step(grads.list(groups.get(i).name()), rate);
+                }
+            }
             return loss;
         }
     }
 
-    /** PyTorch's clip_grad_norm_ ({@link Batches#clip}). */
-    private void clip(List<NDArray> grads) {
-        Batches.clip(grads, o.maxGradNorm());
-    }
-
-    /** Mean causal-LM loss over the validation windows (no dropout, no gradients). */
+    /** Mean loss over the validation windows (no dropout, no gradients). */
     public double validate() {
         long[][] v = data.validation();
         double sum = 0;
         for (int first = 0; first < v.length; first += o.microBatch()) {
             int n = Math.min(o.microBatch(), v.length - first);
-            try (NDManager scope = lora.manager().newSubManager()) {
-                sum += pass.evaluate(scope, ids(scope, first, n, v), lora) * n;
+            try (NDManager scope = trainee.manager().newSubManager()) {
+                sum += trainee.evaluate(scope, Batches.ids(scope, first, n, v)) * n;
             }
         }
         return sum / v.length;
     }
 
-    private NDArray ids(NDManager m, int first, int n, long[][] windows) {
-        return Batches.ids(m, first, n, windows);
-    }
-
-    static int seedFor(long seed, int step, int micro) {
+    /** Torch's seed for micro-batch {@code micro} of {@code step}: no RNG state to carry across a resume. */
+    public static int seedFor(long seed, int step, int micro) {
         return new SplittableRandom(seed ^ (0x9E3779B97F4A7C15L * (step * 4096L + micro + 1))).nextInt() & Integer.MAX_VALUE;
     }
 
-    private Checkpoints.State restore(Path dir, List<String> names, List<NDArray> params, AdamW opt) {
-        Checkpoints.State s = Checkpoints.state(dir);
-        if (!s.options().toString().equals(Checkpoints.comparable(o).toString())
-                || !s.lora().toString().equals(Checkpoints.tree(lora.config()).toString())) {
-            throw new IllegalArgumentException(dir + ": this checkpoint was written with other options (" + s.options() + ", " + s.lora()
-                    + "); run with the same options to resume, or --overwrite to start over");
-        }
-        Map<String, F32Tensors.Loaded> a = F32Tensors.read(dir.resolve("adapter.safetensors"));
-        for (int i = 0; i < names.size(); i++) {
-            F32Tensors.Loaded t = a.get(names.get(i));
-            if (t == null || !new Shape(t.shape()).equals(params.get(i).getShape())) {
-                throw new IllegalArgumentException(dir.resolve("adapter.safetensors") + ": tensor '" + names.get(i)
-                        + "' is missing or has another shape than this model's adapter");
+    private TrainingMethod.StepData stepData() {
+        return new TrainingMethod.StepData() {
+            @Override
+            public NDArray extraBatch(NDManager scope, int step, int micro) {
+                return Batches.ids(scope, o.windows() + (step * o.accumulation() + micro) * o.microBatch(), o.microBatch(), data.train());
             }
-            F32Tensors.copyInto(params.get(i), t.data());
-        }
-        Map<String, float[]> moments = new java.util.HashMap<>();
-        F32Tensors.read(dir.resolve("optimizer.safetensors")).forEach((k, v) -> moments.put(k, v.data()));
-        opt.restore(names, moments, s.optimizerSteps());
-        return s;
+
+            @Override
+            public int accumulation() {
+                return o.accumulation();
+            }
+        };
     }
 
-    private void checkpoint(int step, AdamW opt, List<String> names, List<NDArray> params, List<Point> history, double best,
-                            int sinceBest) throws IOException {
+    /** One AdamW per group (moments in the group's manager), restored from {@code saved} when given. */
+    private void newOptimizers(Checkpoints.Moments saved) {
+        groups = trainee.groups();
+        optimizers = new ArrayList<>();
+        for (ParamGroup g : groups) {
+            AdamW opt = new AdamW(g.arrays(), g.manager(), 0.9, 0.999, 1e-8, g.weightDecay());
+            if (saved != null) {
+                opt.restore(g.names(), saved.moments(), saved.steps().getOrDefault(g.name(), 0L));
+            }
+            optimizers.add(opt);
+        }
+    }
+
+    /** Cuts the trainee and every optimizer's moments with the same selections and rebuilds the optimizers. */
+    private void applyCut(List<LayerSelection> cut) {
+        Map<String, NDArray> moments = new LinkedHashMap<>();
+        Map<String, Long> steps = new LinkedHashMap<>();
+        for (int i = 0; i < groups.size(); i++) {
+            moments.putAll(optimizers.get(i).state(groups.get(i).names()));
+            steps.put(groups.get(i).name(), optimizers.get(i).steps());
+        }
+        Map<String, float[]> next = trainee.cut(cut, moments);
+        newOptimizers(new Checkpoints.Moments(next, steps));
+        method.cut(cut);
+    }
+
+    /** The options as compared on resume (how often checkpoints are written may change between runs). */
+    private JsonNode comparable() {
+        return Checkpoints.comparable(o, trainee.describe(), method.name(), method.options());
+    }
+
+    private void checkpoint(int step, List<Point> history, double best, int sinceBest) throws IOException {
         if (checkpoints == null) {
             return;
         }
-        Map<String, NDArray> adapter = new java.util.LinkedHashMap<>();
-        for (int i = 0; i < names.size(); i++) {
-            adapter.put(names.get(i), params.get(i));
+        Map<String, NDArray> params = new LinkedHashMap<>();
+        Map<String, NDArray> moments = new LinkedHashMap<>();
+        Map<String, Long> steps = new LinkedHashMap<>();
+        for (int i = 0; i < groups.size(); i++) {
+            params.putAll(groups.get(i).tensors());
+            moments.putAll(optimizers.get(i).state(groups.get(i).names()));
+            steps.put(groups.get(i).name(), optimizers.get(i).steps());
         }
-        Checkpoints.State s = new Checkpoints.State(step, opt.steps(), (long) step * o.accumulation() * o.microBatch(),
-                o.seed(), "torch manual_seed(f(seed, step, micro-batch)) before each micro-batch; data windows f(seed)",
-                Checkpoints.comparable(o), Checkpoints.tree(lora.config()), history, best, sinceBest);
-        Path dir = Checkpoints.save(checkpoints, s, adapter, opt.state(names));
+        Checkpoints.State s = new Checkpoints.State(step, steps, (long) step * o.accumulation() * o.microBatch() * method.batchesPerStep(),
+                o.seed(), comparable(), trainee.shape(), method.state(), history, best, sinceBest);
+        Path dir = Checkpoints.save(checkpoints, s, params, moments);
         listener.checkpointed(step, dir);
     }
 }

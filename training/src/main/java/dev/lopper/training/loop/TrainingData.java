@@ -18,13 +18,18 @@ import java.util.Arrays;
  * }</pre>
  *
  * @param train [windows][seqLen], consumed in order (window k of the run is train[k])
- * @param validation [windows][seqLen]
+ * @param validation [windows][seqLen]; empty: the run is not validated (Compresso's runs)
  */
 public record TrainingData(long[][] train, long[][] validation) {
     public TrainingData {
-        if (train.length == 0 || validation.length == 0) {
-            throw new IllegalArgumentException("recovery needs at least one training and one validation window");
+        if (train.length == 0) {
+            throw new IllegalArgumentException("training needs at least one training window");
         }
+    }
+
+    /** Training windows only: a run without validation. */
+    public static TrainingData trainOnly(long[][] windows) {
+        return new TrainingData(windows, new long[0][]);
     }
 
     /**

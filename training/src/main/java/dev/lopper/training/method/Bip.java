@@ -1,7 +1,6 @@
 package dev.lopper.training.method;
 
 import dev.lopper.training.loop.F32Tensors;
-import dev.lopper.training.loop.FullTrainer;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
@@ -17,7 +16,8 @@ import dev.lopper.pruning.allocation.UniformAllocation;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.training.loop.FullModel;
-import dev.lopper.training.loop.PruneDuringTraining;
+import dev.lopper.training.loop.FullTrainee;
+import dev.lopper.training.loop.TrainingMethod;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -41,10 +41,11 @@ import java.util.List;
  *
  * <pre>{@code
  * Bip bip = new Bip(model, new Bip.Settings(0.5, 0.1, 1e-4, 0.9, 1e-4, steps));
- * new FullTrainer(model, data, options, checkpoints, listener, bip).run();   // data: 2 x options.windows()
+ * new Trainer<>(new FullTrainee(model, options, bip::transform, LossTerm.CAUSAL_LM), bip, data, options, checkpoints,
+ *         listener).run();   // data: 2 x options.windows()
  * }</pre>
  */
-public final class Bip implements PruneDuringTraining {
+public final class Bip implements TrainingMethod<FullTrainee> {
     public static final String NAME = "bip";
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -158,7 +159,7 @@ public final class Bip implements PruneDuringTraining {
         return m;
     }
 
-    @Override
+    /** The current mask as a layer transform (none once the units are cut); the trainee asks for it every pass. */
     public FullModel.LayerTransform transform() {
         if (finished) {
             return FullModel.LayerTransform.NONE;
@@ -175,8 +176,8 @@ public final class Bip implements PruneDuringTraining {
     }
 
     @Override
-    public List<LayerSelection> afterStep(int step, FullModel model, StepData data) {
-        upperStep(step, model, data);
+    public List<LayerSelection> afterUpdate(int step, FullTrainee trainee, StepData data) {
+        upperStep(step, trainee.model(), data);
         if (step + 1 == settings.steps()) {
             return finalSelections();
         }

@@ -1,6 +1,5 @@
 package dev.lopper.training.method;
 
-import dev.lopper.training.loop.FullTrainer;
 
 import ai.djl.ndarray.NDArray;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -12,7 +11,9 @@ import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.training.loop.FullModel;
-import dev.lopper.training.loop.PruneDuringTraining;
+import dev.lopper.training.loop.FullTrainee;
+import dev.lopper.training.loop.Gradients;
+import dev.lopper.training.loop.TrainingMethod;
 
 import java.util.Arrays;
 import java.util.List;
@@ -29,10 +30,11 @@ import java.util.Set;
  *
  * <pre>{@code
  * EfficientLlm m = new EfficientLlm(config, new EfficientLlm.Settings(0.5, 4, 0.5, steps));
- * new FullTrainer(model, data, options, checkpoints, listener, m).run();
+ * new Trainer<>(new FullTrainee(model, options, () -> FullModel.LayerTransform.NONE, LossTerm.CAUSAL_LM), m, data, options,
+ *         checkpoints, listener).run();
  * }</pre>
  */
-public final class EfficientLlm implements PruneDuringTraining {
+public final class EfficientLlm implements TrainingMethod<FullTrainee> {
     public static final String NAME = "efficientllm";
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -113,8 +115,10 @@ public final class EfficientLlm implements PruneDuringTraining {
         return units;
     }
 
+    /** The step's saliency, from the gradients before clipping. */
     @Override
-    public void observe(int step, FullModel model, Map<String, NDArray> grads) {
+    public void afterBackward(int step, FullTrainee trainee, Gradients grads) {
+        FullModel model = trainee.model();
         StructureGraph graph = StructureGraph.of(model.config());
         Map<String, NDArray> w = model.weights();
         for (int l = 0; l < model.config().numLayers(); l++) {
@@ -124,7 +128,7 @@ public final class EfficientLlm implements PruneDuringTraining {
     }
 
     private void add(StructureGraph.StructureSet set, StructureGraph.Kind kind, int l, double[] into, Map<String, NDArray> w,
-                     Map<String, NDArray> g) {
+                     Gradients g) {
         if (set.count() == 0) {
             return;
         }
@@ -141,7 +145,7 @@ public final class EfficientLlm implements PruneDuringTraining {
     }
 
     @Override
-    public List<LayerSelection> afterStep(int step, FullModel model, StepData data) {
+    public List<LayerSelection> afterUpdate(int step, FullTrainee trainee, StepData data) {
         int done = step + 1;
         for (int j = 1; j <= settings.removals(); j++) {
             if (settings.removalStep(j) == done) {

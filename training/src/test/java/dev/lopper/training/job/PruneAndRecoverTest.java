@@ -116,8 +116,8 @@ public class PruneAndRecoverTest {
         Path killed = tmp.resolve("killed");
         Trainer.Listener kill = new Trainer.Listener() {
             @Override
-            public void step(int step, int total, double loss, double lr, double tps, double eta) {
-                if (step == 3) {
+            public void step(Trainer.Point p, int total, double tps, double eta) {
+                if (p.step() == 3) {
                     throw new IllegalStateException("killed");
                 }
             }
@@ -131,16 +131,16 @@ public class PruneAndRecoverTest {
 
         // Ctrl-C after step 1: a checkpoint, no OUT; the rerun ends the same
         Path stopped = tmp.resolve("stopped");
-        Trainer[] running = new Trainer[1];
+        Trainer<?>[] running = new Trainer<?>[1];
         Trainer.Listener stopAt1 = new Trainer.Listener() {
             @Override
-            public void step(int step, int total, double loss, double lr, double tps, double eta) {
-                if (step == 1) {
+            public void step(Trainer.Point p, int total, double tps, double eta) {
+                if (p.step() == 1) {
                     running[0].requestStop();
                 }
             }
         };
-        Consumer<Trainer> keep = t -> running[0] = t;
+        Consumer<Trainer<?>> keep = t -> running[0] = t;
         PruneAndRecover.Outcome interrupted = PruneAndRecover.run(chained(prune(model, stopped), text), stopAt1, keep);
         assertTrue(interrupted.recovery().train().interrupted());
         assertNull(interrupted.out());

@@ -1,7 +1,8 @@
 package dev.lopper.training.job;
 
 import dev.lopper.training.loop.CausalLm;
-import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingMethod;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.TrainingData;
 
@@ -47,7 +48,7 @@ public class PruneWhileTrainingTest {
                 .withWarmup(0).withEvalEvery(3).withCheckpointEvery(1).withSeed(1);
         Path out = shared.resolve(method);
         PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, method, ratio, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
-        PruneWhileTraining.Outcome first = PruneWhileTraining.run(r, FullTrainer.Listener.NONE, t -> { });
+        PruneWhileTraining.Outcome first = PruneWhileTraining.run(r, Trainer.Listener.NONE, t -> { });
         assertTrue(first.paramsAfter() < first.paramsBefore());
         assertTrue(Files.isRegularFile(out.resolve("size.png")) && Files.isRegularFile(out.resolve("loss.png")));
         double lastVal = first.train().history().get(first.train().history().size() - 1).valLoss();
@@ -71,12 +72,12 @@ public class PruneWhileTrainingTest {
             }
         }
         // the same command again continues from the last checkpoint (the run is complete: it rewrites the outputs)
-        PruneWhileTraining.Outcome again = PruneWhileTraining.run(r, FullTrainer.Listener.NONE, t -> { });
+        PruneWhileTraining.Outcome again = PruneWhileTraining.run(r, Trainer.Listener.NONE, t -> { });
         assertEquals(3, again.train().resumedFrom());
         assertEquals(first.paramsAfter(), again.paramsAfter());
         // another ratio into the same OUT is refused with one line naming OUT
         PruneWhileTraining.Request other = new PruneWhileTraining.Request(model, method, 0.1, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PruneWhileTraining.run(other, FullTrainer.Listener.NONE, t -> { }));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PruneWhileTraining.run(other, Trainer.Listener.NONE, t -> { }));
         assertTrue(e.getMessage().startsWith("--out " + out), e.getMessage());
     }
 }

@@ -54,25 +54,29 @@ public class FullTrainerTest {
     }
 
     /** Trains into {@code checkpoints}; returns the final weights. {@code onStep} may throw (a kill). */
-    public static Map<String, float[]> train(Path checkpoints, TrainOptions o, PruneDuringTraining method,
-                                      java.util.function.IntConsumer onStep, List<FullTrainer.Result> results) throws Exception {
+    public static Map<String, float[]> train(Path checkpoints, TrainOptions o, TrainingMethod<FullTrainee> method,
+                                      java.util.function.IntConsumer onStep, List<Trainer.Result> results) throws Exception {
         try (ModelDir d = ModelDir.open(model)) {
-            FullTrainer t = new FullTrainer(FullModel.load(d.config(), d.checkpoint(), Device.cpu()), data(o, method.batchesPerStep()),
-                    o, checkpoints, new FullTrainer.Listener() {
+            FullModel m = FullModel.load(d.config(), d.checkpoint(), Device.cpu());
+            java.util.function.Supplier<FullModel.LayerTransform> transform = method instanceof dev.lopper.training.method.Bip b
+                    ? b::transform : () -> FullModel.LayerTransform.NONE;
+            FullTrainee trainee = new FullTrainee(m, o, transform, LossTerm.CAUSAL_LM);
+            Trainer<FullTrainee> t = new Trainer<>(trainee, method, data(o, method.batchesPerStep()), o, checkpoints,
+                    new Trainer.Listener() {
                         @Override
-                        public void step(int step, int total, double loss, double lr, double tps, double eta) {
-                            onStep.accept(step);
+                        public void step(Trainer.Point p, int total, double tps, double eta) {
+                            onStep.accept(p.step());
                         }
-                    }, method);
+                    });
             try {
                 results.add(t.run());
             } finally {
-                t.model().close();
+                trainee.model().close();
             }
         }
         Path last = Checkpoints.latest(checkpoints);
         Map<String, float[]> out = new LinkedHashMap<>();
-        F32Tensors.read(last.resolve(FullTrainer.WEIGHTS)).forEach((k, v) -> out.put(k, v.data()));
+        F32Tensors.read(last.resolve(Checkpoints.PARAMS)).forEach((k, v) -> out.put(k, v.data()));
         return out;
     }
 
@@ -84,10 +88,10 @@ public class FullTrainerTest {
                 .withWarmup(0).withWeightDecay(wd).withSeed(3);
         o = new TrainOptions(o.steps(), o.microBatch(), o.accumulation(), o.seqLen(), lr, wd, 0, 0.0, 1, 1, 0, 3); // no clipping
         Path dir = shared.resolve("one");
-      train(dir, o, PruneDuringTraining.NONE, s -> { }, new ArrayList<>());
+        train(dir, o, TrainingMethod.none(), s -> { }, new ArrayList<>());
         Path ck = Checkpoints.latest(dir);
-        Map<String, F32Tensors.Loaded> after = F32Tensors.read(ck.resolve(FullTrainer.WEIGHTS));
-        Map<String, F32Tensors.Loaded> moments = F32Tensors.read(ck.resolve(FullTrainer.MOMENTS));
+        Map<String, F32Tensors.Loaded> after = F32Tensors.read(ck.resolve(Checkpoints.PARAMS));
+        Map<String, F32Tensors.Loaded> moments = F32Tensors.read(ck.resolve(Checkpoints.MOMENTS));
         long[][] windows = java.util.Arrays.copyOf(data(o, 1).train(), 4); // the step's 2 x 2 windows
 
         Map<String, double[]> grad = new HashMap<>();
@@ -143,23 +147,23 @@ public class FullTrainerTest {
     void killedRunResumesToTheSameWeightsBitForBit() throws Exception {
         TrainOptions o = TrainOptions.defaults(6).withMicroBatch(2).withAccumulation(2).withSeqLen(16).withLearningRate(3e-3)
                 .withWarmup(1).withEvalEvery(2).withCheckpointEvery(2).withSeed(5);
-        List<FullTrainer.Result> straight = new ArrayList<>();
-        Map<String, float[]> expected = train(shared.resolve("straight"), o, PruneDuringTraining.NONE, s -> { }, straight);
-        List<FullTrainer.Point> h = straight.get(0).history();
+        List<Trainer.Result> straight = new ArrayList<>();
+        Map<String, float[]> expected = train(shared.resolve("straight"), o, TrainingMethod.none(), s -> { }, straight);
+        List<Trainer.Point> h = straight.get(0).history();
         assertTrue(h.get(h.size() - 1).valLoss() < h.get(0).valLoss() - 0.05, "validation loss should fall: " + h);
 
         Path killed = shared.resolve("killed");
-        List<FullTrainer.Result> r = new ArrayList<>();
-        assertThrows(IllegalStateException.class, () -> train(killed, o, PruneDuringTraining.NONE, s -> {
+        List<Trainer.Result> r = new ArrayList<>();
+        assertThrows(IllegalStateException.class, () -> train(killed, o, TrainingMethod.none(), s -> {
             if (s == 3) {
                 throw new IllegalStateException("killed");
             }
         }, r));
         assertTrue(Files.isDirectory(killed.resolve("step-000002")));
-        Map<String, float[]> resumed = train(killed, o, PruneDuringTraining.NONE, s -> { }, r);
+        Map<String, float[]> resumed = train(killed, o, TrainingMethod.none(), s -> { }, r);
         assertEquals(2, r.get(0).resumedFrom());
         assertEquals(straight.get(0).history(), r.get(0).history());
-      same(expected, resumed);
+        same(expected, resumed);
     }
 
     @Test

@@ -39,8 +39,8 @@ public class StreamedPassTest {
              LoraAdapters lora = LoraAdapters.create(d.config(), LoraConfig.defaults(), 3, Device.cpu());
              NDManager root = NDManager.newBaseManager(Device.cpu())) {
             TestModels.randomizeB(lora, 9);
-            LossPass mem = LossPass.inMemory(lm);
-            LossPass streamed = new StreamedPass(d.config(), d.checkpoint());
+            LossPass mem = LossPass.inMemory(lm, LossTerm.CAUSAL_LM);
+            LossPass streamed = new StreamedPass(d.config(), d.checkpoint(), LossTerm.CAUSAL_LM);
             List<NDArray> g1 = zeros(root, lora);
             List<NDArray> g2 = zeros(root, lora);
             double l1;
@@ -49,8 +49,9 @@ public class StreamedPassTest {
             double e2;
             try (NDManager s = root.newSubManager()) {
                 NDArray x = s.create(ids, new Shape(2, 12));
-                l1 = mem.train(s, x, lora, 0.5, g1, 77);
-                l2 = streamed.train(s, x, lora, 0.5, g2, 77);
+                MicroBatch b = new MicroBatch(s, x, 0, 0, 0, 0.5, 77);
+                l1 = mem.train(b, lora, g1);
+                l2 = streamed.train(b, lora, g2);
                 e1 = mem.evaluate(s, x, lora);
                 e2 = streamed.evaluate(s, x, lora);
             }

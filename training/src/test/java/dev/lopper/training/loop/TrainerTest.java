@@ -1,5 +1,7 @@
 package dev.lopper.training.loop;
 
+import dev.lopper.training.lora.LoraTrainee;
+
 import dev.lopper.training.lora.LoraAdapters;
 import dev.lopper.training.lora.LoraConfig;
 
@@ -50,18 +52,19 @@ public class TrainerTest {
     }
 
     /** Runs training into {@code checkpoints}; {@code onStep} may throw (a kill) or stop the trainer. */
-    private static Map<String, float[]> train(Path checkpoints, java.util.function.BiConsumer<Trainer, Integer> onStep,
+    private static Map<String, float[]> train(Path checkpoints, java.util.function.BiConsumer<Trainer<?>, Integer> onStep,
                                               List<Trainer.Result> results) throws Exception {
         try (ModelDir d = ModelDir.open(model); LlamaModel lm = d.loadModel(Device.cpu());
              LoraAdapters lora = LoraAdapters.create(d.config(), LoraConfig.defaults(), OPTIONS.seed(), Device.cpu())) {
-            Trainer[] t = new Trainer[1];
-            t[0] = new Trainer(lm, lora, data, OPTIONS, checkpoints, new Trainer.Listener() {
-                @Override
-                public void step(int step, int total, double loss, double lr, double tps, double eta) {
-                    onStep.accept(t[0], step);
-                }
-            });
-            results.add(t[0].run());
+            List<Trainer<LoraTrainee>> t = new java.util.ArrayList<>();
+            t.add(new Trainer<>(new LoraTrainee(LossPass.inMemory(lm, LossTerm.CAUSAL_LM), lora, OPTIONS), TrainingMethod.none(), data,
+                    OPTIONS, checkpoints, new Trainer.Listener() {
+                        @Override
+                        public void step(Trainer.Point p, int total, double tps, double eta) {
+                            onStep.accept(t.get(0), p.step());
+                        }
+                    }));
+            results.add(t.get(0).run());
             // nothing leaks across steps: the manager holds A, B and AdamW's two moments per tensor, nothing else
             int arrays = ((ai.djl.ndarray.BaseNDManager) lora.manager()).getManagedArrays().size();
             assertEquals(3 * lora.tensors().size(), arrays, "arrays left in the adapters' manager");
@@ -119,7 +122,8 @@ public class TrainerTest {
         train(dir, (t, s) -> { }, new java.util.ArrayList<>());
         try (ModelDir d = ModelDir.open(model); LlamaModel lm = d.loadModel(Device.cpu());
              LoraAdapters lora = LoraAdapters.create(d.config(), LoraConfig.defaults().withRank(4), 5, Device.cpu())) {
-            Trainer t = new Trainer(lm, lora, data, OPTIONS, dir, Trainer.Listener.NONE);
+            Trainer<LoraTrainee> t = new Trainer<>(new LoraTrainee(LossPass.inMemory(lm, LossTerm.CAUSAL_LM), lora, OPTIONS),
+                    TrainingMethod.none(), data, OPTIONS, dir, Trainer.Listener.NONE);
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, t::run);
             assertTrue(e.getMessage().contains("other options"), e.getMessage());
         }

@@ -1,9 +1,13 @@
 package dev.lopper.training.method;
 
+import dev.lopper.training.loop.LossTerm;
+import dev.lopper.training.loop.TrainOptions;
+
 import dev.lopper.training.loop.FullModel;
-import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingMethod;
 import dev.lopper.training.loop.FullTrainerTest;
-import dev.lopper.training.loop.PruneDuringTraining;
+import dev.lopper.training.loop.FullTrainee;
 import dev.lopper.training.loop.TrainOptions;
 
 import ai.djl.Device;
@@ -163,7 +167,7 @@ public class BipTest {
                     expectC[l][u] = -lr * (g - lr2 * g * g + wd * c0[l][u]);
                 }
             }
-            bip.afterStep(0, m, new PruneDuringTraining.StepData() {
+            bip.afterUpdate(0, new FullTrainee(m, TrainOptions.defaults(1), bip::transform, LossTerm.CAUSAL_LM), new TrainingMethod.StepData() {
                 @Override
                 public NDArray extraBatch(NDManager scope, int step, int micro) {
                     return scope.create(IDS, new Shape(2, 12));
@@ -201,19 +205,19 @@ public class BipTest {
         TrainOptions o = TrainOptions.defaults(4).withMicroBatch(2).withAccumulation(1).withSeqLen(16).withLearningRate(3e-3)
                 .withWarmup(1).withEvalEvery(2).withCheckpointEvery(1).withSeed(5);
         ModelConfig config;
-        List<FullTrainer.Result> straight = new ArrayList<>();
+        List<Trainer.Result> straight = new ArrayList<>();
         Map<String, float[]> expected;
         try (ModelDir d = ModelDir.open(model); FullModel init = FullModel.load(d.config(), d.checkpoint(), Device.cpu())) {
             config = d.config();
             expected = FullTrainerTest.train(shared.resolve("b-straight"), o, new Bip(init, Bip.Settings.paper(0.5, 4)), x -> { }, straight);
         }
-        List<FullTrainer.Point> h = straight.get(0).history();
+        List<Trainer.Point> h = straight.get(0).history();
         // uniform per layer: 1 of 2 KV groups (2 of 4 heads) and 48 of 96 channels go from each layer
         long cut = 2L * (2 * 16 * 64 + 2 * 32 * 64 + 48 * 3 * 64);
         assertEquals(h.get(0).params() - cut, h.get(4).params());
         assertEquals(h.get(0).params(), h.get(3).params());
         Path killed = shared.resolve("b-killed");
-        List<FullTrainer.Result> r = new ArrayList<>();
+        List<Trainer.Result> r = new ArrayList<>();
         try (ModelDir d = ModelDir.open(model); FullModel init = FullModel.load(config, d.checkpoint(), Device.cpu())) {
             assertThrows(IllegalStateException.class, () -> FullTrainerTest.train(killed, o, new Bip(init, Bip.Settings.paper(0.5, 4)), x -> {
                 if (x == 3) {

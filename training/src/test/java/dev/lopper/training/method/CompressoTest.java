@@ -1,5 +1,8 @@
 package dev.lopper.training.method;
 
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingData;
+
 import dev.lopper.training.job.Compresso;
 
 import ai.djl.Device;
@@ -172,21 +175,22 @@ public class CompressoTest {
     }
 
     /** Trains into {@code checkpoints}; returns the final log_alphas, lambdas and adapter. */
-    private static Map<String, float[]> train(CompressoOptions o, Path checkpoints, int stopAfter, List<CompressoTrainer.Point> out)
+    private static Map<String, float[]> train(CompressoOptions o, Path checkpoints, int stopAfter, List<Trainer.Point> out)
             throws Exception {
         try (ModelDir md = ModelDir.open(model); LlamaModel lm = md.loadModel(Device.cpu());
              LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), Device.cpu());
              L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), Device.cpu())) {
-            CompressoTrainer[] t = new CompressoTrainer[1];
-            t[0] = new CompressoTrainer(lm, lora, masks, windows, new long[0], o, checkpoints, new CompressoTrainer.Listener() {
+            List<Trainer<?>> t = new ArrayList<>();
+            CompressoTraining c = new CompressoTraining(lm, lora, masks, new long[0], o);
+            t.add(new Trainer<>(c, c, TrainingData.trainOnly(windows), c.trainOptions(), checkpoints, new Trainer.Listener() {
                 @Override
-                public void step(CompressoTrainer.Point p, int total, double tps, double eta) {
+                public void step(Trainer.Point p, int total, double tps, double eta) {
                     if (p.step() == stopAfter) {
-                        t[0].requestStop();
+                        t.get(0).requestStop();
                     }
                 }
-            });
-            out.addAll(t[0].run());
+            }));
+            out.addAll(t.get(0).run().history());
             Map<String, float[]> state = new LinkedHashMap<>();
             masks.logAlphas().forEach((k, v) -> state.put(k, v.toFloatArray()));
             masks.lambdas().forEach((k, v) -> state.put(k, v.toFloatArray()));
@@ -214,9 +218,10 @@ public class CompressoTest {
         try (ModelDir md = ModelDir.open(one); LlamaModel lm = md.loadModel(Device.cpu());
              LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), Device.cpu());
              L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), Device.cpu())) {
-            List<CompressoTrainer.Point> h = new CompressoTrainer(lm, lora, masks, w, new long[0], o, null, CompressoTrainer.Listener.NONE).run();
-            double mean = h.subList(from, steps).stream().mapToDouble(CompressoTrainer.Point::expectedSparsity).average().orElseThrow();
-            return new double[] {h.get(0).expectedSparsity(), mean, masks.expectedSparsity()};
+            CompressoTraining c = new CompressoTraining(lm, lora, masks, new long[0], o);
+            List<Trainer.Point> h = new Trainer<>(c, c, TrainingData.trainOnly(w), c.trainOptions(), null, Trainer.Listener.NONE).run().history();
+            double mean = h.subList(from, steps).stream().mapToDouble(p -> p.metrics().get("expected_sparsity")).average().orElseThrow();
+            return new double[] {h.get(0).metrics().get("expected_sparsity"), mean, masks.expectedSparsity()};
         }
     }
 
@@ -243,10 +248,10 @@ public class CompressoTest {
         Map<String, float[]> a = train(o, shared.resolve("ck-a"), -1, new ArrayList<>());
         Map<String, float[]> b = train(o, null, -1, new ArrayList<>());
         // interrupted after step 4 (a checkpoint at 3 and one on stop at 4), then resumed
-        List<CompressoTrainer.Point> first = new ArrayList<>();
+        List<Trainer.Point> first = new ArrayList<>();
         train(o, shared.resolve("ck-c"), 4, first);
         assertEquals(4, first.size());
-        List<CompressoTrainer.Point> second = new ArrayList<>();
+        List<Trainer.Point> second = new ArrayList<>();
         Map<String, float[]> c = train(o, shared.resolve("ck-c"), -1, second);
         assertEquals(6, second.size());
         for (String k : a.keySet()) {

@@ -1,8 +1,15 @@
 package dev.lopper.training.method;
 
+import dev.lopper.training.loop.FullTrainee;
+
+import dev.lopper.training.loop.Gradients;
+import dev.lopper.training.loop.LossTerm;
+import dev.lopper.training.loop.TrainOptions;
+
 import dev.lopper.training.loop.F32Tensors;
 import dev.lopper.training.loop.FullModel;
-import dev.lopper.training.loop.FullTrainer;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingMethod;
 import dev.lopper.training.loop.FullTrainerTest;
 import dev.lopper.training.loop.TrainOptions;
 
@@ -103,7 +110,8 @@ public class EfficientLlmTest {
                     ga.put(k, scope.create(x, v.getShape()));
                 });
                 steps.add(g);
-                e.observe(step, m, ga);
+                e.afterBackward(step, new FullTrainee(m, TrainOptions.defaults(1), () -> FullModel.LayerTransform.NONE, LossTerm.CAUSAL_LM),
+                        Gradients.of(FullTrainee.GROUP, ga));
             }
             for (int l = 0; l < d.config().numLayers(); l++) {
                 double[] eg = new double[d.config().layer(l).numKvHeads()];
@@ -173,10 +181,10 @@ public class EfficientLlmTest {
         EfficientLlm.Settings settings = new EfficientLlm.Settings(0.5, 2, 0.5, 6);
         assertEquals(2, settings.removalStep(1)); // round(1 x 0.5 x 6 / 2) = 2 (Math.round(1.5))
         assertEquals(3, settings.removalStep(2));
-        List<FullTrainer.Result> straight = new ArrayList<>();
+        List<Trainer.Result> straight = new ArrayList<>();
         Map<String, float[]> expected = FullTrainerTest.train(shared.resolve("e-straight"), o, new EfficientLlm(original, settings),
                 s -> { }, straight);
-        List<FullTrainer.Point> h = straight.get(0).history();
+        List<Trainer.Point> h = straight.get(0).history();
         long p0 = h.get(0).params();
         assertEquals(p0, h.get(1).params());
         assertTrue(h.get(2).params() < p0, "first removal after step 2: " + h);
@@ -188,7 +196,7 @@ public class EfficientLlmTest {
         assertEquals(0.5, achieved, 0.05, "achieved ratio");
 
         Path killed = shared.resolve("e-killed");
-        List<FullTrainer.Result> r = new ArrayList<>();
+        List<Trainer.Result> r = new ArrayList<>();
         org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> FullTrainerTest.train(killed, o,
                 new EfficientLlm(original, settings), s -> {
                     if (s == 3) {

@@ -1,0 +1,21 @@
+package dev.lopper.training.loop;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * The training loss of a micro-batch from the student's logits: {@link #CAUSAL_LM} (HF's next-token
+ * cross-entropy) for every method today; a distillation loss is one more implementation. Every trainee computes
+ * its loss through the term it is given, so a new loss changes no loop.
+ *
+ * <pre>{@code
+ * NDArray loss = LossTerm.CAUSAL_LM.loss(logits, batch);    // a scalar, in the logits' manager
+ * }</pre>
+ */
+@FunctionalInterface
+public interface LossTerm {
+    /** HF's causal-LM loss ({@link CausalLm#loss}). */
+    LossTerm CAUSAL_LM = (logits, batch) -> CausalLm.loss(logits, batch.ids());
+
+    /** The mean loss of the micro-batch (a scalar with gradients back to the logits). */
+    NDArray loss(NDArray logits, MicroBatch batch);
+}

@@ -1,0 +1,194 @@
+package dev.lopper.training.method;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDManager;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.model.LlamaModel;
+import dev.lopper.model.ModelStats;
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.training.lora.LoraAdapters;
+import dev.lopper.training.lora.LoraHook;
+import dev.lopper.training.loop.CausalLm;
+import dev.lopper.training.loop.Gradients;
+import dev.lopper.training.loop.MicroBatch;
+import dev.lopper.training.loop.ParamGroup;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainee;
+import dev.lopper.training.loop.TrainingMethod;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * Compresso's training ({@code CompressoTrainer.train}) on the one {@link dev.lopper.training.loop.Trainer}: the
+ * trainee is LoRA plus the hard-concrete masks, in three groups as the official
+ * {@code create_optimizer_and_scheduler} makes them: LoRA at the linearly decaying LoRA rate (clipped to
+ * {@code maxGradNorm}), log_alpha at {@code regLr}, the multipliers at {@code -regLr} (gradient ascent: they
+ * maximise the Lagrangian); the masks' groups are not updated during the first
+ * {@link CompressoOptions#prepruningSteps} steps (LoRA alone). Each micro-batch runs {@link CompressoPass}. As a
+ * method it stops the run at the first non-finite value (after the backward) and clamps log_alpha after every
+ * update ({@code constrain_parameters}).
+ *
+ * <pre>{@code
+ * CompressoTraining c = new CompressoTraining(model, lora, masks, prompt, options);
+ * new Trainer<>(c, c, TrainingData.of(windows), c.trainOptions(), checkpoints, listener).run();
+ * }</pre>
+ */
+public final class CompressoTraining implements Trainee, TrainingMethod<CompressoTraining> {
+    public static final String NAME = "compresso";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final LlamaModel model;
+    private final LoraAdapters lora;
+    private final L0Masks masks;
+    private final long[] prompt;
+    private final CompressoOptions o;
+    private final List<ParamGroup> groups;
+    private double ce;
+    private double lagrangian;
+    private double sparsity;
+    private double target;
+
+    /** @param prompt token ids of the collaborative prompt (empty: none) */
+    public CompressoTraining(LlamaModel model, LoraAdapters lora, L0Masks masks, long[] prompt, CompressoOptions options) {
+        this.model = model;
+        this.lora = lora;
+        this.masks = masks;
+        this.prompt = prompt;
+        this.o = options;
+        this.groups = List.of(
+                new ParamGroup("lora", lora.tensors(), lora.manager(), o::loraLrAt, true, 0),
+                new ParamGroup("log_alpha", masks.logAlphas(), masks.manager(), s -> pruning(s) ? o.regLr() : Double.NaN, false, 0),
+                new ParamGroup("lambda", masks.lambdas(), masks.manager(), s -> pruning(s) ? -o.regLr() : Double.NaN, false, 0));
+    }
+
+    /** The loop's settings: Compresso's batch, clipping, checkpoints and seed (its rates are the groups'). */
+    public TrainOptions trainOptions() {
+        return new TrainOptions(o.steps(), o.microBatch(), o.accumulation(), o.seqLen(), o.loraLr(), 0, 0, o.maxGradNorm(), 1,
+                o.checkpointEvery(), 0, o.seed());
+    }
+
+    private boolean pruning(int step) {
+        return step >= o.prepruningSteps();
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public List<ParamGroup> groups() {
+        return groups;
+    }
+
+    @Override
+    public double train(MicroBatch b, Gradients grads) {
+        boolean pruning = pruning(b.step());
+        if (b.micro() == 0) {
+            ce = 0;
+            lagrangian = 0;
+            sparsity = pruning ? Double.NaN : masks.expectedSparsity();
+        }
+        target = pruning ? o.targetAt(b.step() - o.prepruningSteps()) : 0;
+        List<float[]> noise = pruning ? CompressoPass.noise(masks, new SplittableRandom(b.seed())) : null;
+        CompressoPass.Result r = CompressoPass.run(b.scope(), model, lora, masks, withPrompt(b.scope(), b.ids()), prompt.length, noise,
+                target, b.factor(), b.seed());
+        add(grads, lora.tensors().keySet().stream().toList(), r.loraGrads());
+        if (pruning) {
+            add(grads, masks.logAlphas().keySet().stream().toList(), r.logAlphaGrads());
+            add(grads, masks.lambdas().keySet().stream().toList(), r.lambdaGrads());
+            sparsity = r.sparsity();
+        }
+        ce += r.ce() / o.accumulation();
+        lagrangian += r.lagrangian() / o.accumulation();
+        return r.ce() / o.accumulation();
+    }
+
+    private static void add(Gradients grads, List<String> names, List<NDArray> g) {
+        for (int i = 0; i < g.size(); i++) {
+            grads.add(names.get(i), g.get(i));
+        }
+    }
+
+    /** The prompt's tokens, then the windows: [microBatch, prompt + T]. */
+    private NDArray withPrompt(NDManager scope, NDArray ids) {
+        if (prompt.length == 0) {
+            return ids;
+        }
+        NDArray p = scope.create(prompt).reshape(1, prompt.length).repeat(0, ids.getShape().get(0));
+        return NDArrays.concat(new ai.djl.ndarray.NDList(p, ids), 1);
+    }
+
+    /** The LoRA model's causal-LM loss without masks (Compresso's runs hold no validation text). */
+    @Override
+    public double evaluate(NDManager scope, NDArray ids) {
+        return CausalLm.loss(CausalLm.logits(model, scope, ids, new LoraHook(lora, scope, false, false)), ids).getFloat();
+    }
+
+    @Override
+    public long tokensPerWindow(int seqLen) {
+        return seqLen + prompt.length;
+    }
+
+    @Override
+    public long modelParameters() {
+        return ModelStats.parameters(model.config());
+    }
+
+    @Override
+    public JsonNode describe() {
+        ObjectNode n = JSON.valueToTree(o);
+        n.remove("checkpointEvery");
+        n.set("lora", JSON.valueToTree(o.lora().orderedTargets()));
+        n.put("loraRank", o.lora().rank()).put("loraAlpha", o.lora().alpha()).put("loraDropout", o.lora().dropout());
+        return n;
+    }
+
+    /** Stops the run at the first non-finite loss or gradient, naming what went non-finite (never trains on NaN). */
+    @Override
+    public void afterBackward(int step, CompressoTraining self, Gradients grads) {
+        double l = norm(grads.list("lora"));
+        double a = norm(grads.list("log_alpha"));
+        double m = norm(grads.list("lambda"));
+        double s = pruning(step) ? sparsity : 0;
+        if (!Double.isFinite(ce + lagrangian + s + l + a + m)) {
+            throw new IllegalStateException(String.format(java.util.Locale.ROOT,
+                    "compresso step %d: non-finite training values (LM loss %s, Lagrangian %s, expected sparsity %s, gradient norms: LoRA %s, "
+                            + "log_alpha %s, multipliers %s)", step + 1, ce, lagrangian, s, l, a, m));
+        }
+    }
+
+    private static double norm(List<NDArray> grads) {
+        double sq = 0;
+        for (NDArray g : grads) {
+            sq += g.square().sum().getFloat();
+        }
+        return Math.sqrt(sq);
+    }
+
+    @Override
+    public List<LayerSelection> afterUpdate(int step, CompressoTraining self, StepData data) {
+        if (pruning(step)) {
+            masks.constrain();
+        }
+        return null;
+    }
+
+    /** lagrangian, expected_sparsity, target_sparsity (0 before pruning starts), lambda_1, lambda_2 after the step. */
+    @Override
+    public Map<String, Double> metrics(CompressoTraining self) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("lagrangian", lagrangian);
+        m.put("expected_sparsity", sparsity);
+        m.put("target_sparsity", target);
+        m.put("lambda_1", (double) masks.lambda1().getFloat(0));
+        m.put("lambda_2", (double) masks.lambda2().getFloat(0));
+        return m;
+    }
+}
