@@ -70,7 +70,8 @@ public final class Merge {
     public static long save(ModelDir base, LoraAdapters lora, Path out, DataType storeAs) throws IOException {
         // lazy: the writer loads one merged tensor at a time, so a model larger than memory merges in one tensor's memory
         return ModelWriter.save(out, base.config(), new Lazy(base.checkpoint(), lora), storeAs, base.path(), ModelWriter.DEFAULT_MAX_SHARD_BYTES,
-                Map.of("format", "pt", "lopper_recovery", "merged LoRA r=" + lora.config().rank() + " alpha=" + lora.config().alpha()));
+                new java.util.TreeMap<>(Map.of("format", "pt", "lopper_recovery", // sorted: the same bytes every run
+                        "merged LoRA r=" + lora.config().rank() + " alpha=" + lora.config().alpha())));
     }
 
     /** The base with each adapted projection's merged weight computed when loaded (the same operations as {@link #merged}). */
