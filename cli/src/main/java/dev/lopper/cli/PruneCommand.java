@@ -213,9 +213,11 @@ public final class PruneCommand implements Callable<Integer> {
         putIf(copts, "scale", gblmScale);
         putIf(copts, "reg-lr", regLr == null ? null : regLr.toString());
         putIf(copts, "prompt", prompt);
-        return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
-                headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
-                out, planOut, overwrite, options.device(), Progress.console(System.err), uniformRounding);
+        return PruneRequest.builder(model).criterion(method).options(copts).ratio(ratio).targets(new LinkedHashSet<>(targets))
+                .allocation(allocation).headUnit(parseHeadUnit(headUnit)).headRatio(headRatio).channelRatio(channelRatio)
+                .keepFirst(keepFirst).keepLast(keepLast).calibration(calib).calibField(calibField).samples(samples).seqLen(seqLen)
+                .seed(seed).chunkTokens(chunkTokens).applyPlan(applyPlan).out(out).planOut(planOut).overwrite(overwrite)
+                .device(options.device()).progress(Progress.console(System.err)).uniformRounding(uniformRounding).build();
     }
 
     private int printSchedule(dev.lopper.training.job.PruneSchedule.Result r) {

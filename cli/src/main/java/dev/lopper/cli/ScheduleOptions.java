@@ -10,7 +10,6 @@ import dev.lopper.training.job.ScheduleRequest;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
-import java.util.LinkedHashSet;
 import java.util.List;
 
 /**
@@ -70,10 +69,7 @@ final class ScheduleOptions {
             if (criterion != null) {
                 o.put("criterion", criterion);
             }
-            q = new PruneRequest(p.model(), p.criterion(), o, p.ratio(), new LinkedHashSet<>(p.targets()), p.allocation(), p.headUnit(),
-                    p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(), p.samples(), p.seqLen(),
-                    p.seed(), p.chunkTokens(), p.applyPlan(), p.out(), p.planOut(), p.overwrite(), p.device(), p.progress(),
-                    p.uniformRounding());
+            q = p.toBuilder().options(o).build();
         }
         // the method's own defaults where the user gives nothing (LoRAPrune's prune.py; Compresso's official ones)
         LoraConfig lora = training.lora(ScheduleMethods.loraDefaults(p.criterion()));
