@@ -267,12 +267,22 @@ public final class PruneCommand implements Callable<Integer> {
     private int printSchedule(dev.lopper.training.job.PruneSchedule.Result r) {
         PrintWriter w = spec.commandLine().getOut();
         PruningPlan.Result res = r.plan().result();
+        Double first = null;
+        Double last = null;
+        for (dev.lopper.training.job.ScheduleCurve.Row row : r.curve()) {
+            if (row.valLoss() != null) {
+                first = first == null ? row.valLoss() : first;
+                last = row.valLoss();
+            }
+        }
         if (options.json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString()).put("out", r.model().toString()).put("method", method);
             o.put("params_before", res.paramsBefore()).put("params_after", res.paramsAfter());
             o.put("achieved_ratio", res.achievedRatio());
             o.put("resumed_after_step", r.resumedAfter());
+            o.put("val_loss_before", first);
+            o.put("val_loss_after", last);
             o.set("plan", r.plan().toJson());
             Output.json(w, o);
         } else {
@@ -280,6 +290,10 @@ public final class PruneCommand implements Callable<Integer> {
                     res.paramsBefore(), res.paramsAfter(), 100.0 * res.removedParams() / res.paramsBefore());
             w.println("model written to " + r.model() + " (plan on the original model's indices: " + Surgery.PLAN_FILE
                     + "; loss and size over steps: schedule.csv, schedule.png)");
+            if (first != null && last != null) {
+                w.printf(java.util.Locale.ROOT, "validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first),
+                        Math.exp(last));
+            }
         }
         w.flush();
         return 0;

@@ -84,6 +84,7 @@ class PruneTrainCommandTest {
         JsonNode n = new ObjectMapper().readTree(j.out());
         assertTrue(n.get("params_after").asLong() < n.get("params_before").asLong());
         assertTrue(n.get("achieved_ratio").asDouble() > 0.4, j.out());
+        assertTrue(n.get("val_loss_after").isNumber(), j.out());
         // the same command again resumes: the run is finished, so nothing is redone and the model is the same
         CliTest.Result again = CliTest.run(args("bip", tmp.resolve("bip"), "--json"));
         assertEquals(0, again.code(), again.err());
