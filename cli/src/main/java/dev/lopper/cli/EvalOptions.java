@@ -21,10 +21,15 @@ final class EvalOptions {
             description = "llm-pruner (windows of 128, tail dropped), wanda or flap (windows of the model's context length). Default: ${DEFAULT-VALUE}.")
     String preset;
 
-    @Option(names = "--window", paramLabel = "N", description = "Window length in tokens (overrides the preset's).")
+    @Option(names = "--seq-len", paramLabel = "N", description = "Perplexity window length in tokens (overrides the preset's; lopper ppl's --seq-len).")
     Integer window;
 
-    @Option(names = "--stride", paramLabel = "N", description = "Tokens between window starts; less than --window: HF's strided sliding window.")
+    @Option(names = "--window", hidden = true, paramLabel = "N", description = "old spelling of --seq-len")
+    void oldWindow(int n) {
+        window = n;
+    }
+
+    @Option(names = "--stride", paramLabel = "N", description = "Tokens between window starts; less than --seq-len: HF's strided sliding window.")
     Integer stride;
 
     @Option(names = "--batch", defaultValue = "8", description = "Windows per forward pass. Default: ${DEFAULT-VALUE}.")
@@ -38,7 +43,7 @@ final class EvalOptions {
     @Option(names = "--limit", defaultValue = "0", description = "Examples per task (0: all; kjv-cloze: 200).")
     int limit;
 
-    @Option(names = "--seed", defaultValue = "1234", description = "Seed (kjv-cloze generation, speed inputs). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--seed", defaultValue = "1234", description = "Seed (kjv-cloze generation, speed inputs). Default: ${DEFAULT-VALUE} (lm-evaluation-harness's numpy/torch seed).")
     long seed;
 
     @Option(names = "--no-speed", description = "Skip the prefill/decode timing.")
@@ -46,6 +51,9 @@ final class EvalOptions {
 
     EvalRequest request(Path model, ai.djl.Device device, Progress progress) {
         PerplexityPreset p = PerplexityPreset.parse(preset);
+        if (window != null && (window < 0 || window == 1)) {
+            throw new IllegalArgumentException("--seq-len " + window + ": expected at least 2 tokens"); // the preset says --window
+        }
         if (window != null || stride != null) {
             p = new PerplexityPreset(window != null || stride != null ? "custom" : p.name(), window != null ? window : p.window(),
                     stride != null ? stride : 0, p.joiner());

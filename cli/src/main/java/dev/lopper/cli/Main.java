@@ -37,6 +37,7 @@ public final class Main {
         // Nothing is ever downloaded at run time: libtorch and the tokenizer natives come from the jar.
         System.setProperty("ai.djl.offline", "true");
         CommandLine cl = new CommandLine(new Main());
+        HelpSections.install(cl.getSubcommands().get("prune"), PruneCommand.helpSections());
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             cmd.getErr().println("error: " + message(e));
             if (Boolean.getBoolean("lopper.debug")) {

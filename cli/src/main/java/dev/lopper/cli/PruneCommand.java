@@ -33,6 +33,8 @@ import dev.lopper.pruning.plan.PruningPlan;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.OptionSpec;
+import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -49,7 +51,7 @@ import java.util.concurrent.Callable;
  * into a {@link PruneRequest}, runs it with {@link Pruner} and prints the settings used and the summary. Options
  * left out take the method's paper defaults ({@code Criterion.defaults()}).
  */
-@Command(name = "prune", mixinStandardHelpOptions = true,
+@Command(name = "prune", mixinStandardHelpOptions = true, abbreviateSynopsis = true,
         description = {"Structurally prune a model: remove attention heads / GQA groups, MLP channels or layers.",
                 "Writes a smaller HF model (--out) and/or the pruning plan (--plan-out); --apply-plan applies a plan instead of scoring."})
 public final class PruneCommand implements Callable<Integer> {
@@ -59,7 +61,7 @@ public final class PruneCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "HF model directory (config.json, *.safetensors, tokenizer.json)")
     Path model;
 
-    @Option(names = "--method", defaultValue = "magnitude", description = "criterion: ${COMPLETION-CANDIDATES}; default ${DEFAULT-VALUE}",
+    @Option(names = "--method", defaultValue = "magnitude", description = "pruning method (a criterion, or a training-aware method run on the schedule engine): ${COMPLETION-CANDIDATES}; default ${DEFAULT-VALUE}",
             completionCandidates = MethodNames.class)
     String method;
 
@@ -94,7 +96,7 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--keep-last", description = "never prune the last N layers (default: the method's paper: llm-pruner 1, the others 0)")
     Integer keepLast;
 
-    @Option(names = "--seed", defaultValue = "0", description = "random seed (calibration window sampling); default ${DEFAULT-VALUE}")
+    @Option(names = "--seed", defaultValue = "0", description = "random seed of calibration window sampling, and of the training windows of training-aware methods and --iterative (not of --recover-steps: --recover-seed). Default: ${DEFAULT-VALUE} (the official FLAP script's seed)")
     long seed;
 
     @Option(names = "--calib", paramLabel = "FILE", description = "calibration text for wanda-sp/flap/cfsp/llm-pruner/gblm: a text file, a .jsonl file (field --calib-field) or a directory of text files")
@@ -164,6 +166,28 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--prompt", description = "compresso: the collaborative prompt, prepended to every training window (its tokens carry no loss)")
     String prompt;
 
+    /** {@code lopper prune --help}: the options by what they configure ({@link HelpSections}). */
+    static Map<String, List<String>> helpSections() {
+        Map<String, List<String>> s = new java.util.LinkedHashMap<>();
+        s.put("What to prune", List.of("--method", "--ratio", "--targets", "--allocation", "--uniform-rounding", "--head-unit",
+                "--head-ratio", "--channel-ratio", "--keep-first", "--keep-last", "--apply-plan"));
+        s.put("Calibration (wanda-sp, flap, cfsp, llm-pruner, gblm, adapt-pruner)", List.of("--calib", "--calib-field", "--samples",
+                "--seq-len", "--seed", "--chunk-tokens"));
+        s.put("Options of one method (each says which)", List.copyOf(MethodOptions.KEYS.keySet()));
+        s.put("Output", List.of("--out", "--plan-out", "--overwrite", "--json"));
+        s.put("Scheduled and iterative pruning (training-aware methods, --iterative)", List.of("--iterative", "--iterative-steps",
+                "--train-steps-per-step", "--steps"));
+        s.put("Training (training-aware methods, --iterative with --train-steps-per-step, --recover-steps)", List.of("--train-data",
+                "--val-data", "--val-fraction", "--val-windows", "--train-seq-len", "--micro-batch", "--accumulation", "--lr",
+                "--weight-decay", "--warmup", "--max-grad-norm", "--eval-every", "--checkpoint-every", "--patience", "--lora-rank",
+                "--lora-alpha", "--lora-dropout", "--lora-targets"));
+        s.put("Recovery after pruning (LoRA, as lopper recover)", List.of("--recover-steps", "--recover-seed", "--merged-dtype",
+                "--stream"));
+        s.put("Model and device", List.of("--device", "--threads"));
+        s.put("General", List.of("--debug", "--help", "--version"));
+        return s;
+    }
+
     /** Completion candidates for --method. */
     static final class MethodNames implements Iterable<String> {
         @Override
@@ -176,10 +200,8 @@ public final class PruneCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if ((regLr != null || prompt != null) && !"compresso".equals(method)) {
-            throw new IllegalArgumentException((regLr != null ? "--reg-lr" : "--prompt") + " is an option of --method compresso, not of " + method);
-        }
         PruneRequest request = request();
+        MethodOptions.check(method, request.criterionOptions().keySet());
         if (schedule.scheduled(method)) {
             if (recovery.steps != null) {
                 throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
@@ -188,6 +210,14 @@ public final class PruneCommand implements Callable<Integer> {
             // training-aware methods and --iterative run on the schedule engine (training module)
             try (StopOnSignal stop = new StopOnSignal()) { // Ctrl-C checkpoints every training method
                 return printSchedule(new dev.lopper.training.job.PruneSchedule().run(schedule.request(request, training, seed), stop::watch));
+            }
+        }
+        if (recovery.steps == null) {
+            // a run that trains nothing refuses the training and recovery options
+            String unused = firstGiven("recovery");
+            unused = unused != null ? unused : firstGiven("training");
+            if (unused != null) {
+                throw new IllegalArgumentException(unused + ": only with --recover-steps N (recovery after pruning), a training-aware --method or --iterative with --train-steps-per-step");
             }
         }
         Integer recovered = recovery.runIfRequested(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
@@ -203,6 +233,17 @@ public final class PruneCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** The first option of the mixin {@code mixin} given on the command line (its longest name), or null. */
+    private String firstGiven(String mixin) {
+        ParseResult parsed = spec.commandLine().getParseResult();
+        for (OptionSpec o : spec.mixins().get(mixin).options()) {
+            if (parsed.hasMatchedOption(o.longestName())) {
+                return o.longestName();
+            }
+        }
+        return null;
+    }
+
     /** The options as a request; options not given stay null, so the pruner takes the method's paper defaults. */
     PruneRequest request() {
         Map<String, String> copts = new java.util.LinkedHashMap<>();
@@ -215,19 +256,35 @@ public final class PruneCommand implements Callable<Integer> {
         putIf(copts, "scale", gblmScale);
         putIf(copts, "reg-lr", regLr == null ? null : regLr.toString());
         putIf(copts, "prompt", prompt);
-        return new PruneRequest(model, method, copts, ratio, new LinkedHashSet<>(targets), allocation, parseHeadUnit(headUnit),
-                headRatio, channelRatio, keepFirst, keepLast, calib, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
-                out, planOut, overwrite, options.device(), Progress.console(System.err), uniformRounding);
+        putIf(copts, "prune-freq", schedule.pruneFreq == null ? null : schedule.pruneFreq.toString());
+        putIf(copts, "step-ratio", schedule.stepRatio == null ? null : schedule.stepRatio.toString());
+        putIf(copts, "criterion", schedule.criterion);
+        return PruneRequest.builder(model).criterion(method).options(copts).ratio(ratio).targets(new LinkedHashSet<>(targets))
+                .allocation(allocation).headUnit(parseHeadUnit(headUnit)).headRatio(headRatio).channelRatio(channelRatio)
+                .keepFirst(keepFirst).keepLast(keepLast).calibration(calib).calibField(calibField).samples(samples).seqLen(seqLen)
+                .seed(seed).chunkTokens(chunkTokens).applyPlan(applyPlan).out(out).planOut(planOut).overwrite(overwrite)
+                .device(options.device()).progress(Progress.console(System.err)).uniformRounding(uniformRounding).build();
     }
 
     private int printSchedule(dev.lopper.training.job.PruneSchedule.Result r) {
         PrintWriter w = spec.commandLine().getOut();
         PruningPlan.Result res = r.plan().result();
+        Double first = null;
+        Double last = null;
+        for (dev.lopper.training.job.ScheduleCurve.Row row : r.curve()) {
+            if (row.valLoss() != null) {
+                first = first == null ? row.valLoss() : first;
+                last = row.valLoss();
+            }
+        }
         if (options.json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString()).put("out", r.model().toString()).put("method", method);
             o.put("params_before", res.paramsBefore()).put("params_after", res.paramsAfter());
+            o.put("achieved_ratio", res.achievedRatio());
             o.put("resumed_after_step", r.resumedAfter());
+            o.put("val_loss_before", first);
+            o.put("val_loss_after", last);
             o.set("plan", r.plan().toJson());
             Output.json(w, o);
         } else {
@@ -235,6 +292,10 @@ public final class PruneCommand implements Callable<Integer> {
                     res.paramsBefore(), res.paramsAfter(), 100.0 * res.removedParams() / res.paramsBefore());
             w.println("model written to " + r.model() + " (plan on the original model's indices: " + Surgery.PLAN_FILE
                     + "; loss and size over steps: schedule.csv, schedule.png)");
+            if (first != null && last != null) {
+                w.printf(java.util.Locale.ROOT, "validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first),
+                        Math.exp(last));
+            }
         }
         w.flush();
         return 0;

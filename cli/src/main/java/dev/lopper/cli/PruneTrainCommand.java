@@ -1,35 +1,38 @@
 package dev.lopper.cli;
 
-import dev.lopper.model.io.OutputLock;
-import dev.lopper.training.loop.Trainer;
 import dev.lopper.training.job.PruneWhileTraining;
-import dev.lopper.training.loop.TrainOptions;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.OptionSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
+import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
-import java.util.Locale;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
- * {@code lopper prune-train MODEL --method efficientllm|bip --ratio R --train-data FILE --steps N --out DIR}: prunes
- * while training every weight (recovery/'s {@link PruneWhileTraining}); resumable; parses, prints, nothing more.
+ * {@code lopper prune-train MODEL --method efficientllm|bip ...}: deprecated for one release. It prints the
+ * equivalent {@code lopper prune} command on stderr (one line) and runs exactly that command, so its results and
+ * output layout are {@code lopper prune}'s (the schedule engine's: the model in --out, the work in OUT.schedule/).
+ * The options keep their names, each translated to prune's ({@link #pruneArgs}).
  */
 @Command(name = "prune-train", mixinStandardHelpOptions = true,
-        description = {"Prunes MODEL while training all of its weights (AdamW, in memory): efficientllm (Taylor saliency",
-                "accumulated during training, structures removed progressively) or bip (bi-level mask and weights).",
-                "Writes DIR/pruned (a plain HF model with lopper_plan.json), DIR/loss.csv|png, DIR/size.csv|png.",
-                "Checkpoints go to DIR/checkpoints; the same command continues from the last one; Ctrl-C checkpoints.",
-                "Memory: 16 bytes a parameter (weights, gradients, two AdamW moments, fp32) plus activations."})
+        description = {"Deprecated, goes in the next release: use lopper prune MODEL --method efficientllm|bip.",
+                "Prints the equivalent lopper prune command on stderr and runs it: EfficientLLM or BiP prune MODEL",
+                "while training all of its weights. The model goes to --out, checkpoints and curves to OUT.schedule/;",
+                "the same command resumes."})
 public final class PruneTrainCommand implements Callable<Integer> {
+    /** prune-train's options whose lopper prune name differs (the hidden old spellings included). */
+    static final Map<String, String> RENAMED = Map.of("--data", "--train-data", "--val", "--val-data", "--seq-len", "--train-seq-len");
+
     @Parameters(index = "0", paramLabel = "MODEL", description = "model directory")
     Path model;
 
@@ -39,28 +42,39 @@ public final class PruneTrainCommand implements Callable<Integer> {
     @Option(names = "--ratio", required = true, description = "fraction of prunable (attention + MLP) parameters to remove, in [0, 1)")
     double ratio;
 
-    @Option(names = {"--train-data", "--data"}, required = true, paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory")
+    @Option(names = "--train-data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory (required)")
     Path data;
 
-    @Option(names = "--val", paramLabel = "FILE", description = "validation text; default: the last --val-fraction of --train-data, held out")
+    @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")
+    void oldData(Path p) {
+        data = p;
+    }
+
+    @Option(names = "--val-data", paramLabel = "FILE", description = "validation text. Default: the last 0.05 of --train-data, held out.")
     Path val;
 
-    @Option(names = "--val-fraction", defaultValue = "0.05", description = "share of --train-data held out without --val. Default: ${DEFAULT-VALUE}.")
-    double valFraction;
+    @Option(names = "--val", hidden = true, paramLabel = "FILE", description = "old spelling of --val-data")
+    void oldVal(Path p) {
+        val = p;
+    }
 
-    @Option(names = "--val-windows", defaultValue = "16", description = "validation windows of --seq-len tokens. Default: ${DEFAULT-VALUE}.")
-    int valWindows;
+    @Option(names = "--val-fraction", description = "share of --train-data held out without --val-data; lopper prune's engine holds out 0.05, the only value taken.")
+    Double valFraction;
+
+    @Option(names = "--val-windows", description = "validation windows of --train-seq-len tokens. Default: 16.")
+    Integer valWindows;
 
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
     int steps;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory (an existing run there is resumed)")
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "the pruned model (its work in OUT.schedule/; an existing run there is resumed)")
     Path out;
 
     @Option(names = "--overwrite", description = "start over: replace an existing DIR that Lopper wrote (never anything else)")
     boolean overwrite;
 
-    @Option(names = "--seed", defaultValue = "42", description = "seed of the data windows. Default: ${DEFAULT-VALUE}.")
+    /** Passed on as prune's --seed (which seeds the training windows of the schedule engine's methods). */
+    @Option(names = "--seed", defaultValue = "42", description = "seed of the data windows. Default: ${DEFAULT-VALUE} (every Lopper trainer's; passed on as lopper prune --seed 42, whose own default is 0).")
     long seed;
 
     @Mixin
@@ -73,68 +87,70 @@ public final class PruneTrainCommand implements Callable<Integer> {
     CommandSpec spec;
 
     @Override
-    public Integer call() throws Exception {
-        TrainOptions o = training.of(steps, 0, seed);
-        if (!Files.exists(data)) {
-            throw new IllegalArgumentException("--train-data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+    public Integer call() {
+        if (!PruneWhileTraining.METHODS.contains(method)) {
+            throw new IllegalArgumentException("--method " + method + ": expected one of " + PruneWhileTraining.METHODS
+                    + " (other methods: lopper prune --method NAME)");
         }
-        PruneWhileTraining.Request request = new PruneWhileTraining.Request(model, method, ratio, data, val, valFraction, valWindows, out, o,
-                options.device(), overwrite, null);
+        if (valFraction != null && valFraction != 0.05) {
+            throw new IllegalArgumentException("--val-fraction " + valFraction + ": lopper prune --method " + method
+                    + " holds out 0.05 of --train-data; give --val-data FILE for another split");
+        }
+        if (data == null) {
+            throw new IllegalArgumentException("--method " + method + " trains the whole model: give --train-data FILE");
+        }
+        List<String> args = pruneArgs();
         PrintWriter err = spec.commandLine().getErr();
-        boolean quiet = Boolean.getBoolean("lopper.quiet");
-        long bytes = PruneWhileTraining.trainingBytes(model);
-        if (!quiet) {
-            err.printf(Locale.ROOT, "full training holds %d parameters: %s (weights, gradients, 2 AdamW moments, fp32) plus activations%n",
-                    bytes / 16, PruneWhileTraining.mib(bytes));
-            err.flush();
-        }
-        PruneWhileTraining.Outcome r;
-        try (StopOnSignal stop = new StopOnSignal(); OutputLock lock = OutputLock.acquire(out, "--out")) {
-            r = PruneWhileTraining.run(request, quiet ? Trainer.Listener.NONE : new RecoverCommand.ProgressLine(err), stop::watch);
-        }
-        report(r);
-        return r.train().interrupted() ? 130 : 0;
+        err.println("warning: lopper prune-train is deprecated and goes in the next release; running the same as: lopper "
+                + String.join(" ", quoted(args)));
+        err.flush();
+        return prune().execute(args.subList(1, args.size()).toArray(String[]::new));
     }
 
-    private void report(PruneWhileTraining.Outcome r) {
-        PrintWriter w = spec.commandLine().getOut();
-        Trainer.Result t = r.train();
-        Double first = t.history().stream().map(Trainer.Point::valLoss).filter(v -> v != null).findFirst().orElse(null);
-        Double last = null;
-        for (Trainer.Point p : t.history()) {
-            last = p.valLoss() != null ? p.valLoss() : last;
+    /**
+     * The {@code lopper prune} arguments of this command line: every option given, under prune's name
+     * ({@link #RENAMED}); and the two defaults that differ between the commands made explicit: the seed (42 here,
+     * 0 in prune) and the accumulation (4 here, 32 for prune's scheduled methods).
+     */
+    List<String> pruneArgs() {
+        ParseResult parsed = spec.commandLine().getParseResult();
+        List<String> a = new ArrayList<>(List.of("prune", model.toString()));
+        for (OptionSpec o : parsed.matchedOptions()) {
+            String name = o.longestName();
+            if (name.equals("--val-fraction")) {
+                continue; // 0.05, checked above: the engine's
+            }
+            a.add(RENAMED.getOrDefault(name, name));
+            if (o.arity().max() > 0) {
+                a.addAll(o.originalStringValues());
+            }
         }
-        if (options.json) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("method", method);
-            m.put("steps", t.step());
-            m.put("resumed_from", t.resumedFrom());
-            m.put("interrupted", t.interrupted());
-            m.put("params_before", r.paramsBefore());
-            m.put("params_after", r.paramsAfter());
-            m.put("achieved_ratio", r.plan() == null ? null : r.plan().result().achievedRatio());
-            m.put("training_bytes", r.trainingBytes());
-            m.put("val_loss_before", first);
-            m.put("val_loss_after", last);
-            m.put("tokens_per_second", t.tokensPerSecond());
-            m.put("pruned", r.pruned() == null ? null : r.pruned().toString());
-            m.put("loss_csv", r.lossCsv().toString());
-            m.put("size_csv", r.sizeCsv().toString());
-            Output.json(w, m);
-            return;
+        if (!parsed.hasMatchedOption("--seed")) {
+            a.addAll(List.of("--seed", Long.toString(seed)));
         }
-        if (t.interrupted()) {
-            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(), out.resolve("checkpoints"));
-        } else {
-            w.printf(Locale.ROOT, "%s %s: %d steps%s, %s -> %s parameters (%.1f%% of prunable removed), %.0f tokens/s%n", method, model, t.step(),
-                    t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", String.valueOf(r.paramsBefore()),
-                    String.valueOf(r.paramsAfter()), 100 * r.plan().result().achievedRatio(), t.tokensPerSecond());
-            w.printf(Locale.ROOT, "  pruned model: %s%n", r.pruned());
+        if (!parsed.hasMatchedOption("--accumulation")) {
+            a.addAll(List.of("--accumulation", Integer.toString(training.accumulation)));
         }
-        if (first != null && last != null) {
-            w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
+        return a;
+    }
+
+    /** lopper prune as the enclosing command line has it (its writers and error handling), or a fresh one. */
+    private CommandLine prune() {
+        CommandLine root = spec.root().commandLine();
+        CommandLine prune = root.getSubcommands().get("prune");
+        if (prune == null) {
+            prune = Main.commandLine().getSubcommands().get("prune");
+            prune.setOut(spec.commandLine().getOut());
+            prune.setErr(spec.commandLine().getErr());
         }
-        w.printf(Locale.ROOT, "  curves: %s, %s (and .png)%n", r.lossCsv(), r.sizeCsv());
-        w.flush();
+        return prune;
+    }
+
+    private static List<String> quoted(List<String> args) {
+        List<String> q = new ArrayList<>();
+        for (String s : args) {
+            q.add(s.isEmpty() || s.matches(".*[^A-Za-z0-9_./:=,+-].*") ? "'" + s.replace("'", "'\\''") + "'" : s);
+        }
+        return q;
     }
 }

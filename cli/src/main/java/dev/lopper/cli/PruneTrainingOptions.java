@@ -4,7 +4,6 @@ import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.loop.TrainOptions;
 import picocli.CommandLine.Option;
 
-import java.lang.reflect.Field;
 import java.nio.file.Path;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -46,7 +45,7 @@ final class PruneTrainingOptions {
     @Option(names = "--weight-decay", description = "AdamW weight decay. Default: 0.")
     Double weightDecay;
 
-    @Option(names = "--warmup", description = "warm-up steps. Default: 10% of the steps.")
+    @Option(names = "--warmup", description = "warm-up steps. Default: a tenth of the steps.")
     Integer warmup;
 
     @Option(names = "--max-grad-norm", description = "gradient clipping norm (0: off). Default: 1.0.")
@@ -58,13 +57,13 @@ final class PruneTrainingOptions {
     @Option(names = "--accumulation", description = "micro-batches per optimizer step. Default: the method's (recovery 4; lora-prune 32 = LoRAPrune's batch 128 / micro-batch 4).")
     Integer accumulation;
 
-    @Option(names = "--train-seq-len", description = "tokens per training window (lopper recover's --seq-len). Default: 256.")
+    @Option(names = "--train-seq-len", paramLabel = "N", description = "tokens per training window (as lopper recover). Default: 256.")
     Integer seqLen;
 
-    @Option(names = "--eval-every", description = "validation every N steps. Default: 10% of the steps.")
+    @Option(names = "--eval-every", description = "validation every N steps. Default: a tenth of the steps.")
     Integer evalEvery;
 
-    @Option(names = "--checkpoint-every", description = "checkpoint every N steps. Default: 10% of the steps.")
+    @Option(names = "--checkpoint-every", description = "checkpoint every N steps. Default: a tenth of the steps.")
     Integer checkpointEvery;
 
     @Option(names = "--patience", description = "early stop after N validations without improvement (0: off). Default: 0.")
@@ -89,21 +88,6 @@ final class PruneTrainingOptions {
 
     int valWindows() {
         return or(valWindows, 16);
-    }
-
-    /** The first option given (its first name), or null: a run that trains nothing refuses them. */
-    String firstGiven() {
-        try {
-            for (Field f : PruneTrainingOptions.class.getDeclaredFields()) {
-                Option opt = f.getAnnotation(Option.class);
-                if (opt != null && f.get(this) != null) {
-                    return opt.names()[0];
-                }
-            }
-            return null;
-        } catch (IllegalAccessException e) {
-            throw new IllegalStateException(e);
-        }
     }
 
     static <T> T or(T v, T d) {

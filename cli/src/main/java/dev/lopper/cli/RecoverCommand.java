@@ -24,7 +24,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
- * {@code lopper recover PRUNED --data FILE --steps N --out DIR}: LoRA recovery of a pruned model (LLM-Pruner's
+ * {@code lopper recover PRUNED --train-data FILE --steps N --out DIR}: LoRA recovery of a pruned model (LLM-Pruner's
  * post-training), resumable; writes the PEFT adapter, the merged model and the loss curve (recovery/'s
  * {@link Recovery}).
  */
@@ -37,17 +37,30 @@ public final class RecoverCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "model directory (a pruned one, or any Lopper model)")
     Path model;
 
-    @Option(names = "--data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory. Default: ${DEFAULT-VALUE} (the fixture's training split).",
-            defaultValue = "fixtures/text/kjv-train.txt")
+    /** The training text when --train-data (or the old --data) is not given: the fixture's training split. */
+    static final Path DEFAULT_DATA = Path.of("fixtures/text/kjv-train.txt");
+
+    /** Null when not given ({@link #DEFAULT_DATA}), so that the hidden old spelling {@code --data} can set it too. */
+    @Option(names = "--train-data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory. Default: fixtures/text/kjv-train.txt (the fixture's training split).")
     Path data;
 
-    @Option(names = "--val", paramLabel = "FILE", description = "validation text; default: the last --val-fraction of --data, held out from training")
+    @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")
+    void oldData(Path p) {
+        data = p;
+    }
+
+    @Option(names = "--val-data", paramLabel = "FILE", description = "validation text. Default: the last --val-fraction of --train-data, held out from training.")
     Path val;
 
-    @Option(names = "--val-fraction", defaultValue = "0.05", description = "share of --data held out for validation without --val. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--val", hidden = true, paramLabel = "FILE", description = "old spelling of --val-data")
+    void oldVal(Path p) {
+        val = p;
+    }
+
+    @Option(names = "--val-fraction", defaultValue = "0.05", description = "share of --train-data held out for validation without --val-data. Default: ${DEFAULT-VALUE}.")
     double valFraction;
 
-    @Option(names = "--val-windows", defaultValue = "16", description = "validation windows of --seq-len tokens. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--val-windows", defaultValue = "16", description = "validation windows of --train-seq-len tokens. Default: ${DEFAULT-VALUE}.")
     int valWindows;
 
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
@@ -74,7 +87,7 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--patience", defaultValue = "0", description = "stop after this many validations without improvement (0: off). Default: ${DEFAULT-VALUE}.")
     int patience;
 
-    @Option(names = "--seed", defaultValue = "42", description = "seed of adapter init, data windows and dropout. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--seed", defaultValue = "42", description = "seed of adapter init, data windows and dropout. Default: ${DEFAULT-VALUE} (every Lopper trainer's; lopper prune --recover-steps calls it --recover-seed, as prune's --seed is its calibration seed).")
     long seed;
 
     @Option(names = "--merged-dtype", defaultValue = "f32", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input). Default: ${DEFAULT-VALUE}.")
@@ -95,8 +108,9 @@ public final class RecoverCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        Path data = data();
         if (!Files.exists(data)) {
-            throw new IllegalArgumentException("--data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+            throw new IllegalArgumentException("--train-data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
         Recovery.Request request = request();
         PrintWriter err = spec.commandLine().getErr();
@@ -114,7 +128,11 @@ public final class RecoverCommand implements Callable<Integer> {
     Recovery.Request request() {
         TrainOptions o = training.of(steps, patience, seed);
         LoraConfig lora = new LoraConfig(rank, alpha, dropout, targets == null ? LoraConfig.defaults().targets() : new LinkedHashSet<>(targets));
-        return new Recovery.Request(model, data, val, out, lora, o, valFraction, valWindows, options.device(), dtype(mergedDtype), overwrite, stream);
+        return new Recovery.Request(model, data(), val, out, lora, o, valFraction, valWindows, options.device(), dtype(mergedDtype), overwrite, stream);
+    }
+
+    private Path data() {
+        return data != null ? data : DEFAULT_DATA;
     }
 
     private void report(Recovery.Outcome r) {

@@ -9,7 +9,6 @@ import dev.lopper.training.loop.Trainer;
 import picocli.CommandLine.Option;
 
 import java.io.PrintWriter;
-import java.lang.reflect.Field;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -42,17 +41,10 @@ final class RecoverOptions {
 
     /**
      * Runs prune + recovery when {@code --recover-steps} was given and returns the exit code; returns null (and
-     * does nothing) otherwise, after refusing recovery options given without it.
+     * does nothing) otherwise ({@code PruneCommand} refuses recovery options given without it).
      */
     Integer runIfRequested(PruneRequest prune, PruneTrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
         if (steps == null) {
-            String unused = firstGiven();
-            if (unused == null) {
-                unused = training.firstGiven();
-            }
-            if (unused != null) {
-                throw new IllegalArgumentException(unused + ": only with --recover-steps N (recovery after pruning), a training-aware --method or --iterative with --train-steps-per-step");
-            }
             return null;
         }
         PruneAndRecover.Request r = request(prune, training);
@@ -74,18 +66,6 @@ final class RecoverOptions {
         TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
         return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
                 training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "f32" : mergedDtype), stream);
-    }
-
-    /** The first recovery option given (its first name), or null. */
-    private String firstGiven() throws IllegalAccessException {
-        for (Field f : RecoverOptions.class.getDeclaredFields()) {
-            Option opt = f.getAnnotation(Option.class);
-            Object v = f.get(this);
-            if (opt != null && v != null && !Boolean.FALSE.equals(v)) {
-                return opt.names()[0];
-            }
-        }
-        return null;
     }
 
     private static void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {

@@ -10,7 +10,6 @@ import dev.lopper.training.job.ScheduleRequest;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
-import java.util.LinkedHashSet;
 import java.util.List;
 
 /**
@@ -31,6 +30,8 @@ final class ScheduleOptions {
     @Option(names = "--steps", paramLabel = "N", description = "lora-prune: optimizer steps of the whole run (pruning happens inside them); adapt-pruner: training steps in all, shared out over the prune steps (instead of --train-steps-per-step)")
     Integer steps;
 
+    // --prune-freq, --step-ratio, --criterion: method options (MethodOptions); PruneCommand.request puts them in the
+    // request's options, so that they are recorded and compared on resume
     @Option(names = "--prune-freq", paramLabel = "N", description = "lora-prune: prune every N steps. Default: 10 (LoRAPrune's prune_freq).")
     Integer pruneFreq;
 
@@ -42,10 +43,6 @@ final class ScheduleOptions {
 
     /** Whether {@code method} with these options runs on the schedule engine rather than as a one-shot prune. */
     boolean scheduled(String method) {
-        if ((stepRatio != null || criterion != null) && !"adapt-pruner".equals(method)) {
-            throw new IllegalArgumentException((stepRatio != null ? "--step-ratio" : "--criterion") + " is an option of --method adapt-pruner, not of "
-                    + method);
-        }
         if (iterative != null && iterativeSteps != null) {
             throw new IllegalArgumentException("--iterative and --iterative-steps: give one (--iterative-steps N is --iterative N without training)");
         }
@@ -57,29 +54,11 @@ final class ScheduleOptions {
 
     ScheduleRequest request(PruneRequest p, PruneTrainingOptions training, long trainSeed) {
         Integer n = iterative != null ? iterative : iterativeSteps;
-        PruneRequest q = p;
-        if (pruneFreq != null || stepRatio != null || criterion != null) {
-            // method options travel with the request's options (recorded, and compared on resume)
-            java.util.Map<String, String> o = new java.util.LinkedHashMap<>(p.criterionOptions());
-            if (pruneFreq != null) {
-                o.put("prune-freq", pruneFreq.toString());
-            }
-            if (stepRatio != null) {
-                o.put("step-ratio", stepRatio.toString());
-            }
-            if (criterion != null) {
-                o.put("criterion", criterion);
-            }
-            q = new PruneRequest(p.model(), p.criterion(), o, p.ratio(), new LinkedHashSet<>(p.targets()), p.allocation(), p.headUnit(),
-                    p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(), p.samples(), p.seqLen(),
-                    p.seed(), p.chunkTokens(), p.applyPlan(), p.out(), p.planOut(), p.overwrite(), p.device(), p.progress(),
-                    p.uniformRounding());
-        }
         // the method's own defaults where the user gives nothing (LoRAPrune's prune.py; Compresso's official ones)
         LoraConfig lora = training.lora(ScheduleMethods.loraDefaults(p.criterion()));
         TrainOptions d = ScheduleMethods.trainDefaults(p.criterion(), Math.max(1, steps == null ? 1 : steps), trainSeed);
         TrainOptions t = training.train(d);
-        return new ScheduleRequest(q, ScheduleMethods.isMethod(p.criterion()) ? null : n,
+        return new ScheduleRequest(p, ScheduleMethods.isMethod(p.criterion()) ? null : n,
                 iterativeSteps != null ? 0 : trainStepsPerStep, steps, training.trainData, training.valData, lora, t,
                 training.valWindows());
     }

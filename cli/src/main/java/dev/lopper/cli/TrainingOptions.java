@@ -14,7 +14,7 @@ final class TrainingOptions {
     @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW's decoupled weight decay. Default: ${DEFAULT-VALUE}.")
     double weightDecay;
 
-    @Option(names = "--warmup", description = "linear warm-up steps before the cosine decay. Default: 10% of --steps.")
+    @Option(names = "--warmup", description = "linear warm-up steps before the cosine decay. Default: a tenth of --steps.")
     Integer warmup;
 
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "clip gradients to this global norm (0: off). Default: ${DEFAULT-VALUE}.")
@@ -26,19 +26,26 @@ final class TrainingOptions {
     @Option(names = "--accumulation", defaultValue = "4", description = "micro-batches per optimizer step. Default: ${DEFAULT-VALUE}.")
     int accumulation;
 
-    @Option(names = "--seq-len", defaultValue = "256", description = "tokens per training window. Default: ${DEFAULT-VALUE}.")
-    int seqLen;
+    /** Null when not given: the default (256) is put in by {@link #of}, so that the hidden old spelling can set it too. */
+    @Option(names = "--train-seq-len", paramLabel = "N", description = "tokens per training window. Default: 256.")
+    Integer seqLen;
 
-    @Option(names = "--eval-every", description = "validation loss every N steps. Default: 10% of --steps.")
+    /** The old spelling of {@code --train-seq-len} (what {@code lopper recover} called the training window), kept hidden. */
+    @Option(names = "--seq-len", hidden = true, paramLabel = "N")
+    void oldSeqLen(int n) {
+        seqLen = n;
+    }
+
+    @Option(names = "--eval-every", description = "validation loss every N steps. Default: a tenth of --steps.")
     Integer evalEvery;
 
-    @Option(names = "--checkpoint-every", description = "checkpoint every N steps. Default: 10% of --steps.")
+    @Option(names = "--checkpoint-every", description = "checkpoint every N steps. Default: a tenth of --steps.")
     Integer checkpointEvery;
 
     /** The options for a run of {@code steps} steps. */
     TrainOptions of(int steps, int patience, long seed) {
         TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
-        return new TrainOptions(steps, microBatch, accumulation, seqLen, lr, weightDecay, warmup != null ? warmup : d.warmup(),
+        return new TrainOptions(steps, microBatch, accumulation, seqLen != null ? seqLen : d.seqLen(), lr, weightDecay, warmup != null ? warmup : d.warmup(),
                 maxGradNorm, evalEvery != null ? evalEvery : d.evalEvery(), checkpointEvery != null ? checkpointEvery : d.checkpointEvery(),
                 patience, seed);
     }

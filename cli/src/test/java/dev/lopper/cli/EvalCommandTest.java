@@ -42,7 +42,7 @@ class EvalCommandTest {
         assertEquals(1, again.code());
         assertTrue(again.err().contains("--overwrite"), again.err());
         Path b = tmp.resolve("b.json");
-        assertEquals(0, CliTest.run("eval", model.toString(), "--text", text.toString(), "--window", "32", "--stride", "16", "--no-speed",
+        assertEquals(0, CliTest.run("eval", model.toString(), "--text", text.toString(), "--seq-len", "32", "--stride", "16", "--no-speed",
                 "--out", b.toString()).code());
         CliTest.Result c = CliTest.run("compare", a.toString(), b.toString());
         assertEquals(0, c.code(), c.err());

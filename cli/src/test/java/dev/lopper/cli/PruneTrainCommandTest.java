@@ -8,6 +8,11 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import dev.lopper.training.job.PruneSchedule;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -16,7 +21,7 @@ import java.util.List;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** {@code lopper prune-train} end to end: memory line, progress line, outputs, --json, one-line refusals. */
+/** {@code lopper prune-train}, lopper prune's deprecated alias for efficientllm and bip, end to end: memory line, progress, outputs, --json, resume, the printed prune command, one-line refusals. */
 class PruneTrainCommandTest {
     @TempDir
     static Path tmp;
@@ -37,37 +42,76 @@ class PruneTrainCommandTest {
 
     private static String[] args(String method, Path out, String... extra) {
         List<String> a = new ArrayList<>(List.of("prune-train", model.toString(), "--method", method, "--ratio", "0.5", "--train-data",
-                text.toString(), "--steps", "2", "--micro-batch", "2", "--accumulation", "1", "--seq-len", "16", "--eval-every", "2",
+                text.toString(), "--steps", "2", "--micro-batch", "2", "--accumulation", "1", "--train-seq-len", "16", "--eval-every", "2",
                 "--val-windows", "2", "--out", out.toString()));
         a.addAll(List.of(extra));
         return a.toArray(String[]::new);
     }
 
-    @Test
-    void prunesWhileTrainingAndPrintsProgress() throws Exception {
-        Path out = tmp.resolve("eff");
-        String quiet = System.clearProperty("lopper.quiet"); // this test reads the progress line
-        CliTest.Result r;
+    /** Runs the CLI with System.err captured too: lopper prune's progress goes there ({@code Progress.console}). */
+    private static CliTest.Result runCapturingProgress(String... args) {
+        String quiet = System.clearProperty("lopper.quiet");
+        PrintStream saved = System.err;
+        ByteArrayOutputStream progress = new ByteArrayOutputStream();
         try {
-            r = CliTest.run(args("efficientllm", out));
+            System.setErr(new PrintStream(progress, true, StandardCharsets.UTF_8));
+            CliTest.Result r = CliTest.run(args);
+            return new CliTest.Result(r.code(), r.out(), r.err() + progress.toString(StandardCharsets.UTF_8));
         } finally {
+            System.setErr(saved);
             if (quiet != null) {
                 System.setProperty("lopper.quiet", quiet);
             }
         }
+    }
+
+    @Test
+    void prunesWhileTrainingAndPrintsProgress() throws Exception {
+        Path out = tmp.resolve("eff");
+        CliTest.Result r = runCapturingProgress(args("efficientllm", out));
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.err().contains("full training holds") && r.err().contains("MiB") && r.err().contains("step 2/2")
-                && r.err().contains("pruned:"), r.err());
-        assertTrue(r.out().contains("pruned model:"), r.out());
-        try (ModelDir d = ModelDir.open(out.resolve("pruned"))) {
+        // the memory line, training progress and the cuts (lopper prune's schedule engine prints them)
+        assertTrue(r.err().contains("trains every weight") && r.err().contains("MiB") && r.err().contains("train 2/2")
+                && r.err().contains("pruned"), r.err());
+        assertTrue(r.out().contains("model written to " + out), r.out());
+        try (ModelDir d = ModelDir.open(out)) {
             assertTrue(d.config().layer(0).intermediateSize() < 96 || d.config().layer(1).intermediateSize() < 96);
         }
-        assertTrue(Files.isRegularFile(out.resolve("size.csv")) && Files.isRegularFile(out.resolve("pruned/lopper_plan.json")));
+        Path work = PruneSchedule.workDir(out);
+        assertTrue(Files.isRegularFile(work.resolve("size.csv")) && Files.isRegularFile(out.resolve("lopper_plan.json")));
         CliTest.Result j = CliTest.run(args("bip", tmp.resolve("bip"), "--json"));
         assertEquals(0, j.code(), j.err());
         JsonNode n = new ObjectMapper().readTree(j.out());
         assertTrue(n.get("params_after").asLong() < n.get("params_before").asLong());
         assertTrue(n.get("achieved_ratio").asDouble() > 0.4, j.out());
+        assertTrue(n.get("val_loss_after").isNumber(), j.out());
+        // the same command again resumes: the run is finished, so nothing is redone and the model is the same
+        CliTest.Result again = CliTest.run(args("bip", tmp.resolve("bip"), "--json"));
+        assertEquals(0, again.code(), again.err());
+        assertEquals(n.get("params_after"), new ObjectMapper().readTree(again.out()).get("params_after"));
+    }
+
+    @Test
+    void isAnAliasThatPrintsTheEquivalentPruneCommand() throws Exception {
+        Path out = tmp.resolve("alias");
+        // the old spellings too (--data, --val, --seq-len), translated to prune's names
+        CliTest.Result r = CliTest.run("prune-train", model.toString(), "--method", "bip", "--ratio", "0.5", "--data", text.toString(),
+                "--val", text.toString(), "--steps", "2", "--micro-batch", "2", "--seq-len", "16", "--val-windows", "2",
+                "--out", out.toString(), "--json");
+        assertEquals(0, r.code(), r.err());
+        String expected = "lopper prune " + model + " --method bip --ratio 0.5 --train-data " + text + " --val-data " + text
+                + " --steps 2 --micro-batch 2 --train-seq-len 16 --val-windows 2 --out " + out + " --json --seed 42 --accumulation 4";
+        String line = r.err().lines().filter(l -> l.contains("deprecated")).findFirst().orElseThrow();
+        assertTrue(line.endsWith("running the same as: " + expected), line);
+        assertEquals(1, r.err().lines().filter(l -> l.contains("lopper prune ")).count(), r.err());
+        // that command gives the same model (it is the same run: a rerun of it finds the run finished)
+        String[] prune = expected.substring("lopper ".length()).split(" ");
+        CliTest.Result p = CliTest.run(prune);
+        assertEquals(0, p.code(), p.err());
+        JsonNode a = new ObjectMapper().readTree(r.out());
+        JsonNode b = new ObjectMapper().readTree(p.out());
+        assertEquals(a.get("params_after"), b.get("params_after"));
+        assertEquals(a.get("plan"), b.get("plan"));
     }
 
     @Test
@@ -89,5 +133,9 @@ class PruneTrainCommandTest {
         assertEquals(1, r.code());
         assertTrue(r.err().startsWith("error: --method magnitude: expected one of [efficientllm, bip]"), r.err());
         assertEquals(1, r.err().strip().lines().count(), r.err());
+        CliTest.Result v = CliTest.run(args("bip", tmp.resolve("bad"), "--val-fraction", "0.1"));
+        assertEquals(1, v.code());
+        assertTrue(v.err().startsWith("error: --val-fraction 0.1: ") && v.err().contains("--val-data"), v.err());
+        assertEquals(1, v.err().strip().lines().count(), v.err());
     }
 }

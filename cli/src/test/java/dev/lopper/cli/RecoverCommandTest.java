@@ -41,8 +41,8 @@ class RecoverCommandTest {
     }
 
     private static String[] recover(Path out, String... extra) {
-        List<String> a = new java.util.ArrayList<>(List.of("recover", pruned.toString(), "--data", text.toString(), "--steps", "4",
-                "--micro-batch", "2", "--accumulation", "1", "--seq-len", "32", "--eval-every", "2", "--checkpoint-every", "2",
+        List<String> a = new java.util.ArrayList<>(List.of("recover", pruned.toString(), "--train-data", text.toString(), "--steps", "4",
+                "--micro-batch", "2", "--accumulation", "1", "--train-seq-len", "32", "--eval-every", "2", "--checkpoint-every", "2",
                 "--lr", "1e-2", "--out", out.toString()));
         a.addAll(List.of(extra));
         return a.toArray(String[]::new);
@@ -123,7 +123,7 @@ class RecoverCommandTest {
         assertEquals(1, r.code());
         assertTrue(r.err().contains("Lopper did not write"), r.err());
         assertEquals("mine", Files.readString(out.resolve("notes.txt")));
-        CliTest.Result missing = CliTest.run("recover", pruned.toString(), "--data", tmp.resolve("nope.txt").toString(), "--steps", "1",
+        CliTest.Result missing = CliTest.run("recover", pruned.toString(), "--train-data", tmp.resolve("nope.txt").toString(), "--steps", "1",
                 "--out", tmp.resolve("x").toString());
         assertEquals(1, missing.code());
         assertTrue(missing.err().contains("does not exist"), missing.err());

@@ -76,9 +76,21 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
         return new Builder(model);
     }
 
+    /**
+     * A builder holding every setting of this request, to change a few: {@code r.toBuilder().out(dir).build()}.
+     * {@code toBuilder().build()} equals this request.
+     */
+    public Builder toBuilder() {
+        return new Builder(model).criterion(criterion).options(criterionOptions).ratio(ratio).targets(targets)
+                .allocation(allocation).headUnit(headUnit).headRatio(headRatio).channelRatio(channelRatio)
+                .keepFirst(keepFirst).keepLast(keepLast).calibration(calibration).calibField(calibField).samples(samples)
+                .seqLen(seqLen).seed(seed).chunkTokens(chunkTokens).applyPlan(applyPlan).out(out).planOut(planOut)
+                .overwrite(overwrite).device(device).progress(progress).uniformRounding(uniformRounding);
+    }
+
     /** Fluent construction; every setting optional except the model (and the ratio, unless a plan is applied). */
     public static final class Builder {
-        private final Path model;
+        private Path model;
         private String criterion = "magnitude";
         private final Map<String, String> criterionOptions = new LinkedHashMap<>();
         private Double ratio;
@@ -107,12 +119,21 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
             this.model = model;
         }
 
+        public Builder model(Path p) { this.model = p; return this; }
         public Builder criterion(String name) { this.criterion = name; return this; }
         public Builder option(String key, String value) { criterionOptions.put(key, value); return this; }
+        /** Replaces every criterion option with {@code options} (null: none). */
+        public Builder options(Map<String, String> options) {
+            criterionOptions.clear();
+            if (options != null) {
+                criterionOptions.putAll(options);
+            }
+            return this;
+        }
         public Builder ratio(double r) { this.ratio = r; return this; }
         public Builder ratio(Double r) { this.ratio = r; return this; }
         public Builder targets(String... t) { this.targets = new LinkedHashSet<>(List.of(t)); return this; }
-        public Builder targets(Set<String> t) { this.targets = t; return this; }
+        public Builder targets(Set<String> t) { this.targets = t == null ? null : new LinkedHashSet<>(t); return this; }
         public Builder allocation(String a) { this.allocation = a; return this; }
         public Builder headUnit(StructureGraph.Kind k) { this.headUnit = k; return this; }
         public Builder headRatio(Double r) { this.headRatio = r; return this; }

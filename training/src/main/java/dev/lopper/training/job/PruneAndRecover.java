@@ -171,10 +171,7 @@ public final class PruneAndRecover {
     /** The pruning step: the same request, writing into the work directory ({@code --plan-out} is copied at the end). */
     static PruneRequest pruneStep(Request r) {
         PruneRequest p = r.prune();
-        return new PruneRequest(p.model(), p.criterion(), p.criterionOptions(), p.ratio(), p.targets(), p.allocation(), p.headUnit(),
-                p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(), p.samples(), p.seqLen(),
-                p.seed(), p.chunkTokens(), p.applyPlan(), r.work().resolve("pruned"), null, true, p.device(), p.progress(),
-                p.uniformRounding());
+        return p.toBuilder().out(r.work().resolve("pruned")).planOut(null).overwrite(true).build();
     }
 
     /** Replaces the work directory with an empty one carrying Lopper's marker. */

@@ -48,11 +48,7 @@ public record ScheduleRequest(PruneRequest prune, Integer iterations, int trainS
 
     /** The same request with the final model written to {@code out}. */
     public ScheduleRequest withOut(Path out) {
-        PruneRequest p = prune;
-        PruneRequest q = new PruneRequest(p.model(), p.criterion(), p.criterionOptions(), p.ratio(), p.targets(), p.allocation(),
-                p.headUnit(), p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(), p.calibField(),
-                p.samples(), p.seqLen(), p.seed(), p.chunkTokens(), p.applyPlan(), out, p.planOut(), p.overwrite(), p.device(),
-                p.progress(), p.uniformRounding());
+        PruneRequest q = prune.toBuilder().out(out).build();
         return new ScheduleRequest(q, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows);
     }
 }

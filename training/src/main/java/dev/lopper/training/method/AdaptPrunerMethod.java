@@ -128,10 +128,10 @@ public final class AdaptPrunerMethod implements ScheduleMethod {
     public Scores score(StepContext c) throws IOException {
         PruneRequest p = r.prune();
         Allocation.Options a = allocation(c.original().numLayers());
-        PruneRequest here = new PruneRequest(c.modelDir(), criterion, criterionOptions, p.ratio(), p.targets(), NAME,
-                p.headUnit(), null, null, a.keepFirst(), a.keepLast(), p.calibration(), p.calibField(),
-                p.samples() != null ? p.samples() : SAMPLES, p.seqLen() != null ? p.seqLen() : SEQ_LEN, p.seed(),
-                p.chunkTokens(), null, null, null, false, c.device(), c.progress(), p.uniformRounding());
+        PruneRequest here = p.toBuilder().model(c.modelDir()).criterion(criterion).options(criterionOptions).allocation(NAME)
+                .headRatio(null).channelRatio(null).keepFirst(a.keepFirst()).keepLast(a.keepLast())
+                .samples(p.samples() != null ? p.samples() : SAMPLES).seqLen(p.seqLen() != null ? p.seqLen() : SEQ_LEN)
+                .applyPlan(null).out(null).planOut(null).overwrite(false).device(c.device()).progress(c.progress()).build();
         Pruner.Scored s = Pruner.scoreOnly(c.model(), here);
         if (s.scores().layers() == null) {
             throw new IllegalStateException("adapt-pruner: no layer importance was measured");

@@ -77,10 +77,8 @@ public final class IterativeCriterion implements ScheduleMethod {
     @Override
     public Scores score(StepContext c) throws IOException {
         PruneRequest p = r.prune();
-        PruneRequest here = new PruneRequest(c.modelDir(), p.criterion(), p.criterionOptions(), p.ratio(), p.targets(),
-                p.allocation(), p.headUnit(), p.headRatio(), p.channelRatio(), p.keepFirst(), p.keepLast(), p.calibration(),
-                p.calibField(), p.samples(), p.seqLen(), p.seed(), p.chunkTokens(), null, null, null, false, c.device(),
-                c.progress(), p.uniformRounding());
+        PruneRequest here = p.toBuilder().model(c.modelDir()).applyPlan(null).out(null).planOut(null).overwrite(false)
+                .device(c.device()).progress(c.progress()).build();
         Pruner.Scored s = Pruner.scoreOnly(c.model(), here);
         String strategy = s.allocation().strategy();
         if (!strategy.equals("uniform") && !strategy.equals("global")) {
