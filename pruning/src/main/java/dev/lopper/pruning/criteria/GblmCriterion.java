@@ -48,6 +48,7 @@ public final class GblmCriterion implements Criterion {
     private final double scale;
     private final SequentialOrder.Order order;
     private boolean ranSequential;
+    private boolean scored;
 
     /** @param scale the gradient scale (official {@code --scale 100}); the order is AUTO (sequential with uniform) */
     public GblmCriterion(double scale) {
@@ -111,7 +112,12 @@ public final class GblmCriterion implements Criterion {
         ObjectNode o = new ObjectMapper().createObjectNode();
         o.put("scale", scale);
         o.put("score", "sum over the structure's weights of |W|*sqrt(scaler_row_j) + |W|*scale*sqrt(sum_n g_n^2)");
-        o.put("order", ranSequential || order == SequentialOrder.Order.SEQUENTIAL ? "sequential (official)" : "dense (one pass)");
+        // before scoring (the settings line, the resume key) the order as asked; after it, the order that ran
+        o.put("order", scored ? (ranSequential ? "sequential (official)" : "dense (one pass)") : switch (order) {
+            case SEQUENTIAL -> "sequential (official)";
+            case DENSE -> "dense (one pass)";
+            case AUTO -> "sequential (official) with --allocation uniform, else dense";
+        });
         return o;
     }
 
@@ -134,6 +140,7 @@ public final class GblmCriterion implements Criterion {
         double[] layers = new double[n];
         Allocation.Options seq = SequentialOrder.resolve(order, ctx.allocation(), NAME, "--wanda-order");
         ranSequential = seq != null;
+        scored = true;
         if (seq == null) {
             // dense: both terms from the dense model, the Wanda term from the gradient pass's own forward sweep
             ChannelStatsCollector stats = new ChannelStatsCollector(EnumSet.allOf(Tap.class));
