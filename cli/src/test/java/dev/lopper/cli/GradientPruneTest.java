@@ -35,7 +35,7 @@ class GradientPruneTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"llm-pruner,--taylor,param_first,keep_first=3 (paper)", "llm-pruner,--grouping,max,taylor=param_mix",
+    @CsvSource({"llm-pruner,--taylor,param_mix,keep_first=1 (paper)", "llm-pruner,--grouping,max,taylor=param_first",
             "gblm,--gblm-scale,100,samples=8 (user)"})
     void prunesThenMeasures(String method, String option, String value, String printed) throws Exception {
         Path dir = tmp.resolve("model");
@@ -68,14 +68,17 @@ class GradientPruneTest {
         assertEquals(10, s.get("samples").get("value").asInt());
         assertEquals("paper", s.get("samples").get("from").asText());
         assertEquals(64, s.get("seq_len").get("value").asInt());
-        assertEquals(3, s.get("keep_first").get("value").asInt());
-        assertEquals(1, s.get("keep_last").get("value").asInt());
-        assertEquals("param_mix", s.get("options").get("value").get("taylor").asText());
+        // the README's layers 4..30 of 32 scaled to 5 layers: round(4 x 5 / 32 = 0.625) = 1, round(2 x 5 / 32 = 0.3125) = 0
+        assertEquals(1, s.get("keep_first").get("value").asInt());
+        assertEquals(0, s.get("keep_last").get("value").asInt());
+        assertEquals("param_first", s.get("options").get("value").get("taylor").asText());
+        assertEquals("paper", s.get("options").get("value").get("layers").asText());
+        assertEquals("llm-pruner", s.get("counting").get("value").asText());
         assertEquals("sum", s.get("options").get("value").get("grouping").asText());
         JsonNode layers = new ObjectMapper().readTree(r.out()).get("layers");
         assertEquals(8, layers.get(0).get("heads").asInt());
         assertNotEquals(8, layers.get(3).get("heads").asInt());
-        assertEquals(8, layers.get(4).get("heads").asInt());
+        assertEquals(4, layers.get(4).get("heads").asInt()); // (4 x 16 - int(64 x 0.5)) // 16 = 2 of 4 KV groups
     }
 
     @Test

@@ -161,15 +161,16 @@ public final class Pruner {
             throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
         }
         Criterion criterion = Criteria.create(r.criterion(), r.criterionOptions());
-        Defaults d = criterion.defaults();
+        Defaults d = criterion.defaults(config);
         Map<String, PruneSettings.Setting> s = new LinkedHashMap<>();
         s.put("criterion", new PruneSettings.Setting(criterion.name(), "user"));
         String allocation = pick(s, "allocation", r.allocation(), d.allocation());
         StructureGraph.Kind unit = pick(s, "head_unit", r.headUnit(), d.headUnit());
         int keepFirst = pick(s, "keep_first", r.keepFirst(), d.keepFirst());
         int keepLast = pick(s, "keep_last", r.keepLast(), d.keepLast());
+        String counting = pick(s, "counting", r.uniformRounding(), d.counting());
         Allocation.Options alloc = new Allocation.Options(r.ratio(), r.targets(), allocation, unit, r.headRatio(),
-                r.channelRatio(), keepFirst, keepLast, r.uniformRounding());
+                r.channelRatio(), keepFirst, keepLast, counting);
         checkPairing(criterion, alloc);
         if (criterion.needs() == Criterion.Need.GRADIENTS) {
             // before calibration data or any layer is read: a family the backward pass cannot follow fails here
@@ -240,6 +241,9 @@ public final class Pruner {
                         PruningPlan.TARGETS.stream().filter(r.targets()::contains).toList(), sc.allocation().strategy(),
                         sc.calibration(), r.seed())
                 .withModelHash(hash).withSettings(sc.settings().toJson());
+        if (plan.result() != null && plan.result().shortfall() != null) {
+            r.progress().message("warning: " + plan.result().shortfall()); // never less (or more) than asked in silence
+        }
         return new Job(plan, sc.settings(), sc.scores().afterSurgery(), sc.calibrationRun(), sc.resumeDir());
     }
 

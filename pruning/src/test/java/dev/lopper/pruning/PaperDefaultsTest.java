@@ -28,7 +28,7 @@ class PaperDefaultsTest {
 
     @ParameterizedTest
     @CsvSource({"magnitude,NONE,0,0,uniform,0,0", "wanda-sp,ACTIVATIONS,128,128,uniform,0,0", "flap,ACTIVATIONS,1024,128,adaptive,0,0",
-            "cfsp,ACTIVATIONS,128,1024,cfsp-blocks,0,0", "llm-pruner,GRADIENTS,10,64,uniform,3,1", "gblm,GRADIENTS,128,2048,uniform,0,0"})
+            "cfsp,ACTIVATIONS,128,1024,cfsp-blocks,0,0", "llm-pruner,GRADIENTS,10,64,uniform,4,2", "gblm,GRADIENTS,128,2048,uniform,0,0"})
     void declared(String name, Criterion.Need need, int samples, int seqLen, String allocation, int keepFirst, int keepLast) {
         Criterion c = Criteria.create(name, Map.of());
         Defaults d = c.defaults();

@@ -58,6 +58,27 @@ class PrunerTest {
         assertEquals(0, r.stats().calibrationTokens());
     }
 
+    /**
+     * Magnitude at 0.2 on 4 KV groups of 16 x 64 and 96 channels: int(0.2 x 4) = 0 groups and int(19.2) = 19 channels
+     * per layer, i.e. 19 x 3 x 64 = 3648 of the layer's 2 x 64 x 128 + 2 x 64 x 64 + 3 x 64 x 96 = 43008 prunable
+     * parameters = 0.0848: one warning line through Progress, and the plan file keeps both ratios and the reason.
+     */
+    @Test
+    void aShortRatioIsSaidInOneLine() throws Exception {
+        List<String> messages = new ArrayList<>();
+        PruneResult r = new Pruner().run(PruneRequest.builder(model()).criterion("magnitude").ratio(0.2)
+                .planOut(tmp.resolve("plan.json")).progress(Progress.lines(messages::add)).build());
+        List<String> warnings = messages.stream().filter(m -> m.startsWith("warning: ")).toList();
+        assertEquals(1, warnings.size(), messages.toString());
+        assertTrue(warnings.get(0).startsWith("warning: achieved ratio 0.0848 is 0.1152 below the requested 0.2000"), warnings.get(0));
+        assertTrue(warnings.get(0).contains("removed 0 of 12 KV groups (0 per layer), 57 of 288 MLP channels (19 per layer)"),
+                warnings.get(0));
+        assertEquals(3648.0 * 3 / (43008 * 3), r.plan().result().achievedRatio(), 1e-12);
+        PruningPlan.Result saved = PruningPlan.load(tmp.resolve("plan.json")).result();
+        assertEquals(0.2, saved.requestedRatio());
+        assertEquals(warnings.get(0).substring("warning: ".length()), saved.shortfall());
+    }
+
     @Test
     void flapRunsItsPaperSetupAndCompensation() throws Exception {
         Path out = tmp.resolve("out");

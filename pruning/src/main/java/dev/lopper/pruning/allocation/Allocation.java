@@ -43,7 +43,10 @@ public final class Allocation {
      * @param keepLast the last k layers are never pruned
      * @param uniformRounding how {@code uniform} counts per layer: {@value #INDEPENDENT} (the official codes:
      *     {@code int(r x heads)} and {@code int(r x channels)} removed independently) or {@value #ABSORB}
-     *     ({@code round}, and the channels absorb the heads' rounding); null for {@value #INDEPENDENT}
+     *     ({@code round}, and the channels absorb the heads' rounding) or {@value #LLM_PRUNER} (LLM-Pruner's
+     *     MetaPruner: {@code uniform} removes {@code n - int(n x (1 - r))} per layer, heads in runs of head_dim
+     *     channels; {@code global} removes {@code U - int(U x (1 - r))} of all U head units and channels, each
+     *     counting one); null for {@value #INDEPENDENT}
      */
     public record Options(double ratio, Set<String> targets, String strategy, StructureGraph.Kind headUnit,
                           Double headRatio, Double channelRatio, int keepFirst, int keepLast, String uniformRounding) {
@@ -51,6 +54,12 @@ public final class Allocation {
         public static final String INDEPENDENT = "independent";
         /** Lopper's earlier rule: {@code round}, channels absorb the heads' rounding. */
         public static final String ABSORB = "absorb";
+        /**
+         * LLM-Pruner's counting ({@code LLMPruner/torch_pruning/pruner/algorithms/metapruner.py}): per layer
+         * {@code n_pruned = n - int(n x (1 - r))} ({@code prune_local}); global {@code len(imp) - int(total x (1 - r))}
+         * units, a head and a channel counting one each ({@code prune_global}).
+         */
+        public static final String LLM_PRUNER = "llm-pruner";
 
         /** Options with the default counting rule ({@value #INDEPENDENT}). */
         public Options(double ratio, Set<String> targets, String strategy, StructureGraph.Kind headUnit,
@@ -59,8 +68,10 @@ public final class Allocation {
         }
 
         public Options {
-            if (uniformRounding != null && !INDEPENDENT.equals(uniformRounding) && !ABSORB.equals(uniformRounding)) {
-                throw new IllegalArgumentException("--uniform-rounding " + uniformRounding + ": expected " + INDEPENDENT + " or " + ABSORB);
+            if (uniformRounding != null && !INDEPENDENT.equals(uniformRounding) && !ABSORB.equals(uniformRounding)
+                    && !LLM_PRUNER.equals(uniformRounding)) {
+                throw new IllegalArgumentException("--uniform-rounding " + uniformRounding + ": expected " + INDEPENDENT + ", " + ABSORB
+                        + " or " + LLM_PRUNER);
             }
             targets = Set.copyOf(targets);
             if (!(ratio >= 0 && ratio < 1)) {
@@ -95,6 +106,11 @@ public final class Allocation {
         /** Whether uniform allocation uses the absorbing rule rather than the official independent one. */
         public boolean absorbRounding() {
             return ABSORB.equals(uniformRounding);
+        }
+
+        /** Whether units are counted as LLM-Pruner's MetaPruner counts them ({@value #LLM_PRUNER}). */
+        public boolean llmPrunerCounting() {
+            return LLM_PRUNER.equals(uniformRounding);
         }
 
         public boolean heads() {
@@ -184,7 +200,70 @@ public final class Allocation {
         PruningPlan plan = toPlan(graph.config(), sel, new PruningPlan(scores.criterion(), null, options.ratio(),
                 PruningPlan.TARGETS.stream().filter(options.targets()::contains).toList(), options.strategy(), null, null,
                 null, PruningPlan.toolVersionString(), List.of(), List.of(), null, null));
-        return plan.withResult(result(graph.config(), sel, options));
+        PruningPlan.Result r = result(graph.config(), sel, options);
+        return plan.withResult(r.withRequested(options.ratio(), shortfall(graph.config(), sel, options, r)));
+    }
+
+    /**
+     * One line when the achieved ratio is more than {@link PruningPlan#RATIO_TOLERANCE} away from {@code o.ratio()}:
+     * both numbers and, per kind of unit, how many of how many went in the prunable layers (the per-layer range shows
+     * a count that rounds to 0, e.g. int(0.2 x 4) = 0 KV groups); null when within the tolerance.
+     */
+    public static String shortfall(ModelConfig c, List<LayerSelection> sel, Options o, PruningPlan.Result r) {
+        double gap = r.achievedRatio() - o.ratio();
+        if (Math.abs(gap) <= PruningPlan.RATIO_TOLERANCE) {
+            return null;
+        }
+        int n = c.numLayers();
+        StructureGraph.Kind unit = o.headUnit() != null ? o.headUnit() : StructureGraph.Kind.KV_GROUP;
+        long[] gone = new long[3], all = new long[3]; // head units, channels, layers
+        int[][] perLayer = {{Integer.MAX_VALUE, 0}, {Integer.MAX_VALUE, 0}};
+        int prunable = 0;
+        for (LayerSelection s : sel) {
+            if (!o.prunable(s.layer(), n)) {
+                continue;
+            }
+            prunable++;
+            LayerShape b = c.layer(s.layer());
+            all[2]++;
+            if (s.removed()) {
+                gone[2]++;
+                continue;
+            }
+            int hu = unit == StructureGraph.Kind.KV_GROUP ? b.numKvHeads() : b.numHeads();
+            int hk = unit == StructureGraph.Kind.KV_GROUP ? s.keptKvGroups().length : s.keptHeads().length;
+            int[] k = {hu - hk, b.intermediateSize() - s.keptChannels().length};
+            int[] t = {hu, b.intermediateSize()};
+            for (int j = 0; j < 2; j++) {
+                gone[j] += k[j];
+                all[j] += t[j];
+                perLayer[j][0] = Math.min(perLayer[j][0], k[j]);
+                perLayer[j][1] = Math.max(perLayer[j][1], k[j]);
+            }
+        }
+        StringBuilder why = new StringBuilder(String.format(java.util.Locale.ROOT,
+                "achieved ratio %.4f is %.4f %s the requested %.4f (more than %.2f): ", r.achievedRatio(), Math.abs(gap),
+                gap < 0 ? "below" : "above", o.ratio(), PruningPlan.RATIO_TOLERANCE));
+        List<String> parts = new ArrayList<>();
+        String[] names = {unit == StructureGraph.Kind.KV_GROUP ? "KV groups" : "query heads", "MLP channels"};
+        boolean[] on = {o.heads() && !o.layers(), o.channels() && !o.layers()};
+        for (int j = 0; j < 2; j++) {
+            if (on[j] && all[j] > 0) {
+                String range = perLayer[j][0] == perLayer[j][1] ? String.valueOf(perLayer[j][0]) : perLayer[j][0] + "-" + perLayer[j][1];
+                parts.add(String.format(java.util.Locale.ROOT, "%d of %d %s (%s per layer)", gone[j], all[j], names[j], range));
+            }
+        }
+        if (o.layers()) {
+            parts.add(gone[2] + " of " + all[2] + " layers");
+        }
+        why.append("removed ").append(String.join(", ", parts)).append(" in ").append(prunable).append(" prunable layers")
+                .append("; only whole units go, each layer keeping at least one of each kind, counted by --allocation ")
+                .append(o.strategy());
+        if ("uniform".equals(o.strategy())) {
+            why.append(" (").append(o.llmPrunerCounting() ? "n - int(n x (1 - r))" : o.absorbRounding() ? "round(r x n)" : "int(r x n)")
+                    .append(" per layer)");
+        }
+        return why.toString();
     }
 
     /** Plan cuts from selections: kept lists for changed layers only. */

@@ -44,6 +44,7 @@ public final class GlobalAllocation implements Allocation.Strategy {
         int n = graph.numLayers();
         StructureGraph.Kind unit = o.headUnit() != null ? o.headUnit() : scores.headUnit();
         boolean allowEmpty = o.layers();
+        boolean count = o.llmPrunerCounting() && !o.layers(); // LLM-Pruner's global rule: every unit counts one
         int[][] headOrder = new int[n][]; // QUERY_HEAD: per layer, per group, heads by ascending score (flattened)
         List<Unit> units = new ArrayList<>();
         long prunable = 0;
@@ -56,7 +57,7 @@ public final class GlobalAllocation implements Allocation.Strategy {
             if (o.heads() && s.numHeads() > 0) {
                 double[] hs = Allocation.headScores(scores, unit)[i];
                 if (unit == StructureGraph.Kind.KV_GROUP) {
-                    long p = graph.kvGroups(i).parametersPerUnit();
+                    long p = count ? 1 : graph.kvGroups(i).parametersPerUnit();
                     for (int g = 0; g < s.numKvHeads(); g++) {
                         units.add(new Unit(i, unit, g, hs[g], p));
                     }
@@ -71,7 +72,7 @@ public final class GlobalAllocation implements Allocation.Strategy {
                             headOrder[i][g * gs + r] = g * gs + byScore[r];
                         }
                     }
-                    long p = graph.queryHeads(i).parametersPerUnit() * s.numKvHeads();
+                    long p = (count ? 1 : graph.queryHeads(i).parametersPerUnit()) * s.numKvHeads();
                     for (int r = 0; r < gs; r++) {
                         double sum = 0;
                         for (int g = 0; g < s.numKvHeads(); g++) {
@@ -83,7 +84,7 @@ public final class GlobalAllocation implements Allocation.Strategy {
             }
             if (o.channels()) {
                 double[] cs = scores.channels()[i];
-                long p = graph.mlpChannels(i).parametersPerUnit();
+                long p = count ? 1 : graph.mlpChannels(i).parametersPerUnit();
                 for (int ch = 0; ch < s.intermediateSize(); ch++) {
                     units.add(new Unit(i, StructureGraph.Kind.MLP_CHANNEL, ch, cs[ch], p));
                 }
@@ -98,7 +99,9 @@ public final class GlobalAllocation implements Allocation.Strategy {
         units.sort(Comparator.comparingDouble(Unit::score).thenComparingInt(Unit::layer)
                 .thenComparing(Unit::kind).thenComparingInt(Unit::index));
 
-        double budget = o.ratio() * prunable;
+        long total = units.stream().mapToLong(Unit::params).sum();
+        // parameters: the cumulative-weight threshold; units (llm-pruner): n_pruned = U - int(U x (1 - ratio))
+        double budget = count ? total - (long) (total * (1 - o.ratio())) : o.ratio() * prunable;
         long removedParams = 0;
         long[] removedInLayer = new long[n];
         boolean[] layerGone = new boolean[n];

@@ -53,16 +53,17 @@ public final class UniformAllocation implements Allocation.Strategy {
             if (o.heads() && s.numHeads() > 0) {
                 double[] hs = Allocation.headScores(scores, unit)[i];
                 if (unit == StructureGraph.Kind.KV_GROUP) {
-                    int k = Math.min(count(rh, s.numKvHeads(), o.absorbRounding()), s.numKvHeads() - 1);
+                    int k = Math.min(headCount(rh, s.numKvHeads(), graph.config().headDim(), o), s.numKvHeads() - 1);
                     groups = Allocation.complement(s.numKvHeads(), Allocation.lowest(hs, k));
                     heads = Allocation.headsOfGroups(s, groups);
                 } else {
-                    heads = keepPerGroup(s, hs, Math.min(count(rh, s.groupSize(), o.absorbRounding()), s.groupSize() - 1));
+                    heads = keepPerGroup(s, hs, Math.min(headCount(rh, s.groupSize(), graph.config().headDim(), o), s.groupSize() - 1));
                 }
             }
             int[] channels = LayerSelection.range(s.intermediateSize());
             if (o.channels() && s.intermediateSize() > 0) {
-                int k = count(rc, s.intermediateSize(), o.absorbRounding());
+                int k = o.llmPrunerCounting() ? AdaptPrunerAllocation.removed(s.intermediateSize(), 1, rc)
+                        : count(rc, s.intermediateSize(), o.absorbRounding());
                 if (o.absorbRounding() && o.heads() && o.headRatio() == null && o.channelRatio() == null) {
                     // whole heads rarely hit the ratio: let the channels absorb the rounding, so that the layer
                     // loses `ratio` of its prunable parameters (e.g. 1 of 4 KV groups = 25% of attention at ratio 0.2)
@@ -85,6 +86,11 @@ public final class UniformAllocation implements Allocation.Strategy {
      */
     public static int count(double r, int n, boolean absorb) {
         return absorb ? (int) Math.round(r * n) : (int) (r * n);
+    }
+
+    /** Head units removed of {@code n} at ratio {@code r} under {@code o}'s counting rule. */
+    static int headCount(double r, int n, int headDim, Allocation.Options o) {
+        return o.llmPrunerCounting() ? AdaptPrunerAllocation.removed(n, headDim, r) : count(r, n, o.absorbRounding());
     }
 
     /** Removes the {@code k} lowest-scored query heads of every KV group; returns the kept heads, ascending. */

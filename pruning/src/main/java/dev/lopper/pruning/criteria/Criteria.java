@@ -23,8 +23,9 @@ public final class Criteria {
         register(WandaSpCriterion.NAME, Set.of("order"), o -> WandaSpCriterion.of(o.get("order")));
         register(FlapCriterion.NAME, Set.of("metric", "compensation"), o -> FlapCriterion.of(o.get("metric"), o.get("compensation")));
         register(CfspCriterion.NAME, Set.of(), o -> new CfspCriterion());
-        register(LlmPrunerCriterion.NAME, Set.of("taylor", "grouping"), o -> LlmPrunerCriterion.of(o.get("taylor"), o.get("grouping")));
-        register(GblmCriterion.NAME, Set.of("scale"), o -> GblmCriterion.of(o.get("scale")));
+        register(LlmPrunerCriterion.NAME, Set.of("taylor", "grouping", "layers"),
+                o -> LlmPrunerCriterion.of(o.get("taylor"), o.get("grouping"), o.get("layers")));
+        register(GblmCriterion.NAME, Set.of("scale", "order"), o -> GblmCriterion.of(o.get("scale"), o.get("order")));
     }
 
     /** Registers {@code name} taking exactly the option keys {@code options}. */

@@ -57,6 +57,14 @@ public interface Criterion {
     }
 
     /**
+     * The paper's settings for this model: {@link #defaults()} unless a default depends on the model (LLM-Pruner's
+     * kept first/last layers scale with the depth). What the pipeline uses.
+     */
+    default Defaults defaults(dev.lopper.model.config.ModelConfig config) {
+        return defaults();
+    }
+
+    /**
      * Whether the scores are comparable across layers (what an allocation with one global threshold needs). Known
      * before scoring, so that a wrong allocation fails before a calibration pass.
      */

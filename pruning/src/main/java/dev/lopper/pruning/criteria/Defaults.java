@@ -17,9 +17,18 @@ import dev.lopper.pruning.graph.StructureGraph;
  * @param keepFirst first layers never pruned
  * @param keepLast last layers never pruned
  * @param source where the defaults come from (script, file, paper section)
+ * @param counting the allocation's counting rule ({@code Allocation.Options#uniformRounding}): {@code independent}
+ *                 (FLAP's, Wanda-sp's int(r x n)) or {@code llm-pruner} (LLM-Pruner's n - int(n (1 - r)) per layer,
+ *                 and one count over all units for global allocation)
  */
 public record Defaults(int samples, int seqLen, String allocation, StructureGraph.Kind headUnit, int keepFirst,
-                       int keepLast, String source) {
+                       int keepLast, String source, String counting) {
+
+    /** Defaults with the {@code independent} counting rule. */
+    public Defaults(int samples, int seqLen, String allocation, StructureGraph.Kind headUnit, int keepFirst, int keepLast,
+                    String source) {
+        this(samples, seqLen, allocation, headUnit, keepFirst, keepLast, source, "independent");
+    }
 
     /** Defaults of a criterion that needs no calibration data, whole KV groups, no layer kept. */
     public static Defaults weightsOnly(String allocation, String source) {

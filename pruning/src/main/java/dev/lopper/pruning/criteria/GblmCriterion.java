@@ -5,10 +5,15 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.calibration.CalibrationData;
+import dev.lopper.calibration.CalibrationEngine;
 import dev.lopper.calibration.ChannelStatsCollector;
 import dev.lopper.calibration.Tap;
 import dev.lopper.calibration.gradient.LayerParam;
+import dev.lopper.model.LayerWeights;
 import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.pruning.graph.StructureGraph;
 
 import java.util.EnumMap;
@@ -29,21 +34,42 @@ import java.util.Map;
  * a structure by the <b>sum</b> of S over every weight it removes: a KV group its k/v rows, its query heads' q rows
  * and o_proj columns; a query head its q rows and o columns; an MLP channel its gate and up rows and down column;
  * a layer all seven linears. Biases and norms are not scored (the official code scores linear weights only).
+ *
+ * <p>Order: {@code prune_gblm} prunes each layer right after scoring it and feeds the pruned layer's output to the
+ * next, so later layers' activation norms come from the pruned model, while the gradients come from
+ * {@code gradient_computation.py}'s separate pass over the dense model. The default ({@code order} auto: sequential
+ * with uniform allocation of heads/channels) does the same: one gradient pass over the dense model, then one
+ * activation pass in Wanda-sp's sequential order ({@link SequentialOrder}). {@code order dense} (and any other
+ * allocation) takes both terms from the dense model in the gradient pass's forward sweep.
  */
 public final class GblmCriterion implements Criterion {
     public static final String NAME = "gblm";
 
     private final double scale;
+    private final SequentialOrder.Order order;
+    private boolean ranSequential;
+    private boolean scored;
 
-    /** @param scale the gradient scale (official {@code --scale 100}) */
+    /** @param scale the gradient scale (official {@code --scale 100}); the order is AUTO (sequential with uniform) */
     public GblmCriterion(double scale) {
+        this(scale, SequentialOrder.Order.AUTO);
+    }
+
+    GblmCriterion(double scale, SequentialOrder.Order order) {
         this.scale = scale;
+        this.order = order;
     }
 
     /** From the CLI ({@code --gblm-scale}); null for the official 100. */
     public static GblmCriterion of(String scale) {
+        return of(scale, null);
+    }
+
+    /** From the CLI: {@code --gblm-scale} (null: 100) and the order sequential|dense (null: sequential with uniform). */
+    public static GblmCriterion of(String scale, String order) {
+        SequentialOrder.Order o = SequentialOrder.parse(order, "--wanda-order");
         try {
-            return new GblmCriterion(scale == null ? 100 : Double.parseDouble(scale.trim()));
+            return new GblmCriterion(scale == null ? 100 : Double.parseDouble(scale.trim()), o);
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("--gblm-scale " + scale + ": expected a number (official 100)");
         }
@@ -65,11 +91,20 @@ public final class GblmCriterion implements Criterion {
         return false;
     }
 
+    /** Refuses an explicit sequential order with an allocation other than uniform heads/channels. */
+    @Override
+    public void check(Allocation.Options allocation) {
+        if (order == SequentialOrder.Order.SEQUENTIAL) {
+            SequentialOrder.require(allocation, NAME, "--wanda-order");
+        }
+    }
+
     @Override
     public Defaults defaults() {
         return new Defaults(128, 2048, "uniform", StructureGraph.Kind.KV_GROUP, 0, 0,
                 "GBLM-Pruner gradient_computation.py: 128 C4 windows x 2048 (seqlen hard-coded), seed 0, --scale 100, "
-                        + "l2 over samples; lib/prune.py::prune_gblm: |W|*sqrt(scaler_row) + |W|*G; structured sum per group: Lopper's extension");
+                        + "l2 over samples, dense model; lib/prune.py::prune_gblm: |W|*sqrt(scaler_row) + |W|*G, layer by layer "
+                        + "on the pruned model's activations (sequential); structured sum per group: Lopper's extension");
     }
 
     @Override
@@ -77,6 +112,12 @@ public final class GblmCriterion implements Criterion {
         ObjectNode o = new ObjectMapper().createObjectNode();
         o.put("scale", scale);
         o.put("score", "sum over the structure's weights of |W|*sqrt(scaler_row_j) + |W|*scale*sqrt(sum_n g_n^2)");
+        // before scoring (the settings line, the resume key) the order as asked; after it, the order that ran
+        o.put("order", scored ? (ranSequential ? "sequential (official)" : "dense (one pass)") : switch (order) {
+            case SEQUENTIAL -> "sequential (official)";
+            case DENSE -> "dense (one pass)";
+            case AUTO -> "sequential (official) with --allocation uniform, else dense";
+        });
         return o;
     }
 
@@ -93,56 +134,126 @@ public final class GblmCriterion implements Criterion {
 
     @Override
     public Scores score(ScoringContext ctx) {
-        int n = ctx.config().numLayers();
-        int hd = ctx.config().headDim();
+        ModelConfig c = ctx.config();
+        int n = c.numLayers();
         double[][] kv = new double[n][], heads = new double[n][], channels = new double[n][];
         double[] layers = new double[n];
-        ChannelStatsCollector stats = new ChannelStatsCollector(EnumSet.allOf(Tap.class));
+        Allocation.Options seq = SequentialOrder.resolve(order, ctx.allocation(), NAME, "--wanda-order");
+        ranSequential = seq != null;
+        scored = true;
+        if (seq == null) {
+            // dense: both terms from the dense model, the Wanda term from the gradient pass's own forward sweep
+            ChannelStatsCollector stats = new ChannelStatsCollector(EnumSet.allOf(Tap.class));
+            ctx.gradients((w, g) -> {
+                int l = w.index();
+                Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
+                for (LayerParam p : GradientScores.LINEARS) {
+                    NDArray weight = GradientScores.weight(w, p);
+                    if (weight != null) {
+                        double[] sr = CalibratedCriterion.sqrt(stats.get(l, input(p)).wandaScalerRow());
+                        v.put(p, perIndex(w, weight, p, sr, g.squaredGradientSum(p), layers));
+                    }
+                }
+                structures(w.shape(), c.headDim(), v, l, kv, heads, channels);
+            }, true, false, List.of(stats)); // GBLM reads only the per-sample squares (its l2 term)
+            return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+        }
+        // sequential: gradient_computation.py's gradients of the dense model first (only the gradient term is kept,
+        // per structure index), then prune_gblm's layer-by-layer pass adding the Wanda term of the pruned model
+        List<Map<LayerParam, double[]>> gradTerm = new java.util.ArrayList<>(java.util.Collections.nCopies(n, null));
         ctx.gradients((w, g) -> {
-            int l = w.index();
             Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
             for (LayerParam p : GradientScores.LINEARS) {
                 NDArray weight = GradientScores.weight(w, p);
-                if (weight == null) {
-                    continue;
+                if (weight != null) {
+                    v.put(p, perIndex(w, weight, p, null, g.squaredGradientSum(p), layers));
                 }
-                // row blocks of one parameter at a time, in place: |W| * (sqrt(scaler_row) + scale * l2), the fp64
-                // temporaries near GradientScores.BLOCK_BYTES whatever the parameter's size
-                double[] sr = CalibratedCriterion.sqrt(stats.get(l, input(p)).wandaScalerRow());
-                double[] perIndex = new double[(int) weight.getShape().get(GradientScores.cutsColumns(p) ? 1 : 0)];
-                try (NDManager param = w.inputNorm().getManager().newSubManager()) {
-                    NDArray act = param.create(sr).reshape(1, sr.length); // the same row for every block
-                    for (long[] block : GradientScores.rowBlocks(weight)) {
-                        try (NDManager scope = param.newSubManager()) {
-                            NDIndex rows = new NDIndex("{}:{}", block[0], block[1]);
-                            NDArray absW = GradientScores.f64(weight.get(rows), scope);
-                            absW = GradientScores.in(absW.abs(), scope);
-                            NDArray l2 = GradientScores.in(GradientScores.f64(g.squaredGradientSum(p).get(rows), scope).sqrt(), scope);
-                            NDArray s = l2.muli(scale).addi(act).muli(absW);
-                            GradientScores.addPerIndex(s, p, block[0], perIndex);
-                            layers[l] += s.sum().getDouble();
+            }
+            gradTerm.set(w.index(), v);
+        }, true, false, List.of());
+        ChannelStatsCollector stats = new ChannelStatsCollector(EnumSet.allOf(Tap.class)) {
+            @Override
+            public void endLayer(LayerWeights w) {
+                int l = w.index();
+                Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
+                for (LayerParam p : GradientScores.LINEARS) {
+                    NDArray weight = GradientScores.weight(w, p);
+                    if (weight != null) {
+                        double[] act = perIndex(w, weight, p, CalibratedCriterion.sqrt(get(l, input(p)).wandaScalerRow()), null, layers);
+                        double[] grad = gradTerm.get(l).get(p);
+                        for (int i = 0; i < act.length; i++) {
+                            act[i] += grad[i];
                         }
+                        v.put(p, act);
                     }
                 }
-                v.put(p, perIndex);
+                structures(w.shape(), c.headDim(), v, l, kv, heads, channels);
             }
-            LayerShape s = w.shape();
-            int r = s.groupSize();
-            kv[l] = new double[s.numKvHeads()];
-            heads[l] = new double[s.numHeads()];
-            channels[l] = new double[s.intermediateSize()];
-            for (int h = 0; h < s.numKvHeads(); h++) {
-                kv[l][h] = range(v.get(LayerParam.Q), h * r * hd, (h + 1) * r * hd) + range(v.get(LayerParam.O), h * r * hd, (h + 1) * r * hd)
-                        + range(v.get(LayerParam.K), h * hd, (h + 1) * hd) + range(v.get(LayerParam.V), h * hd, (h + 1) * hd);
+
+            @Override
+            public LayerWeights forwardWeights(LayerWeights dense, NDManager manager) {
+                int l = dense.index();
+                return SequentialOrder.pruned(NAME, c, dense, kv[l], heads[l], channels[l], seq, manager);
             }
-            for (int i = 0; i < s.numHeads(); i++) {
-                heads[l][i] = range(v.get(LayerParam.Q), i * hd, (i + 1) * hd) + range(v.get(LayerParam.O), i * hd, (i + 1) * hd);
-            }
-            for (int c = 0; c < s.intermediateSize(); c++) {
-                channels[l][c] = v.get(LayerParam.GATE)[c] + v.get(LayerParam.UP)[c] + v.get(LayerParam.DOWN)[c];
-            }
-        }, true, false, List.of(stats)); // GBLM reads only the per-sample squares (its l2 term)
+        };
+        CalibrationEngine.Options options = new CalibrationEngine.Options(ctx.chunkTokens(), ctx.listener());
+        if (ctx.resumeDir() != null) {
+            options = options.withCheckpoints(ctx.resumeDir(), NAME);
+        }
+        new CalibrationEngine(c, ctx.weights(), ctx.device()).run(CalibrationData.of(ctx.calibration()), List.of(stats), options);
         return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+    }
+
+    /**
+     * Per structure index of {@code p} (rows of q/k/v/gate/up, columns of o/down): the sum of
+     * {@code |W| * (sqrtScalerRow_j + scale * sqrt(sqGradSum))} over the index's weights, either term left out when
+     * null; the whole sum is also added to {@code layers[l]}. Row blocks of one parameter at a time, in place: the
+     * fp64 temporaries stay near {@code GradientScores.BLOCK_BYTES} whatever the parameter's size.
+     */
+    private double[] perIndex(LayerWeights w, NDArray weight, LayerParam p, double[] sqrtScalerRow, NDArray sqGradSum, double[] layers) {
+        double[] out = new double[(int) weight.getShape().get(GradientScores.cutsColumns(p) ? 1 : 0)];
+        try (NDManager param = w.inputNorm().getManager().newSubManager()) {
+            NDArray act = sqrtScalerRow == null ? null : param.create(sqrtScalerRow).reshape(1, sqrtScalerRow.length);
+            for (long[] block : GradientScores.rowBlocks(weight)) {
+                try (NDManager scope = param.newSubManager()) {
+                    NDIndex rows = new NDIndex("{}:{}", block[0], block[1]);
+                    NDArray absW = GradientScores.f64(weight.get(rows), scope);
+                    absW = GradientScores.in(absW.abs(), scope);
+                    NDArray factor;
+                    if (sqGradSum != null) {
+                        factor = GradientScores.in(GradientScores.f64(sqGradSum.get(rows), scope).sqrt(), scope).muli(scale);
+                        if (act != null) {
+                            factor = factor.addi(act);
+                        }
+                    } else {
+                        factor = GradientScores.in(act.toType(ai.djl.ndarray.types.DataType.FLOAT64, true), scope);
+                    }
+                    NDArray s = GradientScores.in(absW.mul(factor), scope);
+                    GradientScores.addPerIndex(s, p, block[0], out);
+                    layers[w.index()] += s.sum().getDouble();
+                }
+            }
+        }
+        return out;
+    }
+
+    /** The structures' scores of layer {@code l} from its linears' per-index sums {@code v}. */
+    private static void structures(LayerShape s, int hd, Map<LayerParam, double[]> v, int l, double[][] kv, double[][] heads,
+                                   double[][] channels) {
+        int r = s.groupSize();
+        kv[l] = new double[s.numKvHeads()];
+        heads[l] = new double[s.numHeads()];
+        channels[l] = new double[s.intermediateSize()];
+        for (int h = 0; h < s.numKvHeads(); h++) {
+            kv[l][h] = range(v.get(LayerParam.Q), h * r * hd, (h + 1) * r * hd) + range(v.get(LayerParam.O), h * r * hd, (h + 1) * r * hd)
+                    + range(v.get(LayerParam.K), h * hd, (h + 1) * hd) + range(v.get(LayerParam.V), h * hd, (h + 1) * hd);
+        }
+        for (int i = 0; i < s.numHeads(); i++) {
+            heads[l][i] = range(v.get(LayerParam.Q), i * hd, (i + 1) * hd) + range(v.get(LayerParam.O), i * hd, (i + 1) * hd);
+        }
+        for (int c = 0; c < s.intermediateSize(); c++) {
+            channels[l][c] = v.get(LayerParam.GATE)[c] + v.get(LayerParam.UP)[c] + v.get(LayerParam.DOWN)[c];
+        }
     }
 
     private static double range(double[] v, int from, int to) {

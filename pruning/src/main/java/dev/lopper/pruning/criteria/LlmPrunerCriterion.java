@@ -10,6 +10,8 @@ import dev.lopper.calibration.gradient.LayerParam;
 import dev.lopper.calibration.gradient.SampleTerm;
 import dev.lopper.model.LayerWeights;
 import dev.lopper.model.config.LayerShape;
+import dev.lopper.model.config.ModelConfig;
+import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.pruning.graph.StructureGraph;
 
 import java.util.EnumMap;
@@ -40,18 +42,42 @@ public final class LlmPrunerCriterion implements Criterion {
     /** {@code --grouping_strategy}: how the coupled linears' channel scores are combined. */
     public enum Grouping { SUM, MEAN, MAX, PROD }
 
+    /**
+     * {@code layers} option: which layers block-wise pruning leaves whole. {@code PAPER} (default): the README's and
+     * the paper's LLaMA-7B command, {@code --block_*_layer_start 4 --block_*_layer_end 30} of 32 layers (first 4 and
+     * last 2 kept), scaled to other depths as {@code keep_first = round(4 L / 32)}, {@code keep_last = round(2 L / 32)}
+     * (halves round up; the 8-layer fixture keeps 1 and 1). {@code ARGPARSE}: hf_prune.py's argparse defaults,
+     * {@code start 3 / end 31} of 32 (first 3 and last 1 kept, at any depth).
+     */
+    public enum Layers { PAPER, ARGPARSE }
+
     private final Taylor taylor;
     private final Grouping grouping;
+    private final Layers layers;
 
     public LlmPrunerCriterion(Taylor taylor, Grouping grouping) {
-        this.taylor = taylor;
-        this.grouping = grouping;
+        this(taylor, grouping, Layers.PAPER);
     }
 
-    /** From the CLI spellings (param_first, ...; sum, ...); null takes hf_prune.py's default (param_mix, sum). */
+    public LlmPrunerCriterion(Taylor taylor, Grouping grouping, Layers layers) {
+        this.taylor = taylor;
+        this.grouping = grouping;
+        this.layers = layers;
+    }
+
+    /**
+     * From the CLI spellings (param_first, ...; sum, ...; paper, argparse); null takes the official default
+     * (hf_prune.py's argparse {@code --taylor param_first}, {@code --grouping_strategy sum}; the README's layers 4..30).
+     */
     public static LlmPrunerCriterion of(String taylor, String grouping) {
-        return new LlmPrunerCriterion(parse(Taylor.class, taylor, Taylor.PARAM_MIX, "--taylor"),
-                parse(Grouping.class, grouping, Grouping.SUM, "--grouping"));
+        return of(taylor, grouping, null);
+    }
+
+    /** {@link #of(String, String)} with the {@code layers} option (paper or argparse). */
+    public static LlmPrunerCriterion of(String taylor, String grouping, String layers) {
+        return new LlmPrunerCriterion(parse(Taylor.class, taylor, Taylor.PARAM_FIRST, "--taylor"),
+                parse(Grouping.class, grouping, Grouping.SUM, "--grouping"),
+                parse(Layers.class, layers, Layers.PAPER, "llm-pruner layers"));
     }
 
     private static <E extends Enum<E>> E parse(Class<E> type, String s, E dflt, String option) {
@@ -83,16 +109,42 @@ public final class LlmPrunerCriterion implements Criterion {
         return true;
     }
 
-    /**
-     * hf_prune.py: 10 bookcorpus examples of 64 tokens ({@code --num_examples 10}, {@code get_examples(..., seq_len=64)}),
-     * block-wise local pruning (uniform) of layers [3, 31) of LLaMA-7B's 32 (argparse defaults: the first 3 and the
-     * last layer kept), whole KV heads under GQA (llama3.py's root k_proj).
-     */
+    /** The defaults at LLaMA-7B's depth (32 layers): see {@link #defaults(ModelConfig)}. */
     @Override
     public Defaults defaults() {
-        return new Defaults(10, 64, "uniform", StructureGraph.Kind.KV_GROUP, 3, 1,
-                "LLM-Pruner hf_prune.py: get_examples('bookcorpus', 10, seq_len=64), --block_wise layers [3, n-1) "
-                        + "(block_*_layer_start 3 / end 31 of 32), --taylor param_mix, --grouping_strategy sum; llama3.py: whole KV heads");
+        return defaults(32);
+    }
+
+    /**
+     * hf_prune.py: 10 bookcorpus examples of 64 tokens ({@code --num_examples 10}, {@code get_examples(..., seq_len=64)}),
+     * block-wise local pruning (uniform) counted as MetaPruner's {@code n - int(n (1 - r))}, whole KV heads under GQA
+     * (llama3.py's root k_proj); layers left whole per {@link Layers} for this model's depth.
+     */
+    @Override
+    public Defaults defaults(ModelConfig config) {
+        return defaults(config.numLayers());
+    }
+
+    private Defaults defaults(int depth) {
+        int first = keepFirst(layers, depth), last = keepLast(layers, depth);
+        String range = layers == Layers.PAPER
+                ? "README/paper --block_*_layer_start 4 --block_*_layer_end 30 of 32, scaled: keep_first round(4L/32) = " + first
+                        + ", keep_last round(2L/32) = " + last
+                : "hf_prune.py argparse --block_*_layer_start 3 --block_*_layer_end 31 of 32: keep_first 3, keep_last 1";
+        return new Defaults(10, 64, "uniform", StructureGraph.Kind.KV_GROUP, first, last,
+                "LLM-Pruner hf_prune.py: get_examples('bookcorpus', 10, seq_len=64), --block_wise, " + range
+                        + ", --taylor param_first, --grouping_strategy sum; metapruner.py n_pruned = n - int(n (1 - r)); "
+                        + "llama3.py: whole KV heads", Allocation.Options.LLM_PRUNER);
+    }
+
+    /** First layers left whole for {@code layers} at {@code depth}: round(4 depth / 32) (halves up), or 3. */
+    public static int keepFirst(Layers layers, int depth) {
+        return layers == Layers.ARGPARSE ? 3 : (int) Math.round(4.0 * depth / 32);
+    }
+
+    /** Last layers left whole for {@code layers} at {@code depth}: round(2 depth / 32) (halves up), or 1. */
+    public static int keepLast(Layers layers, int depth) {
+        return layers == Layers.ARGPARSE ? 1 : (int) Math.round(2.0 * depth / 32);
     }
 
     @Override
@@ -100,6 +152,7 @@ public final class LlmPrunerCriterion implements Criterion {
         ObjectNode o = new ObjectMapper().createObjectNode();
         o.put("taylor", taylor.name().toLowerCase(Locale.ROOT));
         o.put("grouping", grouping.name().toLowerCase(Locale.ROOT));
+        o.put("layers", layers.name().toLowerCase(Locale.ROOT));
         return o;
     }
 
@@ -109,6 +162,10 @@ public final class LlmPrunerCriterion implements Criterion {
 
     public Grouping grouping() {
         return grouping;
+    }
+
+    public Layers layers() {
+        return layers;
     }
 
     @Override

@@ -1,12 +1,9 @@
 package dev.lopper.pruning.criteria;
 
 import dev.lopper.pruning.graph.StructureGraph;
-import dev.lopper.pruning.graph.LayerSelection;
-import dev.lopper.pruning.allocation.UniformAllocation;
 import dev.lopper.pruning.allocation.Allocation;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import dev.lopper.calibration.ChannelStats;
 import dev.lopper.calibration.ChannelStatsCollector;
@@ -54,15 +51,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
 
     /** From the CLI spelling sequential|dense, null for AUTO. */
     public static WandaSpCriterion of(String order) {
-        if (order == null) {
-            return new WandaSpCriterion();
-        }
-        return switch (order.trim().toLowerCase(java.util.Locale.ROOT)) {
-            case "sequential" -> new WandaSpCriterion(Order.SEQUENTIAL);
-            case "dense" -> new WandaSpCriterion(Order.DENSE);
-            case "auto" -> new WandaSpCriterion(Order.AUTO);
-            default -> throw new IllegalArgumentException("--wanda-order " + order + ": expected sequential or dense");
-        };
+        return new WandaSpCriterion(Order.valueOf(SequentialOrder.parse(order, "--wanda-order").name()));
     }
 
     /**
@@ -87,11 +76,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
     }
 
     private static Allocation.Options sequentialOptions(Allocation.Options uniform) {
-        if (!"uniform".equals(uniform.strategy()) || uniform.layers()) {
-            throw new IllegalArgumentException("wanda-sp's sequential order prunes each layer as it goes, which needs --allocation uniform "
-                    + "and targets heads/channels; use --wanda-order dense for " + uniform.strategy());
-        }
-        return uniform;
+        return SequentialOrder.require(uniform, NAME, "--wanda-order");
     }
 
     /** The allocation to prune with while scoring, or null for the dense order. */
@@ -99,12 +84,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
         if (sequential != null) {
             return sequential;
         }
-        Allocation.Options a = ctx.allocation();
-        return switch (order) {
-            case DENSE -> null;
-            case SEQUENTIAL -> a == null ? null : sequentialOptions(a);
-            case AUTO -> a != null && "uniform".equals(a.strategy()) && !a.layers() ? a : null;
-        };
+        return SequentialOrder.resolve(SequentialOrder.Order.valueOf(order.name()), ctx.allocation(), NAME, "--wanda-order");
     }
 
     @Override
@@ -159,47 +139,11 @@ public final class WandaSpCriterion extends CalibratedCriterion {
                     return null;
                 }
                 int i = dense.index();
-                LayerSelection sel = selectLayer(c, i, kv[i], heads[i], channels[i], seq);
-                return sel.unchanged(dense.shape()) ? null : masked(dense, sel, c.headDim(), manager);
+                return SequentialOrder.pruned(NAME, c, dense, kv[i], heads[i], channels[i], seq, manager);
             }
         };
         calibrate(ctx, List.of(stats));
         return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, null);
-    }
-
-    /** What uniform allocation keeps of layer {@code i} given only that layer's scores. */
-    private LayerSelection selectLayer(ModelConfig c, int i, double[] kv, double[] heads, double[] channels, Allocation.Options seq) {
-        int n = c.numLayers();
-        double[][] k = new double[n][], h = new double[n][], ch = new double[n][];
-        for (int l = 0; l < n; l++) {
-            LayerShape s = c.layer(l);
-            k[l] = l == i ? kv : new double[s.numKvHeads()];
-            h[l] = l == i ? heads : new double[s.numHeads()];
-            ch[l] = l == i ? channels : new double[s.intermediateSize()];
-        }
-        Scores one = new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, k, h, ch, null);
-        return new UniformAllocation().select(StructureGraph.of(c), one, seq).get(i);
-    }
-
-    /**
-     * The layer with removed heads' o_proj columns and removed channels' down_proj columns zeroed: its output
-     * equals the pruned layer's (a removed head or channel only reaches the output through those columns).
-     */
-    static LayerWeights masked(LayerWeights w, LayerSelection sel, int headDim, NDManager manager) {
-        LayerShape s = w.shape();
-        float[] oMask = new float[s.numHeads() * headDim];
-        for (int h : sel.keptHeads()) {
-            java.util.Arrays.fill(oMask, h * headDim, (h + 1) * headDim, 1f);
-        }
-        float[] dMask = new float[s.intermediateSize()];
-        for (int j : sel.keptChannels()) {
-            dMask[j] = 1f;
-        }
-        NDArray o = w.o().mul(manager.create(oMask));
-        o.attach(manager);
-        NDArray down = w.down().mul(manager.create(dMask));
-        down.attach(manager);
-        return w.withOutputProjections(o, down);
     }
 
     /** s_j = colAbsMean_j * sqrt(scaler_row_j). */

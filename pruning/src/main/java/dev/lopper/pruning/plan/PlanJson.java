@@ -81,6 +81,12 @@ public final class PlanJson {
             r.put("prunableParams", plan.result().prunableParams());
             r.put("removedParams", plan.result().removedParams());
             r.put("achievedRatio", plan.result().achievedRatio());
+            if (plan.result().requestedRatio() != null) {
+                r.put("requestedRatio", plan.result().requestedRatio());
+            }
+            if (plan.result().shortfall() != null) {
+                r.put("shortfall", plan.result().shortfall());
+            }
         }
         return o;
     }
@@ -212,7 +218,8 @@ public final class PlanJson {
         if (res != null && res.isObject()) {
             Reader rr = new Reader(file, "result.");
             result = new PruningPlan.Result(rr.longValue(res, "paramsBefore"), rr.longValue(res, "paramsAfter"),
-                    rr.longValue(res, "prunableParams"), rr.longValue(res, "removedParams"), rr.optDouble(res, "achievedRatio"));
+                    rr.longValue(res, "prunableParams"), rr.longValue(res, "removedParams"), rr.optDouble(res, "achievedRatio"),
+                    rr.optDouble(res, "requestedRatio"), rr.optString(res, "shortfall"));
         }
         JsonNode settings = root.get("settings");
         if (settings != null && !settings.isNull() && !settings.isObject()) {

@@ -67,10 +67,25 @@ public record PruningPlan(String criterion, ObjectNode criterionOptions, Double 
      * Parameter counts of the plan applied to its model.
      *
      * @param achievedRatio removed / prunable parameters (the "ratio" the user asked for)
+     * @param requestedRatio the ratio asked for, or null (a hand-written or applied plan)
+     * @param shortfall when the achieved ratio is more than {@link #RATIO_TOLERANCE} from the requested one: one line
+     *                  saying so and why; else null
      */
     public record Result(long paramsBefore, long paramsAfter, long prunableParams, long removedParams,
-                         double achievedRatio) {
+                         double achievedRatio, Double requestedRatio, String shortfall) {
+        /** A result without a requested ratio. */
+        public Result(long paramsBefore, long paramsAfter, long prunableParams, long removedParams, double achievedRatio) {
+            this(paramsBefore, paramsAfter, prunableParams, removedParams, achievedRatio, null, null);
+        }
+
+        /** This result with the requested ratio beside the achieved one, and the reason when they differ. */
+        public Result withRequested(Double requested, String why) {
+            return new Result(paramsBefore, paramsAfter, prunableParams, removedParams, achievedRatio, requested, why);
+        }
     }
+
+    /** How far the achieved ratio may be from the requested one before the run says so ({@link Result#shortfall}). */
+    public static final double RATIO_TOLERANCE = 0.02;
 
     /**
      * Cuts in one layer. For each of KV groups, query heads and channels at most one of kept/removed is set;

@@ -55,7 +55,7 @@ class GradientCriteriaTest {
                 GradientReference ref = new GradientReference(c, md.checkpoint(), w);
                 for (LlmPrunerCriterion crit : variants) {
                     Scores got = crit.score(CriteriaBruteForceTest.context(md, w));
-                    Scores want = llmPruner(c, ref, crit.taylor(), crit);
+                    Scores want = llmPruner(c, ref, crit.taylor(), crit, false);
                     String what = spec.family() + " " + crit.options();
                     assertNear(want, got, what);
                     if (crit.grouping() == Grouping.SUM && crit.taylor() != Taylor.VECTORIZE) {
@@ -66,6 +66,57 @@ class GradientCriteriaTest {
                         assertNear(new Scores("ref", true, StructureGraph.Kind.KV_GROUP, graph.kvGroups(), graph.queryHeads(),
                                 graph.channels(), got.layers()), got, what + " (graph)");
                     }
+                }
+            }
+        }
+    }
+
+    /**
+     * GQA fold: against the official stride order (llama3.py through hf_llama_pruner.py's view(n_rep, -1).sum(0)), with
+     * grouping sum, channels, query heads and layers agree; a KV group's score differs by exactly the q/o salience of
+     * its own query heads (h r .. h r + r - 1, HF's repeat_kv) minus that of the stride's {h, h + n_kv, ...}; k/v
+     * enter both alike. On MQA (one KV head) both orders are the same, so the scores are equal.
+     */
+    @Test
+    void gqaFoldDiffersFromTheOfficialStrideOnlyInTheQueryHeadsItSums() throws Exception {
+        int m = 0;
+        for (RandomModels.Spec spec : MODELS) {
+            Path dir = tmp.resolve("f" + m++);
+            RandomModels.write(dir, spec);
+            long[][] w = CriteriaBruteForceTest.windows(4, 12, spec.vocab(), 5);
+            try (ModelDir md = ModelDir.open(dir)) {
+                ModelConfig c = md.config();
+                GradientReference ref = new GradientReference(c, md.checkpoint(), w);
+                LlmPrunerCriterion crit = new LlmPrunerCriterion(Taylor.PARAM_FIRST, Grouping.SUM);
+                Scores got = crit.score(CriteriaBruteForceTest.context(md, w));
+                Scores official = llmPruner(c, ref, Taylor.PARAM_FIRST, crit, true);
+                String what = spec.family() + " " + c.layer(0).numHeads() + "/" + c.layer(0).numKvHeads();
+                double moved = 0;
+                for (int l = 0; l < c.numLayers(); l++) {
+                    near(official.channels()[l], got.channels()[l], what + " channels");
+                    near(official.queryHeads()[l], got.queryHeads()[l], what + " query heads");
+                    LayerShape s = c.layer(l);
+                    int r = s.groupSize(), hd = c.headDim();
+                    double[] q = localNorm(ref, WeightNames.attn(l, "q_proj", "weight"), Taylor.PARAM_FIRST, false);
+                    double[] o = localNorm(ref, WeightNames.attn(l, "o_proj", "weight"), Taylor.PARAM_FIRST, true);
+                    double[] qo = new double[s.numHeads()]; // the q/o part of each query head's sum
+                    for (int ch = 0; ch < q.length; ch++) {
+                        qo[ch / hd] += q[ch] + o[ch];
+                    }
+                    double[] expected = official.kvGroups()[l].clone();
+                    for (int h = 0; h < s.numKvHeads(); h++) {
+                        for (int j = 0; j < r; j++) {
+                            expected[h] += qo[h * r + j] - qo[j * s.numKvHeads() + h];
+                        }
+                        moved = Math.max(moved, Math.abs(expected[h] - official.kvGroups()[l][h]));
+                    }
+                    near(expected, got.kvGroups()[l], what + " KV groups = official + (own heads - stride heads)");
+                    if (s.numKvHeads() == 1) {
+                        near(official.kvGroups()[l], got.kvGroups()[l], what + " MQA: both folds agree");
+                    }
+                }
+                if (c.layer(0).numKvHeads() > 1) {
+                    assertTrue(moved > 0, what + ": the stride fold sums other query heads on GQA");
                 }
             }
         }
@@ -97,23 +148,127 @@ class GradientCriteriaTest {
         }
     }
 
-    /** Block-wise defaults: layers [3, n-1) are pruned, the first 3 and the last stay whole; whole KV groups go. */
+    /**
+     * The layers block-wise pruning leaves whole, hand-computed: the README's and paper's 4..30 of LLaMA-7B's 32
+     * (first 4, last 2), scaled by round(4 L / 32) and round(2 L / 32) with halves up; argparse's 3..31 (3 and 1).
+     */
     @Test
-    void blockWiseDefaultsKeepTheFirstThreeAndTheLastLayer() throws Exception {
-        Path dir = tmp.resolve("six");
-        RandomModels.write(dir, RandomModels.llama().withLayers(6).withHeads(8, 4));
-        Path text = Files.writeString(tmp.resolve("calib.txt"), "And God said, Let there be light: and there was light.\n".repeat(100));
-        PruneResult r = new Pruner().run(PruneRequest.builder(dir).criterion("llm-pruner").ratio(0.5)
-                .calibration(text).planOut(tmp.resolve("plan.json")).build());
-        for (LayerSelection s : r.selections()) {
-            boolean kept = s.layer() < 3 || s.layer() == 5;
-            assertEquals(kept, s.keptKvGroups().length == 4 && s.keptChannels().length == 96, "layer " + s.layer());
+    void keptLayersFollowThePaperRangeScaledToTheDepth() {
+        // L = 32: 4 / 2 (--block_*_layer_start 4 --block_*_layer_end 30); 8: 1.0 -> 1, 0.5 -> 1; 6: 0.75 -> 1, 0.375 -> 0;
+        // 80 (LLaMA-2-70B): 10 / 5; 40 (13B): 5.0 -> 5, 2.5 -> 3
+        int[][] want = {{32, 4, 2}, {8, 1, 1}, {6, 1, 0}, {80, 10, 5}, {40, 5, 3}};
+        for (int[] w : want) {
+            assertEquals(w[1], LlmPrunerCriterion.keepFirst(LlmPrunerCriterion.Layers.PAPER, w[0]), "first, L = " + w[0]);
+            assertEquals(w[2], LlmPrunerCriterion.keepLast(LlmPrunerCriterion.Layers.PAPER, w[0]), "last, L = " + w[0]);
+            assertEquals(3, LlmPrunerCriterion.keepFirst(LlmPrunerCriterion.Layers.ARGPARSE, w[0]));
+            assertEquals(1, LlmPrunerCriterion.keepLast(LlmPrunerCriterion.Layers.ARGPARSE, w[0]));
         }
-        assertEquals(3, r.settings().get("keep_first").value());
-        assertEquals(1, r.settings().get("keep_last").value());
-        assertEquals(10, r.plan().calibration().samples());
-        assertEquals(64, r.plan().calibration().seqLen());
-        assertEquals("param_mix", r.plan().criterionOptions().get("taylor").asText());
+        Defaults d = Criteria.create("llm-pruner", Map.of()).defaults();
+        assertEquals(4, d.keepFirst());
+        assertEquals(2, d.keepLast());
+        assertThrows(IllegalArgumentException.class, () -> Criteria.create("llm-pruner", Map.of("layers", "all")));
+    }
+
+    /**
+     * Block-wise defaults through the Pruner on an 8-layer model: layers 1..6 pruned (first and last kept), --taylor
+     * param_first (hf_prune.py's argparse default), 10 x 64 windows; each pruned layer loses n - int(n (1 - 0.5)) of
+     * its units: KV groups in runs of head_dim channels, (4 x 16 - int(64 x 0.5)) // 16 = 2 of 4, and 96 - int(48.0) =
+     * 48 of 96 channels. {@code layers argparse}: 3..6 pruned.
+     */
+    @Test
+    void blockWiseDefaultsKeepThePapersLayers() throws Exception {
+        Path dir = tmp.resolve("eight");
+        RandomModels.write(dir, RandomModels.llama().withLayers(8).withHeads(8, 4));
+        Path text = Files.writeString(tmp.resolve("calib.txt"), "And God said, Let there be light: and there was light.\n".repeat(100));
+        for (String layers : new String[] {null, "argparse"}) {
+            PruneRequest.Builder b = PruneRequest.builder(dir).criterion("llm-pruner").ratio(0.5).calibration(text)
+                    .planOut(tmp.resolve("plan.json")).overwrite(true);
+            if (layers != null) {
+                b.option("layers", layers);
+            }
+            PruneResult r = new Pruner().run(b.build());
+            int first = layers == null ? 1 : 3;
+            for (LayerSelection s : r.selections()) {
+                boolean kept = s.layer() < first || s.layer() == 7;
+                assertEquals(kept ? 4 : 2, s.keptKvGroups().length, "layer " + s.layer());
+                assertEquals(kept ? 96 : 48, s.keptChannels().length, "layer " + s.layer());
+            }
+            assertEquals(first, r.settings().get("keep_first").value());
+            assertEquals(1, r.settings().get("keep_last").value());
+            assertEquals("llm-pruner", r.settings().get("counting").value());
+            assertEquals(10, r.plan().calibration().samples());
+            assertEquals(64, r.plan().calibration().seqLen());
+            assertEquals("param_first", r.plan().criterionOptions().get("taylor").asText());
+            assertEquals(layers == null ? "paper" : "argparse", r.plan().criterionOptions().get("layers").asText());
+        }
+    }
+
+    /**
+     * prune_gblm's order: layer l's Wanda term comes from the model whose layers before l are already pruned (brute
+     * force: the whole model re-run per layer with the removed units' weights zeroed by the graph's sets), its gradient
+     * term from gradient_computation.py's dense model; layer l is then cut by uniform allocation of its scores alone.
+     */
+    @Test
+    void sequentialGblmMatchesTheOfficialOrder() throws Exception {
+        RandomModels.Spec spec = MODELS.get(0);
+        Path dir = tmp.resolve("seq");
+        RandomModels.write(dir, spec);
+        long[][] w = CriteriaBruteForceTest.windows(4, 12, spec.vocab(), 6);
+        try (ModelDir md = ModelDir.open(dir); ai.djl.ndarray.NDManager m = ai.djl.ndarray.NDManager.newBaseManager()) {
+            ModelConfig c = md.config();
+            int n = c.numLayers();
+            dev.lopper.pruning.allocation.Allocation.Options o = dev.lopper.pruning.allocation.Allocation.Options.of(0.5,
+                    Set.of("heads", "channels"), "uniform");
+            ScoringContext ctx = new ScoringContext(c, md.checkpoint(), StructureGraph.of(c), ai.djl.Device.cpu(), w, null, 0,
+                    x -> { }, null, o, 512, null);
+            GblmCriterion gblm = new GblmCriterion(100);
+            Scores got = gblm.score(ctx);
+            assertEquals("sequential (official)", gblm.options().get("order").asText());
+            Scores dense = new GblmCriterion(100).score(CriteriaBruteForceTest.context(md, w));
+            GradientReference grads = new GradientReference(c, md.checkpoint(), w); // the dense model's gradients
+            double[][] kv = new double[n][], heads = new double[n][], channels = new double[n][];
+            double[] layers = new double[n];
+            dev.lopper.model.io.TensorMap current = new dev.lopper.model.io.TensorMap(md.checkpoint());
+            for (int l = 0; l < n; l++) {
+                GradientReference acts = new GradientReference(c, current, w); // activations of the model pruned so far
+                Scores layer = graphSums(c, grads, (t, i, j) -> {
+                    double sq = 0;
+                    for (Map<String, double[]> g : grads.perWindow) {
+                        sq += Math.pow(100 * g.get(t)[i], 2);
+                    }
+                    double scalerRow = acts.squares.get(WeightNames.layerOf(t) + "/" + tap(t))[j] / w.length;
+                    double absW = Math.abs(grads.weights.get(t)[i]); // layer l itself is still dense when scored
+                    return absW * Math.sqrt(scalerRow) + absW * Math.sqrt(sq);
+                });
+                kv[l] = layer.kvGroups()[l];
+                heads[l] = layer.queryHeads()[l];
+                channels[l] = layer.channels()[l];
+                layers[l] = layer.layers()[l];
+                double[][] fk = new double[n][], fh = new double[n][], fc = new double[n][];
+                for (int j = 0; j < n; j++) {
+                    fk[j] = j == l ? kv[l] : new double[c.layer(j).numKvHeads()];
+                    fh[j] = j == l ? heads[l] : new double[c.layer(j).numHeads()];
+                    fc[j] = j == l ? channels[l] : new double[c.layer(j).intermediateSize()];
+                }
+                LayerSelection sel = new dev.lopper.pruning.allocation.UniformAllocation().select(StructureGraph.of(c),
+                        new Scores("x", false, StructureGraph.Kind.KV_GROUP, fk, fh, fc, null), o).get(l);
+                List<LayerSelection> only = new java.util.ArrayList<>();
+                for (int j = 0; j < n; j++) {
+                    only.add(j == l ? sel : LayerSelection.whole(j, c.layer(j)));
+                }
+                dev.lopper.model.io.TensorMap z = dev.lopper.pruning.Reference.zeroed(c, current, only, m);
+                for (String name : z.names()) {
+                    if (WeightNames.layerOf(name) == l) {
+                        current.put(name, z.load(name, m));
+                    }
+                }
+            }
+            Scores want = new Scores("ref", false, StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+            assertNear(want, got, "sequential gblm");
+            near(dense.channels()[0], got.channels()[0], "layer 0 sees the dense input either way");
+            assertTrue(Math.abs(dense.channels()[n - 1][0] - got.channels()[n - 1][0]) > 1e-6 * Math.abs(dense.channels()[n - 1][0]),
+                    "the last layer's Wanda term changes when earlier layers are pruned");
+        }
     }
 
     /** Qwen3's q/k norms are outside the backward pass: refused, naming the family, before the data is read. */
@@ -218,10 +373,13 @@ class GradientCriteriaTest {
     }
 
     /**
-     * The official group flow: each linear's local_norm, q/o folded onto the KV channel they read (HF's contiguous
-     * layout), stacked, reduced element-wise by the grouping strategy, summed over head_dim (consecutive_groups).
+     * The official group flow: each linear's local_norm, q/o folded onto a KV channel, stacked, reduced element-wise
+     * by the grouping strategy, summed over head_dim (consecutive_groups). {@code stride} false: each query head onto
+     * the KV head it reads (HF's contiguous repeat_kv layout, Lopper's); true: as hf_llama_pruner.py's
+     * {@code imp.view(len(imp) // min_imp_size, min_imp_size).sum(0)} folds q_proj's rows and o_proj's columns,
+     * query head {@code j} onto KV head {@code j mod n_kv}.
      */
-    static Scores llmPruner(ModelConfig c, GradientReference ref, Taylor taylor, LlmPrunerCriterion crit) {
+    static Scores llmPruner(ModelConfig c, GradientReference ref, Taylor taylor, LlmPrunerCriterion crit, boolean stride) {
         Reducer reducer = x -> reduce(crit.grouping(), x);
         int n = c.numLayers();
         int hd = c.headDim();
@@ -239,9 +397,10 @@ class GradientCriteriaTest {
             double[] down = localNorm(ref, WeightNames.mlp(l, "down_proj", "weight"), taylor, true);
             double[] qf = new double[k.length], of = new double[k.length];
             for (int head = 0; head < s.numHeads(); head++) {
+                int to = stride ? head % s.numKvHeads() : head / r;
                 for (int d = 0; d < hd; d++) {
-                    qf[(head / r) * hd + d] += q[head * hd + d];
-                    of[(head / r) * hd + d] += o[head * hd + d];
+                    qf[to * hd + d] += q[head * hd + d];
+                    of[to * hd + d] += o[head * hd + d];
                 }
             }
             kv[l] = new double[s.numKvHeads()];
