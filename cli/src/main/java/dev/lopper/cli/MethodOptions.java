@@ -36,6 +36,7 @@ final class MethodOptions {
         m.put("--bias-compensation", "compensation");
         m.put("--wanda-order", "order");
         m.put("--taylor", "taylor");
+        m.put("--llm-pruner-layers", "layers");
         m.put("--grouping", "grouping");
         m.put("--gblm-scale", "scale");
         m.put("--reg-lr", "reg-lr");

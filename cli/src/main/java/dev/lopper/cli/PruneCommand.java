@@ -78,7 +78,7 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--allocation", description = "uniform (same fraction per layer; FLAP's UL-UM), global (one threshold), adaptive (FLAP's AL-AM), ul-mm or al-mm (FLAP's manual head/MLP split, --head-ratio) cfsp-blocks (CFSP's block budgets) or adapt-pruner (Adapt-Pruner's layer-wise sparsity from each layer's 1 - cos of input and output, measured on --calib, any criterion); default: the method's paper (magnitude uniform, wanda-sp uniform, flap adaptive, cfsp cfsp-blocks)")
     String allocation;
 
-    @Option(names = "--uniform-rounding", description = "uniform: independent (int(r x heads), int(r x channels): the official codes; default) or absorb (round, channels absorb the heads' rounding)")
+    @Option(names = "--uniform-rounding", description = "uniform: independent (int(r x heads), int(r x channels): FLAP's and Wanda-sp's codes; their default), llm-pruner (n - int(n (1 - r)) per layer, a head and a channel one unit each under global: MetaPruner's; llm-pruner's default) or absorb (round, channels absorb the heads' rounding)")
     String uniformRounding;
 
     @Option(names = "--head-unit", description = "kv-group (whole GQA groups with their query heads) or query-head (heads inside every group alike); default: the criterion's")
@@ -90,10 +90,10 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--channel-ratio", description = "uniform: fraction of MLP channels removed per layer (default --ratio)")
     Double channelRatio;
 
-    @Option(names = "--keep-first", description = "never prune the first N layers (default: the method's paper: llm-pruner 3, the others 0)")
+    @Option(names = "--keep-first", description = "never prune the first N layers (default: the method's paper: llm-pruner round(4L/32), the README's 4..30 of 32 layers; the others 0)")
     Integer keepFirst;
 
-    @Option(names = "--keep-last", description = "never prune the last N layers (default: the method's paper: llm-pruner 1, the others 0)")
+    @Option(names = "--keep-last", description = "never prune the last N layers (default: the method's paper: llm-pruner round(2L/32); the others 0)")
     Integer keepLast;
 
     @Option(names = "--seed", defaultValue = "0", description = "random seed of calibration window sampling, and of the training windows of training-aware methods and --iterative (not of --recover-steps: --recover-seed). Default: ${DEFAULT-VALUE} (the official FLAP script's seed)")
@@ -114,11 +114,14 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--chunk-tokens", defaultValue = "512", description = "calibration tokens per forward chunk: memory vs speed, results do not change; default ${DEFAULT-VALUE}")
     int chunkTokens;
 
-    @Option(names = "--wanda-order", description = "wanda-sp: sequential (the official order: each layer pruned before the next is scored; needs --allocation uniform) or dense (all layers scored on the dense model); default sequential with uniform allocation, else dense")
+    @Option(names = "--wanda-order", description = "wanda-sp and gblm: sequential (the official order: each layer pruned before the next is scored; needs --allocation uniform) or dense (all layers scored on the dense model); default sequential with uniform allocation, else dense")
     String wandaOrder;
 
-    @Option(names = "--taylor", description = "llm-pruner: param_first, param_second, param_mix (default, hf_prune.py's) or vectorize")
+    @Option(names = "--taylor", description = "llm-pruner: param_first (default: hf_prune.py's argparse default, which the paper's runs use), param_second, param_mix or vectorize")
     String taylor;
+
+    @Option(names = "--llm-pruner-layers", description = "llm-pruner: paper (default: the README's layers 4..30 of 32, scaled to the depth) or argparse (hf_prune.py's 3..31)")
+    String llmPrunerLayers;
 
     @Option(names = "--grouping", description = "llm-pruner: how a group's linears combine per channel: sum (default), mean, max or prod")
     String grouping;
@@ -252,6 +255,7 @@ public final class PruneCommand implements Callable<Integer> {
         putIf(copts, "compensation", biasCompensation == null ? null : biasCompensation.toString());
         putIf(copts, "order", wandaOrder);
         putIf(copts, "taylor", taylor);
+        putIf(copts, "layers", llmPrunerLayers);
         putIf(copts, "grouping", grouping);
         putIf(copts, "scale", gblmScale);
         putIf(copts, "reg-lr", regLr == null ? null : regLr.toString());
@@ -348,6 +352,9 @@ public final class PruneCommand implements Callable<Integer> {
             o.put("achieved_ratio", r.achievedRatio());
             if (plan.ratio() != null) {
                 o.put("requested_ratio", plan.ratio());
+            }
+            if (r.shortfall() != null) {
+                o.put("shortfall", r.shortfall());
             }
             o.put("seconds", st.seconds());
             o.put("peak_rss_bytes", st.peakRssBytes());

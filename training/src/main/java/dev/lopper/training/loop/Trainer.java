@@ -42,7 +42,7 @@ public final class Trainer<T extends Trainee> {
      */
     public record Point(int step, Double trainLoss, Double valLoss, double lr, long params, Map<String, Double> metrics) {
         public Point {
-            metrics = metrics == null ? Map.of() : Map.copyOf(metrics);
+            metrics = metrics == null ? Map.of() : java.util.Collections.unmodifiableMap(new java.util.TreeMap<>(metrics)); // sorted: stable columns
         }
     }
 

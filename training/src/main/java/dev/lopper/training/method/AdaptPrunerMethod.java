@@ -56,7 +56,7 @@ public final class AdaptPrunerMethod implements ScheduleMethod {
         this.stepRatio = step != null ? parse(step) : DEFAULT_STEP_RATIO;
         boolean paperTaylor = criterion.equals("llm-pruner") && !o.containsKey("taylor");
         if (paperTaylor) {
-            o.put("taylor", "param_first"); // the scripts' --taylor param_first (hf_prune.py's own default is param_mix)
+            o.put("taylor", "param_first"); // the scripts' --taylor param_first (also the criterion's default now; kept explicit: it is the paper's setting)
         }
         this.criterionOptions = o;
         if (r.iterations() != null) {

@@ -84,20 +84,21 @@ public class PruneScheduleTest {
         Path out = shared.resolve("llm-2");
         new PruneSchedule().run(request(b, 2, 0, out));
         Path work = PruneSchedule.workDir(out);
-        // step 1 prunes 0.25: int(0.25 x 96) = 24 channels, int(0.25 x 2) = 0 KV groups per prunable layer (3, 4)
+        // step 1 prunes 0.25: 96 - int(96 x 0.75) = 24 channels and 0 KV groups per prunable layer (1..5: MetaPruner's count)
         PruningPlan step1 = PruningPlan.load(work.resolve("steps/0001/pruned/" + Surgery.PLAN_FILE));
         PruneResult ind1 = new Pruner().run(PruneRequest.builder(model).criterion("llm-pruner").ratio(0.25).calibration(TEXT)
                 .samples(4).seqLen(16).seed(1).planOut(shared.resolve("ind1.json")).build());
         assertEquals(ind1.plan().layers(), step1.layers());
         // step 2 re-scores the 72-channel model and removes 24 more channels and 1 of its 2 KV groups: the same as an
-        // independent one-shot on that model asked for exactly those counts (int(0.5 x 2) = 1, int(24.5 / 72 x 72) = 24)
+        // independent one-shot on that model asked for exactly those counts (2 - int(2 x 0.5) = 1, 72 - int(72 x 2/3) = 24)
         Path mid = work.resolve("steps/0001/pruned");
         PruningPlan step2 = PruningPlan.load(work.resolve("steps/0002/pruned/" + Surgery.PLAN_FILE));
         PruneResult ind2 = new Pruner().run(PruneRequest.builder(mid).criterion("llm-pruner").ratio(0.5).headRatio(0.5)
-                .channelRatio(24.5 / 72).calibration(TEXT).samples(4).seqLen(16).seed(1)
+                .channelRatio(24.0 / 72).calibration(TEXT).samples(4).seqLen(16).seed(1)
                 .planOut(shared.resolve("ind2.json")).build());
         assertEquals(ind2.plan().layers(), step2.layers());
-        assertTrue(step2.layers().size() == 2, "layers 3 and 4 are pruned (LLM-Pruner keeps 3 first, 1 last): " + step2.layers());
+        assertTrue(step2.layers().size() == 5, "layers 1..5 are pruned (the README's 4..30 of 32 scaled to 6 layers: keep first 1, last 0): "
+                + step2.layers());
     }
 
     @Test
