@@ -1,10 +1,7 @@
 package dev.lopper.cli;
 
 import dev.lopper.pruning.criteria.Criteria;
-import dev.lopper.training.method.AdaptPrunerMethod;
-import dev.lopper.training.method.Bip;
-import dev.lopper.training.method.EfficientLlm;
-import dev.lopper.training.method.LoraPrune;
+import dev.lopper.training.job.ScheduleMethods;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -15,16 +12,12 @@ import java.util.TreeSet;
  * Which method-specific options of {@code lopper prune} each {@code --method} takes: the one place the CLI asks, so
  * that no command compares method names itself. An option given on the command line travels in
  * {@code PruneRequest.criterionOptions} under its key ({@link #KEYS}); the criteria declare the keys they take in
- * their own registry ({@link Criteria#options}), the training-aware methods in {@link #TRAINING_AWARE} here (their
- * registry, {@code dev.lopper.training.job.ScheduleMethods}, does not say yet). A method neither registry knows
- * takes any key (it refuses unknown ones itself).
+ * their own registry ({@link Criteria#options}), the training-aware methods in theirs ({@link ScheduleMethods}). A
+ * method neither registry knows takes any key (it refuses unknown ones itself).
  */
 final class MethodOptions {
     /** Every method-specific option of {@code lopper prune} and its key in {@code PruneRequest.criterionOptions}. */
     static final Map<String, String> KEYS = keys();
-
-    /** The keys each training-aware method takes (a method missing here takes any). */
-    private static final Map<String, Set<String>> TRAINING_AWARE = trainingAware();
 
     private MethodOptions() {
     }
@@ -47,39 +40,16 @@ final class MethodOptions {
         return java.util.Collections.unmodifiableMap(m);
     }
 
-    private static Map<String, Set<String>> trainingAware() {
-        Map<String, Set<String>> m = new LinkedHashMap<>();
-        m.put(LoraPrune.NAME, Set.of("prune-freq"));
-        // adapt-pruner hands every other key to its within-layer criterion (--criterion), which checks them
-        Set<String> adapt = new TreeSet<>(Set.of("step-ratio", "criterion"));
-        for (String c : Criteria.names()) {
-            Set<String> o = Criteria.options(c);
-            if (o != null) {
-                adapt.addAll(o);
-            }
-        }
-        m.put(AdaptPrunerMethod.NAME, Set.copyOf(adapt));
-        m.put("compresso", Set.of("reg-lr", "prompt")); // CompressoSchedule.NAME, not public
-        m.put(EfficientLlm.NAME, Set.of());
-        m.put(Bip.NAME, Set.of());
-        return m;
-    }
-
     /** The keys {@code method} takes, or null when it takes any (a method neither registry declares). */
     static Set<String> accepted(String method) {
-        Set<String> t = TRAINING_AWARE.get(method);
-        return t != null ? t : Criteria.options(method);
-    }
-
-    /** The training-aware methods this table describes (a test holds it to {@code ScheduleMethods.names()}). */
-    static Set<String> trainingAwareNames() {
-        return TRAINING_AWARE.keySet();
+        ScheduleMethods.Entry e = ScheduleMethods.get(method);
+        return e != null ? e.options() : Criteria.options(method);
     }
 
     /** The methods whose options include {@code key}, sorted. */
     static Set<String> methodsTaking(String key) {
         Set<String> all = new TreeSet<>(Criteria.names());
-        all.addAll(TRAINING_AWARE.keySet());
+        all.addAll(ScheduleMethods.names());
         all.removeIf(m -> accepted(m) == null || !accepted(m).contains(key));
         return all;
     }

@@ -213,6 +213,10 @@ public final class PruneCommand implements Callable<Integer> {
             // training-aware methods and --iterative run on the schedule engine (training module)
             try (StopOnSignal stop = new StopOnSignal()) { // Ctrl-C checkpoints every training method
                 return printSchedule(new dev.lopper.training.job.PruneSchedule().run(schedule.request(request, training, seed), stop::watch));
+            } catch (dev.lopper.training.job.TrainingInterrupted e) {
+                spec.commandLine().getErr().println(e.getMessage());
+                spec.commandLine().getErr().flush();
+                return 130; // as a shell reports SIGINT; the same command continues
             }
         }
         if (recovery.steps == null) {
@@ -275,7 +279,7 @@ public final class PruneCommand implements Callable<Integer> {
         PruningPlan.Result res = r.plan().result();
         Double first = null;
         Double last = null;
-        for (dev.lopper.training.job.ScheduleCurve.Row row : r.curve()) {
+        for (dev.lopper.training.loop.Trainer.Point row : r.curve()) {
             if (row.valLoss() != null) {
                 first = first == null ? row.valLoss() : first;
                 last = row.valLoss();
@@ -295,7 +299,8 @@ public final class PruneCommand implements Callable<Integer> {
             w.printf("pruned %s with %s (scheduled): %,d -> %,d parameters (%.2f%% of all removed)%n", model, method,
                     res.paramsBefore(), res.paramsAfter(), 100.0 * res.removedParams() / res.paramsBefore());
             w.println("model written to " + r.model() + " (plan on the original model's indices: " + Surgery.PLAN_FILE
-                    + "; loss and size over steps: schedule.csv, schedule.png)");
+                    + "; loss, learning rate and size over steps: curve.csv, curve.png;"
+                    + " checkpoints in " + dev.lopper.training.job.JobDir.dirOf(r.model()) + ")");
             if (first != null && last != null) {
                 w.printf(java.util.Locale.ROOT, "validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first),
                         Math.exp(last));

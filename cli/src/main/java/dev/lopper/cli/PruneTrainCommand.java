@@ -1,6 +1,7 @@
 package dev.lopper.cli;
 
-import dev.lopper.training.job.PruneWhileTraining;
+import dev.lopper.training.method.Bip;
+import dev.lopper.training.method.EfficientLlm;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -30,6 +31,9 @@ import java.util.concurrent.Callable;
                 "while training all of its weights. The model goes to --out, checkpoints and curves to OUT.schedule/;",
                 "the same command resumes."})
 public final class PruneTrainCommand implements Callable<Integer> {
+    /** The methods this alias ran: those that prune while training every weight. */
+    static final List<String> FULL_TRAINING = List.of(EfficientLlm.NAME, Bip.NAME);
+
     /** prune-train's options whose lopper prune name differs (the hidden old spellings included). */
     static final Map<String, String> RENAMED = Map.of("--data", "--train-data", "--val", "--val-data", "--seq-len", "--train-seq-len");
 
@@ -88,13 +92,9 @@ public final class PruneTrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (!PruneWhileTraining.METHODS.contains(method)) {
-            throw new IllegalArgumentException("--method " + method + ": expected one of " + PruneWhileTraining.METHODS
+        if (!FULL_TRAINING.contains(method)) {
+            throw new IllegalArgumentException("--method " + method + ": expected one of " + FULL_TRAINING
                     + " (other methods: lopper prune --method NAME)");
-        }
-        if (valFraction != null && valFraction != 0.05) {
-            throw new IllegalArgumentException("--val-fraction " + valFraction + ": lopper prune --method " + method
-                    + " holds out 0.05 of --train-data; give --val-data FILE for another split");
         }
         if (data == null) {
             throw new IllegalArgumentException("--method " + method + " trains the whole model: give --train-data FILE");
@@ -117,9 +117,6 @@ public final class PruneTrainCommand implements Callable<Integer> {
         List<String> a = new ArrayList<>(List.of("prune", model.toString()));
         for (OptionSpec o : parsed.matchedOptions()) {
             String name = o.longestName();
-            if (name.equals("--val-fraction")) {
-                continue; // 0.05, checked above: the engine's
-            }
             a.add(RENAMED.getOrDefault(name, name));
             if (o.arity().max() > 0) {
                 a.addAll(o.originalStringValues());

@@ -29,10 +29,10 @@ import java.util.concurrent.Callable;
  * {@link Recovery}).
  */
 @Command(name = "recover", mixinStandardHelpOptions = true,
-        description = {"Trains LoRA adapters on MODEL (frozen) with the causal-LM loss, then writes DIR/adapter (PEFT),",
-                "DIR/merged (HF model with the adapters folded in), DIR/loss.csv and DIR/loss.png.",
-                "Checkpoints go to DIR/checkpoints; running the same command again continues from the last one.",
-                "Ctrl-C writes a checkpoint before exiting. Defaults follow LLM-Pruner's post-training (see docs/RECOVERY.md)."})
+        description = {"Trains LoRA adapters on MODEL (frozen) with the causal-LM loss and writes the merged model (HF, adapters",
+                "folded in) to DIR. DIR.job/ holds the adapter (PEFT), checkpoints and curve.csv/.png; running the same command",
+                "again continues from the last checkpoint, and Ctrl-C writes one before exiting.",
+                "Defaults follow LLM-Pruner's post-training (see docs/TRAINING.md)."})
 public final class RecoverCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "model directory (a pruned one, or any Lopper model)")
     Path model;
@@ -157,13 +157,14 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("tokens_per_second", t.tokensPerSecond());
             m.put("merged", r.merged() == null ? null : r.merged().toString());
             m.put("adapter", r.adapter() == null ? null : r.adapter().toString());
-            m.put("loss_csv", r.csv().toString());
-            m.put("loss_png", r.png() == null ? null : r.png().toString());
+            m.put("job", r.job().toString());
+            m.put("curve_csv", r.curve().toString());
             Output.json(w, m);
             return;
         }
         if (t.interrupted()) {
-            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(), out.resolve("checkpoints"));
+            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(),
+                    r.job().resolve("checkpoints"));
         } else {
             w.printf(Locale.ROOT, "recovered %s: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", model, t.step(),
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
@@ -173,7 +174,7 @@ public final class RecoverCommand implements Callable<Integer> {
         if (first != null && last != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
         }
-        w.printf(Locale.ROOT, "  loss curve: %s%s%n", r.csv(), r.png() == null ? "" : ", " + r.png());
+        w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", r.curve(), r.job().resolve("checkpoints"));
         w.flush();
     }
 

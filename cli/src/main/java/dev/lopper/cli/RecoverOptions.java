@@ -22,7 +22,7 @@ import java.util.Map;
  * the job itself is {@link PruneAndRecover}'s.
  */
 final class RecoverOptions {
-    @Option(names = "--recover-steps", paramLabel = "N", description = "after pruning, LoRA recovery for N optimizer steps (as lopper recover); --out then holds the recovered model, OUT.recovery/ the pruned model, adapter, loss curve and checkpoints")
+    @Option(names = "--recover-steps", paramLabel = "N", description = "after pruning, LoRA recovery for N optimizer steps (as lopper recover); --out then holds the recovered model, OUT.job/ the pruned model, adapter, curve and checkpoints")
     Integer steps;
 
     @Option(names = "--recover-seed", description = "with --recover-steps: seed of adapter init, windows and dropout (lopper recover's --seed). Default: 42.")
@@ -95,7 +95,8 @@ final class RecoverOptions {
             m.put("val_loss_after", last);
             m.put("tokens_per_second", t.tokensPerSecond());
             m.put("adapter", o.recovery().adapter() == null ? null : o.recovery().adapter().toString());
-            m.put("loss_csv", o.recovery().csv().toString());
+            m.put("job", o.job().toString());
+            m.put("curve_csv", o.recovery().curve().toString());
             Output.json(w, m);
             return;
         }
@@ -104,7 +105,7 @@ final class RecoverOptions {
         }
         if (t.interrupted()) {
             w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(),
-                    o.work().resolve("recover/checkpoints"));
+                    o.job().resolve("checkpoints"));
         } else {
             w.printf(Locale.ROOT, "recovered: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", t.step(),
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
@@ -115,7 +116,7 @@ final class RecoverOptions {
         if (first != null && last != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
         }
-        w.printf(Locale.ROOT, "  loss curve: %s%n", o.recovery().csv());
+        w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", o.recovery().curve(), o.job().resolve("checkpoints"));
         w.flush();
     }
 }

@@ -60,7 +60,7 @@ final class ScheduleOptions {
         TrainOptions t = training.train(d);
         return new ScheduleRequest(p, ScheduleMethods.isMethod(p.criterion()) ? null : n,
                 iterativeSteps != null ? 0 : trainStepsPerStep, steps, training.trainData, training.valData, lora, t,
-                training.valWindows());
+                training.valWindows(), training.valFraction());
     }
 
     static List<String> names() {

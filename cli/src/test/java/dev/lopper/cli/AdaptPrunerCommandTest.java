@@ -59,9 +59,9 @@ class AdaptPrunerCommandTest {
         }
         PruningPlan plan = PruningPlan.load(out.resolve("lopper_plan.json"));
         assertEquals("adapt-pruner", plan.allocation());
-        Path work = dev.lopper.training.job.PruneSchedule.workDir(out);
+        Path work = dev.lopper.training.job.JobDir.dirOf(out);
         assertTrue(Files.isRegularFile(work.resolve("steps/0002/done.json")) && !Files.exists(work.resolve("steps/0003")), "two steps of 0.25");
-        assertTrue(Files.readString(work.resolve("schedule.json")).contains("\"step-ratio\" : \"0.25\""), "the option is recorded");
+        assertTrue(Files.readString(work.resolve("job.json")).contains("\"step-ratio\" : \"0.25\""), "the option is recorded");
 
         Run bad = prune(model.toString(), "--method", "magnitude", "--step-ratio", "0.1", "--ratio", "0.5", "--out", shared.resolve("x").toString());
         assertEquals(1, bad.code());

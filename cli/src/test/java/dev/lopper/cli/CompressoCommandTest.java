@@ -52,16 +52,15 @@ class CompressoCommandTest {
         CliTest.Result r = CliTest.run(compresso(out));
         assertEquals(0, r.code(), r.err());
         assertTrue(r.out().contains("pruned") && r.out().contains("compresso (scheduled)"), r.out());
-        // the engine's layout: the plain model and its plan in --out with the curves, the work in OUT.schedule/
-        Path work = tmp.resolve("c.schedule");
-        List<String> csv = Files.readAllLines(work.resolve("compresso.csv"));
-        assertEquals("step,loss,lagrangian,expected_sparsity,target_sparsity,lambda_1,lambda_2,lr", csv.get(0));
-        assertEquals(7, csv.size());
-        assertTrue(Files.isRegularFile(work.resolve("compresso.png")));
+        // the one job layout: the plain model and its plan in --out with the curve, the work in OUT.job/
+        Path work = tmp.resolve("c.job");
+        List<String> csv = Files.readAllLines(work.resolve("curve.csv"));
+        assertEquals("step,train_loss,val_loss,lr,params,expected_sparsity,lagrangian,lambda_1,lambda_2,target_sparsity", csv.get(0));
+        assertEquals(7, csv.size(), "a header and one row per training step");
+        assertTrue(Files.isRegularFile(work.resolve("curve.png")));
         assertTrue(Files.isDirectory(work.resolve("checkpoints")));
-        List<String> curve = Files.readAllLines(out.resolve("schedule.csv"));
-        assertEquals(7, curve.size(), "a header and one row per training step");
-        assertTrue(Files.isRegularFile(out.resolve("schedule.png")));
+        assertEquals(csv, Files.readAllLines(out.resolve("curve.csv")));
+        assertTrue(Files.isRegularFile(out.resolve("curve.png")));
         JsonNode plan = new ObjectMapper().readTree(out.resolve("lopper_plan.json").toFile());
         assertEquals("compresso", plan.get("criterion").asText());
         // Compresso's official settings where none were given (CompressoOptions.defaults), the user's where given
@@ -97,7 +96,7 @@ class CompressoCommandTest {
         assertEquals(1, r.code());
         assertTrue(r.err().contains("--out") && r.err().lines().count() == 1, r.err());
         assertEquals("keep me", Files.readString(out.resolve("notes.txt")));
-        assertTrue(!Files.exists(tmp.resolve("mine.schedule")), "no work directory written");
+        assertTrue(!Files.exists(tmp.resolve("mine.job")), "no job directory written");
     }
 
     @Test

@@ -1,5 +1,7 @@
 package dev.lopper.cli;
 
+import dev.lopper.training.job.JobDir;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lopper.model.ModelDir;
@@ -49,8 +51,8 @@ class PruneRecoverCommandTest {
         assertTrue(j.get("pruned_now").asBoolean());
         assertTrue(Files.isRegularFile(out.resolve("config.json")));
         assertFalse(Files.exists(out.resolve("adapter")));
-        assertTrue(Files.isRegularFile(Path.of(out + PruneAndRecover.WORK_SUFFIX, "recover", "adapter", "adapter_config.json")));
-        try (ModelDir pruned = ModelDir.open(Path.of(out + PruneAndRecover.WORK_SUFFIX, "pruned")); ModelDir d = ModelDir.open(out)) {
+        assertTrue(Files.isRegularFile(Path.of(out + JobDir.SUFFIX, "adapter", "adapter_config.json")));
+        try (ModelDir pruned = ModelDir.open(Path.of(out + JobDir.SUFFIX, "pruned")); ModelDir d = ModelDir.open(out)) {
             assertEquals(pruned.config().layers(), d.config().layers()); // OUT has the pruned shapes
             assertFalse(d.config().isUniform());
         }
@@ -72,7 +74,7 @@ class PruneRecoverCommandTest {
         assertEquals(1, d.code());
         assertTrue(d.err().contains("--train-data") && d.err().strip().lines().count() == 1, d.err());
         assertFalse(Files.exists(out));
-        assertFalse(Files.exists(Path.of(out + PruneAndRecover.WORK_SUFFIX)));
+        assertFalse(Files.exists(Path.of(out + JobDir.SUFFIX)));
     }
 
     @Test

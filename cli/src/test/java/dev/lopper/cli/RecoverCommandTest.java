@@ -1,5 +1,7 @@
 package dev.lopper.cli;
 
+import dev.lopper.training.job.JobDir;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lopper.model.ModelDir;
@@ -64,24 +66,27 @@ class RecoverCommandTest {
         assertEquals(0, r.code(), r.err());
         assertTrue(r.err().contains("step 4/4") && r.err().contains("tok/s") && r.err().contains("ETA") && r.err().contains("val_loss"), r.err());
         assertTrue(r.out().contains("recovered") && r.out().contains("validation loss:"), r.out());
-        JsonNode cfg = new ObjectMapper().readTree(out.resolve("adapter/adapter_config.json").toFile());
+        // the one job layout: the merged model in OUT, the adapter, checkpoints and curve in OUT.job/
+        Path job = JobDir.dirOf(out);
+        JsonNode cfg = new ObjectMapper().readTree(job.resolve("adapter/adapter_config.json").toFile());
         assertEquals("LORA", cfg.get("peft_type").asText());
         assertEquals("CAUSAL_LM", cfg.get("task_type").asText());
         assertEquals(8, cfg.get("r").asInt());
-        assertTrue(Files.isRegularFile(out.resolve("adapter/adapter_model.safetensors")));
-        List<String> csv = Files.readAllLines(out.resolve("loss.csv"));
-        assertEquals("step,train_loss,val_loss,lr", csv.get(0));
+        assertTrue(Files.isRegularFile(job.resolve("adapter/adapter_model.safetensors")));
+        List<String> csv = Files.readAllLines(job.resolve("curve.csv"));
+        assertEquals("step,train_loss,val_loss,lr,params", csv.get(0));
         assertEquals(6, csv.size(), csv.toString()); // header, step 0 (before training), steps 1..4
-        byte[] png = Files.readAllBytes(out.resolve("loss.png"));
+        assertEquals(csv, Files.readAllLines(out.resolve("curve.csv")), "the curve beside the model");
+        byte[] png = Files.readAllBytes(job.resolve("curve.png"));
         assertArrayEquals(new byte[] {(byte) 0x89, 'P', 'N', 'G'}, java.util.Arrays.copyOf(png, 4));
-        try (ModelDir a = ModelDir.open(pruned); ModelDir b = ModelDir.open(out.resolve("merged"))) {
+        try (ModelDir a = ModelDir.open(pruned); ModelDir b = ModelDir.open(out)) {
             assertEquals(a.config().layers(), b.config().layers()); // per-layer pruned shapes kept
             assertFalse(a.config().isUniform());
         }
         System.setProperty("lopper.quiet", "true"); // ppl's progress bar would print to the build log
         CliTest.Result ppl;
         try {
-            ppl = CliTest.run("ppl", out.resolve("merged").toString(), "--text", text.toString(), "--seq-len", "32");
+            ppl = CliTest.run("ppl", out.toString(), "--text", text.toString(), "--seq-len", "32");
         } finally {
             System.clearProperty("lopper.quiet");
         }
@@ -96,7 +101,7 @@ class RecoverCommandTest {
         // other options: refused, nothing changed
         CliTest.Result other = CliTest.run(recover(out, "--lora-rank", "4"));
         assertEquals(1, other.code());
-        assertTrue(other.err().contains("other options") && other.err().lines().count() == 1, other.err());
+        assertTrue(other.err().contains("lora.rank 8 (now 4)") && other.err().lines().count() == 1, other.err());
 
         // --overwrite starts over
         CliTest.Result fresh = CliTest.run(recover(out, "--overwrite", "--json"));
@@ -111,7 +116,7 @@ class RecoverCommandTest {
         assertEquals(0, r.code(), r.err());
         JsonNode j = new ObjectMapper().readTree(r.out());
         assertEquals(4, j.get("steps").asInt());
-        assertTrue(Files.isRegularFile(out.resolve("merged/config.json")));
+        assertTrue(Files.isRegularFile(out.resolve("config.json")));
     }
 
     @Test

@@ -48,7 +48,7 @@ class SchedulePruneCommandTest {
         }
         PruningPlan p = PruningPlan.load(out.resolve("lopper_plan.json"));
         assertEquals(3, p.layers().size());
-        assertTrue(Files.isRegularFile(out.resolve("schedule.csv")));
+        assertTrue(Files.isRegularFile(out.resolve("curve.csv")));
     }
 
     @Test

@@ -5,6 +5,8 @@ import dev.lopper.calibration.CalibrationData;
 import dev.lopper.calibration.CalibrationEngine;
 import dev.lopper.calibration.gradient.GradientEngine;
 import dev.lopper.model.ModelDir;
+import dev.lopper.model.Tokenizer;
+import dev.lopper.model.io.TensorSource;
 import dev.lopper.model.config.LayerShape;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.OutputGuard;
@@ -156,7 +158,9 @@ public final class Pruner {
         return new Job(plan, new PruneSettings(s, null), PostSurgery.NONE, null, null);
     }
 
-    private static Scored scores(ModelDir md, PruneRequest r, ModelConfig config, String hash) throws IOException {
+    /** @param hash the model's hash, keying calibration's per-layer resume; null: no resume (an in-memory model) */
+    private static Scored scores(TensorSource weights, java.util.function.Supplier<Tokenizer> tokenizer, PruneRequest r,
+                                 ModelConfig config, String hash, boolean allocatedLater) throws IOException {
         if (r.ratio() == null) {
             throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
         }
@@ -172,6 +176,12 @@ public final class Pruner {
         Allocation.Options alloc = new Allocation.Options(r.ratio(), r.targets(), allocation, unit, r.headRatio(),
                 r.channelRatio(), keepFirst, keepLast, counting);
         checkPairing(criterion, alloc);
+        if (allocatedLater && criterion.prunesWhileScoring(alloc)) {
+            // the sequential order prunes each layer while scoring the next, at its own ratio: a caller that allocates
+            // the scores itself (a schedule's cumulative ratio on the original model) could not re-allocate that
+            throw new IllegalArgumentException("--method " + criterion.name() + " prunes while it scores in its sequential order: "
+                    + "scheduled pruning needs --wanda-order dense (scores of the dense order, allocated by the schedule)");
+        }
         if (criterion.needs() == Criterion.Need.GRADIENTS) {
             // before calibration data or any layer is read: a family the backward pass cannot follow fails here
             GradientEngine.checkSupported(config);
@@ -190,7 +200,7 @@ public final class Pruner {
             int len = pick(s, "seq_len", r.seqLen(), d.seqLen() > 0 ? d.seqLen() : LayerImportance.DEFAULT_SEQ_LEN);
             r.progress().message(settingsLine(criterion, s));
             r.progress().stage("calibration data");
-            windows = CalibrationData.load(r.calibration(), md.tokenizer(), n, len, r.seed(), r.calibField(),
+            windows = CalibrationData.load(r.calibration(), tokenizer.get(), n, len, r.seed(), r.calibField(),
                     CalibrationData.defaultCacheDir()).windows();
             calibInfo = new PruningPlan.Calibration(r.calibration().toString(), n, len);
         } else if (r.calibration() != null || r.samples() != null || r.seqLen() != null) {
@@ -200,13 +210,13 @@ public final class Pruner {
         }
         r.progress().stage("scoring");
         CalibrationRecorder calibrationRecorder = new CalibrationRecorder(r.progress());
-        java.nio.file.Path resumeDir = windows == null ? null : resumeDir(hash, criterion, alloc, calibInfo, r);
-        ScoringContext ctx = new ScoringContext(config, md.checkpoint(), StructureGraph.of(config), r.device(), windows,
+        java.nio.file.Path resumeDir = windows == null || hash == null ? null : resumeDir(hash, criterion, alloc, calibInfo, r);
+        ScoringContext ctx = new ScoringContext(config, weights, StructureGraph.of(config), r.device(), windows,
                 calibInfo, r.seed(), r.progress()::message, calibrationRecorder, alloc, r.chunkTokens(), resumeDir);
         Scores scores = criterion.score(ctx);
         if (layerImportance) {
             r.progress().stage("layer importance");
-            scores = scores.withLayers(LayerImportance.measure(config, md.checkpoint(), r.device(), windows, r.chunkTokens(), r.progress()));
+            scores = scores.withLayers(LayerImportance.measure(config, weights, r.device(), windows, r.chunkTokens(), r.progress()));
         }
         PruneSettings settings = new PruneSettings(withOptions(s, criterion), d.source());
         return new Scored(criterion, scores, alloc, settings, calibInfo, calibrationRecorder.result(), resumeDir);
@@ -229,11 +239,23 @@ public final class Pruner {
         if (r.ratio() == null) {
             throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
         }
-        return scores(md, r, md.config(), ModelHash.of(r.model()));
+        return scores(md.checkpoint(), md::tokenizer, r, md.config(), ModelHash.of(r.model()), true);
+    }
+
+    /**
+     * Scores a model held in memory ({@code weights} under {@code config}: a schedule's current model), with the
+     * calibration text tokenized by {@code tokenizer}: as {@link #scoreOnly(ModelDir, PruneRequest)}, without a
+     * per-layer calibration resume ({@code r.model()} is only the model's name).
+     */
+    public static Scored scoreOnly(ModelConfig config, TensorSource weights, Tokenizer tokenizer, PruneRequest r) throws IOException {
+        if (r.ratio() == null) {
+            throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
+        }
+        return scores(weights, () -> tokenizer, r, config, null, true);
     }
 
     private static Job score(ModelDir md, PruneRequest r, ModelConfig config, String hash) throws IOException {
-        Scored sc = scores(md, r, config, hash);
+        Scored sc = scores(md.checkpoint(), md::tokenizer, r, config, hash, false);
         r.progress().stage("allocation");
         PruningPlan plan = Allocation.allocate(StructureGraph.of(config), sc.scores(), sc.allocation());
         Criterion criterion = sc.criterion();

@@ -80,6 +80,15 @@ public interface Criterion {
     }
 
     /**
+     * Whether scoring with {@code allocation} also prunes, layer by layer, at that allocation's own ratio (the
+     * sequential order of Wanda-sp's and GBLM's official code): such scores cannot be re-allocated afterwards, so a
+     * schedule that allocates its own cumulative ratios refuses them.
+     */
+    default boolean prunesWhileScoring(Allocation.Options allocation) {
+        return false;
+    }
+
+    /**
      * Scores the model's structures. Must fill at least the head scores of {@link Scores#headUnit()} and the
      * channel scores; {@link Scores#layers()} when the criterion supports layer removal.
      */

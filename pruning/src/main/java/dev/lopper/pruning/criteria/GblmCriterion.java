@@ -76,6 +76,11 @@ public final class GblmCriterion implements Criterion {
     }
 
     @Override
+    public boolean prunesWhileScoring(Allocation.Options allocation) {
+        return SequentialOrder.applies(order, allocation);
+    }
+
+    @Override
     public String name() {
         return NAME;
     }

@@ -55,6 +55,15 @@ final class SequentialOrder {
         };
     }
 
+    /** Whether {@code order} prunes while scoring with {@code a} (the sequential order applies). */
+    static boolean applies(Order order, Allocation.Options a) {
+        return switch (order) {
+            case DENSE -> false;
+            case SEQUENTIAL -> true;
+            case AUTO -> a != null && "uniform".equals(a.strategy()) && !a.layers();
+        };
+    }
+
     /** What uniform allocation {@code seq} keeps of layer {@code i} given only that layer's scores. */
     static LayerSelection selectLayer(String criterion, ModelConfig c, int i, double[] kv, double[] heads, double[] channels,
                                       Allocation.Options seq) {

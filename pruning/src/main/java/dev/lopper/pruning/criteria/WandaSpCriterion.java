@@ -88,6 +88,11 @@ public final class WandaSpCriterion extends CalibratedCriterion {
     }
 
     @Override
+    public boolean prunesWhileScoring(Allocation.Options allocation) {
+        return SequentialOrder.applies(SequentialOrder.Order.valueOf(order.name()), allocation);
+    }
+
+    @Override
     public String name() {
         return NAME;
     }

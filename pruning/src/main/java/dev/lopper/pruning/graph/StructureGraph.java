@@ -81,6 +81,25 @@ public final class StructureGraph {
         public long parametersPerUnit() {
             return members.stream().mapToLong(Member::parametersPerUnit).sum();
         }
+
+        /**
+         * Sums {@code elementwise(tensor)} (an array of the tensor's shape, e.g. {@code |W * dL/dW|}) over each unit:
+         * per member, the unit's {@code width} rows (axis 0) or columns (axis 1), all of the other axis; in fp64.
+         */
+        public double[] sumPerUnit(java.util.function.Function<String, ai.djl.ndarray.NDArray> elementwise) {
+            double[] out = new double[count];
+            for (Member m : members) {
+                ai.djl.ndarray.NDArray e = elementwise.apply(m.tensor());
+                ai.djl.ndarray.NDArray line = e.getShape().dimension() == 1 ? e : e.sum(new int[] {1 - m.axis()});
+                double[] v = line.toType(ai.djl.ndarray.types.DataType.FLOAT64, false).toDoubleArray();
+                for (int u = 0; u < count; u++) {
+                    for (long i = m.start(u); i < m.end(u); i++) {
+                        out[u] += v[(int) i];
+                    }
+                }
+            }
+            return out;
+        }
     }
 
     private final ModelConfig config;

@@ -300,62 +300,6 @@ public record PruningPlan(String criterion, ObjectNode criterionOptions, Double 
         }
     }
 
-    // ---------------------------------------------------------------- composition
-
-    /**
-     * The plan on {@code original}'s indices that cuts what {@code first} cuts and then what {@code second} cuts from
-     * the model {@code first} leaves (whose layers are renumbered after removed ones and whose units are numbered
-     * 0..kept-1). Applying the result to the original equals applying {@code first} and then {@code second}
-     * (tested in {@code PlanCompositionTest}). Provenance is {@code second}'s, targets the union of both.
-     *
-     * <pre>{@code
-     * PruningPlan total = PruningPlan.compose(originalConfig, step1, step2);
-     * }</pre>
-     */
-    public static PruningPlan compose(ModelConfig original, PruningPlan first, PruningPlan second) {
-        List<LayerSelection> s1 = first.resolve(original);
-        ModelConfig mid = LayerSelection.prunedConfig(original, s1);
-        List<LayerSelection> s2 = second.resolve(mid);
-        List<Integer> removed = new ArrayList<>();
-        List<LayerPlan> layers = new ArrayList<>();
-        int j = 0;
-        for (LayerSelection a : s1) {
-            if (a.removed()) {
-                removed.add(a.layer());
-                continue;
-            }
-            LayerSelection b = s2.get(j++);
-            if (b.removed()) {
-                removed.add(a.layer());
-                continue;
-            }
-            int[] groups = pick(a.keptKvGroups(), b.keptKvGroups());
-            int[] heads = pick(a.keptHeads(), b.keptHeads());
-            int[] channels = pick(a.keptChannels(), b.keptChannels());
-            LayerShape shape = original.layer(a.layer());
-            if (groups.length != shape.numKvHeads() || heads.length != shape.numHeads() || channels.length != shape.intermediateSize()) {
-                layers.add(LayerPlan.kept(a.layer(), groups, heads, channels));
-            }
-        }
-        List<String> targets = new ArrayList<>();
-        for (String t : TARGETS) {
-            if (first.targets().contains(t) || second.targets().contains(t)) {
-                targets.add(t);
-            }
-        }
-        return new PruningPlan(second.criterion, second.criterionOptions, second.ratio, targets, second.allocation,
-                second.calibration, second.seed, first.modelHash, second.toolVersion, removed, layers, null, second.settings);
-    }
-
-    /** outer[inner[i]]: the original index of each unit the second plan keeps. */
-    private static int[] pick(int[] outer, int[] inner) {
-        int[] out = new int[inner.length];
-        for (int i = 0; i < inner.length; i++) {
-            out[i] = outer[inner[i]];
-        }
-        return out;
-    }
-
     // ---------------------------------------------------------------- JSON (codec: PlanJson)
 
     /** The plan as JSON (docs/FORMAT.md); see {@link PlanJson}. */

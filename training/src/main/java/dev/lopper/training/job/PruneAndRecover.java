@@ -1,5 +1,9 @@
 package dev.lopper.training.job;
 
+import dev.lopper.training.loop.TrainingMethod;
+
+import dev.lopper.model.ModelDir;
+
 import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.StreamedPass;
 import dev.lopper.training.loop.TrainOptions;
@@ -28,15 +32,14 @@ import java.util.function.Consumer;
 
 /**
  * Pruning followed by LoRA recovery in one resumable job, as {@code lopper prune ... --recover-steps N} runs it:
- * {@link Pruner} writes the pruned model, {@link Recovery} trains adapters on it and merges them, and the merged
- * model becomes {@code OUT}, a plain HF model directory that every command reads. What recovery produces besides
- * lies in the sibling {@code OUT.recovery/}:
+ * {@link Pruner} writes the pruned model into the job folder, {@link Recovery} trains adapters on it and writes the
+ * merged model to {@code OUT}, a plain HF model directory that every command reads. The job folder ({@link JobDir}):
  *
  * <pre>
- *   OUT/                         the pruned model with the trained adapters merged in (HF directory)
- *   OUT.recovery/request.json    the job (pruning and recovery settings): a rerun with the same settings resumes
- *   OUT.recovery/pruned/         the pruned model before recovery
- *   OUT.recovery/recover/        Recovery's directory: checkpoints/, adapter/ (PEFT), loss.csv, loss.png, recover.json
+ *   OUT/                     the pruned model with the trained adapters merged in (HF directory), curve.csv/png
+ *   OUT.job/job.json         the job (pruning and recovery settings): the same command resumes
+ *   OUT.job/pruned/          the pruned model before recovery
+ *   OUT.job/checkpoints/     training checkpoints; OUT.job/adapter/ (PEFT); OUT.job/curve.csv, .png
  * </pre>
  *
  * Running the same job again continues: a finished pruning step is reused (it is deterministic, and its
@@ -52,9 +55,7 @@ import java.util.function.Consumer;
  * }</pre>
  */
 public final class PruneAndRecover {
-    /** The suffix of the sibling directory holding the pruned model, the adapter, the loss curve and checkpoints. */
-    public static final String WORK_SUFFIX = ".recovery";
-    static final String REQUEST_FILE = "request.json";
+    private static final String KIND = "prune-and-recover";
 
     private PruneAndRecover() {
     }
@@ -74,18 +75,13 @@ public final class PruneAndRecover {
             return trainData != null ? trainData : prune.calibration();
         }
 
-        /** The sibling directory for everything but the merged model. */
-        public Path work() {
-            Path out = prune.out().toAbsolutePath().normalize();
-            return out.resolveSibling(out.getFileName() + WORK_SUFFIX);
-        }
     }
 
     /**
-     * What the job did. {@code prune} is null when an earlier run's pruned model was reused; {@code recovery}'s
-     * merged model has been moved to {@code out} unless training was interrupted (then {@code out} is null).
+     * What the job did. {@code prune} is null when an earlier run's pruned model was reused; {@code out} is null
+     * when training was interrupted (the checkpoint is in {@code job}).
      */
-    public record Outcome(PruneResult prune, Path pruned, Recovery.Outcome recovery, Path out, Path work) {
+    public record Outcome(PruneResult prune, Path pruned, Recovery.Outcome recovery, Path out, Path job) {
     }
 
     /**
@@ -112,18 +108,11 @@ public final class PruneAndRecover {
             throw new IllegalArgumentException("--val-fraction " + r.valFraction() + ": expected a value in (0, 1)");
         }
         Path[] inputs = {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val()};
-        OutputGuard.checkDirectory(p.out(), p.overwrite(), "--out", inputs);
-        Path work = r.work();
-        // the work directory is Lopper's own: it may be resumed or (with --overwrite) replaced, never a user's folder
-        OutputGuard.checkDirectory(work, true, "--out " + p.out() + ": its recovery directory", inputs);
-        if (Files.isRegularFile(work.resolve(REQUEST_FILE)) && !p.overwrite() && !sameJob(r)) {
-            throw new IllegalArgumentException("--out " + p.out() + ": " + work + " holds a job with other settings; run that command to resume it, "
-                    + "or pass --overwrite to start over");
-        }
-        Pruner.checkOutputs(pruneStep(r));
+        JobDir.check(p.out(), KIND, json(r), p.overwrite(), inputs);
+        Pruner.checkOutputs(pruneStep(r, JobDir.dirOf(p.out())));
         if (p.planOut() != null) {
             OutputGuard.checkFile(p.planOut(), p.overwrite(), "--plan-out", PruningPlan.FORMAT_PREFIX, p.model(), p.applyPlan(),
-                    p.calibration(), p.out(), work);
+                    p.calibration(), p.out(), JobDir.dirOf(p.out()));
         }
     }
 
@@ -134,65 +123,41 @@ public final class PruneAndRecover {
      */
     public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
         check(r);
-        Path work = r.work();
-        try (OutputLock outLock = OutputLock.acquire(r.prune().out(), "--out");
-             OutputLock workLock = OutputLock.acquire(work, "--out " + r.prune().out() + ": its recovery directory")) {
-            boolean resume = Files.isRegularFile(work.resolve(REQUEST_FILE)) && sameJob(r);
-            if (!resume) {
-                fresh(work); // no job, a pruning that did not finish, or (--overwrite) another job: start over
-            }
-            PruneRequest prune = pruneStep(r);
+        PruneRequest p = r.prune();
+        try (OutputLock outLock = OutputLock.acquire(p.out(), "--out")) {
+            JobDir job = JobDir.open(p.out(), KIND, json(r), p.overwrite(), p.model(), p.applyPlan(), p.calibration(),
+                    r.trainData(), r.val());
+            PruneRequest prune = pruneStep(r, job.dir());
             PruneResult pruned = null;
-            if (resume && Files.isRegularFile(prune.out().resolve("config.json"))) {
+            if (job.resumed() && Files.isRegularFile(prune.out().resolve("config.json"))) {
                 prune.progress().message("reusing the pruned model in " + prune.out() + " (same settings)");
             } else {
-                pruned = new Pruner().run(prune);
-                // written after the pruned model: its presence says "pruned/ is this job's"
-                new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(work.resolve(REQUEST_FILE).toFile(), json(r));
+                pruned = new Pruner().run(prune); // written beside, then renamed: a complete config.json means a complete model
             }
-            Recovery.Request rec = new Recovery.Request(prune.out(), r.data(), r.val(), work.resolve("recover"), r.lora(), r.options(),
+            Recovery.Request rec = new Recovery.Request(prune.out(), r.data(), r.val(), p.out(), r.lora(), r.options(),
                     r.valFraction(), r.valWindows(), prune.device(), r.mergedType(), false, r.stream());
-            Recovery.Outcome o = Recovery.run(rec, listener, onStart);
-            if (o.merged() == null) {
-                return new Outcome(pruned, prune.out(), o, null, work); // interrupted: the checkpoint is saved
+            Recovery.Outcome o;
+            try (ModelDir md = ModelDir.open(prune.out())) {
+                o = Recovery.train(job, md, rec, TrainingMethod.none(), listener, onStart);
             }
-            if (r.prune().planOut() != null) {
+            if (o.merged() == null) {
+                return new Outcome(pruned, prune.out(), o, null, job.dir()); // interrupted: the checkpoint is saved
+            }
+            if (p.planOut() != null) {
                 // the plan the pruning step wrote beside its model; copied only now, so that a rerun after a kill
                 // does not find its own --plan-out and refuse it
-                Path tmp = r.prune().planOut().resolveSibling("." + r.prune().planOut().getFileName() + ".tmp-" + ProcessHandle.current().pid());
+                Path tmp = p.planOut().resolveSibling("." + p.planOut().getFileName() + ".tmp-" + ProcessHandle.current().pid());
                 Files.copy(prune.out().resolve(Surgery.PLAN_FILE), tmp, StandardCopyOption.REPLACE_EXISTING);
-                Files.move(tmp, r.prune().planOut(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                Files.move(tmp, p.planOut(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
             }
-            AtomicDirectory.replace(o.merged(), r.prune().out());
-            return new Outcome(pruned, prune.out(), o, r.prune().out(), work);
+            job.finish();
+            return new Outcome(pruned, prune.out(), o, p.out(), job.dir());
         }
     }
 
-    /** The pruning step: the same request, writing into the work directory ({@code --plan-out} is copied at the end). */
-    static PruneRequest pruneStep(Request r) {
-        PruneRequest p = r.prune();
-        return p.toBuilder().out(r.work().resolve("pruned")).planOut(null).overwrite(true).build();
-    }
-
-    /** Replaces the work directory with an empty one carrying Lopper's marker. */
-    private static void fresh(Path work) throws IOException {
-        Path tmp = AtomicDirectory.createTemp(work);
-        try {
-            OutputGuard.writeMarker(tmp, "prune-recover");
-            AtomicDirectory.replace(tmp, work);
-        } finally {
-            AtomicDirectory.deleteTree(tmp);
-        }
-    }
-
-    private static boolean sameJob(Request r) throws IOException {
-        JsonNode saved;
-        try {
-            saved = new ObjectMapper().readTree(r.work().resolve(REQUEST_FILE).toFile());
-        } catch (IOException e) {
-            return false; // unreadable: start over (the work directory is Lopper's own)
-        }
-        return json(r).toString().equals(saved.toString()); // as text: a long read back is an int node
+    /** The pruning step: the same request, writing into the job folder ({@code --plan-out} is copied at the end). */
+    static PruneRequest pruneStep(Request r, Path jobDir) {
+        return r.prune().toBuilder().out(jobDir.resolve("pruned")).planOut(null).overwrite(true).build();
     }
 
     /** Everything the job's result depends on (not chunk sizes, progress or streaming, which change no number). */

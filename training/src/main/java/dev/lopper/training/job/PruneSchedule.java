@@ -1,35 +1,39 @@
 package dev.lopper.training.job;
 
-import dev.lopper.training.method.IterativeCriterion;
-import dev.lopper.training.method.Phase;
-import dev.lopper.training.method.ScheduleMethod;
-import dev.lopper.training.job.ScheduleMethods;
-import dev.lopper.training.method.StepContext;
-
-import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.model.LlamaModel;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.AtomicDirectory;
-import dev.lopper.model.io.OutputGuard;
+import dev.lopper.model.io.ModelWriter;
 import dev.lopper.model.util.Progress;
 import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.allocation.KeptUnits;
+import dev.lopper.pruning.criteria.Criteria;
 import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.pruning.plan.ModelHash;
 import dev.lopper.pruning.plan.PruningPlan;
 import dev.lopper.pruning.surgery.Surgery;
-import dev.lopper.training.lora.LoraAdapters;
-import dev.lopper.training.job.Recovery;
-import dev.lopper.training.loop.Trainer;
-import dev.lopper.training.loop.TrainingMethod;
+import dev.lopper.training.loop.FullModel;
 import dev.lopper.training.loop.Gradients;
+import dev.lopper.training.loop.LossPass;
+import dev.lopper.training.loop.LossTerm;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingData;
+import dev.lopper.training.loop.TrainingMethod;
+import dev.lopper.training.lora.LoraAdapters;
 import dev.lopper.training.lora.LoraTrainee;
-import java.util.function.Consumer;
+import dev.lopper.training.lora.Merge;
+import dev.lopper.training.method.IterativeCriterion;
+import dev.lopper.training.method.Phase;
+import dev.lopper.training.method.ScheduleMethod;
+import dev.lopper.training.method.StepContext;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -40,24 +44,27 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.function.Consumer;
+import java.util.function.Function;
 
 /**
- * The one schedule engine: prune -> train -> prune ... until the target ratio, for every training-aware method
- * ({@link ScheduleMethods}) and for any one-shot criterion run iteratively ({@link IterativeCriterion}). Each prune
- * step re-scores the CURRENT model (already smaller), maps the scores back to the original model's indices (units
- * already removed score -infinity, so they stay removed and count towards the cumulative ratio), allocates the
- * phase's cumulative ratio there, and cuts the current model by surgery (removing = zeroing, so a removed unit is
- * exactly a masked one). Training steps between prunes are LoRA runs ({@link Recovery}) merged into the model.
+ * The one schedule engine: prune -> train -> prune ... until the target ratio, for the training-aware methods that
+ * prune in steps ({@link ScheduleMethods}: LoRAPrune, Adapt-Pruner) and for any one-shot criterion run iteratively
+ * ({@link IterativeCriterion}). The current model lives in memory (fp32, {@link FullModel}): each prune step
+ * re-scores it, maps the scores back to the original model's indices (units already removed score -infinity, so
+ * they stay removed and count towards the cumulative ratio), allocates the phase's cumulative ratio there, and cuts
+ * it by surgery (removing = zeroing, so a removed unit is exactly a masked one); training steps between prunes are
+ * LoRA runs on the one {@link Trainer}, merged into it. The disk holds checkpoints only.
  *
- * <p>Files: the final model goes to {@code --out} (a plain HF model with {@code lopper_plan.json}, the plan
- * composed onto the original model's indices, plus {@code schedule.csv}/{@code schedule.png}); the work goes to
- * {@code OUT.schedule/} beside it:
+ * <p>Files, the one job layout ({@link JobDir}):
  * <pre>
- *   OUT.schedule/schedule.json         what was asked (a rerun must ask the same to resume)
- *   OUT.schedule/steps/NNNN/pruned/    the model after step N's prune (HF), its relative plan inside
- *   OUT.schedule/steps/NNNN/train/     step N's LoRA run (checkpoints, loss curve, merged model)
- *   OUT.schedule/steps/NNNN/done.json  written last, atomically: the step's checkpoint (composed plan, method state, curve)
- *   OUT.schedule/schedule.csv|png      loss and parameter count over training steps
+ *   OUT/                              the final model with lopper_plan.json (the plan on the original model's indices)
+ *   OUT.job/job.json                  what was asked (a rerun must ask the same to resume)
+ *   OUT.job/steps/NNNN/checkpoints/   step N's training checkpoints
+ *   OUT.job/steps/NNNN/model/         the model after step N (fp32 HF directory; only the newest step's is kept)
+ *   OUT.job/steps/NNNN/done.json      written last, atomically: the step's state (composed plan, method state, curve)
+ *   OUT.job/curve.csv, .png           loss, learning rate and parameters over the training steps, the prune steps
  * </pre>
  * Rerunning the same command after a kill at any point continues after the last finished step (an unfinished
  * prune is redone: it is deterministic; an unfinished training phase resumes from its own checkpoint, or restarts
@@ -69,167 +76,227 @@ import java.util.Locale;
  * }</pre>
  */
 public final class PruneSchedule {
-    public static final String REQUEST_FILE = "schedule.json";
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    /** What a run produced: the final model directory, the composed plan and the curve rows. */
-    public record Result(Path model, PruningPlan plan, List<ScheduleCurve.Row> curve, int resumedAfter) {
+    /** What a run produced: the final model directory, the composed plan, the curve and the step it resumed after. */
+    public record Result(Path model, PruningPlan plan, List<Trainer.Point> curve, int resumedAfter) {
     }
 
-    /** Where the work of a run writing {@code out} goes. */
-    public static Path workDir(Path out) {
-        Path abs = out.toAbsolutePath().normalize();
-        return abs.resolveSibling(abs.getFileName() + ".schedule");
+    /** The job of a method that prunes in steps ({@code factory} makes it for a request). */
+    public static ScheduleMethods.Job job(Function<ScheduleRequest, ScheduleMethod> factory) {
+        return (r, onStart) -> new PruneSchedule().run(r, factory.apply(r), onStart);
     }
 
     public Result run(ScheduleRequest r) throws IOException {
         return run(r, t -> { });
     }
 
-    /** As above; {@code onStart} gets every trainer before it starts (a Ctrl-C handler calls requestStop). */
+    /**
+     * Runs (or resumes) {@code r}: a registered training-aware method through its job, a criterion iteratively.
+     * {@code onStart} gets every trainer before it starts (a Ctrl-C handler calls requestStop).
+     */
     public Result run(ScheduleRequest r, Consumer<Trainer<?>> onStart) throws IOException {
-        if (FullTrainingSchedule.handles(r.prune().criterion())) {
-            return FullTrainingSchedule.run(r, onStart); // efficientllm, bip: they prune inside one full-parameter training run
+        ScheduleMethods.Entry e = ScheduleMethods.get(r.prune().criterion());
+        if (e != null) {
+            return e.job().run(r, onStart);
         }
-        if (CompressoSchedule.handles(r.prune().criterion())) {
-            return CompressoSchedule.run(r, onStart); // masks learned with LoRA in one run, then surgery
+        if (!Criteria.names().contains(r.prune().criterion())) {
+            throw new IllegalArgumentException("--method " + r.prune().criterion() + ": unknown; expected a criterion "
+                    + new java.util.TreeSet<>(Criteria.names()) + " or a training-aware method " + new java.util.TreeSet<>(ScheduleMethods.names()));
         }
+        return run(r, new IterativeCriterion(r), onStart);
+    }
+
+    /** One progress line per training step ({@code prefix} says where in a schedule it is). */
+    static Trainer.Listener progressLine(Progress progress, String prefix) {
+        return new Trainer.Listener() {
+            @Override
+            public void step(Trainer.Point p, int total, double tokensPerSecond, double etaSeconds) {
+                progress.message(String.format(Locale.ROOT, "%strain %d/%d loss %.4f lr %.3g, %,d parameters, %.0f tok/s, ETA %.0fs", prefix,
+                        p.step(), total, p.trainLoss(), p.lr(), p.params(), tokensPerSecond, etaSeconds));
+            }
+
+            @Override
+            public void validated(int step, double loss) {
+                progress.message(String.format(Locale.ROOT, "%sstep %d val_loss %.4f (perplexity %.3f)", prefix, step, loss, Math.exp(loss)));
+            }
+
+            @Override
+            public void pruned(int step, long before, long after) {
+                progress.message(String.format(Locale.ROOT, "%sstep %d: pruned %,d -> %,d parameters", prefix, step, before, after));
+            }
+
+            @Override
+            public void resumed(int step, Path dir) {
+                progress.message(String.format(Locale.ROOT, "%sresuming training from step %d (%s)", prefix, step, dir));
+            }
+        };
+    }
+
+    Result run(ScheduleRequest r, ScheduleMethod method, Consumer<Trainer<?>> onStart) throws IOException {
         Progress progress = r.prune().progress();
-        ScheduleMethod method = ScheduleMethods.create(r);
         List<Phase> phases = method.phases();
         Path out = r.prune().out();
-        Path work = workDir(out);
-        ObjectNode asked = requestJson(r, method);
-        boolean resume = prepare(r, work, asked);
         StringBuilder line = new StringBuilder("schedule: " + method.name());
         method.settings().forEach((k, v) -> line.append(' ').append(k).append('=').append(v));
         progress.message(line.toString());
         try (ModelDir originalDir = ModelDir.open(r.prune().model())) {
+            JobDir job = JobDir.open(out, "schedule", requestJson(r, method), r.prune().overwrite(), r.prune().model(), r.data(), r.val(),
+                    r.prune().calibration());
             ModelConfig original = originalDir.config();
-            String hash = ModelHash.of(r.prune().model());
-            State st = new State(r.prune().model(), PruningPlan.empty().withModelHash(hash), new ArrayList<>(), 0);
-            if (resume) {
-                st = restore(work, original, method, st);
+            State st = new State(null, PruningPlan.empty().withModelHash(ModelHash.of(r.prune().model())), new ArrayList<>(), 0);
+            if (job.resumed()) {
+                st = restore(job, method, st, r);
                 if (st.done > 0) {
-                    progress.message(String.format(Locale.ROOT, "resuming after step %d of %d (%s)", st.done, phases.size(), work));
+                    progress.message(String.format(Locale.ROOT, "resuming after step %d of %d (%s)", st.done, phases.size(), job.dir()));
                 }
             }
-            int resumedAfter = st.done;
-            for (int k = st.done + 1; k <= phases.size(); k++) {
-                st = step(r, method, phases.get(k - 1), k, phases.size(), work, original, st, onStart);
+            if (st.current == null) {
+                st = new State(FullModel.load(original, originalDir.checkpoint(), r.prune().device()), st.plan, st.curve, st.done);
             }
-            ScheduleCurve.writeCsv(st.curve, work.resolve("schedule.csv"));
-            ScheduleCurve.writePng(st.curve, work.resolve("schedule.png"), "lopper prune " + method.name() + " " + r.prune().model().getFileName());
-            PruningPlan plan = st.plan.result() != null ? st.plan
-                    : st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
-            writeFinal(st.current, out, plan, work);
-            return new Result(out, plan, List.copyOf(st.curve), resumedAfter);
+            int resumedAfter = st.done;
+            try {
+                for (int k = st.done + 1; k <= phases.size(); k++) {
+                    st = step(r, method, phases.get(k - 1), k, phases.size(), job, originalDir, st, onStart);
+                }
+                Curve.write(st.curve, job.dir(), "lopper prune " + method.name() + " " + r.prune().model().getFileName());
+                PruningPlan plan = st.plan.result() != null ? st.plan
+                        : st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
+                writeFinal(st.current, originalDir, out, plan, phases);
+                job.finish();
+                return new Result(out, plan, List.copyOf(st.curve), resumedAfter);
+            } finally {
+                st.current.close();
+            }
         }
     }
 
-    /** Where the run stands: the current model, the plan so far (original indices), the curve, the last finished step. */
-    private record State(Path current, PruningPlan plan, List<ScheduleCurve.Row> curve, int done) {
+    /** Where the run stands: the current model (in memory), the plan so far (original indices), the curve, the last finished step. */
+    private record State(FullModel current, PruningPlan plan, List<Trainer.Point> curve, int done) {
     }
 
-    private State step(ScheduleRequest r, ScheduleMethod method, Phase phase, int k, int n, Path work, ModelConfig original,
+    private State step(ScheduleRequest r, ScheduleMethod method, Phase phase, int k, int n, JobDir job, ModelDir originalDir,
                        State st, Consumer<Trainer<?>> onStart) throws IOException {
         Progress progress = r.prune().progress();
-        Path dir = work.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k));
+        ModelConfig original = originalDir.config();
+        Path dir = job.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k));
         Files.createDirectories(dir);
-        Path current = st.current;
+        FullModel current = st.current;
         PruningPlan plan = st.plan;
-        List<ScheduleCurve.Row> curve = new ArrayList<>(st.curve);
-        int trained = curve.isEmpty() ? 0 : curve.get(curve.size() - 1).trainStep();
+        List<Trainer.Point> curve = new ArrayList<>(st.curve);
+        int trained = curve.isEmpty() ? 0 : curve.get(curve.size() - 1).step();
         if (phase.pruneTo() != null) {
-            Path pruned = dir.resolve("pruned");
-            if (Files.exists(pruned)) {
-                AtomicDirectory.deleteTree(pruned); // a kill left it unfinished (done.json is missing): redo, it is deterministic
-            }
-            try (ModelDir md = ModelDir.open(current)) {
-                StepContext ctx = new StepContext(k, md, current, original, r.prune().device(), r.prune().seed(), progress);
-                progress.stage(String.format(Locale.ROOT, "step %d/%d: scoring", k, n));
-                Scores scores = method.score(ctx);
-                Allocation.Options o = withRatio(method.allocation(original.numLayers()), phase.pruneTo());
-                List<LayerSelection> before = plan.resolve(original);
-                PruningPlan next = Allocation.allocate(StructureGraph.of(original), toOriginal(scores, before, original), o);
-                List<LayerSelection> after = next.resolve(original);
-                List<LayerSelection> relative = relative(before, after);
-                PruningPlan stepPlan = Allocation.toPlan(md.config(), relative, PruningPlan.empty())
-                        .withProvenance(method.name(), null, phase.pruneTo(), List.of("heads", "channels"), o.strategy(), null,
-                                r.prune().seed());
-                Surgery.save(Surgery.apply(md.config(), md.checkpoint(), relative), pruned, current, stepPlan);
-                method.pruned(relative);
-                plan = next.withProvenance(method.name(), null, r.prune().ratio(), next.targets(), o.strategy(), null, r.prune().seed())
-                        .withModelHash(st.plan.modelHash());
-                current = pruned;
-            }
+            StepContext ctx = context(k, current, originalDir, r);
+            progress.stage(String.format(Locale.ROOT, "step %d/%d: scoring", k, n));
+            Scores scores = method.score(ctx);
+            Allocation.Options o = withRatio(method.allocation(original.numLayers()), phase.pruneTo());
+            KeptUnits before = KeptUnits.of(original, plan.resolve(original));
+            PruningPlan next = Allocation.allocate(StructureGraph.of(original), before.toOriginal(scores), o);
+            List<LayerSelection> relative = before.toCurrent(next.resolve(original));
+            FullModel cut = current.cut(relative); // surgery on the model in memory
+            current.close();
+            current = cut;
+            method.pruned(relative);
+            plan = next.withProvenance(method.name(), null, r.prune().ratio(), next.targets(), o.strategy(), null, r.prune().seed())
+                    .withModelHash(st.plan.modelHash());
         }
         long params = Allocation.result(original, plan.resolve(original), true, true, false, 0, 0).paramsAfter();
         // the allocation's own count (its targets and kept layers); 0 before the first prune
         double achieved = plan.result() == null ? 0 : plan.result().achievedRatio();
         progress.message(String.format(Locale.ROOT, "step %d/%d: ratio %.4f (target %s), %,d parameters", k, n, achieved,
                 phase.pruneTo() == null ? "-" : String.format(Locale.ROOT, "%.4f", phase.pruneTo()), params));
-        curve.add(new ScheduleCurve.Row(k, trained, params, achieved, null, null));
+        curve.add(new Trainer.Point(trained, null, null, 0, params, Map.of("prune_step", (double) k, "ratio", achieved)));
         if (phase.trainSteps() > 0) {
             if (r.data() == null) {
                 throw new IllegalArgumentException("--method " + method.name() + " trains between prune steps: give --train-data FILE");
             }
-            Path train = dir.resolve("train");
-            Recovery.Request rr = new Recovery.Request(current, r.data(), r.val(), train, r.lora(),
-                    phaseOptions(r, phase.trainSteps(), k), 0.05, r.valWindows(),
-                    // merged in fp32: the next step scores and trains on it, and a bf16 merge would round the update away
-                    r.prune().device(), ai.djl.ndarray.types.DataType.FLOAT32, method.observesTraining(), false);
-            try (ModelDir md = ModelDir.open(current)) {
-                StepContext ctx = new StepContext(k, md, current, original, r.prune().device(), r.prune().seed(), progress);
-                int offset = trained;
-                long p = params;
-                TrainingMethod<LoraTrainee> observer = new TrainingMethod<>() {
-                    @Override
-                    public String name() {
-                        return method.name();
-                    }
-
-                    @Override
-                    public void beforeUpdate(int step, LoraTrainee t, Gradients grads) {
-                        method.observe(offset + step, t.lora(), grads.list(LoraTrainee.GROUP), ctx);
-                    }
-                };
-                Recovery.Outcome o = Recovery.run(rr, observer, new Trainer.Listener() {
-                    @Override
-                    public void step(Trainer.Point pt, int total, double tokensPerSecond, double etaSeconds) {
-                        progress.message(String.format(Locale.ROOT, "step %d/%d: train %d/%d loss %.4f, %,d parameters, ETA %.0fs", k, n,
-                                pt.step(), total, pt.trainLoss(), p, etaSeconds));
-                    }
-                }, onStart);
-                if (o.merged() == null) {
-                    throw new IOException("training of step " + k + " was interrupted; run the same command again to resume");
-                }
-                for (Trainer.Point pt : o.train().history()) {
-                    if (pt.trainLoss() != null || pt.valLoss() != null) {
-                        curve.add(new ScheduleCurve.Row(k, offset + pt.step(), params, achieved, pt.trainLoss(), pt.valLoss()));
-                    }
-                }
-                current = o.merged();
-            }
+            FullModel merged = train(r, method, phase, k, n, dir, current, originalDir, trained, curve, params, achieved, onStart);
+            current.close();
+            current = merged;
         }
         State next = new State(current, plan, curve, k);
-        writeDone(dir, work, next, method);
+        writeDone(dir, job, next, method, originalDir);
         return next;
     }
 
-    /** The step's checkpoint, written last and atomically: a step without it is redone. */
-    private static void writeDone(Path dir, Path work, State st, ScheduleMethod method) throws IOException {
+    private static StepContext context(int k, FullModel current, ModelDir originalDir, ScheduleRequest r) {
+        return new StepContext(k, current.config(), current.source(), originalDir.tokenizer(), originalDir.config(), r.prune().device(),
+                r.prune().seed(), r.prune().progress());
+    }
+
+    /**
+     * Step {@code k}'s LoRA phase on the current model (in memory), checkpoints in the step's folder; returns the
+     * model with the adapters merged (fp32: the next step scores and trains on it, and a bf16 merge would round the
+     * update away) and adds the phase's rows to {@code curve}.
+     */
+    private FullModel train(ScheduleRequest r, ScheduleMethod method, Phase phase, int k, int n, Path dir, FullModel current,
+                            ModelDir originalDir, int offset, List<Trainer.Point> curve, long params, double achieved,
+                            Consumer<Trainer<?>> onStart) throws IOException {
+        Path checkpoints = dir.resolve("checkpoints");
+        if (method.observesTraining() && Files.exists(checkpoints)) {
+            // what the method learned in the interrupted phase is not in the checkpoint: the phase restarts
+            AtomicDirectory.deleteTree(checkpoints);
+        }
+        var o = phaseOptions(r, phase.trainSteps(), k);
+        StepContext ctx = context(k, current, originalDir, r);
+        TrainingMethod<LoraTrainee> observer = new TrainingMethod<>() {
+            @Override
+            public String name() {
+                return method.name();
+            }
+
+            @Override
+            public void beforeUpdate(int step, LoraTrainee t, Gradients grads) {
+                method.observe(offset + step, t.lora(), grads.list(LoraTrainee.GROUP), ctx);
+            }
+        };
+        TrainingData data = TrainingData.load(r.data(), r.val(), originalDir.tokenizer(), o.windows(), r.valWindows(), o.seqLen(),
+                r.valFraction(), o.seed());
+        try (LlamaModel lm = LlamaModel.load(current.config(), current.source(), r.prune().device());
+             LoraAdapters lora = LoraAdapters.create(current.config(), r.lora(), o.seed(), r.prune().device())) {
+            Trainer<LoraTrainee> trainer = new Trainer<>(new LoraTrainee(LossPass.inMemory(lm, LossTerm.CAUSAL_LM), lora, o), observer,
+                    data, o, checkpoints, progressLine(r.prune().progress(), String.format(Locale.ROOT, "step %d/%d: ", k, n)));
+            onStart.accept(trainer);
+            Trainer.Result result = trainer.run();
+            if (result.interrupted()) {
+                throw new TrainingInterrupted(result.step(), checkpoints);
+            }
+            for (Trainer.Point pt : result.history()) {
+                if (pt.trainLoss() != null || pt.valLoss() != null) {
+                    curve.add(new Trainer.Point(offset + pt.step(), pt.trainLoss(), pt.valLoss(), pt.lr(), params,
+                            Map.of("prune_step", (double) k, "ratio", achieved)));
+                }
+            }
+            try (NDManager m = NDManager.newBaseManager(r.prune().device())) {
+                return FullModel.load(current.config(), Merge.merged(current.source(), lora, m), r.prune().device());
+            }
+        }
+    }
+
+    /**
+     * The step's checkpoint: the current model (fp32, as an HF directory), then done.json, written last and
+     * atomically (a step without it is redone); the previous step's model is deleted after.
+     */
+    private static void writeDone(Path dir, JobDir job, State st, ScheduleMethod method, ModelDir originalDir) throws IOException {
+        ModelWriter.save(dir.resolve("model"), st.current.config(), st.current.source(), DataType.FLOAT32, originalDir.path(),
+                ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));
         ObjectNode d = JSON.createObjectNode();
         d.put("step", st.done);
-        d.put("model", work.relativize(st.current.toAbsolutePath().normalize()).toString());
         d.set("plan", st.plan.toJson());
         d.set("method_state", method.state());
         d.set("curve", JSON.valueToTree(st.curve));
         write(dir.resolve("done.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(d));
+        for (int k = 1; k < st.done; k++) {
+            Path old = job.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k)).resolve("model");
+            if (Files.exists(old)) {
+                AtomicDirectory.deleteTree(old);
+            }
+        }
     }
 
-    private static State restore(Path work, ModelConfig original, ScheduleMethod method, State fresh) throws IOException {
-        Path steps = work.resolve("steps");
+    /** The last finished step's state, its model loaded back into memory (null when no step finished). */
+    private static State restore(JobDir job, ScheduleMethod method, State fresh, ScheduleRequest r) throws IOException {
+        Path steps = job.resolve("steps");
         if (!Files.isDirectory(steps)) {
             return fresh;
         }
@@ -246,72 +313,15 @@ public final class PruneSchedule {
         }
         JsonNode d = JSON.readTree(last.resolve("done.json").toFile());
         PruningPlan plan = PruningPlan.parse(d.get("plan"), last.resolve("done.json"));
-        List<ScheduleCurve.Row> curve = new ArrayList<>(Arrays.asList(JSON.treeToValue(d.get("curve"), ScheduleCurve.Row[].class)));
+        List<Trainer.Point> curve = new ArrayList<>(Arrays.asList(JSON.treeToValue(d.get("curve"), Trainer.Point[].class)));
         if (d.hasNonNull("method_state")) {
             method.restore(d.get("method_state"));
         }
-        String model = d.get("model").asText();
-        Path current = model.isEmpty() ? fresh.current : work.resolve(model);
-        if (model.startsWith("..")) {
-            current = work.resolve(model).normalize();
+        FullModel current;
+        try (ModelDir md = ModelDir.open(last.resolve("model"))) {
+            current = FullModel.load(md.config(), md.checkpoint(), r.prune().device());
         }
         return new State(current, plan, curve, d.get("step").asInt());
-    }
-
-    /** Scores of the current model on the original indices: units already removed get -infinity. */
-    static Scores toOriginal(Scores s, List<LayerSelection> kept, ModelConfig original) {
-        int n = original.numLayers();
-        double[][] kv = s.kvGroups() == null ? null : new double[n][];
-        double[][] qh = s.queryHeads() == null ? null : new double[n][];
-        double[][] ch = s.channels() == null ? null : new double[n][];
-        for (int l = 0; l < n; l++) {
-            LayerSelection k = kept.get(l);
-            if (kv != null) {
-                kv[l] = spread(s.kvGroups()[l], k.keptKvGroups(), original.layer(l).numKvHeads());
-            }
-            if (qh != null) {
-                qh[l] = spread(s.queryHeads()[l], k.keptHeads(), original.layer(l).numHeads());
-            }
-            if (ch != null) {
-                ch[l] = spread(s.channels()[l], k.keptChannels(), original.layer(l).intermediateSize());
-            }
-        }
-        // layer scores (Adapt-Pruner's layer importance) index layers, which scheduled pruning never removes
-        return new Scores(s.criterion(), s.comparableAcrossLayers(), s.headUnit(), kv, qh, ch, s.layers(), s.afterSurgery());
-    }
-
-    private static double[] spread(double[] current, int[] kept, int count) {
-        double[] out = new double[count];
-        Arrays.fill(out, Double.NEGATIVE_INFINITY);
-        for (int j = 0; j < kept.length; j++) {
-            out[kept[j]] = current[j];
-        }
-        return out;
-    }
-
-    /** What {@code after} keeps, in the indices of the model {@code before} left (layer for layer; no layer removal). */
-    static List<LayerSelection> relative(List<LayerSelection> before, List<LayerSelection> after) {
-        List<LayerSelection> out = new ArrayList<>();
-        for (int l = 0; l < before.size(); l++) {
-            LayerSelection b = before.get(l);
-            LayerSelection a = after.get(l);
-            out.add(new LayerSelection(l, false, positions(b.keptKvGroups(), a.keptKvGroups(), l),
-                    positions(b.keptHeads(), a.keptHeads(), l), positions(b.keptChannels(), a.keptChannels(), l)));
-        }
-        return out;
-    }
-
-    private static int[] positions(int[] before, int[] after, int layer) {
-        int[] out = new int[after.length];
-        for (int i = 0; i < after.length; i++) {
-            int j = Arrays.binarySearch(before, after[i]);
-            if (j < 0) {
-                // cannot happen with -infinity scores and a strategy that removes the lowest first
-                throw new IllegalStateException("layer " + layer + ": unit " + after[i] + " was removed earlier but is kept now");
-            }
-            out[i] = j;
-        }
-        return out;
     }
 
     /**
@@ -328,49 +338,27 @@ public final class PruneSchedule {
                 o.channelRatio() == null ? null : ratio, o.keepFirst(), o.keepLast(), o.uniformRounding());
     }
 
-    /** The final model: the current one copied to OUT (streamed, atomically) with the composed plan and the curves. */
-    private static void writeFinal(Path current, Path out, PruningPlan plan, Path work) throws IOException {
-        try (ModelDir md = ModelDir.open(current)) {
+    /**
+     * The final model to OUT with the composed plan: when no step trained, the original checkpoint cut by the plan
+     * (its own dtype, as a one-shot prune writes it); otherwise the trained model in memory (fp32).
+     */
+    private static void writeFinal(FullModel current, ModelDir originalDir, Path out, PruningPlan plan, List<Phase> phases)
+            throws IOException {
+        boolean trained = phases.stream().anyMatch(p -> p.trainSteps() > 0);
+        Surgery.Result result;
+        if (trained) {
             List<LayerSelection> whole = new ArrayList<>();
-            for (int l = 0; l < md.config().numLayers(); l++) {
-                whole.add(LayerSelection.whole(l, md.config().layer(l)));
+            for (int l = 0; l < current.config().numLayers(); l++) {
+                whole.add(LayerSelection.whole(l, current.config().layer(l)));
             }
-            Surgery.save(Surgery.apply(md.config(), md.checkpoint(), whole), out, current, plan);
-        }
-        for (String f : new String[] {"schedule.csv", "schedule.png"}) {
-            Files.copy(work.resolve(f), out.resolve(f), StandardCopyOption.REPLACE_EXISTING);
-        }
-    }
-
-    /** Resume when the work directory holds the same request; otherwise check both outputs and start afresh. */
-    private static boolean prepare(ScheduleRequest r, Path work, ObjectNode asked) throws IOException {
-        Path out = r.prune().out();
-        Path[] inputs = {r.prune().model(), r.data(), r.val(), r.prune().calibration()};
-        Path[] given = Arrays.stream(inputs).filter(java.util.Objects::nonNull).toArray(Path[]::new);
-        OutputGuard.checkDirectory(out, r.prune().overwrite() || isOurs(work), "--out", given);
-        if (!r.prune().overwrite() && isOurs(work)) {
-            JsonNode saved = JSON.readTree(work.resolve(REQUEST_FILE).toFile());
-            // compared as written: a number read back may be an int where a long was put
-            if (!saved.equals(JSON.readTree(JSON.writeValueAsString(asked)))) {
-                throw new IllegalArgumentException(work + ": holds a scheduled prune asked with other settings (" + saved
-                        + "); run the same command to resume it, or pass --overwrite to start over");
+            result = Surgery.apply(current.config(), current.source(), whole);
+        } else {
+            result = Surgery.apply(originalDir.config(), originalDir.checkpoint(), plan);
+            if (!result.config().layers().equals(current.config().layers())) {
+                throw new IllegalStateException("the composed plan does not describe the model the steps cut"); // a bug, not bad input
             }
-            return true;
         }
-        OutputGuard.checkDirectory(work, r.prune().overwrite(), "--out (its work directory)", given);
-        Path tmp = AtomicDirectory.createTemp(work);
-        try {
-            OutputGuard.writeMarker(tmp, "schedule");
-            write(tmp.resolve(REQUEST_FILE), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(asked));
-            AtomicDirectory.replace(tmp, work);
-        } finally {
-            AtomicDirectory.deleteTree(tmp);
-        }
-        return false;
-    }
-
-    private static boolean isOurs(Path work) {
-        return OutputGuard.isLopperOutput(work) && Files.isRegularFile(work.resolve(REQUEST_FILE));
+        Surgery.save(result, out, originalDir.path(), plan);
     }
 
     private static ObjectNode requestJson(ScheduleRequest r, ScheduleMethod m) {
@@ -390,6 +378,8 @@ public final class PruneSchedule {
         n.put("steps", r.steps());
         n.put("data", r.data() == null ? null : r.data().toAbsolutePath().toString());
         n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
+        n.put("val_fraction", r.valFraction());
+        n.put("val_windows", r.valWindows());
         n.set("lora", JSON.valueToTree(new Object[] {r.lora().rank(), r.lora().alpha(), r.lora().dropout(), r.lora().orderedTargets()}));
         n.set("train", JSON.valueToTree(r.train()));
         n.set("phases", JSON.valueToTree(m.phases()));

@@ -1,31 +1,26 @@
 package dev.lopper.training.job;
 
-import dev.lopper.training.loop.AdamW;
-import dev.lopper.training.loop.Checkpoints;
-import dev.lopper.training.loop.FullModel;
-import dev.lopper.training.loop.Trainer;
-import dev.lopper.training.loop.FullTrainee;
-import dev.lopper.training.loop.LossTerm;
-import dev.lopper.training.loop.TrainingMethod;
-import dev.lopper.training.loop.LossCurve;
-import dev.lopper.training.loop.TrainOptions;
-import dev.lopper.training.loop.TrainingData;
-
-import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lopper.calibration.gradient.GradientEngine;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.ModelWriter;
-import dev.lopper.model.io.OutputGuard;
+import dev.lopper.model.util.Progress;
 import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.plan.ModelHash;
 import dev.lopper.pruning.plan.PruningPlan;
 import dev.lopper.pruning.surgery.Surgery;
-import dev.lopper.training.method.Bip;
-import dev.lopper.training.method.EfficientLlm;
+import dev.lopper.training.loop.Checkpoints;
+import dev.lopper.training.loop.FullModel;
+import dev.lopper.training.loop.FullTrainee;
+import dev.lopper.training.loop.LossTerm;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainingData;
+import dev.lopper.training.method.FullTrainingMethod;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -35,136 +30,112 @@ import java.util.Map;
 import java.util.function.Consumer;
 
 /**
- * Pruning while training the whole model ({@code --method efficientllm | bip}), one resumable run in one output
- * directory:
- *
- * <pre>
- *   OUT/checkpoints/step-NNNNNN/   the newest checkpoint: the current (cut) model, AdamW's moments, the method's state
- *   OUT/pruned/                    the final model, a plain HF directory (fp32) with lopper_plan.json
- *   OUT/loss.csv, OUT/loss.png     training loss per step, validation loss every evalEvery steps
- *   OUT/size.csv, OUT/size.png     parameters after every step
- *   OUT/prune-train.json           what was asked (model, data, method, ratio)
- * </pre>
+ * The job of the methods that prune while training every weight ({@code --method efficientllm | bip}): one
+ * full-parameter run on the one {@link Trainer} ({@link FullTrainee}: weights and AdamW's moments cut together in
+ * memory at the method's prune points), in the one job layout ({@link JobDir}): the final model (fp32, a plain HF
+ * directory with {@code lopper_plan.json} on the original model's indices) in {@code OUT}, checkpoints and the curve
+ * (loss, learning rate and parameters per step) in {@code OUT.job/}. The same command resumes after a kill to the
+ * result of an uninterrupted run.
  *
  * <pre>{@code
- * PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, "efficientllm", 0.5, data, null, 0.05, 16, out,
- *         TrainOptions.defaults(200), Device.cpu(), false, null);
- * PruneWhileTraining.Outcome o = PruneWhileTraining.run(r, Trainer.Listener.NONE, t -> { });
+ * ScheduleMethods.Job job = PruneWhileTraining.job(EfficientLlm::of);
+ * PruneSchedule.Result r = job.run(request, trainer -> { });   // request.prune().criterion() "efficientllm"
  * }</pre>
  */
 public final class PruneWhileTraining {
-    public static final String REQUEST_FILE = "prune-train.json";
-    public static final List<String> METHODS = List.of(EfficientLlm.NAME, Bip.NAME);
     private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** Makes the method for a run of {@code steps} steps removing {@code ratio} of the original model's prunable parameters. */
+    @FunctionalInterface
+    public interface Factory {
+        FullTrainingMethod create(FullModel original, double ratio, int steps);
+    }
 
     private PruneWhileTraining() {
     }
 
-    /**
-     * @param method {@value EfficientLlm#NAME} or {@value Bip#NAME}
-     * @param ratio fraction of prunable (attention + MLP) parameters removed
-     * @param val validation text, or null to hold out the last {@code valFraction} of {@code data}
-     * @param overwrite replace an existing OUT that Lopper wrote (otherwise an existing run is resumed)
-     * @param modelOut where the final model goes (the schedule engine's {@code --out}), or null for {@code OUT/pruned}
-     */
-    public record Request(Path model, String method, double ratio, Path data, Path val, double valFraction, int valWindows,
-                          Path out, TrainOptions options, Device device, boolean overwrite, Path modelOut) {
-        public Request {
-            if (!METHODS.contains(method)) {
-                throw new IllegalArgumentException("--method " + method + ": expected one of " + METHODS);
-            }
-            if (!(ratio >= 0 && ratio < 1)) {
-                throw new IllegalArgumentException("--ratio " + ratio + ": expected a number in [0, 1)");
-            }
+    /** The job of a method made by {@code factory}. */
+    public static ScheduleMethods.Job job(Factory factory) {
+        return (r, onStart) -> run(r, factory, onStart);
+    }
+
+    static PruneSchedule.Result run(ScheduleRequest r, Factory factory, Consumer<Trainer<?>> onStart) throws IOException {
+        String name = r.prune().criterion();
+        if (r.data() == null) {
+            throw new IllegalArgumentException("--method " + name + " trains the whole model: give --train-data FILE");
         }
-    }
-
-    /** What a run produced; {@code pruned} and {@code plan} null when it was interrupted. */
-    public record Outcome(Trainer.Result train, long paramsBefore, long paramsAfter, long trainingBytes, Path pruned,
-                          PruningPlan plan, Path lossCsv, Path sizeCsv) {
-    }
-
-    /** Bytes full training holds for {@code model}, stated before anything is loaded. */
-    public static long trainingBytes(Path model) {
-        try (ModelDir d = ModelDir.open(model)) {
-            return FullModel.trainingBytes(d.config());
+        if (r.iterations() != null) {
+            throw new IllegalArgumentException("--iterative applies to one-shot criteria; --method " + name + " prunes on its own schedule");
         }
-    }
-
-    /** Runs (or resumes) the request; {@code onStart} gets the trainer (a Ctrl-C handler calls requestStop). */
-    public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
-        try (ModelDir md = ModelDir.open(r.model())) {
+        TrainOptions o = r.steps() != null ? r.train().withSteps(r.steps()) : r.train();
+        Progress progress = r.prune().progress();
+        Path out = r.prune().out();
+        try (ModelDir md = ModelDir.open(r.prune().model())) {
             ModelConfig config = md.config();
-            dev.lopper.calibration.gradient.GradientEngine.checkSupported(config); // Qwen3's q/k norms: no gradient path
-            boolean resume = Recovery.prepareOut(r.out(), r.overwrite(), "prune-train", REQUEST_FILE, r.model(), r.data(), r.val());
-            if (r.modelOut() != null) {
-                OutputGuard.checkDirectory(r.modelOut(), r.overwrite() || resume, "--out", r.model(), r.data(), r.val());
-            }
-            ObjectNode request = requestJson(r);
-            if (resume) {
-                ObjectNode saved = (ObjectNode) JSON.readTree(r.out().resolve(REQUEST_FILE).toFile());
-                if (!saved.toString().equals(request.toString())) { // as text: a long reads back as an int node
-                    throw new IllegalArgumentException("--out " + r.out() + ": holds a run of another request (" + saved
-                            + "); run the same command to resume it, or pass --overwrite to start over");
-                }
-            } else {
-                JSON.writerWithDefaultPrettyPrinter().writeValue(r.out().resolve(REQUEST_FILE).toFile(), request);
-            }
-            FullModel model = FullModel.load(config, md.checkpoint(), r.device());
-            long before = model.parameterCount();
-            TrainingMethod<FullTrainee> method;
+            GradientEngine.checkSupported(config); // Qwen3's q/k norms: no gradient path
+            progress.message(String.format(Locale.ROOT, "%s trains every weight: %s (weights, gradients, 2 AdamW moments, fp32) plus activations",
+                    name, mib(FullModel.trainingBytes(config))));
+            JobDir job = JobDir.open(out, "prune-while-training", requestJson(r, o), r.prune().overwrite(), r.prune().model(), r.data(), r.val());
+            FullModel model = FullModel.load(config, md.checkpoint(), r.prune().device());
             FullTrainee trainee;
+            FullTrainingMethod method;
             try {
-                if (r.method().equals(Bip.NAME)) {
-                    Bip bip = new Bip(model, Bip.Settings.paper(r.ratio(), r.options().steps()));
-                    method = bip;
-                    trainee = new FullTrainee(model, r.options(), bip::transform, LossTerm.CAUSAL_LM);
-                } else {
-                    method = new EfficientLlm(config, new EfficientLlm.Settings(r.ratio(), Math.min(4, r.options().steps()), 0.5, r.options().steps()));
-                    trainee = new FullTrainee(model, r.options(), () -> FullModel.LayerTransform.NONE, LossTerm.CAUSAL_LM);
-                }
+                method = factory.create(model, r.prune().ratio(), o.steps());
+                trainee = new FullTrainee(model, o, method::transform, LossTerm.CAUSAL_LM);
             } catch (RuntimeException e) {
                 model.close();
                 throw e;
             }
-            TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows() * method.batchesPerStep(),
-                    r.valWindows(), r.options().seqLen(), r.valFraction(), r.options().seed());
-            Trainer<FullTrainee> trainer = new Trainer<>(trainee, method, data, r.options(), r.out().resolve("checkpoints"), listener);
             try {
+                TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), o.windows() * method.batchesPerStep(),
+                        r.valWindows(), o.seqLen(), r.valFraction(), o.seed());
+                Trainer<FullTrainee> trainer = new Trainer<>(trainee, method, data, o, job.checkpoints(), PruneSchedule.progressLine(progress, ""));
                 onStart.accept(trainer);
                 Trainer.Result result = trainer.run();
-                Path loss = r.out().resolve("loss.csv");
-                Path size = r.out().resolve("size.csv");
-                LossCurve.writeCsv(result.history(), loss);
+                List<Trainer.Point> curve = withRatio(result.history(), config);
+                String title = "lopper prune --method " + name + " --ratio " + r.prune().ratio() + " " + r.prune().model().getFileName();
+                Curve.write(curve, job.dir(), result.interrupted() ? null : title);
                 if (result.interrupted()) {
-                    LossCurve.writeSize(result.history(), size, null, null); // no PNG while the JVM shuts down
-                    return new Outcome(result, before, trainee.model().parameterCount(), FullModel.trainingBytes(config), null, null, loss, size);
+                    throw new TrainingInterrupted(result.step(), job.checkpoints());
                 }
-                String title = "lopper prune --method " + r.method() + " --ratio " + r.ratio() + " " + r.model().getFileName();
-                LossCurve.writePng(result.history(), r.out().resolve("loss.png"), title);
-                LossCurve.writeSize(result.history(), size, r.out().resolve("size.png"), title);
-                PruningPlan plan = plan(r, md, method, trainee.model().config());
-                Path pruned = r.modelOut() != null ? r.modelOut() : r.out().resolve("pruned");
-                save(trainee.model(), pruned, r.model(), plan);
-                return new Outcome(result, before, trainee.model().parameterCount(), FullModel.trainingBytes(config), pruned, plan, loss, size);
+                PruningPlan plan = plan(r, o, md, method, trainee.model().config());
+                ModelWriter.save(out, trainee.model().config(), trainee.model().source(), DataType.FLOAT32, md.path(),
+                        ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));
+                plan.save(out.resolve(Surgery.PLAN_FILE));
+                job.finish();
+                return new PruneSchedule.Result(out, plan, curve, result.resumedFrom());
             } finally {
                 trainee.model().close();
             }
         }
     }
 
+    /** The curve with each step's achieved ratio (of the original model's prunable parameters), as the schedule's. */
+    private static List<Trainer.Point> withRatio(List<Trainer.Point> history, ModelConfig original) {
+        long prunable = 0;
+        for (int l = 0; l < original.numLayers(); l++) {
+            prunable += Allocation.prunable(original, original.layer(l), true, true, false);
+        }
+        long before = dev.lopper.model.ModelStats.parameters(original);
+        List<Trainer.Point> out = new java.util.ArrayList<>();
+        for (Trainer.Point p : history) {
+            Map<String, Double> m = new java.util.TreeMap<>(p.metrics());
+            m.put("ratio", (double) (before - p.params()) / prunable);
+            out.add(new Trainer.Point(p.step(), p.trainLoss(), p.valLoss(), p.lr(), p.params(), m));
+        }
+        return out;
+    }
+
     /** The plan of what went (original indices), with the run's provenance; the weights are the trained ones. */
-    private static PruningPlan plan(Request r, ModelDir md, TrainingMethod<FullTrainee> method, ModelConfig finalConfig) {
-        List<LayerSelection> kept = method instanceof EfficientLlm e ? e.units().selections()
-                : ((Bip) method).finalSelections();
+    private static PruningPlan plan(ScheduleRequest r, TrainOptions o, ModelDir md, FullTrainingMethod method, ModelConfig finalConfig) {
+        List<LayerSelection> kept = method.kept();
         ObjectNode options = JSON.createObjectNode();
         options.put("training", "full");
-        options.put("steps", r.options().steps());
+        options.put("steps", o.steps());
         options.set("method", method.options());
-        PruningPlan base = new PruningPlan(r.method(), options, r.ratio(), List.of("heads", "channels"),
-                method instanceof Bip ? "uniform" : "global",
-                new PruningPlan.Calibration(r.data().toString(), r.options().windows() * method.batchesPerStep(), r.options().seqLen()),
-                r.options().seed(), ModelHash.of(md.path()), PruningPlan.toolVersionString(), List.of(), List.of(), null, null);
+        PruningPlan base = new PruningPlan(method.name(), options, r.prune().ratio(), List.of("heads", "channels"), method.allocation(),
+                new PruningPlan.Calibration(r.data().toString(), o.windows() * method.batchesPerStep(), o.seqLen()),
+                o.seed(), ModelHash.of(md.path()), PruningPlan.toolVersionString(), List.of(), List.of(), null, null);
         PruningPlan plan = Allocation.toPlan(md.config(), kept, base)
                 .withResult(Allocation.result(md.config(), kept, true, true, false, 0, 0));
         if (!Surgery.apply(md.config(), md.checkpoint(), plan).config().layers().equals(finalConfig.layers())) {
@@ -173,23 +144,16 @@ public final class PruneWhileTraining {
         return plan;
     }
 
-    /** As {@code Surgery.save}: the model (written beside, then renamed into place), then its plan. */
-    private static void save(FullModel model, Path out, Path sideFilesFrom, PruningPlan plan) throws IOException {
-        ModelWriter.save(out, model.config(), model.source(), DataType.FLOAT32, sideFilesFrom, ModelWriter.DEFAULT_MAX_SHARD_BYTES,
-                Map.of("format", "pt"));
-        plan.save(out.resolve(Surgery.PLAN_FILE));
-    }
-
-    private static ObjectNode requestJson(Request r) {
+    private static ObjectNode requestJson(ScheduleRequest r, TrainOptions o) {
         ObjectNode n = JSON.createObjectNode();
-        n.put("model", r.model().toAbsolutePath().toString());
-        n.put("method", r.method());
-        n.put("ratio", r.ratio());
+        n.put("model", r.prune().model().toAbsolutePath().toString());
+        n.put("method", r.prune().criterion());
+        n.put("ratio", r.prune().ratio());
         n.put("data", r.data().toAbsolutePath().toString());
         n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
         n.put("val_fraction", r.valFraction());
         n.put("val_windows", r.valWindows());
-        n.set("options", JSON.valueToTree(Checkpoints.comparable(r.options())));
+        n.set("train", Checkpoints.comparable(o));
         return n;
     }
 

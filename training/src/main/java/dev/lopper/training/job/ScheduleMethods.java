@@ -1,85 +1,126 @@
 package dev.lopper.training.job;
 
-import dev.lopper.training.method.AdaptPrunerMethod;
-import dev.lopper.training.method.IterativeCriterion;
-import dev.lopper.training.method.LoraPrune;
-import dev.lopper.training.method.ScheduleMethod;
-
-
 import dev.lopper.pruning.criteria.Criteria;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.lora.LoraConfig;
+import dev.lopper.training.method.AdaptPrunerMethod;
+import dev.lopper.training.method.Bip;
+import dev.lopper.training.method.CompressoOptions;
+import dev.lopper.training.method.EfficientLlm;
+import dev.lopper.training.method.LoraPrune;
 
+import java.io.IOException;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
-import java.util.function.Function;
+import java.util.TreeSet;
+import java.util.function.Consumer;
 
 /**
- * The registry of training-aware pruning methods ({@code --method NAME} that {@code lopper prune} hands to the
- * schedule engine). A name not registered here but known to {@link Criteria} runs as an iterative one-shot
- * criterion ({@link IterativeCriterion}).
+ * The registry of training-aware pruning methods ({@code lopper prune --method NAME} that trains): one line per
+ * method names its job, the method options it takes and its training defaults. A name not registered here but known
+ * to {@link Criteria} runs as an iterative one-shot criterion ({@link PruneSchedule}). Adding a method: its class
+ * (a {@code ScheduleMethod} for the prune -> train schedule, a {@code FullTrainingMethod} for pruning while
+ * training every weight, or a job of its own), one {@link #register} line here, and its test.
  *
  * <pre>{@code
- * ScheduleMethods.register("my-method", MyMethod::new);   // MyMethod(ScheduleRequest)
+ * ScheduleMethods.register(new ScheduleMethods.Entry("my-method", Set.of("my-option"), PruneSchedule.job(MyMethod::new),
+ *         ScheduleMethods::loraDefaults, LoraConfig.defaults()));
  * ScheduleMethods.isMethod("lora-prune");                  // true
  * }</pre>
  */
 public final class ScheduleMethods {
-    private static final Map<String, Function<ScheduleRequest, ScheduleMethod>> METHODS = new TreeMap<>();
+    /** How a registered method runs a scheduled request (the final model to its {@code --out}). */
+    @FunctionalInterface
+    public interface Job {
+        PruneSchedule.Result run(ScheduleRequest r, Consumer<Trainer<?>> onStart) throws IOException;
+    }
+
+    /** Training settings over {@code steps} optimizer steps with seed {@code seed}, where the user gives none. */
+    @FunctionalInterface
+    public interface TrainDefaults {
+        TrainOptions of(int steps, long seed);
+    }
+
+    /**
+     * @param options the method options ({@code PruneRequest} criterion options) it takes
+     * @param lora its adapters' defaults, or null when it trains no adapters
+     */
+    public record Entry(String name, Set<String> options, Job job, TrainDefaults trainDefaults, LoraConfig lora) {
+    }
+
+    private static final Map<String, Entry> METHODS = new TreeMap<>();
 
     static {
-        register(LoraPrune.NAME, LoraPrune::new);
-        register(AdaptPrunerMethod.NAME, AdaptPrunerMethod::new);
+        register(new Entry(LoraPrune.NAME, Set.of("prune-freq"), PruneSchedule.job(LoraPrune::new), ScheduleMethods::loraPruneDefaults,
+                LoraConfig.defaults()));
+        register(new Entry(AdaptPrunerMethod.NAME, adaptPrunerOptions(), PruneSchedule.job(AdaptPrunerMethod::new),
+                ScheduleMethods::loraPruneDefaults, LoraConfig.defaults()));
+        register(new Entry(Compresso.NAME, Set.of("reg-lr", "prompt"), Compresso::run, Compresso::trainDefaults,
+                CompressoOptions.officialLora()));
+        register(new Entry(EfficientLlm.NAME, Set.of(), PruneWhileTraining.job(EfficientLlm::of), ScheduleMethods::fullTrainingDefaults, null));
+        register(new Entry(Bip.NAME, Set.of(), PruneWhileTraining.job(Bip::of), ScheduleMethods::fullTrainingDefaults, null));
     }
 
     private ScheduleMethods() {
     }
 
-    public static synchronized void register(String name, Function<ScheduleRequest, ScheduleMethod> factory) {
-        METHODS.put(name, factory);
+    public static synchronized void register(Entry e) {
+        METHODS.put(e.name(), e);
     }
 
     /** Whether {@code name} is a training-aware method (not a one-shot criterion). */
     public static synchronized boolean isMethod(String name) {
-        return METHODS.containsKey(name) || FullTrainingSchedule.handles(name) || CompressoSchedule.handles(name);
+        return METHODS.containsKey(name);
     }
 
-    /** Every training-aware method: the LoRA ones registered here, the full-training ones (efficientllm, bip) and compresso. */
+    /** The entry of {@code name}, or null for a one-shot criterion. */
+    public static synchronized Entry get(String name) {
+        return METHODS.get(name);
+    }
+
+    /** Every training-aware method. */
     public static synchronized Set<String> names() {
-        Set<String> all = new java.util.TreeSet<>(METHODS.keySet());
-        all.addAll(dev.lopper.training.job.PruneWhileTraining.METHODS);
-        all.add(CompressoSchedule.NAME);
-        return Set.copyOf(all);
+        return Set.copyOf(METHODS.keySet());
     }
 
-    /**
-     * The training options a method runs with where the user gives none, over {@code steps} steps: Compresso's
-     * official ones for compresso, LoRAPrune's {@code prune.py} otherwise (batch 128 = micro-batch 4 x 32).
-     */
-    public static dev.lopper.training.loop.TrainOptions trainDefaults(String method, int steps, long seed) {
-        if (CompressoSchedule.handles(method)) {
-            return CompressoSchedule.trainDefaults(steps, seed);
-        }
-        return dev.lopper.training.loop.TrainOptions.defaults(steps).withAccumulation(32).withSeed(seed);
+    /** The training options a method runs with where the user gives none, over {@code steps} steps. */
+    public static TrainOptions trainDefaults(String method, int steps, long seed) {
+        Entry e = get(method);
+        return e != null ? e.trainDefaults().of(steps, seed) : TrainOptions.defaults(steps).withSeed(seed);
     }
 
     /** The LoRA settings a method runs with where the user gives none. */
-    public static dev.lopper.training.lora.LoraConfig loraDefaults(String method) {
-        return CompressoSchedule.handles(method) ? CompressoSchedule.loraDefaults() : dev.lopper.training.lora.LoraConfig.defaults();
+    public static LoraConfig loraDefaults(String method) {
+        Entry e = get(method);
+        return e != null && e.lora() != null ? e.lora() : LoraConfig.defaults();
     }
 
-    /** The method of {@code r}: a registered method, or the iterative form of a criterion. */
-    public static ScheduleMethod create(ScheduleRequest r) {
-        Function<ScheduleRequest, ScheduleMethod> f;
-        synchronized (ScheduleMethods.class) {
-            f = METHODS.get(r.prune().criterion());
+    /** LoRAPrune's {@code prune.py}: batch 128 = micro-batch 4 x 32, the recovery defaults otherwise. */
+    static TrainOptions loraPruneDefaults(int steps, long seed) {
+        return TrainOptions.defaults(steps).withAccumulation(32).withSeed(seed);
+    }
+
+    /**
+     * Full-parameter training (EfficientLLM, BiP): the recovery defaults with peak rate 1e-4, not LoRA's 3e-4. Neither
+     * paper's code gives an LLM rate (BiP's is for vision models with SGD; EfficientLLM's code is not public); 1e-4 is
+     * the usual AdamW rate for continued pre-training of a whole small LLM, and on the fixture 3e-4 ends worse than
+     * no training at all (docs/CRITERIA.md, "EfficientLLM and BiP").
+     */
+    public static TrainOptions fullTrainingDefaults(int steps, long seed) {
+        return TrainOptions.defaults(steps).withLearningRate(1e-4).withSeed(seed);
+    }
+
+    /** adapt-pruner's own options and every option of the criteria it can run within layers ({@code criterion}). */
+    private static Set<String> adaptPrunerOptions() {
+        Set<String> s = new TreeSet<>(Set.of("step-ratio", "criterion"));
+        for (String c : Criteria.names()) {
+            Set<String> o = Criteria.options(c);
+            if (o != null) {
+                s.addAll(o);
+            }
         }
-        if (f != null) {
-            return f.apply(r);
-        }
-        if (!Criteria.names().contains(r.prune().criterion())) {
-            throw new IllegalArgumentException("--method " + r.prune().criterion() + ": unknown; expected a criterion "
-                    + new java.util.TreeSet<>(Criteria.names()) + " or a training-aware method " + names());
-        }
-        return new IterativeCriterion(r);
+        return Set.copyOf(s);
     }
 }

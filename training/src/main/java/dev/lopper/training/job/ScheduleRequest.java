@@ -27,10 +27,20 @@ import java.nio.file.Path;
  * @param lora the adapters' settings
  * @param train optimizer settings; its {@code steps} is replaced by each phase's
  * @param valWindows validation windows per training phase
+ * @param valFraction the share of {@code data} held out for validation when {@code val} is null
  */
 public record ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
-                              LoraConfig lora, TrainOptions train, int valWindows) {
+                              LoraConfig lora, TrainOptions train, int valWindows, double valFraction) {
+    /** A request holding out 5% of {@code data} for validation when {@code val} is null. */
+    public ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
+                           LoraConfig lora, TrainOptions train, int valWindows) {
+        this(prune, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, 0.05);
+    }
+
     public ScheduleRequest {
+        if (val == null && !(valFraction > 0 && valFraction < 1)) {
+            throw new IllegalArgumentException("--val-fraction " + valFraction + ": expected a value in (0, 1)");
+        }
         if (prune.out() == null) {
             throw new IllegalArgumentException("a scheduled prune needs --out DIR (the final model)");
         }
@@ -49,6 +59,6 @@ public record ScheduleRequest(PruneRequest prune, Integer iterations, int trainS
     /** The same request with the final model written to {@code out}. */
     public ScheduleRequest withOut(Path out) {
         PruneRequest q = prune.toBuilder().out(out).build();
-        return new ScheduleRequest(q, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows);
+        return new ScheduleRequest(q, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, valFraction);
     }
 }

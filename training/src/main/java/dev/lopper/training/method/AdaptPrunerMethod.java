@@ -128,11 +128,11 @@ public final class AdaptPrunerMethod implements ScheduleMethod {
     public Scores score(StepContext c) throws IOException {
         PruneRequest p = r.prune();
         Allocation.Options a = allocation(c.original().numLayers());
-        PruneRequest here = p.toBuilder().model(c.modelDir()).criterion(criterion).options(criterionOptions).allocation(NAME)
+        PruneRequest here = p.toBuilder().criterion(criterion).options(criterionOptions).allocation(NAME)
                 .headRatio(null).channelRatio(null).keepFirst(a.keepFirst()).keepLast(a.keepLast())
                 .samples(p.samples() != null ? p.samples() : SAMPLES).seqLen(p.seqLen() != null ? p.seqLen() : SEQ_LEN)
                 .applyPlan(null).out(null).planOut(null).overwrite(false).device(c.device()).progress(c.progress()).build();
-        Pruner.Scored s = Pruner.scoreOnly(c.model(), here);
+        Pruner.Scored s = Pruner.scoreOnly(c.config(), c.weights(), c.tokenizer(), here);
         if (s.scores().layers() == null) {
             throw new IllegalStateException("adapt-pruner: no layer importance was measured");
         }

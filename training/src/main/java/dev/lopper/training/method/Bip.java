@@ -45,7 +45,7 @@ import java.util.List;
  *         listener).run();   // data: 2 x options.windows()
  * }</pre>
  */
-public final class Bip implements TrainingMethod<FullTrainee> {
+public final class Bip implements FullTrainingMethod {
     public static final String NAME = "bip";
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -91,6 +91,11 @@ public final class Bip implements TrainingMethod<FullTrainee> {
     private float[][] channelMomentum;
     private boolean finished;
 
+    /** The paper's settings ({@link Settings#paper}) for a run of {@code steps} steps removing {@code ratio}. */
+    public static Bip of(FullModel original, double ratio, int steps) {
+        return new Bip(original, Settings.paper(ratio, steps));
+    }
+
     /** Scores start at each unit's weight L2 norm in {@code model} (the original, uncut model). */
     public Bip(FullModel model, Settings settings) {
         this.original = model.config();
@@ -108,7 +113,7 @@ public final class Bip implements TrainingMethod<FullTrainee> {
     }
 
     private static float[] norms(StructureGraph.StructureSet set, FullModel model, NDManager scope) {
-        double[] sq = Units.perUnit(set, name -> {
+        double[] sq = set.sumPerUnit(name -> {
             NDArray x = model.weights().get(name).square();
             x.attach(scope);
             return x;
@@ -160,6 +165,7 @@ public final class Bip implements TrainingMethod<FullTrainee> {
     }
 
     /** The current mask as a layer transform (none once the units are cut); the trainee asks for it every pass. */
+    @Override
     public FullModel.LayerTransform transform() {
         if (finished) {
             return FullModel.LayerTransform.NONE;
@@ -260,6 +266,17 @@ public final class Bip implements TrainingMethod<FullTrainee> {
             s[i] = s[i] - lr * out[i];
         }
         return out;
+    }
+
+    @Override
+    public List<LayerSelection> kept() {
+        return finalSelections();
+    }
+
+    /** The same fraction of every layer's units: uniform. */
+    @Override
+    public String allocation() {
+        return "uniform";
     }
 
     /** The units the current masks keep, one selection per layer (original indices = the model's, no earlier cut). */

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.allocation.KeptUnits;
 import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
@@ -34,7 +35,7 @@ import java.util.Set;
  *         checkpoints, listener).run();
  * }</pre>
  */
-public final class EfficientLlm implements TrainingMethod<FullTrainee> {
+public final class EfficientLlm implements FullTrainingMethod {
     public static final String NAME = "efficientllm";
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -69,15 +70,20 @@ public final class EfficientLlm implements TrainingMethod<FullTrainee> {
 
     private final ModelConfig original;
     private final Settings settings;
-    private Units units;
+    private KeptUnits units;
     private double[][] groupSaliency;
     private double[][] channelSaliency;
     private List<LayerSelection> pending;
 
+    /** The method for a run of {@code steps} steps removing {@code ratio}: 4 removals in the first half (Lopper's choice). */
+    public static EfficientLlm of(FullModel original, double ratio, int steps) {
+        return new EfficientLlm(original.config(), new Settings(ratio, Math.min(4, steps), 0.5, steps));
+    }
+
     public EfficientLlm(ModelConfig original, Settings settings) {
         this.original = original;
         this.settings = settings;
-        this.units = Units.whole(original);
+        this.units = KeptUnits.whole(original);
         reset();
     }
 
@@ -111,8 +117,19 @@ public final class EfficientLlm implements TrainingMethod<FullTrainee> {
     }
 
     /** What is kept now (original indices). */
-    public Units units() {
+    public KeptUnits units() {
         return units;
+    }
+
+    @Override
+    public List<LayerSelection> kept() {
+        return units.kept();
+    }
+
+    /** One saliency ranking over all layers: global. */
+    @Override
+    public String allocation() {
+        return "global";
     }
 
     /** The step's saliency, from the gradients before clipping. */
@@ -133,7 +150,7 @@ public final class EfficientLlm implements TrainingMethod<FullTrainee> {
             return;
         }
         try (var scope = w.values().iterator().next().getManager().newSubManager()) {
-            double[] s = Units.perUnit(set, name -> {
+            double[] s = set.sumPerUnit(name -> {
                 NDArray x = w.get(name).mul(g.get(name)).abs(); // LLM-Pruner param_first: |W * dL/dW| per element
                 x.attach(scope);
                 return x;
@@ -162,8 +179,8 @@ public final class EfficientLlm implements TrainingMethod<FullTrainee> {
         double[][] g = new double[n][];
         double[][] c = new double[n][];
         for (int l = 0; l < n; l++) {
-            g[l] = masked(groupSaliency[l], units.groups()[l]);
-            c[l] = masked(channelSaliency[l], units.channels()[l]);
+            g[l] = masked(groupSaliency[l], units.kept().get(l).keptKvGroups());
+            c[l] = masked(channelSaliency[l], units.kept().get(l).keptChannels());
         }
         Scores scores = new Scores(NAME, true, StructureGraph.Kind.KV_GROUP, g, null, c, null);
         Allocation.Options o = new Allocation.Options(ratio, Set.of("heads", "channels"), "global", StructureGraph.Kind.KV_GROUP,
@@ -182,14 +199,21 @@ public final class EfficientLlm implements TrainingMethod<FullTrainee> {
 
     @Override
     public void cut(List<LayerSelection> current) {
-        units.keep(pending);
+        units = units.keep(pending);
         pending = null;
         reset(); // each decision rests on the weights as trained since the last one
     }
 
     @Override
     public JsonNode state() {
-        return JSON.valueToTree(new State(groupSaliency, channelSaliency, units.groups(), units.channels()));
+        int n = original.numLayers();
+        int[][] groups = new int[n][];
+        int[][] channels = new int[n][];
+        for (int l = 0; l < n; l++) {
+            groups[l] = units.kept().get(l).keptKvGroups();
+            channels[l] = units.kept().get(l).keptChannels();
+        }
+        return JSON.valueToTree(new State(groupSaliency, channelSaliency, groups, channels));
     }
 
     @Override
@@ -198,7 +222,11 @@ public final class EfficientLlm implements TrainingMethod<FullTrainee> {
             State s = JSON.treeToValue(state, State.class);
             groupSaliency = s.groupSaliency();
             channelSaliency = s.channelSaliency();
-            units = Units.of(original, s.groups(), s.channels());
+            List<LayerSelection> kept = new java.util.ArrayList<>();
+            for (int l = 0; l < original.numLayers(); l++) {
+                kept.add(new LayerSelection(l, false, s.groups()[l], Allocation.headsOfGroups(original.layer(l), s.groups()[l]), s.channels()[l]));
+            }
+            units = KeptUnits.of(original, kept);
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new IllegalArgumentException("efficientllm checkpoint state: " + e.getMessage());
         }

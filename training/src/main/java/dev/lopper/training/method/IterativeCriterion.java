@@ -33,12 +33,6 @@ public final class IterativeCriterion implements ScheduleMethod {
             throw new IllegalArgumentException("--method " + r.prune().criterion() + " is a one-shot criterion: give --iterative N "
                     + "(prune steps) to run it on the schedule engine");
         }
-        if (r.prune().criterion().equals("wanda-sp") && !"dense".equals(r.prune().criterionOptions().get("order"))) {
-            // the sequential order prunes each layer while scoring the next, at its own ratio: the engine could not
-            // re-allocate that step on the original model's indices
-            throw new IllegalArgumentException("--method wanda-sp with --iterative needs --wanda-order dense (the sequential order "
-                    + "prunes while it scores)");
-        }
         this.r = r;
     }
 
@@ -77,9 +71,9 @@ public final class IterativeCriterion implements ScheduleMethod {
     @Override
     public Scores score(StepContext c) throws IOException {
         PruneRequest p = r.prune();
-        PruneRequest here = p.toBuilder().model(c.modelDir()).applyPlan(null).out(null).planOut(null).overwrite(false)
+        PruneRequest here = p.toBuilder().applyPlan(null).out(null).planOut(null).overwrite(false)
                 .device(c.device()).progress(c.progress()).build();
-        Pruner.Scored s = Pruner.scoreOnly(c.model(), here);
+        Pruner.Scored s = Pruner.scoreOnly(c.config(), c.weights(), c.tokenizer(), here);
         String strategy = s.allocation().strategy();
         if (!strategy.equals("uniform") && !strategy.equals("global")) {
             // the engine gives removed units the score -infinity; a strategy that standardizes scores per layer

@@ -131,7 +131,7 @@ public final class LoraPrune implements ScheduleMethod {
 
     @Override
     public void observe(int step, LoraAdapters lora, List<NDArray> grads, StepContext c) {
-        LoraPruneImportance.Step now = LoraPruneImportance.of(lora.model(), c.model().checkpoint(), lora, grads);
+        LoraPruneImportance.Step now = LoraPruneImportance.of(lora.model(), c.weights(), lora, grads);
         if (kv == null) {
             kv = zeros(now.kvGroups());
             ch = zeros(now.channels());

@@ -47,13 +47,13 @@ public class FullTrainingScheduleTest {
                     text, null, LoraConfig.defaults(), TRAIN, 2);
             PruneSchedule.Result first = new PruneSchedule().run(r);
             assertEquals(method, first.plan().criterion());
-            assertTrue(Files.isRegularFile(out.resolve("schedule.csv")) && Files.isRegularFile(out.resolve("schedule.png")));
-            assertEquals(3, first.curve().get(first.curve().size() - 1).trainStep());
+            assertTrue(Files.isRegularFile(out.resolve("curve.csv")) && Files.isRegularFile(out.resolve("curve.png")));
+            assertEquals(3, first.curve().get(first.curve().size() - 1).step());
             try (ModelDir d = ModelDir.open(out); ModelDir o = ModelDir.open(model)) {
                 assertEquals(d.config().layers(), Surgery.apply(o.config(), o.checkpoint(), PruningPlan.load(out.resolve(Surgery.PLAN_FILE)))
                         .config().layers());
             }
-            assertEquals(0.5, first.curve().get(first.curve().size() - 1).ratio(), 0.06);
+            assertEquals(0.5, first.curve().get(first.curve().size() - 1).metrics().get("ratio"), 0.06);
             PruneSchedule.Result again = new PruneSchedule().run(r);
             assertEquals(3, again.resumedAfter());
         }

@@ -71,7 +71,7 @@ public class PruneAndRecoverTest {
         Path rec = p.out().resolveSibling(p.out().getFileName() + "-rec");
         Recovery.run(new Recovery.Request(p.out(), data, null, rec, LoraConfig.defaults(), o, 0.1, 4, ai.djl.Device.cpu(),
                 DataType.FLOAT32, false, false), Trainer.Listener.NONE, t -> { });
-        return rec.resolve("merged");
+        return rec;
     }
 
     private static Map<String, float[]> tensors(Path dir) throws Exception {
@@ -103,9 +103,9 @@ public class PruneAndRecoverTest {
         // OUT is a plain model directory (Lopper's marker, no recovery files); the rest lies beside it
         assertTrue(OutputGuard.isLopperOutput(out));
         assertFalse(Files.exists(out.resolve("adapter")) || Files.exists(out.resolve("checkpoints")));
-        Path work = tmp.resolve("chained" + PruneAndRecover.WORK_SUFFIX);
-        assertTrue(Files.isRegularFile(work.resolve("recover/adapter/adapter_model.safetensors")));
-        assertTrue(Files.isRegularFile(work.resolve("recover/loss.csv")));
+        Path work = tmp.resolve("chained" + JobDir.SUFFIX);
+        assertTrue(Files.isRegularFile(work.resolve("adapter/adapter_model.safetensors")));
+        assertTrue(Files.isRegularFile(work.resolve("curve.csv")) && Files.isRegularFile(out.resolve("curve.csv")));
         assertArrayEquals(Files.readAllBytes(tmp.resolve("sep").resolve(dev.lopper.pruning.surgery.Surgery.PLAN_FILE)), Files.readAllBytes(plan));
         try (ModelDir pruned = ModelDir.open(work.resolve("pruned")); ModelDir rec = ModelDir.open(out)) {
             assertEquals(pruned.config().layers(), rec.config().layers());
@@ -149,10 +149,12 @@ public class PruneAndRecoverTest {
         assertEquals(1, resumed.recovery().train().resumedFrom());
         same(expected, tensors(stopped));
 
-        // the finished job again: OUT exists, so only --overwrite redoes it (and resumes the same job's work)
-        IllegalArgumentException exists = assertThrows(IllegalArgumentException.class,
-                () -> PruneAndRecover.run(chained(prune(model, out), text), Trainer.Listener.NONE, t -> { }));
-        assertTrue(exists.getMessage().contains("--overwrite"), exists.getMessage());
+        // the finished job again: the one resume rule of every job (JobDir): the same command continues from the last
+        // checkpoint, which is the end, and writes the same OUT again
+        PruneAndRecover.Outcome rerun = PruneAndRecover.run(chained(prune(model, out), text), Trainer.Listener.NONE, t -> { });
+        assertNull(rerun.prune(), "the pruned model is reused");
+        assertEquals(OPTIONS.steps(), rerun.recovery().train().resumedFrom());
+        same(expected, tensors(out));
     }
 
     @Test
@@ -166,7 +168,7 @@ public class PruneAndRecoverTest {
         oneLine(assertThrows(IllegalArgumentException.class,
                 () -> PruneAndRecover.check(chained(prune(model, out), tmp.resolve("absent.txt")))), "absent.txt");
         // a user's folder where the recovery directory goes: refused, untouched
-        Path users = tmp.resolve("bad" + PruneAndRecover.WORK_SUFFIX);
+        Path users = tmp.resolve("bad" + JobDir.SUFFIX);
         Files.createDirectories(users);
         Files.writeString(users.resolve("notes.txt"), "mine");
         oneLine(assertThrows(IllegalArgumentException.class,

@@ -1,5 +1,8 @@
 package dev.lopper.training.job;
 
+import dev.lopper.pruning.graph.LayerSelection;
+import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.allocation.KeptUnits;
 import dev.lopper.model.ModelDir;
 import dev.lopper.model.io.TensorSource;
 import dev.lopper.model.testing.Fixtures;
@@ -24,6 +27,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -61,14 +65,16 @@ public class PruneScheduleTest {
                 .out(shared.resolve("mag-one")).build());
         assertEquals(one.plan().layers(), r.plan().layers());
         assertEquals(one.plan().layers(), PruningPlan.load(out.resolve(Surgery.PLAN_FILE)).layers());
-      assertSameTensors(shared.resolve("mag-one"), out);
-        assertTrue(Files.isRegularFile(out.resolve("schedule.csv")) && Files.isRegularFile(out.resolve("schedule.png")));
+        assertSameTensors(shared.resolve("mag-one"), out);
+        assertTrue(Files.isRegularFile(out.resolve("curve.csv")) && Files.isRegularFile(out.resolve("curve.png")));
         // the steps really were three: 1/3, 2/3 and all of 48 channels per layer (int(r x 96): 16, 32, 48)
-        try (ModelDir d1 = ModelDir.open(PruneSchedule.workDir(out).resolve("steps/0001/pruned"));
-             ModelDir d2 = ModelDir.open(PruneSchedule.workDir(out).resolve("steps/0002/pruned"))) {
-            assertEquals(96 - 16, d1.config().layer(0).intermediateSize());
-            assertEquals(96 - 32, d2.config().layer(0).intermediateSize());
+        try (ModelDir o = ModelDir.open(model)) {
+            assertEquals(96 - 16, stepPlan(out, 1).resolve(o.config()).get(0).keptChannels().length);
+            assertEquals(96 - 32, stepPlan(out, 2).resolve(o.config()).get(0).keptChannels().length);
         }
+        // steps live in memory: only the newest step's model is on disk, as its checkpoint
+        assertFalse(Files.exists(JobDir.dirOf(out).resolve("steps/0001/model")));
+        assertTrue(Files.isRegularFile(JobDir.dirOf(out).resolve("steps/0003/model/config.json")));
     }
 
     @Test
@@ -83,16 +89,24 @@ public class PruneScheduleTest {
 
         Path out = shared.resolve("llm-2");
         new PruneSchedule().run(request(b, 2, 0, out));
-        Path work = PruneSchedule.workDir(out);
         // step 1 prunes 0.25: 96 - int(96 x 0.75) = 24 channels and 0 KV groups per prunable layer (1..5: MetaPruner's count)
-        PruningPlan step1 = PruningPlan.load(work.resolve("steps/0001/pruned/" + Surgery.PLAN_FILE));
+        PruningPlan step1 = stepPlan(out, 1);
         PruneResult ind1 = new Pruner().run(PruneRequest.builder(model).criterion("llm-pruner").ratio(0.25).calibration(TEXT)
                 .samples(4).seqLen(16).seed(1).planOut(shared.resolve("ind1.json")).build());
         assertEquals(ind1.plan().layers(), step1.layers());
         // step 2 re-scores the 72-channel model and removes 24 more channels and 1 of its 2 KV groups: the same as an
         // independent one-shot on that model asked for exactly those counts (2 - int(2 x 0.5) = 1, 72 - int(72 x 2/3) = 24)
-        Path mid = work.resolve("steps/0001/pruned");
-        PruningPlan step2 = PruningPlan.load(work.resolve("steps/0002/pruned/" + Surgery.PLAN_FILE));
+        // the intermediate model, written here for the independent run (the schedule holds it in memory only): no
+        // training between the steps, so it is the original cut by step 1's plan
+        Path mid = shared.resolve("llm-mid");
+        try (ModelDir o = ModelDir.open(model)) {
+            Surgery.save(Surgery.apply(o.config(), o.checkpoint(), step1), mid, model, step1);
+        }
+        PruningPlan step2;
+        try (ModelDir o = ModelDir.open(model); ModelDir m = ModelDir.open(mid)) {
+            List<LayerSelection> relative = KeptUnits.of(o.config(), step1.resolve(o.config())).toCurrent(stepPlan(out, 2).resolve(o.config()));
+            step2 = Allocation.toPlan(m.config(), relative, PruningPlan.empty());
+        }
         PruneResult ind2 = new Pruner().run(PruneRequest.builder(mid).criterion("llm-pruner").ratio(0.5).headRatio(0.5)
                 .channelRatio(24.0 / 72).calibration(TEXT).samples(4).seqLen(16).seed(1)
                 .planOut(shared.resolve("ind2.json")).build());
@@ -112,16 +126,22 @@ public class PruneScheduleTest {
         assertThrows(IllegalStateException.class, () -> new PruneSchedule().run(request(b.progress(kill(m -> m.contains("train 3/4"), null)), 3, 4, killed)));
         // killed again while step 3 scores (steps 1 and 2 are done)
         assertThrows(IllegalStateException.class, () -> new PruneSchedule().run(request(b.progress(kill(null, s -> s.startsWith("step 3/3"))), 3, 4, killed)));
-        assertTrue(Files.isRegularFile(PruneSchedule.workDir(killed).resolve("steps/0002/done.json")));
+        assertTrue(Files.isRegularFile(JobDir.dirOf(killed).resolve("steps/0002/done.json")));
         PruneSchedule.Result r = new PruneSchedule().run(request(b.progress(Progress.NONE), 3, 4, killed));
         assertEquals(2, r.resumedAfter());
-      assertSameTensors(straight, killed);
-        assertEquals(Files.readString(straight.resolve("schedule.csv")), Files.readString(killed.resolve("schedule.csv")));
+        assertSameTensors(straight, killed);
+        assertEquals(Files.readString(straight.resolve("curve.csv")), Files.readString(killed.resolve("curve.csv")));
 
         // a rerun with other settings is refused, naming the work directory
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> new PruneSchedule().run(request(PruneRequest.builder(model).criterion("magnitude").ratio(0.3), 3, 4, killed.resolveSibling("killed"))));
-        assertTrue(e.getMessage().contains("other settings"), e.getMessage());
+        assertTrue(e.getMessage().contains("ratio 0.4 (now 0.3)") && e.getMessage().contains("--overwrite"), e.getMessage());
+    }
+
+    /** The composed plan (original indices) after step {@code k}, from that step's done.json. */
+    private static PruningPlan stepPlan(Path out, int k) throws Exception {
+        Path done = JobDir.dirOf(out).resolve(String.format("steps/%04d/done.json", k));
+        return PruningPlan.parse(new com.fasterxml.jackson.databind.ObjectMapper().readTree(done.toFile()).get("plan"), done);
     }
 
     private static Progress kill(java.util.function.Predicate<String> onMessage, java.util.function.Predicate<String> onStage) {

@@ -1,5 +1,7 @@
 package dev.lopper.training.job;
 
+import dev.lopper.pruning.PruneRequest;
+
 import dev.lopper.training.loop.CausalLm;
 import dev.lopper.training.loop.Trainer;
 import dev.lopper.training.loop.TrainingMethod;
@@ -41,43 +43,53 @@ public class PruneWhileTrainingTest {
         Files.writeString(TEXT, Files.readString(Path.of("../fixtures/text/kjv-train.txt")).substring(0, 20000));
     }
 
+    private static ScheduleRequest request(String method, double ratio, Path out, TrainOptions o) {
+        return new ScheduleRequest(PruneRequest.builder(model).criterion(method).ratio(ratio).out(out).build(), null, 0, o.steps(), TEXT,
+                null, dev.lopper.training.lora.LoraConfig.defaults(), o, 4);
+    }
+
     @ParameterizedTest
     @CsvSource({"efficientllm, 0.3", "bip, 0.5"})
     void writesAPlainPrunedModelWithItsPlanAndResumes(String method, double ratio) throws Exception {
         TrainOptions o = TrainOptions.defaults(3).withMicroBatch(2).withAccumulation(1).withSeqLen(16).withLearningRate(1e-3)
                 .withWarmup(0).withEvalEvery(3).withCheckpointEvery(1).withSeed(1);
         Path out = shared.resolve(method);
-        PruneWhileTraining.Request r = new PruneWhileTraining.Request(model, method, ratio, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
-        PruneWhileTraining.Outcome first = PruneWhileTraining.run(r, Trainer.Listener.NONE, t -> { });
-        assertTrue(first.paramsAfter() < first.paramsBefore());
-        assertTrue(Files.isRegularFile(out.resolve("size.png")) && Files.isRegularFile(out.resolve("loss.png")));
-        double lastVal = first.train().history().get(first.train().history().size() - 1).valLoss();
+        ScheduleRequest r = request(method, ratio, out, o);
+        PruneSchedule.Result first = new PruneSchedule().run(r);
+        long before;
+        try (ModelDir d = ModelDir.open(model)) {
+            before = dev.lopper.model.ModelStats.parameters(d.config());
+        }
+        long after = first.curve().get(first.curve().size() - 1).params();
+        assertTrue(after < before);
+        assertTrue(Files.isRegularFile(out.resolve("curve.png")) && Files.isRegularFile(JobDir.dirOf(out).resolve("curve.csv")));
+        double lastVal = first.curve().get(first.curve().size() - 1).valLoss();
 
         TrainingData data;
         try (ModelDir d = ModelDir.open(model)) {
             data = TrainingData.load(TEXT, null, d.tokenizer(), 1, 4, 16, 0.05, 1);
         }
-        try (ModelDir p = ModelDir.open(first.pruned()); LlamaModel lm = p.loadModel(Device.cpu()); NDManager m = NDManager.newBaseManager()) {
-            assertEquals(first.paramsAfter(), lm.parameterCount());
+        try (ModelDir p = ModelDir.open(out); LlamaModel lm = p.loadModel(Device.cpu()); NDManager m = NDManager.newBaseManager()) {
+            assertEquals(after, lm.parameterCount());
             double sum = 0;
             for (long[] w : data.validation()) {
                 var ids = m.create(w, new ai.djl.ndarray.types.Shape(1, w.length));
                 sum += CausalLm.loss(lm.logits(ids), ids).getFloat();
             }
             assertEquals(lastVal, sum / data.validation().length, 1e-4, "the saved model is the trained one");
-            PruningPlan plan = PruningPlan.load(first.pruned().resolve(Surgery.PLAN_FILE));
+            PruningPlan plan = PruningPlan.load(out.resolve(Surgery.PLAN_FILE));
             assertEquals(method, plan.criterion());
             try (ModelDir d = ModelDir.open(model)) {
                 assertEquals(p.config().layers(), Surgery.apply(d.config(), d.checkpoint(), plan).config().layers());
             }
         }
         // the same command again continues from the last checkpoint (the run is complete: it rewrites the outputs)
-        PruneWhileTraining.Outcome again = PruneWhileTraining.run(r, Trainer.Listener.NONE, t -> { });
-        assertEquals(3, again.train().resumedFrom());
-        assertEquals(first.paramsAfter(), again.paramsAfter());
-        // another ratio into the same OUT is refused with one line naming OUT
-        PruneWhileTraining.Request other = new PruneWhileTraining.Request(model, method, 0.1, TEXT, null, 0.05, 4, out, o, Device.cpu(), false, null);
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PruneWhileTraining.run(other, Trainer.Listener.NONE, t -> { }));
+        PruneSchedule.Result again = new PruneSchedule().run(r);
+        assertEquals(3, again.resumedAfter());
+        assertEquals(after, again.curve().get(again.curve().size() - 1).params());
+        // another ratio into the same OUT is refused with one line naming OUT and what differs
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new PruneSchedule().run(request(method, 0.1, out, o)));
+        assertTrue(e.getMessage().contains("ratio " + ratio + " (now 0.1)"), e.getMessage());
         assertTrue(e.getMessage().startsWith("--out " + out), e.getMessage());
     }
 }

@@ -1,5 +1,7 @@
 package dev.lopper.training.method;
 
+import dev.lopper.training.job.JobDir;
+
 import dev.lopper.training.job.PruneSchedule;
 import dev.lopper.training.job.ScheduleRequest;
 
@@ -82,15 +84,19 @@ public class AdaptPrunerMethodTest {
     void eachStepRemeasuresImportanceAndMovesEveryLayerFromWhereItIs() throws Exception {
         Path out = shared.resolve("two");
         PruneSchedule.Result r = new PruneSchedule().run(request(magnitude(0.5, "0.25"), 0, out));
-        Path work = PruneSchedule.workDir(out);
         // step 1 on the dense model is the one-shot adapt-pruner allocation at 0.25, every layer pruned
-        PruningPlan step1 = PruningPlan.load(work.resolve("steps/0001/pruned/" + Surgery.PLAN_FILE));
+        Path done = JobDir.dirOf(out).resolve("steps/0001/done.json");
+        PruningPlan step1 = PruningPlan.parse(new com.fasterxml.jackson.databind.ObjectMapper().readTree(done.toFile()).get("plan"), done);
         PruneResult one = new Pruner().run(PruneRequest.builder(model).criterion("magnitude").allocation("adapt-pruner").ratio(0.25)
                 .keepFirst(0).keepLast(0).calibration(text).samples(4).seqLen(16).seed(1).planOut(shared.resolve("one.json")).build());
         assertEquals(one.plan().layers(), step1.layers());
 
         // step 2: importance of the intermediate model; s_l = s'_l + (0.5 - mean s') - 0.02 (I_l - mean I) / max |I - mean I|
-        Path mid = work.resolve("steps/0001/pruned");
+        // the intermediate model (in memory in the schedule; no training between the steps): the original cut by step 1
+        Path mid = shared.resolve("two-mid");
+        try (ModelDir o = ModelDir.open(model)) {
+            Surgery.save(Surgery.apply(o.config(), o.checkpoint(), step1), mid, model, step1);
+        }
         double[] imp;
         int[] before = new int[4];
         try (ModelDir md = ModelDir.open(mid)) {
@@ -126,15 +132,15 @@ public class AdaptPrunerMethodTest {
     void trainsAfterEveryStepAndWritesAPlainModel() throws Exception {
         Path out = shared.resolve("trained");
         PruneSchedule.Result r = new PruneSchedule().run(request(magnitude(0.3, "0.15"), 2, out));
-        Path work = PruneSchedule.workDir(out);
+        Path work = JobDir.dirOf(out);
         for (String step : new String[] {"0001", "0002"}) {
-            assertTrue(Files.isDirectory(work.resolve("steps/" + step + "/train")), "step " + step + " trained");
+            assertTrue(Files.isDirectory(work.resolve("steps/" + step + "/checkpoints")), "step " + step + " trained");
         }
         for (int k = 1; k <= 2; k++) {
             int step = k;
             assertTrue(r.curve().stream().anyMatch(x -> x.step() == step && x.trainLoss() != null), "step " + k + " trained: " + r.curve());
         }
-        assertTrue(Files.isRegularFile(out.resolve("schedule.csv")) && Files.isRegularFile(out.resolve("schedule.png")));
+        assertTrue(Files.isRegularFile(out.resolve("curve.csv")) && Files.isRegularFile(out.resolve("curve.png")));
         try (ModelDir md = ModelDir.open(out); dev.lopper.model.LlamaModel m = md.loadModel(Device.cpu())) {
             assertEquals(r.plan().result().paramsAfter(), ModelStats.parameters(md.config()));
             assertTrue(Float.isFinite(m.logits(new long[] {1, 5, 9})[2][3]));
