@@ -34,6 +34,7 @@ final class MethodOptions {
         m.put("--gblm-scale", "scale");
         m.put("--reg-lr", "reg-lr");
         m.put("--prompt", "prompt");
+        m.put("--compresso-ending", "ending");
         m.put("--prune-freq", "prune-freq");
         m.put("--step-ratio", "step-ratio");
         m.put("--criterion", "criterion");

@@ -166,6 +166,9 @@ public final class PruneCommand implements Callable<Integer> {
     @Option(names = "--reg-lr", description = "compresso: learning rate of the masks' log_alpha and (ascending) of the Lagrange multipliers; default 0.1 (the official)")
     Double regLr;
 
+    @Option(names = "--compresso-ending", description = "compresso: ratio (default: finish at --ratio, units ranked by their learned log_alpha) or official (each layer's deterministic mask, CoFi's deterministic_z, whatever sparsity the masks reached)")
+    String compressoEnding;
+
     @Option(names = "--prompt", description = "compresso: the collaborative prompt, prepended to every training window (its tokens carry no loss)")
     String prompt;
 
@@ -264,6 +267,7 @@ public final class PruneCommand implements Callable<Integer> {
         putIf(copts, "scale", gblmScale);
         putIf(copts, "reg-lr", regLr == null ? null : regLr.toString());
         putIf(copts, "prompt", prompt);
+        putIf(copts, "ending", compressoEnding);
         putIf(copts, "prune-freq", schedule.pruneFreq == null ? null : schedule.pruneFreq.toString());
         putIf(copts, "step-ratio", schedule.stepRatio == null ? null : schedule.stepRatio.toString());
         putIf(copts, "criterion", schedule.criterion);

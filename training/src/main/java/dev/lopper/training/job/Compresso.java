@@ -85,6 +85,7 @@ public final class Compresso {
             throw new IllegalArgumentException("--iterative applies to one-shot criteria; --method compresso prunes on its own schedule");
         }
         CompressoOptions o = options(r);
+        official(r); // a bad ending value fails before any work
         Progress progress = r.prune().progress();
         progress.message(String.format(Locale.ROOT, "compresso target=%s steps=%d lr=%s reg-lr=%s lora r=%d alpha=%s on %s",
                 o.target(), o.steps(), o.loraLr(), o.regLr(), o.lora().rank(), o.lora().alpha(), o.lora().orderedTargets()));
@@ -117,16 +118,44 @@ public final class Compresso {
         }
     }
 
-    /** Deterministic masks -> plan; LoRA merged, mask values folded, surgery; the model written to {@code dir}. */
+    /** {@code ending official} (the masks' own per-layer counts) rather than the asked ratio (the default). */
+    static boolean official(ScheduleRequest r) {
+        String e = r.prune().criterionOptions().get("ending");
+        if (e != null && !e.equals("official") && !e.equals("ratio")) {
+            throw new IllegalArgumentException("--compresso-ending " + e + ": expected ratio (finish at --ratio; default) or official");
+        }
+        return "official".equals(e);
+    }
+
+    /**
+     * Deterministic masks -> plan (by default at the asked ratio, {@link HardMasks#atRatio}; the official ending with
+     * {@code ending official}); LoRA merged, mask values folded, surgery; the model written to {@code dir}.
+     */
     static PruningPlan finish(ModelDir md, LoraAdapters lora, L0Masks masks, ScheduleRequest r, CompressoOptions o, Path dir)
             throws IOException {
-        double[][] heads = masks.deterministicHeads();
-        double[][] channels = masks.deterministicChannels();
-        HardMasks.keepOne(heads, masks, true);
-        HardMasks.keepOne(channels, masks, false);
+        boolean official = official(r);
+        double[][] heads;
+        double[][] channels;
+        if (official) {
+            heads = masks.deterministicHeads();
+            channels = masks.deterministicChannels();
+            HardMasks.keepOne(heads, masks, true);
+            HardMasks.keepOne(channels, masks, false);
+        } else {
+            double[][][] z = HardMasks.atRatio(masks, md.config().numLayers(), o.target());
+            heads = z[0];
+            channels = z[1];
+        }
+        r.prune().progress().message(String.format(Locale.ROOT, "compresso: the masks reached expected sparsity %.4f (target %.4f); %s",
+                masks.expectedSparsity(), o.target(), official ? "official ending: each layer's deterministic mask (CoFi's deterministic_z)"
+                        : "finishing at the asked ratio: units ranked by their learned log_alpha (--compresso-ending official: the masks' own counts)"));
         ObjectNode opts = new ObjectMapper().valueToTree(o);
         opts.put("finalExpectedSparsity", masks.expectedSparsity());
+        opts.put("ending", official ? "official" : "ratio");
         PruningPlan plan = HardMasks.plan(md.config(), heads, channels);
+        plan = AskedRatio.record(plan, o.target(), () -> official ? String.format(Locale.ROOT,
+                "the official ending keeps what the masks learned (expected sparsity %.4f); --compresso-ending ratio finishes at --ratio",
+                masks.expectedSparsity()) : "one unit of each kind kept per layer", r.prune().progress());
         plan = plan.withProvenance(NAME, opts, o.target(), List.of("heads", "channels"), "learned (hard-concrete masks)",
                 new PruningPlan.Calibration(r.data().toString(), o.windows(), o.seqLen()), o.seed()).withModelHash(ModelHash.of(md.path()));
         try (NDManager m = NDManager.newBaseManager(Device.cpu())) {

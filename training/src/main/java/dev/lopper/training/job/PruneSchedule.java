@@ -162,6 +162,9 @@ public final class PruneSchedule {
                 Curve.write(st.curve, job.dir(), "lopper prune " + method.name() + " " + r.prune().model().getFileName());
                 PruningPlan plan = st.plan.result() != null ? st.plan
                         : st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
+                PruningPlan composed = plan;
+                plan = AskedRatio.record(plan, r.prune().ratio(), () -> String.format(Locale.ROOT,
+                        "the allocation's counts (%s), layers kept whole: %s", composed.allocation(), keptWhole(composed, original)), progress);
                 writeFinal(st.current, originalDir, out, plan, phases);
                 job.finish();
                 return new Result(out, plan, List.copyOf(st.curve), resumedAfter);
@@ -169,6 +172,19 @@ public final class PruneSchedule {
                 st.current.close();
             }
         }
+    }
+
+    /** The layers a plan leaves whole, e.g. "[0, 7]" ("none" when every layer lost something). */
+    private static String keptWhole(PruningPlan plan, ModelConfig original) {
+        List<Integer> whole = new ArrayList<>();
+        List<LayerSelection> sel = plan.resolve(original);
+        for (LayerSelection s : sel) {
+            if (!s.removed() && s.keptKvGroups().length == original.layer(s.layer()).numKvHeads()
+                    && s.keptChannels().length == original.layer(s.layer()).intermediateSize()) {
+                whole.add(s.layer());
+            }
+        }
+        return whole.isEmpty() ? "none" : whole.toString();
     }
 
     /** Where the run stands: the current model (in memory), the plan so far (original indices), the curve, the last finished step. */
@@ -254,7 +270,11 @@ public final class PruneSchedule {
                 r.valFraction(), o.seed());
         try (LlamaModel lm = LlamaModel.load(current.config(), current.source(), r.prune().device());
              LoraAdapters lora = LoraAdapters.create(current.config(), r.lora(), o.seed(), r.prune().device())) {
-            Trainer<LoraTrainee> trainer = new Trainer<>(new LoraTrainee(LossPass.inMemory(lm, LossTerm.CAUSAL_LM), lora, o), observer,
+            dev.lopper.training.loop.ParamGroup.Rate run = method.runRate(o);
+            LossPass pass = LossPass.inMemory(lm, LossTerm.CAUSAL_LM);
+            LoraTrainee trainee = run == null ? new LoraTrainee(pass, lora, o)
+                    : new LoraTrainee(pass, lora, step -> run.at(offset + step), o.weightDecay());
+            Trainer<LoraTrainee> trainer = new Trainer<>(trainee, observer,
                     data, o, checkpoints, progressLine(r.prune().progress(), String.format(Locale.ROOT, "step %d/%d: ", k, n)));
             onStart.accept(trainer);
             Trainer.Result result = trainer.run();

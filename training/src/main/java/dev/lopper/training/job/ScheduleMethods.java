@@ -57,7 +57,7 @@ public final class ScheduleMethods {
                 LoraConfig.defaults()));
         register(new Entry(AdaptPrunerMethod.NAME, adaptPrunerOptions(), PruneSchedule.job(AdaptPrunerMethod::new),
                 ScheduleMethods::loraPruneDefaults, LoraConfig.defaults()));
-        register(new Entry(Compresso.NAME, Set.of("reg-lr", "prompt"), Compresso::run, Compresso::trainDefaults,
+        register(new Entry(Compresso.NAME, Set.of("reg-lr", "prompt", "ending"), Compresso::run, Compresso::trainDefaults,
                 CompressoOptions.officialLora()));
         register(new Entry(EfficientLlm.NAME, Set.of(), PruneWhileTraining.job(EfficientLlm::of), ScheduleMethods::fullTrainingDefaults, null));
         register(new Entry(Bip.NAME, Set.of(), PruneWhileTraining.job(Bip::of), ScheduleMethods::fullTrainingDefaults, null));

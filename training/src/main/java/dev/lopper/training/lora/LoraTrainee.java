@@ -34,10 +34,14 @@ public final class LoraTrainee implements Trainee {
     private final List<ParamGroup> groups;
 
     public LoraTrainee(LossPass pass, LoraAdapters lora, TrainOptions o) {
+        this(pass, lora, new LrSchedule(o.learningRate(), o.warmup(), o.steps())::at, o.weightDecay());
+    }
+
+    /** With the learning rate {@code rate} per 0-based step (a schedule running over several training phases). */
+    public LoraTrainee(LossPass pass, LoraAdapters lora, ParamGroup.Rate rate, double weightDecay) {
         this.pass = pass;
         this.lora = lora;
-        LrSchedule rate = new LrSchedule(o.learningRate(), o.warmup(), o.steps());
-        this.groups = List.of(new ParamGroup(GROUP, lora.tensors(), lora.manager(), rate::at, true, o.weightDecay()));
+        this.groups = List.of(new ParamGroup(GROUP, lora.tensors(), lora.manager(), rate, true, weightDecay));
     }
 
     public LoraAdapters lora() {

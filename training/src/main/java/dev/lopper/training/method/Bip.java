@@ -29,14 +29,15 @@ import java.util.List;
  * KV group and per MLP channel (upper level), initialised to the unit's weight L2 norm (the code's
  * {@code --scaled-score-init}: scores = weights, ranked by their L2 norm); the mask keeps, per layer, the units
  * with the largest {@code |s|} (the projection onto the target size; {@code int(ratio x n)} removed per layer and
- * kind, as {@code GetSubnetFilter}). The forward pass multiplies the o_proj columns of a group's heads and the
- * down_proj column of a channel by the mask, so a masked unit is exactly a removed one.
+ * kind, as {@code GetSubnetFilter}). The forward pass multiplies every element the unit's score covers by its mask
+ * (a group's q/k/v rows and o_proj columns, a channel's gate/up rows and down_proj column), so a masked unit is
+ * exactly a removed one and the mask's gradient sums over the same elements as the score's initial norm.
  *
  * <p>Per step: the trainer's weight update through the fixed mask (lower level, one step as the code), then on a
  * second, independent batch the upper level: {@code g = dL/ds} through the straight-through mask
  * ({@code m = hard + |s| - stopgrad(|s|)}), the implicit-gradient term of the bi-linear simplification as the code
  * computes it, {@code g - lr2 * g * g}, and PyTorch's SGD (momentum, weight decay) at the mask learning rate
- * with the code's step schedule (x0.1 at 75%, x0.01 at 90% of the steps). After the last step the units
+ * with the code's step schedule (x0.1 from 50%, x0.01 from 75% of the steps). After the last step the units
  * outside the mask are cut (surgery).
  *
  * <pre>{@code
@@ -72,9 +73,13 @@ public final class Bip implements FullTrainingMethod {
             return new Settings(ratio, 0.1, 1e-4, 0.9, 1e-4, steps);
         }
 
-        /** {@code step_mask_schedule}: the mask learning rate at 0-based step {@code step}. */
+        /**
+         * The mask learning rate at 0-based step {@code step}: the official {@code train.py} builds the mask
+         * optimizer's policy with {@code get_lr_policy(args.mask_lr_schedule)} ({@code utils/schedules.py::step_schedule},
+         * not {@code get_mask_lr_policy}): x0.1 from 50% of training, x0.01 from 75%.
+         */
         public double maskLrAt(int step) {
-            return maskLr * (step >= 0.9 * steps ? 0.01 : step >= 0.75 * steps ? 0.1 : 1);
+            return maskLr * (step >= 0.75 * steps ? 0.01 : step >= 0.5 * steps ? 0.1 : 1);
         }
     }
 
@@ -173,12 +178,28 @@ public final class Bip implements FullTrainingMethod {
         return (layer, w, scope) -> masked(w, scope.create(mask(groupScores[layer])), scope.create(mask(channelScores[layer])));
     }
 
-    /** {@code w} with o_proj's columns of each group's heads and down_proj's channel columns times the masks. */
+    /**
+     * {@code w} with every element of each unit times its mask: a KV group's rows of q/k/v (and biases) and its
+     * columns of o_proj, a channel's rows of gate/up and its column of down_proj: the elements its score's L2 norm
+     * starts from, as the official {@code GetSubnetFilter} masks the same elements its scores cover.
+     */
     private LayerWeights masked(LayerWeights w, NDArray groups, NDArray channels) {
         LayerShape s = w.shape();
-        int width = s.groupSize() * original.headDim();
-        NDArray cols = groups.repeat(0, width).reshape(1, (long) s.numKvHeads() * width); // a group's heads are contiguous
-        return w.withOutputProjections(w.o().mul(cols), w.down().mul(channels.reshape(1, s.intermediateSize())));
+        int hd = original.headDim();
+        int width = s.groupSize() * hd;
+        long g = s.numKvHeads();
+        NDArray qRows = groups.repeat(0, width).reshape(g * width, 1); // a group's query heads are contiguous
+        NDArray kvRows = groups.repeat(0, hd).reshape(g * hd, 1);
+        NDArray oCols = qRows.reshape(1, g * width);
+        NDArray chRows = channels.reshape(s.intermediateSize(), 1);
+        NDArray chCols = channels.reshape(1, s.intermediateSize());
+        return new LayerWeights(w.index(), s, w.inputNorm(), w.q().mul(qRows), bias(w.qBias(), qRows), w.k().mul(kvRows),
+                bias(w.kBias(), kvRows), w.v().mul(kvRows), bias(w.vBias(), kvRows), w.o().mul(oCols), w.oBias(), w.postNorm(),
+                w.gate().mul(chRows), w.up().mul(chRows), w.down().mul(chCols), w.downBias(), w.qNorm(), w.kNorm());
+    }
+
+    private static NDArray bias(NDArray b, NDArray rows) {
+        return b == null ? null : b.mul(rows.reshape(-1));
     }
 
     @Override

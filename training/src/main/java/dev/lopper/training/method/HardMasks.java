@@ -54,6 +54,68 @@ public final class HardMasks {
         }
     }
 
+    /**
+     * Masks that remove {@code ratio} of the prunable parameters (Lopper's default ending): every unit (KV groups and
+     * MLP channels of all layers) ranked by its learned log_alpha, as CoFi's {@code deterministic_z} ranks within a
+     * layer, and removed lowest first until the removed parameters reach {@code ratio x prunable} (never a layer's
+     * last unit of a kind); kept units keep their soft value {@code sigmoid(log_alpha / T x 0.8)}, removed ones 0.
+     * Ties: lower log_alpha, then channels before groups, then lower layer and index.
+     *
+     * @return {heads, channels}: per layer the mask, or null where the layer has none
+     */
+    public static double[][][] atRatio(L0Masks masks, int layers, double ratio) {
+        record Unit(double logAlpha, boolean head, int layer, int index, long params) {
+        }
+        double[][] heads = new double[layers][];
+        double[][] channels = new double[layers][];
+        List<Unit> all = new ArrayList<>();
+        int[] headsLeft = new int[layers];
+        int[] channelsLeft = new int[layers];
+        for (int i = 0; i < layers; i++) {
+            if (masks.heads(i) != null) {
+                float[] a = masks.heads(i).toFloatArray();
+                heads[i] = soft(a);
+                headsLeft[i] = a.length;
+                for (int j = 0; j < a.length; j++) {
+                    all.add(new Unit(a[j], true, i, j, masks.parametersPerGroup(i)));
+                }
+            }
+            if (masks.channels(i) != null) {
+                float[] a = masks.channels(i).toFloatArray();
+                channels[i] = soft(a);
+                channelsLeft[i] = a.length;
+                for (int j = 0; j < a.length; j++) {
+                    all.add(new Unit(a[j], false, i, j, masks.parametersPerChannel(i)));
+                }
+            }
+        }
+        all.sort(java.util.Comparator.comparingDouble(Unit::logAlpha).thenComparing(Unit::head).thenComparingInt(Unit::layer)
+                .thenComparingInt(Unit::index));
+        double target = ratio * masks.prunableParameters();
+        long removed = 0;
+        for (Unit u : all) {
+            if (removed >= target) {
+                break;
+            }
+            int[] left = u.head() ? headsLeft : channelsLeft;
+            if (left[u.layer()] <= 1) {
+                continue; // a layer keeps one unit of each kind, as keepOne
+            }
+            left[u.layer()]--;
+            (u.head() ? heads : channels)[u.layer()][u.index()] = 0;
+            removed += u.params();
+        }
+        return new double[][][] {heads, channels};
+    }
+
+    private static double[] soft(float[] logAlpha) {
+        double[] z = new double[logAlpha.length];
+        for (int j = 0; j < z.length; j++) {
+            z[j] = HardConcrete.sigmoid(logAlpha[j] / HardConcrete.TEMPERATURE * HardConcrete.MAGICAL_NUMBER);
+        }
+        return z;
+    }
+
     /** The plan keeping exactly the units with a mask above 0 (nothing in layers without masks). */
     public static PruningPlan plan(ModelConfig config, double[][] heads, double[][] channels) {
         List<PruningPlan.LayerPlan> layers = new ArrayList<>();

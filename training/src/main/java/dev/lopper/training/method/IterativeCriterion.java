@@ -46,6 +46,7 @@ public final class IterativeCriterion implements ScheduleMethod {
         Map<String, String> s = new LinkedHashMap<>();
         s.put("iterative", r.iterations() + " (user)");
         s.put("schedule", "linear (Torch-Pruning's iterative_steps)");
+        s.put("calibration", "new windows each step: seed + step - 1 (hf_prune.py draws new examples each step)");
         s.put("train_steps_per_step", r.trainStepsPerStep() + (r.trainStepsPerStep() > 0 ? " (user)" : " (none)"));
         return s;
     }
@@ -71,7 +72,9 @@ public final class IterativeCriterion implements ScheduleMethod {
     @Override
     public Scores score(StepContext c) throws IOException {
         PruneRequest p = r.prune();
-        PruneRequest here = p.toBuilder().applyPlan(null).out(null).planOut(null).overwrite(false)
+        // new calibration windows every step, as hf_prune.py draws get_examples(...) anew in each iterative step; from
+        // (seed, step) rather than one running RNG, so that a resumed run draws the same (step 1: the one-shot's)
+        PruneRequest here = p.toBuilder().applyPlan(null).out(null).planOut(null).overwrite(false).seed(p.seed() + c.step() - 1)
                 .device(c.device()).progress(c.progress()).build();
         Pruner.Scored s = Pruner.scoreOnly(c.config(), c.weights(), c.tokenizer(), here);
         String strategy = s.allocation().strategy();

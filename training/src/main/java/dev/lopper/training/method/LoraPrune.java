@@ -1,5 +1,8 @@
 package dev.lopper.training.method;
 
+import dev.lopper.training.loop.ParamGroup;
+import dev.lopper.training.loop.TrainOptions;
+
 import dev.lopper.training.job.ScheduleRequest;
 
 import ai.djl.ndarray.NDArray;
@@ -72,7 +75,7 @@ public final class LoraPrune implements ScheduleMethod {
         s.put("keep_first", (r.prune().keepFirst() != null ? r.prune().keepFirst() + " (user)" : "int(0.1 L) (paper)"));
         s.put("keep_last", (r.prune().keepLast() != null ? r.prune().keepLast() + " (user)" : "1 (paper)"));
         s.put("lora", "r=" + r.lora().rank() + " alpha=" + r.lora().alpha() + " dropout=" + r.lora().dropout() + " " + r.lora().orderedTargets());
-        s.put("lr", String.valueOf(r.train().learningRate()));
+        s.put("lr", r.train().learningRate() + ", linear decay to 0 over the run, no warm-up (paper: HF Trainer, warmup_steps=0)");
         return s;
     }
 
@@ -122,6 +125,16 @@ public final class LoraPrune implements ScheduleMethod {
         int last = r.prune().keepLast() != null ? r.prune().keepLast() : 1;
         return new Allocation.Options(r.prune().ratio(), r.prune().targets(), "uniform", StructureGraph.Kind.KV_GROUP, null, null,
                 first, last);
+    }
+
+    /**
+     * One schedule over the whole run, as the official trainer's (HF {@code Trainer}, {@code warmup_steps=0}, linear
+     * decay): {@code lr (T - t) / T} at 0-based step t of T, through every prune step.
+     */
+    @Override
+    public ParamGroup.Rate runRate(TrainOptions options) {
+        double peak = options.learningRate();
+        return t -> peak * Math.max(0.0, (double) (steps - t) / steps);
     }
 
     @Override

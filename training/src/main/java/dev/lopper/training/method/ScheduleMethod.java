@@ -68,6 +68,15 @@ public interface ScheduleMethod {
         return false;
     }
 
+    /**
+     * The learning rate of 0-based training step {@code step} counted over the whole run (every phase), for a method
+     * whose official code trains with one schedule through its prune steps; null (the default): each training phase
+     * has its own warm-up and cosine decay from {@code options}' peak.
+     */
+    default dev.lopper.training.loop.ParamGroup.Rate runRate(dev.lopper.training.loop.TrainOptions options) {
+        return null;
+    }
+
     /** After each optimizer step's clipped gradients, before the update (see {@code Trainer.Listener#gradients}). */
     default void observe(int step, LoraAdapters lora, List<NDArray> grads, StepContext context) {
     }

@@ -118,7 +118,7 @@ public class BipTest {
         }
     }
 
-    /** The loss with the test's own masking: o columns / down columns times {@code hard}, unit {@code (l, u)} times {@code value}. */
+    /** The loss with the test's own masking: every element of each unit times {@code hard}, unit {@code (l, u)} times {@code value}. */
     private static double loss(FullModel m, Bip bip, int layer, boolean group, int unit, float value) {
         Map<String, float[]> w = floats(m);
         for (int l = 0; l < 2; l++) {
@@ -127,14 +127,34 @@ public class BipTest {
             if (l == layer) {
                 (group ? mg : mc)[unit] = value;
             }
+            // every element a unit's score covers: q rows / o columns of its heads (group = head / 2, head = index / 16),
+            // k/v rows of its head_dim (group = row / 16), a channel's gate/up row and down column
+            float[] q = w.get(WeightNames.attn(l, "q_proj", "weight"));
+            float[] k = w.get(WeightNames.attn(l, "k_proj", "weight"));
+            float[] v = w.get(WeightNames.attn(l, "v_proj", "weight"));
             float[] o = w.get(WeightNames.attn(l, "o_proj", "weight"));
+            float[] gate = w.get(WeightNames.mlp(l, "gate_proj", "weight"));
+            float[] up = w.get(WeightNames.mlp(l, "up_proj", "weight"));
             float[] down = w.get(WeightNames.mlp(l, "down_proj", "weight"));
             for (int r = 0; r < 64; r++) {
                 for (int col = 0; col < 64; col++) {
-                    o[r * 64 + col] *= mg[col / 32]; // group = head / 2, head = col / 16
+                    o[r * 64 + col] *= mg[col / 32];
+                    q[r * 64 + col] *= mg[r / 32];
                 }
                 for (int c = 0; c < 96; c++) {
                     down[r * 96 + c] *= mc[c];
+                }
+            }
+            for (int r = 0; r < 32; r++) {
+                for (int col = 0; col < 64; col++) {
+                    k[r * 64 + col] *= mg[r / 16];
+                    v[r * 64 + col] *= mg[r / 16];
+                }
+            }
+            for (int c = 0; c < 96; c++) {
+                for (int col = 0; col < 64; col++) {
+                    gate[c * 64 + col] *= mc[c];
+                    up[c * 64 + col] *= mc[c];
                 }
             }
         }
@@ -142,6 +162,16 @@ public class BipTest {
             Map<String, NDArray> arrays = new LinkedHashMap<>();
             w.forEach((k, v) -> arrays.put(k, s.create(v, m.weights().get(k).getShape())));
             return m.loss(s, s.create(IDS, new Shape(2, 12)), arrays, FullModel.LayerTransform.NONE).getFloat();
+        }
+    }
+
+    @Test
+    void maskRateFollowsTheOfficialStepScheduleOfTrainPy() {
+        // train.py: mask_lr_policy = get_lr_policy('step') = step_schedule: x0.1 from epoch >= 0.5 E, x0.01 from >= 0.75 E
+        Bip.Settings s = new Bip.Settings(0.5, 0.1, 1e-4, 0.9, 1e-4, 8);
+        double[] expected = {0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001};
+        for (int step = 0; step < 8; step++) {
+            assertEquals(expected[step], s.maskLrAt(step), 1e-15, "step " + step);
         }
     }
 

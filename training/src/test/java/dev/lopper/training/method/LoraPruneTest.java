@@ -108,6 +108,18 @@ public class LoraPruneTest {
     }
 
     @Test
+    void oneLinearLearningRateScheduleOverTheRun() {
+        Path tmp2 = tmp.resolve("rate");
+        ScheduleRequest r = new ScheduleRequest(PruneRequest.builder(tmp2).criterion(LoraPrune.NAME).ratio(0.5).out(tmp2.resolve("o")).build(),
+                null, 0, 40, tmp2, null, LoraConfig.defaults(), dev.lopper.training.loop.TrainOptions.defaults(40).withLearningRate(2e-4), 2);
+        dev.lopper.training.loop.ParamGroup.Rate rate = new LoraPrune(r).runRate(r.train());
+        // HF's get_linear_schedule_with_warmup(num_warmup_steps=0, num_training_steps=40): lr (40 - t) / 40
+        assertEquals(2e-4, rate.at(0), 1e-18);
+        assertEquals(2e-4 * 30 / 40, rate.at(10), 1e-18);
+        assertEquals(2e-4 / 40, rate.at(39), 1e-18);
+    }
+
+    @Test
     void cubicScheduleAndPrunePointsAsTheOfficialTrainer() {
         // the official schedule_sparsity_ratio by hand: T = 100, warm-up and cool-down 10 steps, final 0.5
         assertEquals(0, RatioSchedule.cubic(10, 100, 0.1, 0.1, 0, 0.5));
@@ -149,6 +161,12 @@ public class LoraPruneTest {
             assertEquals(96, d.config().layer(5).intermediateSize());
         }
         assertEquals(5, r.plan().layers().size());
+        // one learning-rate schedule over the run (the official trainer's: no warm-up, linear decay), recorded per step
+        for (dev.lopper.training.loop.Trainer.Point p : r.curve()) {
+            if (p.trainLoss() != null) {
+                assertEquals(1e-2 * (6 - (p.step() - 1)) / 6, p.lr(), 1e-15, "step " + p.step());
+            }
+        }
 
         // killed in the second training phase: the phase restarts, the importance average comes from step 1's checkpoint
         Path killed = tmp.resolve("killed");
