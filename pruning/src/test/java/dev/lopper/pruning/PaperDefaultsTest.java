@@ -17,6 +17,7 @@ import java.util.Map;
 import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Each criterion declares its paper's defaults (official code, docs/CRITERIA.md), and a run that names only the
@@ -39,6 +40,28 @@ class PaperDefaultsTest {
         assertEquals(StructureGraph.Kind.KV_GROUP, d.headUnit());
         assertEquals(keepFirst, d.keepFirst());
         assertEquals(keepLast, d.keepLast());
+    }
+
+    /** docs/CRITERIA.md's defaults table says what the code declares: samples, seq-len, allocation, head unit. */
+    @Test
+    void theDocsTableMatchesTheDeclaredDefaults() throws Exception {
+        java.util.List<String> rows = Files.readAllLines(Path.of("../docs/CRITERIA.md")).stream()
+                .filter(l -> l.startsWith("| ") && !l.startsWith("| method") && !l.startsWith("|---")).toList();
+        Set<String> seen = new java.util.TreeSet<>();
+        for (String row : rows) {
+            String[] c = row.split("\\|");
+            String name = c[1].trim();
+            if (!Criteria.names().contains(name) || c.length < 6) {
+                continue; // another table of the page
+            }
+            Defaults d = Criteria.create(name, Map.of()).defaults();
+            assertEquals(d.samples() == 0 ? "-" : Integer.toString(d.samples()), c[2].trim(), name + ": samples");
+            assertEquals(d.seqLen() == 0 ? "-" : Integer.toString(d.seqLen()), c[3].trim(), name + ": seq-len");
+            assertTrue(c[4].trim().startsWith(d.allocation()), name + ": allocation " + c[4]);
+            assertEquals("KV group", c[5].trim(), name + ": head unit");
+            seen.add(name);
+        }
+        assertEquals(Criteria.names(), seen, "every criterion has its row");
     }
 
     @Test
