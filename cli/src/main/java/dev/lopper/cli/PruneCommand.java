@@ -161,7 +161,7 @@ public final class PruneCommand implements Callable<Integer> {
 
     /** The training options every training path of prune shares (schedule engine and --recover-steps). */
     @Mixin
-    PruneTrainingOptions training;
+    TrainingOptions training;
 
     @Option(names = "--reg-lr", description = "compresso: learning rate of the masks' log_alpha and (ascending) of the Lagrange multipliers; default 0.1 (the official)")
     Double regLr;

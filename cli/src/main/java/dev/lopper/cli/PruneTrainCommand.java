@@ -22,13 +22,13 @@ import java.util.concurrent.Callable;
 /**
  * {@code lopper prune-train MODEL --method efficientllm|bip ...}: deprecated for one release. It prints the
  * equivalent {@code lopper prune} command on stderr (one line) and runs exactly that command, so its results and
- * output layout are {@code lopper prune}'s (the schedule engine's: the model in --out, the work in OUT.schedule/).
+ * output layout are {@code lopper prune}'s (the model in --out, its job folder OUT.job/).
  * The options keep their names, each translated to prune's ({@link #pruneArgs}).
  */
 @Command(name = "prune-train", mixinStandardHelpOptions = true,
         description = {"Deprecated, goes in the next release: use lopper prune MODEL --method efficientllm|bip.",
                 "Prints the equivalent lopper prune command on stderr and runs it: EfficientLLM or BiP prune MODEL",
-                "while training all of its weights. The model goes to --out, checkpoints and curves to OUT.schedule/;",
+                "while training all of its weights. The model goes to --out, checkpoints and the curve to OUT.job/;",
                 "the same command resumes."})
 public final class PruneTrainCommand implements Callable<Integer> {
     /** The methods this alias ran: those that prune while training every weight. */
@@ -46,27 +46,20 @@ public final class PruneTrainCommand implements Callable<Integer> {
     @Option(names = "--ratio", required = true, description = "fraction of prunable (attention + MLP) parameters to remove, in [0, 1)")
     double ratio;
 
-    @Option(names = "--train-data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory (required)")
-    Path data;
-
     @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")
     void oldData(Path p) {
-        data = p;
+        training.trainData = p;
     }
-
-    @Option(names = "--val-data", paramLabel = "FILE", description = "validation text. Default: the last 0.05 of --train-data, held out.")
-    Path val;
 
     @Option(names = "--val", hidden = true, paramLabel = "FILE", description = "old spelling of --val-data")
     void oldVal(Path p) {
-        val = p;
+        training.valData = p;
     }
 
-    @Option(names = "--val-fraction", description = "share of --train-data held out without --val-data; lopper prune's engine holds out 0.05, the only value taken.")
-    Double valFraction;
-
-    @Option(names = "--val-windows", description = "validation windows of --train-seq-len tokens. Default: 16.")
-    Integer valWindows;
+    @Option(names = "--seq-len", hidden = true, description = "old spelling of --train-seq-len")
+    void oldSeqLen(int t) {
+        training.seqLen = t;
+    }
 
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
     int steps;
@@ -96,7 +89,7 @@ public final class PruneTrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--method " + method + ": expected one of " + FULL_TRAINING
                     + " (other methods: lopper prune --method NAME)");
         }
-        if (data == null) {
+        if (training.trainData == null) {
             throw new IllegalArgumentException("--method " + method + " trains the whole model: give --train-data FILE");
         }
         List<String> args = pruneArgs();
@@ -109,8 +102,8 @@ public final class PruneTrainCommand implements Callable<Integer> {
 
     /**
      * The {@code lopper prune} arguments of this command line: every option given, under prune's name
-     * ({@link #RENAMED}); and the two defaults that differ between the commands made explicit: the seed (42 here,
-     * 0 in prune) and the accumulation (4 here, 32 for prune's scheduled methods).
+     * ({@link #RENAMED}); and the default that differs between the commands made explicit: the seed (42 here, 0 in
+     * prune).
      */
     List<String> pruneArgs() {
         ParseResult parsed = spec.commandLine().getParseResult();
@@ -124,9 +117,6 @@ public final class PruneTrainCommand implements Callable<Integer> {
         }
         if (!parsed.hasMatchedOption("--seed")) {
             a.addAll(List.of("--seed", Long.toString(seed)));
-        }
-        if (!parsed.hasMatchedOption("--accumulation")) {
-            a.addAll(List.of("--accumulation", Integer.toString(training.accumulation)));
         }
         return a;
     }

@@ -17,7 +17,6 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -40,28 +39,20 @@ public final class RecoverCommand implements Callable<Integer> {
     /** The training text when --train-data (or the old --data) is not given: the fixture's training split. */
     static final Path DEFAULT_DATA = Path.of("fixtures/text/kjv-train.txt");
 
-    /** Null when not given ({@link #DEFAULT_DATA}), so that the hidden old spelling {@code --data} can set it too. */
-    @Option(names = "--train-data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory. Default: fixtures/text/kjv-train.txt (the fixture's training split).")
-    Path data;
-
     @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")
     void oldData(Path p) {
-        data = p;
+        training.trainData = p;
     }
-
-    @Option(names = "--val-data", paramLabel = "FILE", description = "validation text. Default: the last --val-fraction of --train-data, held out from training.")
-    Path val;
 
     @Option(names = "--val", hidden = true, paramLabel = "FILE", description = "old spelling of --val-data")
     void oldVal(Path p) {
-        val = p;
+        training.valData = p;
     }
 
-    @Option(names = "--val-fraction", defaultValue = "0.05", description = "share of --train-data held out for validation without --val-data. Default: ${DEFAULT-VALUE}.")
-    double valFraction;
-
-    @Option(names = "--val-windows", defaultValue = "16", description = "validation windows of --train-seq-len tokens. Default: ${DEFAULT-VALUE}.")
-    int valWindows;
+    @Option(names = "--seq-len", hidden = true, description = "old spelling of --train-seq-len")
+    void oldSeqLen(int t) {
+        training.seqLen = t;
+    }
 
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
     int steps;
@@ -72,21 +63,6 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--overwrite", description = "start over: replace an existing DIR that Lopper wrote (never anything else)")
     boolean overwrite;
 
-    @Option(names = "--lora-rank", defaultValue = "8", description = "LoRA rank r. Default: ${DEFAULT-VALUE}.")
-    int rank;
-
-    @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (update scaled by alpha / r). Default: ${DEFAULT-VALUE}.")
-    double alpha;
-
-    @Option(names = "--lora-dropout", defaultValue = "0.05", description = "dropout on the adapters' input. Default: ${DEFAULT-VALUE}.")
-    double dropout;
-
-    @Option(names = "--lora-targets", split = ",", paramLabel = "PROJ", description = "projections to adapt. Default: all seven (q,k,v,o,gate,up,down _proj).")
-    List<String> targets;
-
-    @Option(names = "--patience", defaultValue = "0", description = "stop after this many validations without improvement (0: off). Default: ${DEFAULT-VALUE}.")
-    int patience;
-
     @Option(names = "--seed", defaultValue = "42", description = "seed of adapter init, data windows and dropout. Default: ${DEFAULT-VALUE} (every Lopper trainer's; lopper prune --recover-steps calls it --recover-seed, as prune's --seed is its calibration seed).")
     long seed;
 
@@ -96,7 +72,7 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
     boolean stream;
 
-    /** Optimizer options shared with {@code prune-train}. */
+    /** Data, LoRA and optimizer options: the same as lopper prune's (one declaration). */
     @Mixin
     TrainingOptions training;
 
@@ -126,13 +102,13 @@ public final class RecoverCommand implements Callable<Integer> {
 
     /** The options as a request (the defaults of lopper prune --recover-steps are these: RecoverOptions). */
     Recovery.Request request() {
-        TrainOptions o = training.of(steps, patience, seed);
-        LoraConfig lora = new LoraConfig(rank, alpha, dropout, targets == null ? LoraConfig.defaults().targets() : new LinkedHashSet<>(targets));
-        return new Recovery.Request(model, data(), val, out, lora, o, valFraction, valWindows, options.device(), dtype(mergedDtype), overwrite, stream);
+        TrainOptions o = training.train(TrainOptions.defaults(steps).withSeed(seed));
+        return new Recovery.Request(model, data(), training.valData, out, training.lora(LoraConfig.defaults()), o, training.valFraction(),
+                training.valWindows(), options.device(), dtype(mergedDtype), overwrite, stream);
     }
 
     private Path data() {
-        return data != null ? data : DEFAULT_DATA;
+        return training.trainData != null ? training.trainData : DEFAULT_DATA;
     }
 
     private void report(Recovery.Outcome r) {

@@ -43,7 +43,7 @@ final class RecoverOptions {
      * Runs prune + recovery when {@code --recover-steps} was given and returns the exit code; returns null (and
      * does nothing) otherwise ({@code PruneCommand} refuses recovery options given without it).
      */
-    Integer runIfRequested(PruneRequest prune, PruneTrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
+    Integer runIfRequested(PruneRequest prune, TrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
         if (steps == null) {
             return null;
         }
@@ -61,7 +61,7 @@ final class RecoverOptions {
         return o.recovery().train().interrupted() ? 130 : 0;
     }
 
-    PruneAndRecover.Request request(PruneRequest prune, PruneTrainingOptions training) {
+    PruneAndRecover.Request request(PruneRequest prune, TrainingOptions training) {
         TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
         TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
         return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,

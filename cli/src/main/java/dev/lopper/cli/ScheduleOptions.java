@@ -52,7 +52,7 @@ final class ScheduleOptions {
         return ScheduleMethods.isMethod(method) || (iterative != null && iterative > 1) || (iterativeSteps != null && iterativeSteps > 1);
     }
 
-    ScheduleRequest request(PruneRequest p, PruneTrainingOptions training, long trainSeed) {
+    ScheduleRequest request(PruneRequest p, TrainingOptions training, long trainSeed) {
         Integer n = iterative != null ? iterative : iterativeSteps;
         // the method's own defaults where the user gives nothing (LoRAPrune's prune.py; Compresso's official ones)
         LoraConfig lora = training.lora(ScheduleMethods.loraDefaults(p.criterion()));

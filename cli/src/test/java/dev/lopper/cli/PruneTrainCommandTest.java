@@ -100,7 +100,7 @@ class PruneTrainCommandTest {
                 "--out", out.toString(), "--json");
         assertEquals(0, r.code(), r.err());
         String expected = "lopper prune " + model + " --method bip --ratio 0.5 --train-data " + text + " --val-data " + text
-                + " --steps 2 --micro-batch 2 --train-seq-len 16 --val-windows 2 --out " + out + " --json --seed 42 --accumulation 4";
+                + " --steps 2 --micro-batch 2 --train-seq-len 16 --val-windows 2 --out " + out + " --json --seed 42";
         String line = r.err().lines().filter(l -> l.contains("deprecated")).findFirst().orElseThrow();
         assertTrue(line.endsWith("running the same as: " + expected), line);
         assertEquals(1, r.err().lines().filter(l -> l.contains("lopper prune ")).count(), r.err());
