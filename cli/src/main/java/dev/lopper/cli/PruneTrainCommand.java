@@ -46,20 +46,9 @@ public final class PruneTrainCommand implements Callable<Integer> {
     @Option(names = "--ratio", required = true, description = "fraction of prunable (attention + MLP) parameters to remove, in [0, 1)")
     double ratio;
 
-    @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")
-    void oldData(Path p) {
-        training.trainData = p;
-    }
+    @Mixin
+    OldTrainingSpellings old;
 
-    @Option(names = "--val", hidden = true, paramLabel = "FILE", description = "old spelling of --val-data")
-    void oldVal(Path p) {
-        training.valData = p;
-    }
-
-    @Option(names = "--seq-len", hidden = true, description = "old spelling of --train-seq-len")
-    void oldSeqLen(int t) {
-        training.seqLen = t;
-    }
 
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
     int steps;
@@ -85,6 +74,7 @@ public final class PruneTrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        old.applyTo(training);
         if (!FULL_TRAINING.contains(method)) {
             throw new IllegalArgumentException("--method " + method + ": expected one of " + FULL_TRAINING
                     + " (other methods: lopper prune --method NAME)");

@@ -39,20 +39,9 @@ public final class RecoverCommand implements Callable<Integer> {
     /** The training text when --train-data (or the old --data) is not given: the fixture's training split. */
     static final Path DEFAULT_DATA = Path.of("fixtures/text/kjv-train.txt");
 
-    @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")
-    void oldData(Path p) {
-        training.trainData = p;
-    }
+    @Mixin
+    OldTrainingSpellings old;
 
-    @Option(names = "--val", hidden = true, paramLabel = "FILE", description = "old spelling of --val-data")
-    void oldVal(Path p) {
-        training.valData = p;
-    }
-
-    @Option(names = "--seq-len", hidden = true, description = "old spelling of --train-seq-len")
-    void oldSeqLen(int t) {
-        training.seqLen = t;
-    }
 
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
     int steps;
@@ -102,12 +91,14 @@ public final class RecoverCommand implements Callable<Integer> {
 
     /** The options as a request (the defaults of lopper prune --recover-steps are these: RecoverOptions). */
     Recovery.Request request() {
+        old.applyTo(training);
         TrainOptions o = training.train(TrainOptions.defaults(steps).withSeed(seed));
         return new Recovery.Request(model, data(), training.valData, out, training.lora(LoraConfig.defaults()), o, training.valFraction(),
                 training.valWindows(), options.device(), dtype(mergedDtype), overwrite, stream);
     }
 
     private Path data() {
+        old.applyTo(training);
         return training.trainData != null ? training.trainData : DEFAULT_DATA;
     }
 
