@@ -10,6 +10,7 @@ import dev.lopper.pruning.plan.PruningPlan;
 import dev.lopper.pruning.surgery.Surgery;
 import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainer;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -61,5 +62,37 @@ public class FullTrainingScheduleTest {
                 null, 0, 3, null, null, LoraConfig.defaults(), TRAIN, 2);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new PruneSchedule().run(noData));
         assertTrue(e.getMessage().contains("--train-data"), e.getMessage());
+    }
+
+    /** Ctrl-C checkpoints every method: a stop after step 1 ends in TrainingInterrupted, and the rerun equals a straight run. */
+    @Test
+    void aStopCheckpointsAndTheRerunEqualsAStraightRun() throws Exception {
+        for (String method : new String[] {"efficientllm", "bip"}) {
+            Path straight = shared.resolve(method + "-straight");
+            new PruneSchedule().run(request(method, straight, dev.lopper.model.util.Progress.NONE));
+            Path stopped = shared.resolve(method + "-stopped");
+            Trainer<?>[] running = new Trainer<?>[1];
+            dev.lopper.model.util.Progress stopAfterStep1 = new dev.lopper.model.util.Progress() {
+                @Override
+                public void message(String line) {
+                    if (line.startsWith("train 1/")) {
+                        running[0].requestStop(); // as StopOnSignal does on SIGINT
+                    }
+                }
+            };
+            TrainingInterrupted e = assertThrows(TrainingInterrupted.class,
+                    () -> new PruneSchedule().run(request(method, stopped, stopAfterStep1), t -> running[0] = t));
+            assertEquals(1, e.step());
+            assertTrue(Files.isDirectory(JobDir.dirOf(stopped).resolve("checkpoints/step-000001")), method);
+            assertTrue(!Files.exists(stopped), "no model before the job finishes");
+            PruneSchedule.Result r = new PruneSchedule().run(request(method, stopped, dev.lopper.model.util.Progress.NONE));
+            assertEquals(1, r.resumedAfter(), method);
+            PruneScheduleTest.assertSameTensors(straight, stopped);
+        }
+    }
+
+    private static ScheduleRequest request(String method, Path out, dev.lopper.model.util.Progress progress) {
+        return new ScheduleRequest(PruneRequest.builder(model).criterion(method).ratio(0.5).progress(progress).out(out).build(), null, 0, 3,
+                text, null, LoraConfig.defaults(), TRAIN, 2);
     }
 }
