@@ -153,7 +153,7 @@ public final class Compresso {
         opts.put("finalExpectedSparsity", masks.expectedSparsity());
         opts.put("ending", official ? "official" : "ratio");
         PruningPlan plan = HardMasks.plan(md.config(), heads, channels);
-        plan = AskedRatio.record(plan, o.target(), () -> official ? String.format(Locale.ROOT,
+        plan = AskedRatio.record(plan, o.target(), md.config(), () -> official ? String.format(Locale.ROOT,
                 "the official ending keeps what the masks learned (expected sparsity %.4f); --compresso-ending ratio finishes at --ratio",
                 masks.expectedSparsity()) : "one unit of each kind kept per layer", r.prune().progress());
         plan = plan.withProvenance(NAME, opts, o.target(), List.of("heads", "channels"), "learned (hard-concrete masks)",

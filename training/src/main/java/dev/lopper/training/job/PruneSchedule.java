@@ -163,7 +163,7 @@ public final class PruneSchedule {
                 PruningPlan plan = st.plan.result() != null ? st.plan
                         : st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
                 PruningPlan composed = plan;
-                plan = AskedRatio.record(plan, r.prune().ratio(), () -> String.format(Locale.ROOT,
+                plan = AskedRatio.record(plan, r.prune().ratio(), original, () -> String.format(Locale.ROOT,
                         "the allocation's counts (%s), layers kept whole: %s", composed.allocation(), keptWhole(composed, original)), progress);
                 writeFinal(st.current, originalDir, out, plan, phases);
                 job.finish();

@@ -98,7 +98,7 @@ public final class PruneWhileTraining {
                 if (result.interrupted()) {
                     throw new TrainingInterrupted(result.step(), job.checkpoints());
                 }
-                PruningPlan plan = AskedRatio.record(plan(r, o, md, method, trainee.model().config()), r.prune().ratio(),
+                PruningPlan plan = AskedRatio.record(plan(r, o, md, method, trainee.model().config()), r.prune().ratio(), config,
                         () -> "the method's last cut (" + method.allocation() + " allocation of its own counts)", progress);
                 ModelWriter.save(out, trainee.model().config(), trainee.model().source(), DataType.FLOAT32, md.path(),
                         ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));

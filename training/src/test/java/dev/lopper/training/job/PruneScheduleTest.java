@@ -117,6 +117,21 @@ public class PruneScheduleTest {
     }
 
     @Test
+    void aRatioShortOfTheAskedOneIsSaidInOneLine() throws Exception {
+        // the last of 6 layers kept whole: 0.5 of the pruned layers' prunable parameters (1 of 2 KV groups, 48 of 96
+        // channels), 5/6 of that over the model
+        Path out = shared.resolve("short");
+        PruneSchedule.Result r = new PruneSchedule().run(request(PruneRequest.builder(model).criterion("magnitude").ratio(0.5).keepLast(1),
+                2, 0, out));
+        PruningPlan.Result res = r.plan().result();
+        assertEquals(0.5, res.requestedRatio());
+        assertEquals(0.5, res.achievedRatio(), 1e-12);
+        assertTrue(res.shortfall() != null && res.shortfall().contains("of the whole model's") && res.shortfall().contains("[5]")
+                && !res.shortfall().contains("\n"), res.shortfall());
+        assertEquals(res.shortfall(), PruningPlan.load(out.resolve(Surgery.PLAN_FILE)).result().shortfall(), "the plan carries it");
+    }
+
+    @Test
     void killedRunsResumeToTheUninterruptedResult() throws Exception {
         PruneRequest.Builder b = PruneRequest.builder(model).criterion("magnitude").ratio(0.4);
         Path straight = shared.resolve("straight");
