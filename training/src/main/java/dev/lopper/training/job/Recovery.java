@@ -56,10 +56,6 @@ public final class Recovery {
      */
     public record Request(Path model, Path data, Path val, Path out, LoraConfig lora, TrainOptions options, double valFraction,
                           int valWindows, Device device, DataType mergedType, boolean overwrite, boolean stream) {
-        /** The same request, with the model's layers streamed from disk (or not). */
-        public Request withStream(boolean s) {
-            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, s);
-        }
     }
 
     /**

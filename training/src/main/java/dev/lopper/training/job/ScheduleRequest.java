@@ -55,10 +55,4 @@ public record ScheduleRequest(PruneRequest prune, Integer iterations, int trainS
                     + "layer renumbers the rest, so --keep-first/--keep-last would shift between steps)");
         }
     }
-
-    /** The same request with the final model written to {@code out}. */
-    public ScheduleRequest withOut(Path out) {
-        PruneRequest q = prune.toBuilder().out(out).build();
-        return new ScheduleRequest(q, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, valFraction);
-    }
 }

@@ -87,10 +87,6 @@ public record TrainOptions(int steps, int microBatch, int accumulation, int seqL
         return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, c, patience, seed);
     }
 
-    public TrainOptions withPatience(int p) {
-        return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, p, seed);
-    }
-
     public TrainOptions withSeed(long s) {
         return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, s);
     }

@@ -49,18 +49,6 @@ public record LoraConfig(int rank, double alpha, double dropout, Set<String> tar
         return new LoraConfig(r, alpha, dropout, targets);
     }
 
-    public LoraConfig withAlpha(double a) {
-        return new LoraConfig(rank, a, dropout, targets);
-    }
-
-    public LoraConfig withDropout(double d) {
-        return new LoraConfig(rank, alpha, d, targets);
-    }
-
-    public LoraConfig withTargets(Set<String> t) {
-        return new LoraConfig(rank, alpha, dropout, t);
-    }
-
     /** Targets in the fixed order of {@link #ALL_TARGETS} (for files and messages). */
     public List<String> orderedTargets() {
         return ALL_TARGETS.stream().filter(targets::contains).toList();

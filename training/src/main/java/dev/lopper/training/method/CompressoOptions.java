@@ -118,11 +118,6 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
                 warmupFraction, maxGradNorm, c, seed, prompt, lora);
     }
 
-    public CompressoOptions withDroprateInit(double d) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, d, prepruningFraction,
-                warmupFraction, maxGradNorm, checkpointEvery, seed, prompt, lora);
-    }
-
     public CompressoOptions withLora(LoraConfig l) {
         return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
                 warmupFraction, maxGradNorm, checkpointEvery, seed, prompt, l);

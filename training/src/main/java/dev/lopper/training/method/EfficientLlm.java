@@ -232,12 +232,4 @@ public final class EfficientLlm implements FullTrainingMethod {
         }
     }
 
-    /** The plan's criterion options. */
-    public ObjectNode planOptions() {
-        ObjectNode o = JSON.createObjectNode();
-        o.put("saliency", "param_first |W dL/dW| summed over training steps since the last removal");
-        o.put("removals", settings.removals());
-        o.put("prune_fraction", settings.pruneFraction());
-        return o;
-    }
 }
