@@ -55,8 +55,10 @@ public final class Curve {
             metrics.forEach(m -> head.append(',').append(m));
             w.println(head);
             for (Trainer.Point p : history) {
-                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%d,%s,%s,%.6g,%d", p.step(), num(p.trainLoss()),
-                        num(p.valLoss()), p.lr(), p.params()));
+                // a row without training (a validation, a prune step) has no rate
+                String lr = p.trainLoss() == null ? "" : String.format(Locale.ROOT, "%.6g", p.lr());
+                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%d,%s,%s,%s,%d", p.step(), num(p.trainLoss()),
+                        num(p.valLoss()), lr, p.params()));
                 Map<String, Double> m = p.metrics();
                 metrics.forEach(k -> row.append(',').append(m.containsKey(k) ? String.format(Locale.ROOT, "%.6g", m.get(k)) : ""));
                 w.println(row);
