@@ -77,6 +77,39 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
     }
 
     /**
+     * Every setting a pruning result depends on, as JSON (for a job's job.json, compared on resume): paths absolute,
+     * options and targets in a fixed order; not the output paths, progress or chunk size, which change no number.
+     */
+    public com.fasterxml.jackson.databind.node.ObjectNode settingsJson() {
+        com.fasterxml.jackson.databind.ObjectMapper m = new com.fasterxml.jackson.databind.ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode n = m.createObjectNode();
+        n.put("model", abs(model));
+        n.put("criterion", criterion);
+        n.set("criterion_options", m.valueToTree(new java.util.TreeMap<>(criterionOptions)));
+        n.put("ratio", ratio);
+        n.set("targets", m.valueToTree(new java.util.TreeSet<>(targets))); // a Set iterates in a per-JVM order
+        n.put("allocation", allocation);
+        n.put("head_unit", headUnit == null ? null : headUnit.name());
+        n.put("head_ratio", headRatio);
+        n.put("channel_ratio", channelRatio);
+        n.put("keep_first", keepFirst);
+        n.put("keep_last", keepLast);
+        n.put("uniform_rounding", uniformRounding);
+        n.put("calibration", abs(calibration));
+        n.put("calib_field", calibField);
+        n.put("samples", samples);
+        n.put("seq_len", seqLen);
+        n.put("seed", seed);
+        n.put("apply_plan", abs(applyPlan));
+        n.put("device", device.toString());
+        return n;
+    }
+
+    private static String abs(Path p) {
+        return p == null ? null : p.toAbsolutePath().normalize().toString();
+    }
+
+    /**
      * A builder holding every setting of this request, to change a few: {@code r.toBuilder().out(dir).build()}.
      * {@code toBuilder().build()} equals this request.
      */

@@ -48,4 +48,18 @@ class PruneRequestTest {
         assertEquals(r, q.toBuilder().out(r.out()).options(r.criterionOptions()).build());
         assertEquals(Path.of("m2"), r.toBuilder().model(Path.of("m2")).build().model());
     }
+
+    /** job.json's record of a prune: every result-changing setting, in a fixed order whatever the set's order. */
+    @Test
+    void settingsJsonHasEveryResultChangingSettingInAFixedOrder() {
+        PruneRequest a = PruneRequest.builder(Path.of("m")).criterion("magnitude").ratio(0.5)
+                .targets(new java.util.LinkedHashSet<>(java.util.List.of("heads", "channels"))).build();
+        PruneRequest b = a.toBuilder().targets(new java.util.LinkedHashSet<>(java.util.List.of("channels", "heads"))).build();
+        org.junit.jupiter.api.Assertions.assertEquals(a.settingsJson(), b.settingsJson());
+        org.junit.jupiter.api.Assertions.assertEquals("[\"channels\",\"heads\"]", a.settingsJson().get("targets").toString());
+        org.junit.jupiter.api.Assertions.assertNotEquals(a.settingsJson(), a.toBuilder().keepLast(1).build().settingsJson());
+        org.junit.jupiter.api.Assertions.assertNotEquals(a.settingsJson(), a.toBuilder().uniformRounding("absorb").build().settingsJson());
+        org.junit.jupiter.api.Assertions.assertEquals(a.settingsJson(), a.toBuilder().chunkTokens(64).out(Path.of("x")).build().settingsJson(),
+                "output paths and chunk sizes change no number");
+    }
 }

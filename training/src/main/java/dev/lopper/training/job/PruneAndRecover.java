@@ -27,7 +27,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.TreeMap;
 import java.util.function.Consumer;
 
 /**
@@ -165,26 +164,7 @@ public final class PruneAndRecover {
         ObjectMapper m = new ObjectMapper();
         PruneRequest p = r.prune();
         ObjectNode n = m.createObjectNode();
-        ObjectNode pr = n.putObject("prune");
-        pr.put("model", abs(p.model()));
-        pr.put("criterion", p.criterion());
-        pr.set("criterion_options", m.valueToTree(new TreeMap<>(p.criterionOptions())));
-        pr.put("ratio", p.ratio());
-        pr.set("targets", m.valueToTree(p.targets()));
-        pr.put("allocation", p.allocation());
-        pr.put("head_unit", p.headUnit() == null ? null : p.headUnit().name());
-        pr.put("head_ratio", p.headRatio());
-        pr.put("channel_ratio", p.channelRatio());
-        pr.put("keep_first", p.keepFirst());
-        pr.put("keep_last", p.keepLast());
-        pr.put("uniform_rounding", p.uniformRounding());
-        pr.put("calibration", abs(p.calibration()));
-        pr.put("calib_field", p.calibField());
-        pr.put("samples", p.samples());
-        pr.put("seq_len", p.seqLen());
-        pr.put("seed", p.seed());
-        pr.put("apply_plan", abs(p.applyPlan()));
-        pr.put("device", p.device().toString());
+        n.set("prune", p.settingsJson());
         ObjectNode rec = n.putObject("recover");
         rec.put("data", abs(r.data()));
         rec.put("val", abs(r.val()));

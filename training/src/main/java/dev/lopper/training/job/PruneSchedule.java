@@ -20,6 +20,7 @@ import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.pruning.plan.ModelHash;
 import dev.lopper.pruning.plan.PruningPlan;
 import dev.lopper.pruning.surgery.Surgery;
+import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.FullModel;
 import dev.lopper.training.loop.Gradients;
 import dev.lopper.training.loop.LossPass;
@@ -383,16 +384,8 @@ public final class PruneSchedule {
 
     private static ObjectNode requestJson(ScheduleRequest r, ScheduleMethod m) {
         ObjectNode n = JSON.createObjectNode();
-        n.put("model", r.prune().model().toAbsolutePath().toString());
         n.put("method", m.name());
-        n.set("options", JSON.valueToTree(r.prune().criterionOptions()));
-        n.put("ratio", r.prune().ratio());
-        n.put("targets", String.join(",", new java.util.TreeSet<>(r.prune().targets()))); // sets iterate in a per-JVM order
-        n.put("allocation", r.prune().allocation());
-        n.put("calibration", r.prune().calibration() == null ? null : r.prune().calibration().toAbsolutePath().toString());
-        n.put("samples", r.prune().samples());
-        n.put("seq_len", r.prune().seqLen());
-        n.put("seed", r.prune().seed());
+        n.set("prune", r.prune().settingsJson());
         n.put("iterations", r.iterations());
         n.put("train_steps_per_step", r.trainStepsPerStep());
         n.put("steps", r.steps());
@@ -400,7 +393,7 @@ public final class PruneSchedule {
         n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
         n.put("val_fraction", r.valFraction());
         n.put("val_windows", r.valWindows());
-        n.set("lora", JSON.valueToTree(new Object[] {r.lora().rank(), r.lora().alpha(), r.lora().dropout(), r.lora().orderedTargets()}));
+        n.set("lora", Checkpoints.tree(r.lora()));
         n.set("train", JSON.valueToTree(r.train()));
         n.set("phases", JSON.valueToTree(m.phases()));
         return n;
