@@ -6,6 +6,7 @@ import dev.lopper.eval.sweep.SweepSpec;
 import dev.lopper.eval.sweep.SweepStatus;
 import dev.lopper.model.LopperVersion;
 import dev.lopper.model.io.OutputGuard;
+import dev.lopper.pruning.criteria.Criteria;
 import dev.lopper.model.io.OutputLock;
 import dev.lopper.model.util.Progress;
 import picocli.CommandLine;
@@ -145,6 +146,7 @@ final class SweepCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--executor " + executor + ": expected local or slurm");
         };
         checkExecutorOptions(slurm);
+        validate();
 
         boolean resume = Files.isRegularFile(out.resolve(OutputGuard.MARKER))
                 && Files.readString(out.resolve(OutputGuard.MARKER)).contains("\"sweep\"");
@@ -212,13 +214,35 @@ final class SweepCommand implements Callable<Integer> {
         }
     }
 
-    /** The request every cell runs (local sweep, array task). */
-    Sweep.Request request(Progress progress) {
+    /** What would fail in every cell fails here, before any cell runs or is submitted. */
+    private void validate() {
+        if (!Files.isRegularFile(model.resolve("config.json"))) {
+            throw new IllegalArgumentException("MODEL " + model + ": " + (Files.isDirectory(model) ? "has no config.json" : "is not a directory")
+                    + "; expected a Hugging Face model directory");
+        }
         for (double r : ratios) {
             if (!(r > 0 && r < 1)) {
                 throw new IllegalArgumentException("--ratios " + r + ": expected a ratio between 0 and 1 (exclusive)");
             }
         }
+        for (String m : methods) {
+            if (!Criteria.names().contains(m)) {
+                throw new IllegalArgumentException("--methods " + m + ": expected criteria from " + new java.util.TreeSet<>(Criteria.names()));
+            }
+            if (calib == null && Criteria.create(m, Map.of()).needsCalibration()) {
+                throw new IllegalArgumentException("--methods " + m + ": needs calibration data; give --calib FILE");
+            }
+        }
+        for (Map.Entry<String, Path> e : new java.util.TreeMap<>(Map.of("--calib", Objects.requireNonNullElse(calib, Path.of("")),
+                "--text", Objects.requireNonNullElse(eval.text, Path.of("")))).entrySet()) {
+            if (!e.getValue().toString().isEmpty() && !Files.exists(e.getValue())) {
+                throw new IllegalArgumentException(e.getKey() + " " + e.getValue() + ": does not exist; expected a text file, .jsonl file or a directory of them");
+            }
+        }
+    }
+
+    /** The request every cell runs (local sweep, array task). */
+    Sweep.Request request(Progress progress) {
         return new Sweep.Request(model, methods, ratios, calib, samples, eval.seed, out,
                 m -> eval.request(m, options.device(), progress), progress);
     }

@@ -42,9 +42,15 @@ public final class CellLock implements AutoCloseable {
     private final String token;
     private final ScheduledExecutorService beat;
 
+    private final Thread onExit;
+
     private CellLock(Path file, String token) {
         this.file = file;
         this.token = token;
+        // a run stopped by a signal (scancel, a time limit) lets go of the cell on its way out; SIGKILL leaves the
+        // file, which the next run finds stale
+        this.onExit = new Thread(this::release, "lopper-cell-lock-release");
+        Runtime.getRuntime().addShutdownHook(onExit);
         this.beat = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "lopper-cell-lock");
             t.setDaemon(true);
@@ -152,10 +158,23 @@ public final class CellLock implements AutoCloseable {
     /** Releases the cell (removes the lock file if it is still this run's). */
     @Override
     public void close() throws IOException {
+        try {
+            Runtime.getRuntime().removeShutdownHook(onExit);
+        } catch (IllegalStateException e) {
+            // already shutting down: the hook releases it
+        }
+        release();
+    }
+
+    private void release() {
         beat.shutdownNow();
-        Holder h = Holder.read(file);
-        if (h != null && h.token().equals(token)) {
-            Files.deleteIfExists(file);
+        try {
+            Holder h = Holder.read(file);
+            if (h != null && h.token().equals(token)) {
+                Files.deleteIfExists(file);
+            }
+        } catch (IOException | RuntimeException e) {
+            // the next run finds it stale
         }
     }
 
@@ -201,7 +220,7 @@ public final class CellLock implements AutoCloseable {
 
         /** The holder is gone: a dead process on this host, or no heartbeat for {@link #STALE}. */
         public boolean stale() {
-            if (host.equals(host()) && pid > 0) {
+            if (host.equals(CellLock.host()) && pid > 0) { // this host: ask the OS
                 return ProcessHandle.of(pid).map(p -> !p.isAlive()).orElse(true);
             }
             return Duration.between(touched, Instant.now()).compareTo(STALE) > 0;

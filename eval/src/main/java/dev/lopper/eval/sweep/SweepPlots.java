@@ -76,7 +76,8 @@ public final class SweepPlots {
     /** Writes {@code file} beside itself, then renames it into place: a reader never sees it half-written. */
     private static void atomically(Path file, Writer w) throws IOException {
         Path abs = file.toAbsolutePath();
-        Path tmp = Files.createTempFile(abs.getParent(), "." + abs.getFileName(), ".tmp");
+        // not createTempFile: its 0600 would keep the results from the group on a shared filesystem
+        Path tmp = abs.resolveSibling("." + abs.getFileName() + "." + java.util.UUID.randomUUID() + ".tmp");
         try {
             w.write(tmp);
             Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);

@@ -96,7 +96,7 @@ public record SweepSpec(String format, String lopperVersion, String created, Str
     /** Writes {@code out/sweep.json} beside and renames it into place. */
     public void write(Path out) throws IOException {
         Path abs = out.toAbsolutePath().resolve(FILE);
-        Path tmp = Files.createTempFile(abs.getParent(), "." + FILE, ".tmp");
+        Path tmp = abs.resolveSibling("." + FILE + "." + java.util.UUID.randomUUID() + ".tmp"); // the umask's mode, not 0600
         try {
             JSON.writeValue(tmp.toFile(), this);
             Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);

@@ -112,7 +112,7 @@ public final class SweepStatus {
         }
         try {
             return Files.readAllLines(f, StandardCharsets.UTF_8).stream().filter(l -> l.contains("***"))
-                    .map(l -> l.replaceFirst("^slurmstepd: error: ", "").strip()).reduce((a, b) -> b).orElse(null);
+                    .map(l -> l.replaceFirst("^slurmstepd[^:]*: error: ", "").strip()).reduce((a, b) -> b).orElse(null);
         } catch (IOException | java.io.UncheckedIOException e) {
             return null;
         }
