@@ -285,7 +285,8 @@ final class SweepCommand implements Callable<Integer> {
         if (pr.hasMatchedPositional(0)) {
             m.put("MODEL", List.of(Path.of(pr.matchedPositional(0).originalStringValues().get(0)).toAbsolutePath().normalize().toString()));
         }
-        List<OptionSpec> opts = new ArrayList<>(pr.matchedOptions());
+        // matchedOptions() lists an option once per occurrence; originalStringValues() has all of its values
+        List<OptionSpec> opts = new ArrayList<>(new java.util.LinkedHashSet<>(pr.matchedOptions()));
         opts.sort(Comparator.comparing(OptionSpec::longestName));
         for (OptionSpec o : opts) {
             if (NOT_IN_SPEC.contains(o.longestName())) {
@@ -295,11 +296,7 @@ final class SweepCommand implements Callable<Integer> {
             for (String v : o.originalStringValues()) {
                 values.add(o.type() == Path.class ? Path.of(v).toAbsolutePath().normalize().toString() : v);
             }
-            m.merge(o.longestName(), values, (a, b) -> {
-                List<String> all = new ArrayList<>(a);
-                all.addAll(b);
-                return all;
-            });
+            m.put(o.longestName(), values);
         }
         return m;
     }

@@ -101,6 +101,7 @@ public final class Slurm {
         array.addAll(o.sbatchArgs());
         array.add(cellScript.toString());
         String arrayJob = jobId(run(array));
+        record(dir, array, arrayJob);
 
         List<String> after = new ArrayList<>(alsoAfter);
         after.add(arrayJob);
@@ -113,6 +114,7 @@ public final class Slurm {
         String collectJob;
         try {
             collectJob = jobId(run(collect));
+            record(dir, collect, collectJob);
         } catch (RuntimeException e) {
             // the cells are queued; without the collection job nobody writes results.md: take them back
             try {
@@ -123,6 +125,13 @@ public final class Slurm {
             throw e;
         }
         return new SweepSpec.Submission(arrayJob, collectJob, cells, Instant.now().toString());
+    }
+
+    /** OUT/slurm/sbatch.log: every sbatch command this sweep ran and the job it made. */
+    private static void record(Path dir, List<String> cmd, String job) throws IOException {
+        Files.writeString(dir.resolve("sbatch.log"), Instant.now() + " job " + job + ": "
+                        + cmd.stream().map(Slurm::sh).collect(Collectors.joining(" ")) + "\n",
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
     }
 
     private static void common(List<String> cmd, Options o) {
