@@ -94,7 +94,7 @@ final class SweepCommand implements Callable<Integer> {
     @Option(names = "--sbatch-arg", paramLabel = "ARG", description = "slurm: any other sbatch option, repeatable, e.g. --sbatch-arg=--account=proj")
     List<String> sbatchArgs = new ArrayList<>();
 
-    @Option(names = "--max-parallel", paramLabel = "N", description = "slurm: at most N cells at once (the array's %N throttle)")
+    @Option(names = "--max-parallel", paramLabel = "N", description = "slurm: at most N cells at once (the array's %%N throttle)")
     Integer maxParallel;
 
     @Option(names = "--jar", paramLabel = "FILE", description = "slurm: the lopper jar the nodes run, on a shared filesystem (default: the jar running this command)")

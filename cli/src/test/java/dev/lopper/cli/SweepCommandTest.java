@@ -54,6 +54,15 @@ class SweepCommandTest {
         assertEquals(0, skip.code(), skip.err());
         assertTrue(skip.out().contains("cell magnitude-0.25: finished earlier, skipped"), skip.out());
         Path half = out.resolve("magnitude-0.50").resolve("report.json");
+        // two tasks never write one cell: while another run holds it, a task for it stops with the holder's name
+        Files.delete(half);
+        try (dev.lopper.eval.sweep.CellLock held = dev.lopper.eval.sweep.CellLock.acquire(out, "magnitude-0.50")) {
+            assertError(List.of("sweep", "--run-cell", out.toString(), "2"), "cell magnitude-0.50: another run is writing it",
+                    "pid " + ProcessHandle.current().pid());
+            CliTest.Result running = CliTest.run("sweep", "--status", out.toString());
+            assertTrue(running.out().contains("magnitude-0.50  running  host "), running.out());
+        }
+        assertEquals(0, CliTest.run("sweep", "--run-cell", out.toString(), "2").code());
         byte[] before = Files.readAllBytes(half);
         Files.delete(half);
         CliTest.Result missing = CliTest.run("sweep", "--collect", out.toString());

@@ -45,6 +45,41 @@ class CellLockTest {
     }
 
     @Test
+    void ofEightConcurrentClaimsExactlyOneWins() throws Exception {
+        int n = 8;
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(n);
+        java.util.concurrent.CountDownLatch tried = new java.util.concurrent.CountDownLatch(n);
+        java.util.concurrent.atomic.AtomicInteger won = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger refused = new java.util.concurrent.atomic.AtomicInteger();
+        List<Thread> threads = new java.util.ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Thread t = new Thread(() -> {
+                try {
+                    start.await();
+                    try (CellLock l = CellLock.acquire(out, "race")) {
+                        won.incrementAndGet();
+                        tried.countDown();
+                        tried.await(); // hold it until every other thread has tried
+                    } catch (IllegalStateException e) {
+                        refused.incrementAndGet();
+                        tried.countDown();
+                    }
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) {
+            t.join(30_000);
+        }
+        assertEquals(1, won.get());
+        assertEquals(n - 1, refused.get());
+        assertFalse(Files.exists(CellLock.file(out, "race")));
+    }
+
+    @Test
     void staleClaimsAreTakenOverFreshOnesAreNot() throws Exception {
         // a process of this host that has exited
         Process p = new ProcessBuilder("true").start();
