@@ -53,52 +53,121 @@ public final class Sweep {
         return method == null ? "dense" : String.format(Locale.ROOT, "%s-%.2f", method, ratio);
     }
 
+    /** A cell of the grid before it runs: its place in the sweep (the Slurm array index), name, method and ratio. */
+    public record Point(int index, String name, String method, double ratio) {
+    }
+
+    /** The sweep's cells in their fixed order: dense first, then every method at every ratio. */
+    public static List<Point> points(List<String> methods, List<Double> ratios) {
+        List<Point> p = new ArrayList<>();
+        p.add(new Point(0, cellName(null, 0), null, 0));
+        for (String m : methods) {
+            for (double ratio : ratios) {
+                p.add(new Point(p.size(), cellName(m, ratio), m, ratio));
+            }
+        }
+        return p;
+    }
+
+    /** Every cell in order (finished ones skipped), then {@link #collect}. */
     public List<Cell> run(Request r) throws IOException {
         Files.createDirectories(r.out());
         List<Cell> cells = new ArrayList<>();
-        cells.add(cell(r, null, 0));
-        for (String m : r.methods()) {
-            for (double ratio : r.ratios()) {
-                cells.add(cell(r, m, ratio));
-            }
+        List<Point> points = points(r.methods(), r.ratios());
+        for (Point p : points) {
+            r.progress().message(String.format(Locale.ROOT, "cell %d/%d: %s", p.index() + 1, points.size(), p.name()));
+            cells.add(runCell(r, p));
         }
-        SweepPlots.writeTable(r.out().resolve("results.md"), cells);
-        SweepPlots.writePlots(r.out(), cells);
+        collect(r.out(), points);
         return cells;
     }
 
-    private Cell cell(Request r, String method, double ratio) throws IOException {
-        String name = cellName(method, ratio);
+    /** The finished cells' reports and the names of the unfinished ones. */
+    public record Collected(List<Cell> done, List<String> unfinished) {
+    }
+
+    /**
+     * Reads the cells' reports and writes {@code results.md} (one row per finished cell, in the sweep's order; the
+     * unfinished ones named under the table) and the plots, each written beside and renamed into place.
+     */
+    public static Collected collect(Path out, List<Point> points) throws IOException {
+        List<Cell> done = new ArrayList<>();
+        List<String> unfinished = new ArrayList<>();
+        for (Point p : points) {
+            EvalReport rep = finished(out, p.name());
+            if (rep == null) {
+                unfinished.add(p.name());
+            } else {
+                done.add(new Cell(p.name(), p.method(), p.ratio(), rep, true));
+            }
+        }
+        SweepPlots.writeTable(out.resolve("results.md"), done, unfinished);
+        SweepPlots.writePlots(out, done);
+        return new Collected(done, unfinished);
+    }
+
+    /** A cell's report if it is there and readable, else null. */
+    public static EvalReport finished(Path out, String cell) {
+        Path report = out.resolve(cell).resolve(REPORT);
+        if (!Files.isRegularFile(report)) {
+            return null;
+        }
+        try {
+            return EvalReport.read(report);
+        } catch (RuntimeException e) {
+            return null;
+        }
+    }
+
+    /**
+     * Runs one cell: skipped when its report is there; otherwise claimed ({@link CellLock}, so no two runs on any
+     * hosts write it at once), cleared if an earlier run left it half-done, pruned and evaluated. The local sweep and
+     * every Slurm array task run cells through here.
+     *
+     * @throws IllegalStateException when another live run holds the cell
+     */
+    public Cell runCell(Request r, Point p) throws IOException {
+        String name = p.name();
         Path dir = r.out().resolve(name);
         Path report = dir.resolve(REPORT);
-        if (Files.isRegularFile(report)) {
-            try {
-                EvalReport done = EvalReport.read(report);
-                r.progress().message("cell " + name + ": finished earlier, skipped");
-                return new Cell(name, method, ratio, done, true);
-            } catch (RuntimeException e) {
-                r.progress().message("cell " + name + ": unreadable report (" + e.getMessage() + "), redone");
+        EvalReport done = finished(r.out(), name);
+        if (done != null) {
+            r.progress().message("cell " + name + ": finished earlier, skipped");
+            return new Cell(name, p.method(), p.ratio(), done, true);
+        }
+        try (CellLock lock = CellLock.acquire(r.out(), name)) {
+            done = finished(r.out(), name); // finished by another run while this one waited for the claim
+            if (done != null) {
+                r.progress().message("cell " + name + ": finished by another run, skipped");
+                return new Cell(name, p.method(), p.ratio(), done, true);
             }
-        }
-        if (Files.exists(dir)) {
-            r.progress().message("cell " + name + ": left half-done by an earlier run, redone");
-            AtomicDirectory.deleteTree(dir);
-        }
-        Files.createDirectories(dir);
-        Path model = r.model();
-        if (method != null) {
-            r.progress().stage("cell " + name + ": prune");
-            model = dir.resolve("model");
-            PruneRequest.Builder b = PruneRequest.builder(r.model()).criterion(method).ratio(ratio).seed(r.seed())
-                    .samples(r.samples()).out(model).progress(r.progress());
-            if (r.calibration() != null && !method.equals("magnitude")) {
-                b.calibration(r.calibration());
+            if (Files.isRegularFile(report)) {
+                r.progress().message("cell " + name + ": unreadable report, redone");
             }
-            new Pruner().run(b.build());
+            if (Files.exists(dir)) {
+                r.progress().message("cell " + name + ": left half-done by an earlier run, redone");
+                AtomicDirectory.deleteTree(dir);
+            }
+            Files.createDirectories(dir);
+            Path model = r.model();
+            if (p.method() != null) {
+                r.progress().stage("cell " + name + ": prune");
+                model = dir.resolve("model");
+                PruneRequest.Builder b = PruneRequest.builder(r.model()).criterion(p.method()).ratio(p.ratio()).seed(r.seed())
+                        .out(model).progress(r.progress());
+                if (!p.method().equals("magnitude")) { // the one criterion without calibration data refuses both
+                    b.samples(r.samples());
+                    if (r.calibration() != null) {
+                        b.calibration(r.calibration());
+                    }
+                }
+                new Pruner().run(b.build());
+            }
+            r.progress().stage("cell " + name + ": eval");
+            EvalReport rep = new Evaluation().run(r.eval().apply(model));
+            rep.write(report);
+            r.progress().message("cell " + name + ": done");
+            return new Cell(name, p.method(), p.ratio(), rep, false);
         }
-        r.progress().stage("cell " + name + ": eval");
-        EvalReport rep = new Evaluation().run(r.eval().apply(model));
-        rep.write(report);
-        return new Cell(name, method, ratio, rep, false);
     }
 }

@@ -14,6 +14,7 @@ import org.jfree.data.xy.XYSeriesCollection;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -38,6 +39,11 @@ public final class SweepPlots {
     }
 
     public static void writeTable(Path file, List<Sweep.Cell> cells) throws IOException {
+        writeTable(file, cells, List.of());
+    }
+
+    /** The table of the finished cells, and a line naming the unfinished ones (none: no line). */
+    public static void writeTable(Path file, List<Sweep.Cell> cells, List<String> unfinished) throws IOException {
         Set<String> tasks = new LinkedHashSet<>();
         cells.forEach(c -> c.report().tasks().forEach(t -> tasks.add(t.task())));
         StringBuilder s = new StringBuilder("| cell | method | ratio | parameters | file bytes | perplexity |");
@@ -56,7 +62,28 @@ public final class SweepPlots {
             s.append(r.speed() == null ? " - | - |" : String.format(Locale.ROOT, " %.0f | %.1f |", r.speed().prefillTokensPerSecond(), r.speed().decodeTokensPerSecond()));
             s.append('\n');
         }
-        Files.writeString(file, s.toString());
+        if (!unfinished.isEmpty()) {
+            s.append("\nUnfinished (no report yet): ").append(String.join(", ", unfinished))
+                    .append(". `lopper sweep --status DIR` says why.\n");
+        }
+        atomically(file, tmp -> Files.writeString(tmp, s.toString()));
+    }
+
+    private interface Writer {
+        void write(Path tmp) throws IOException;
+    }
+
+    /** Writes {@code file} beside itself, then renames it into place: a reader never sees it half-written. */
+    private static void atomically(Path file, Writer w) throws IOException {
+        Path abs = file.toAbsolutePath();
+        // not createTempFile: its 0600 would keep the results from the group on a shared filesystem
+        Path tmp = abs.resolveSibling("." + abs.getFileName() + "." + java.util.UUID.randomUUID() + ".tmp");
+        try {
+            w.write(tmp);
+            Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
     }
 
     public static void writePlots(Path dir, List<Sweep.Cell> cells) throws IOException {
@@ -109,6 +136,6 @@ public final class SweepPlots {
     }
 
     private static void save(Path file, JFreeChart chart) throws IOException {
-        ChartUtils.saveChartAsPNG(file.toFile(), chart, 800, 500);
+        atomically(file, tmp -> ChartUtils.saveChartAsPNG(tmp.toFile(), chart, 800, 500));
     }
 }
