@@ -29,6 +29,23 @@ public final class PlainLlama {
 
     /** Logits [T][vocab] of one sequence. */
     public static double[][] logits(ModelConfig c, TensorSource w, int[] keptHidden, Mode mode, long[] ids) {
+        return trace(c, w, keptHidden, mode, ids, -1, null).logits();
+    }
+
+    /** Which part of a layer a {@link #trace} leaves out. */
+    public enum Drop { LAYER, ATTENTION, MLP }
+
+    /**
+     * One sequence through the model.
+     *
+     * @param stream [l][T][channels]: the residual stream before layer l (l = 0..L; L = before the final norm)
+     * @param mid [l][T][channels]: after layer l's attention
+     */
+    public record Trace(double[][][] stream, double[][][] mid, double[][] logits) {
+    }
+
+    /** The whole stream of one sequence, with part of layer {@code dropLayer} left out as {@code drop} says (-1: none). */
+    public static Trace trace(ModelConfig c, TensorSource w, int[] keptHidden, Mode mode, long[] ids, int dropLayer, Drop drop) {
         int d = c.hiddenSize();
         boolean[] keep = new boolean[d];
         for (int k : keptHidden) {
@@ -49,9 +66,16 @@ public final class PlainLlama {
             mask(x, idx, keep, mode);
             int hd = c.headDim();
             double[] inv = c.ropeScaling().inverseFrequencies(hd, c.ropeTheta());
+            double[][][] stream = new double[c.numLayers() + 1][][];
+            double[][][] mids = new double[c.numLayers()][][];
             for (int l = 0; l < c.numLayers(); l++) {
+                stream[l] = copy(x);
                 LayerShape s = c.layer(l);
-                if (s.numHeads() > 0) {
+                boolean noAttn = l == dropLayer && (drop == Drop.LAYER || drop == Drop.ATTENTION);
+                boolean noMlp = l == dropLayer && (drop == Drop.LAYER || drop == Drop.MLP);
+                if (noAttn) {
+                    // nothing: the attention is gone
+                } else if (s.numHeads() > 0) {
                     double[][] h = norm(x, vec(w, WeightNames.inputNorm(l), m), idx, c.rmsNormEps());
                     double[][] q = proj(h, mat(w, WeightNames.attn(l, "q_proj", "weight"), m), idx, optVec(w, WeightNames.attn(l, "q_proj", "bias"), m));
                     double[][] k = proj(h, mat(w, WeightNames.attn(l, "k_proj", "weight"), m), idx, optVec(w, WeightNames.attn(l, "k_proj", "bias"), m));
@@ -70,7 +94,10 @@ public final class PlainLlama {
                     addOut(x, new double[t][0], new double[d][0], vec(w, WeightNames.attn(l, "o_proj", "bias"), m), idx);
                 }
                 mask(x, idx, keep, mode);
-                if (s.intermediateSize() > 0) {
+                mids[l] = copy(x);
+                if (noMlp) {
+                    // nothing: the MLP is gone
+                } else if (s.intermediateSize() > 0) {
                     double[][] h = norm(x, vec(w, WeightNames.postAttentionNorm(l), m), idx, c.rmsNormEps());
                     double[][] g = proj(h, mat(w, WeightNames.mlp(l, "gate_proj", "weight"), m), idx, null);
                     double[][] u = proj(h, mat(w, WeightNames.mlp(l, "up_proj", "weight"), m), idx, null);
@@ -85,6 +112,7 @@ public final class PlainLlama {
                 }
                 mask(x, idx, keep, mode);
             }
+            stream[c.numLayers()] = copy(x);
             double[][] h = norm(x, vec(w, WeightNames.FINAL_NORM, m), idx, c.rmsNormEps());
             double[][] head = w.has(WeightNames.LM_HEAD) ? mat(w, WeightNames.LM_HEAD, m) : embed;
             double[][] out = new double[t][c.vocabSize()];
@@ -97,8 +125,16 @@ public final class PlainLlama {
                     out[p][r] = acc;
                 }
             }
-            return out;
+            return new Trace(stream, mids, out);
         }
+    }
+
+    private static double[][] copy(double[][] x) {
+        double[][] out = new double[x.length][];
+        for (int i = 0; i < x.length; i++) {
+            out[i] = x[i].clone();
+        }
+        return out;
     }
 
     private static void mask(double[][] x, int[] idx, boolean[] keep, Mode mode) {
