@@ -29,6 +29,7 @@ public final class Criteria {
         register(BlockInfluenceCriterion.NAME, Set.of(), o -> new BlockInfluenceCriterion());
         register(LayerLossCriterion.NAME, Set.of(), o -> new LayerLossCriterion());
         register(AngularCriterion.NAME, Set.of(), o -> new AngularCriterion());
+        register(MinitronCriterion.NAME, Set.of(), o -> new MinitronCriterion());
     }
 
     /** Registers {@code name} taking exactly the option keys {@code options}. */
