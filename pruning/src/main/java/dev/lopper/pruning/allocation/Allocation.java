@@ -344,10 +344,25 @@ public final class Allocation {
         if (o.layers()) {
             parts.add(gone[2] + " of " + all[2] + " layers");
         }
+        if (o.sublayers()) {
+            int attn = 0, mlp = 0, whole = 0;
+            for (LayerSelection s : sel) {
+                if (s.removed()) {
+                    whole++;
+                } else {
+                    attn += s.keptHeads().length == 0 && c.layer(s.layer()).numHeads() > 0 ? 1 : 0;
+                    mlp += s.keptChannels().length == 0 && c.layer(s.layer()).intermediateSize() > 0 ? 1 : 0;
+                }
+            }
+            parts.add(attn + " attention blocks, " + mlp + " MLP blocks and " + whole + " whole layers");
+        }
+        if (o.hidden()) {
+            parts.add("hidden channels (int(r x d) of the stream)");
+        }
         why.append("removed ").append(String.join(", ", parts)).append(" in ").append(prunable).append(" prunable layers")
-                .append("; only whole units go, each layer keeping at least one of each kind, counted by --allocation ")
-                .append(o.strategy());
-        if ("uniform".equals(o.strategy())) {
+                .append(o.sublayers() ? "; only whole attention/MLP blocks go, lowest score first while within half a block of the budget"
+                        : "; only whole units go, each layer keeping at least one of each kind, counted by --allocation " + o.strategy());
+        if ("uniform".equals(o.strategy()) && !o.sublayers()) {
             why.append(" (").append(o.llmPrunerCounting() ? "n - int(n x (1 - r))" : o.absorbRounding() ? "round(r x n)" : "int(r x n)")
                     .append(" per layer)");
         }
