@@ -202,6 +202,52 @@ class HiddenPruningTest {
         }
     }
 
+    /**
+     * The pipeline end to end: --targets hidden (rescaled norms) and --targets sublayers write plans that record the
+     * cuts, and --apply-plan re-applies each to the same tensors, bit for bit.
+     */
+    @Test
+    void applyPlanReappliesHiddenAndSublayerCuts() throws Exception {
+        Path dir = tmp.resolve("m");
+        RandomModels.write(dir, RandomModels.llama().withLayers(4).withHeads(4, 2));
+        int d = ModelConfig.load(dir).hiddenSize();
+        Path text = tmp.resolve("calib.txt");
+        java.nio.file.Files.writeString(text, "In the beginning God created the heaven and the earth. ".repeat(400));
+        for (String[] run : new String[][] {{"magnitude", "hidden", "rescale"}, {"block-influence", "sublayers", null}}) {
+            Path out = tmp.resolve("out-" + run[1]);
+            dev.lopper.pruning.PruneRequest.Builder b = dev.lopper.pruning.PruneRequest.builder(dir).criterion(run[0]).ratio(0.3)
+                    .targets(run[1]).hiddenNorm(run[2]).out(out);
+            if (!run[0].equals("magnitude")) {
+                b.calibration(text).samples(4).seqLen(16);
+            }
+            dev.lopper.pruning.PruneResult r = new dev.lopper.pruning.Pruner().run(b.build());
+            PruningPlan plan = PruningPlan.load(out.resolve(Surgery.PLAN_FILE));
+            assertEquals(r.plan().hidden(), plan.hidden());
+            assertEquals(List.of(run[1]), plan.targets());
+            Path again = tmp.resolve("again-" + run[1]);
+            new dev.lopper.pruning.Pruner().run(dev.lopper.pruning.PruneRequest.builder(dir).applyPlan(out.resolve(Surgery.PLAN_FILE))
+                    .out(again).build());
+            try (ModelDir a = ModelDir.open(out); ModelDir b2 = ModelDir.open(again)) {
+                assertEquals(a.config().toJson(), b2.config().toJson());
+                long[] ids = Reference.ids(9, a.config().vocabSize());
+                try (LlamaModel x = a.loadModel(Device.cpu()); LlamaModel y = b2.loadModel(Device.cpu())) {
+                    float[][] fx = x.logits(ids);
+                    float[][] fy = y.logits(ids);
+                    for (int t = 0; t < ids.length; t++) {
+                        assertArrayEquals(fx[t], fy[t], 0f);
+                    }
+                }
+                if (run[1].equals("hidden")) {
+                    assertEquals(d - (int) (0.3 * d), a.config().hiddenSize());
+                    assertEquals(PruningPlan.NORM_RESCALE, plan.hidden().norm());
+                } else {
+                    assertTrue(a.config().layers().stream().anyMatch(l -> l.numHeads() == 0 || l.intermediateSize() == 0)
+                            || a.config().numLayers() < 4, "some attention or MLP went");
+                }
+            }
+        }
+    }
+
     @Test
     void planRefusesBadHiddenCuts() throws Exception {
         Path dir = tmp.resolve("m");
