@@ -209,6 +209,11 @@ public final class PruneCommand implements Callable<Integer> {
         PruneRequest request = request();
         MethodOptions.check(method, request.criterionOptions().keySet());
         if (schedule.scheduled(method)) {
+            if (request.targets().contains("hidden") || request.targets().contains("sublayers")) {
+                // the schedule engine maps scores of heads and channels between steps; the stream and sublayers are one-shot
+                throw new IllegalArgumentException("--targets hidden/sublayers: one-shot only (not with " + method
+                        + " or --iterative); add --recover-steps N for LoRA recovery after the prune");
+            }
             if (recovery.steps != null) {
                 throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
                         + "give its training budget with --steps / --train-steps-per-step instead");
