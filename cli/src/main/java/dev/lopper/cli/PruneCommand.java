@@ -72,8 +72,11 @@ public final class PruneCommand implements Callable<Integer> {
     Double ratio;
 
     @Option(names = "--targets", split = ",", defaultValue = "heads,channels",
-            description = "what to prune: heads, channels, layers (comma-separated); default ${DEFAULT-VALUE}")
+            description = "what to prune: heads, channels, layers, hidden (the residual stream's channels: embeddings, norms, every projection's hidden side, LM head), sublayers (a layer's attention or MLP alone) (comma-separated); default ${DEFAULT-VALUE}")
     List<String> targets;
+
+    @Option(names = "--hidden-norm", description = "--targets hidden: keep (slice the RMSNorm weights as they are, Minitron's; default) or rescale (multiply them by sqrt(d / d_kept) and rms_norm_eps by d / d_kept: the pruned model then equals the dense one with those channels zeroed)")
+    String hiddenNorm;
 
     @Option(names = "--allocation", description = "uniform (same fraction per layer; FLAP's UL-UM), global (one threshold), adaptive (FLAP's AL-AM), ul-mm or al-mm (FLAP's manual head/MLP split, --head-ratio) cfsp-blocks (CFSP's block budgets) or adapt-pruner (Adapt-Pruner's layer-wise sparsity from each layer's 1 - cos of input and output, measured on --calib, any criterion); default: the method's paper (magnitude uniform, wanda-sp uniform, flap adaptive, cfsp cfsp-blocks)")
     String allocation;
@@ -175,7 +178,7 @@ public final class PruneCommand implements Callable<Integer> {
     /** {@code lopper prune --help}: the options by what they configure ({@link HelpSections}). */
     static Map<String, List<String>> helpSections() {
         Map<String, List<String>> s = new java.util.LinkedHashMap<>();
-        s.put("What to prune", List.of("--method", "--ratio", "--targets", "--allocation", "--uniform-rounding", "--head-unit",
+        s.put("What to prune", List.of("--method", "--ratio", "--targets", "--hidden-norm", "--allocation", "--uniform-rounding", "--head-unit",
                 "--head-ratio", "--channel-ratio", "--keep-first", "--keep-last", "--apply-plan"));
         s.put("Calibration (wanda-sp, flap, cfsp, llm-pruner, gblm, adapt-pruner)", List.of("--calib", "--calib-field", "--samples",
                 "--seq-len", "--seed", "--chunk-tokens"));
@@ -209,6 +212,11 @@ public final class PruneCommand implements Callable<Integer> {
         PruneRequest request = request();
         MethodOptions.check(method, request.criterionOptions().keySet());
         if (schedule.scheduled(method)) {
+            if (request.targets().contains("hidden") || request.targets().contains("sublayers")) {
+                // the schedule engine maps scores of heads and channels between steps; the stream and sublayers are one-shot
+                throw new IllegalArgumentException("--targets hidden/sublayers: one-shot only (not with " + method
+                        + " or --iterative); add --recover-steps N for LoRA recovery after the prune");
+            }
             if (recovery.steps != null) {
                 throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
                         + "give its training budget with --steps / --train-steps-per-step instead");
@@ -275,7 +283,7 @@ public final class PruneCommand implements Callable<Integer> {
                 .allocation(allocation).headUnit(parseHeadUnit(headUnit)).headRatio(headRatio).channelRatio(channelRatio)
                 .keepFirst(keepFirst).keepLast(keepLast).calibration(calib).calibField(calibField).samples(samples).seqLen(seqLen)
                 .seed(seed).chunkTokens(chunkTokens).applyPlan(applyPlan).out(out).planOut(planOut).overwrite(overwrite)
-                .device(options.device()).progress(Progress.console(System.err)).uniformRounding(uniformRounding).build();
+                .device(options.device()).progress(Progress.console(System.err)).uniformRounding(uniformRounding).hiddenNorm(hiddenNorm).build();
     }
 
     private int printSchedule(dev.lopper.training.job.PruneSchedule.Result r) {

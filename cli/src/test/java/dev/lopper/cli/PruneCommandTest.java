@@ -112,6 +112,26 @@ class PruneCommandTest {
         assertTrue(r.out().contains("layer  heads"), r.out());
     }
 
+    /** --targets hidden from the command line: the stream shrinks, the plan records it; bad combinations fail in one line. */
+    @Test
+    void hiddenTargetShrinksTheStreamAndBadCombinationsFailInOneLine() throws Exception {
+        Path dir = model();
+        Path out = tmp.resolve("narrow");
+        Run r = prune(dir.toString(), "--ratio", "0.25", "--targets", "hidden", "--hidden-norm", "rescale", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        try (ModelDir md = ModelDir.open(out); ModelDir orig = ModelDir.open(dir)) {
+            int d = orig.config().hiddenSize();
+            assertEquals(d - d / 4, md.config().hiddenSize());
+            assertTrue(Files.readString(out.resolve("lopper_plan.json")).contains("\"norm\" : \"rescale\""));
+        }
+        Run bad = prune(dir.toString(), "--ratio", "0.25", "--targets", "heads", "--hidden-norm", "rescale", "--out", tmp.resolve("x").toString());
+        assertEquals(1, bad.err().strip().lines().count(), bad.err());
+        assertTrue(bad.err().contains("--hidden-norm applies to --targets hidden only"), bad.err());
+        Run depth = prune(dir.toString(), "--ratio", "0.25", "--targets", "heads", "--method", "block-influence", "--calib",
+                dir.resolve("tokenizer.json").toString(), "--out", tmp.resolve("y").toString());
+        assertTrue(depth.err().contains("scores layers and sublayers only"), depth.err());
+    }
+
     @Test
     void layerPruningRemovesTheLowestScoredLayer() throws Exception {
         Path dir = model();

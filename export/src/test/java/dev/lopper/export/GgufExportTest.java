@@ -111,6 +111,30 @@ class GgufExportTest {
         }
     }
 
+    /** Hidden-dimension pruning with a sublayer gone: embedding_length is the kept stream, every hidden axis sliced. */
+    @Test
+    void hiddenPrunedIsDeciWithTheKeptStream() throws Exception {
+        Path fixture = TestModels.fixture();
+        assumeTrue(fixture != null, "fixtures/lopper-tiny is not in this checkout");
+        ModelConfig c = ModelConfig.load(fixture);
+        List<LayerShape> shapes = new java.util.ArrayList<>(c.layers());
+        shapes.set(3, new LayerShape(0, 0, c.layer(3).intermediateSize()));
+        int[] kept = TestModels.everyThirdRemoved(c.hiddenSize());
+        Path pruned = TestModels.sliceHidden(TestModels.slice(fixture, shapes, tmp.resolve("sub")), kept, tmp.resolve("hidden"));
+        Exporter.Result r = Exporter.export(ModelConfig.load(pruned), ModelDir.open(pruned).checkpoint(), pruned, ExportFormat.GGUF,
+                tmp.resolve("gguf"), false, ExportDtype.F32);
+        try (GgufReader g = GgufReader.open(r.dir().resolve(GgufExporter.FILE)); ModelDir md = ModelDir.open(pruned)) {
+            assertEquals("deci", g.string("general.architecture"));
+            assertEquals(kept.length, g.get("deci.embedding_length").asLong());
+            assertEquals(32, g.get("deci.attention.key_length").asLong());
+            assertEquals(0, g.get("deci.attention.head_count").asInts()[3], "layer 3 has no attention");
+            assertArrayEquals(hf(md, WeightNames.EMBED), g.values("token_embd.weight"));
+            assertArrayEquals(hf(md, WeightNames.FINAL_NORM), g.values("output_norm.weight"));
+            assertArrayEquals(reference(hf(md, WeightNames.attn(0, "q_proj", "weight")), 8, 32, kept.length),
+                    g.values("blk.0.attn_q.weight"), "q of layer 0 over the kept stream");
+        }
+    }
+
     @Test
     void halfAndQ8Types() throws Exception {
         Path fixture = TestModels.fixture();

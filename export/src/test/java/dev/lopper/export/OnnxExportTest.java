@@ -74,6 +74,39 @@ class OnnxExportTest {
         checkLogits(pruned, 32);
     }
 
+    /**
+     * Hidden-dimension pruning (issue 23): a third of the residual stream gone, on top of per-layer shapes with a
+     * layer that lost its attention and one that lost its MLP (sublayer removal) and FLAP biases; hidden_size is
+     * then not heads x head_dim. ONNX (and its KV-cache form) and TorchScript run it like Lopper's forward pass.
+     */
+    @Test
+    void hiddenPrunedAndSublayerPrunedModels() throws Exception {
+        Path dense = tmp.resolve("dense-h");
+        RandomModels.write(dense, RandomModels.llama().withLayers(3).withHeads(8, 2));
+        ModelConfig c = ModelConfig.load(dense);
+        List<dev.lopper.model.config.LayerShape> shapes = List.of(
+                new dev.lopper.model.config.LayerShape(0, 0, c.layer(0).intermediateSize(), false, false),
+                new dev.lopper.model.config.LayerShape(8, 2, 0, true, false),
+                new dev.lopper.model.config.LayerShape(4, 1, 30, false, true));
+        Path sub = TestModels.slice(dense, shapes, tmp.resolve("sub"));
+        Path dir = TestModels.sliceHidden(sub, TestModels.everyThirdRemoved(c.hiddenSize()), tmp.resolve("hidden"));
+        assertEquals(c.hiddenSize() - c.hiddenSize() / 3, ModelConfig.load(dir).hiddenSize());
+        for (Path m : List.of(sub, dir, TestModels.sliceHidden(dense, TestModels.everyThirdRemoved(c.hiddenSize()), tmp.resolve("hidden-only")))) {
+            checkLogits(m, 12);
+            Exporter.Result ts = Exporter.export(m, ExportFormat.TORCHSCRIPT, tmp.resolve("ts-" + m.getFileName()));
+            long[][] ids = Reference.ids(2, 12, c.vocabSize(), 1);
+            double diff = Reference.maxAbsDiff(TorchScriptExportTest.libtorchLogits(ts.dir(), ids), Reference.logits(m, ids, null));
+            assertTrue(diff <= TOL, m.getFileName() + ": TorchScript max abs diff " + diff);
+        }
+        Exporter.Result kv = Exporter.export(dir, ExportFormat.ONNX_KV, tmp.resolve("kv-hidden"));
+        long[][] ids = Reference.ids(1, 10, c.vocabSize(), 2);
+        float[] want = Reference.logits(dir, ids, null);
+        try (Ort ort = new Ort(kv.dir().resolve(OnnxExporter.MODEL_FILE), 1)) {
+            double diff = Reference.maxAbsDiff(kvLogits(ort, ModelConfig.load(dir), ids, 7, 1, 1, 1), want);
+            assertTrue(diff <= TOL, "hidden-pruned onnx-kv, prefill 7 then 3 steps: max abs diff " + diff);
+        }
+    }
+
     /** FLAP can remove a layer's whole attention or MLP: only the compensation bias remains. */
     @Test
     void layersWithNoHeadsOrNoChannels() throws Exception {

@@ -151,6 +151,47 @@ public final class TestModels {
         return out;
     }
 
+    /**
+     * Writes {@code src} with only the residual-stream channels {@code kept} (fp32) into {@code out}, sliced here by
+     * hand (not by surgery): embedding and LM-head columns, norm entries, q/k/v/gate/up columns, o/down rows and
+     * biases; config.json's hidden_size becomes kept.length (then hidden_size != heads x head_dim). Returns out.
+     */
+    public static Path sliceHidden(Path src, int[] kept, Path out) throws IOException {
+        try (ModelDir md = ModelDir.open(src); NDManager m = NDManager.newBaseManager(Device.cpu())) {
+            ModelConfig c = md.config();
+            TensorMap t = new TensorMap(md.checkpoint());
+            cols(t, m, WeightNames.EMBED, kept);
+            if (t.has(WeightNames.LM_HEAD)) {
+                cols(t, m, WeightNames.LM_HEAD, kept);
+            }
+            rows(t, m, WeightNames.FINAL_NORM, kept);
+            for (int i = 0; i < c.numLayers(); i++) {
+                rows(t, m, WeightNames.inputNorm(i), kept);
+                rows(t, m, WeightNames.postAttentionNorm(i), kept);
+                for (String proj : new String[] {"q_proj", "k_proj", "v_proj"}) {
+                    cols(t, m, WeightNames.attn(i, proj, "weight"), kept);
+                }
+                cols(t, m, WeightNames.mlp(i, "gate_proj", "weight"), kept);
+                cols(t, m, WeightNames.mlp(i, "up_proj", "weight"), kept);
+                rows(t, m, WeightNames.attn(i, "o_proj", "weight"), kept);
+                rows(t, m, WeightNames.mlp(i, "down_proj", "weight"), kept);
+                for (String b : new String[] {WeightNames.attn(i, "o_proj", "bias"), WeightNames.mlp(i, "down_proj", "bias")}) {
+                    if (t.has(b)) {
+                        rows(t, m, b, kept);
+                    }
+                }
+            }
+            ModelWriter.save(out, c.withHiddenSize(kept.length), t, DataType.FLOAT32, src, ModelWriter.DEFAULT_MAX_SHARD_BYTES,
+                    Map.of("format", "pt"));
+        }
+        return out;
+    }
+
+    /** Every third channel of {@code d} goes (a third of the stream removed, spread over it). */
+    public static int[] everyThirdRemoved(int d) {
+        return java.util.stream.IntStream.range(0, d).filter(j -> j % 3 != 1).toArray();
+    }
+
     private static NDArray gaussian(NDManager m, SplittableRandom rnd, int n) {
         float[] v = new float[n];
         for (int i = 0; i < n; i++) {

@@ -25,7 +25,7 @@ import java.util.Set;
  * @param criterion registered criterion name ({@code Criteria}); ignored with {@code applyPlan}
  * @param criterionOptions the criterion's options as strings (e.g. {"metric": "ifv"})
  * @param ratio fraction of prunable parameters to remove, in [0, 1); null only with {@code applyPlan}
- * @param targets any of "heads", "channels", "layers"
+ * @param targets any of "heads", "channels", "layers", "hidden", "sublayers"
  * @param allocation registered allocation strategy, or null for the paper's
  * @param headUnit KV_GROUP or QUERY_HEAD, or null for the paper's
  * @param headRatio uniform: per-layer ratio of head units, or null for {@code ratio}
@@ -46,12 +46,26 @@ import java.util.Set;
  * @param overwrite replace an existing {@code out}/{@code planOut} that Lopper wrote
  * @param device where to compute
  * @param progress where progress goes (never printed by the pruner itself)
+ * @param hiddenNorm with target "hidden": {@code keep} (slice the RMSNorm weights, Minitron's; the default when null)
+ *                   or {@code rescale} (multiply them by sqrt(d / d_kept), PruningPlan.NORM_RESCALE)
  */
 public record PruneRequest(Path model, String criterion, Map<String, String> criterionOptions, Double ratio,
                            Set<String> targets, String allocation, StructureGraph.Kind headUnit, Double headRatio,
                            Double channelRatio, Integer keepFirst, Integer keepLast, Path calibration, String calibField,
                            Integer samples, Integer seqLen, long seed, int chunkTokens, Path applyPlan, Path out,
-                           Path planOut, boolean overwrite, Device device, Progress progress, String uniformRounding) {
+                           Path planOut, boolean overwrite, Device device, Progress progress, String uniformRounding,
+                           String hiddenNorm) {
+
+    /** A request with the default hidden-norm handling. */
+    public PruneRequest(Path model, String criterion, Map<String, String> criterionOptions, Double ratio,
+                        Set<String> targets, String allocation, StructureGraph.Kind headUnit, Double headRatio,
+                        Double channelRatio, Integer keepFirst, Integer keepLast, Path calibration, String calibField,
+                        Integer samples, Integer seqLen, long seed, int chunkTokens, Path applyPlan, Path out,
+                        Path planOut, boolean overwrite, Device device, Progress progress, String uniformRounding) {
+        this(model, criterion, criterionOptions, ratio, targets, allocation, headUnit, headRatio, channelRatio, keepFirst,
+                keepLast, calibration, calibField, samples, seqLen, seed, chunkTokens, applyPlan, out, planOut, overwrite,
+                device, progress, uniformRounding, null);
+    }
 
     /** A request with the default uniform counting rule. */
     public PruneRequest(Path model, String criterion, Map<String, String> criterionOptions, Double ratio,
@@ -70,6 +84,9 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
         calibField = calibField == null ? "text" : calibField;
         device = device == null ? Device.cpu() : device;
         progress = progress == null ? Progress.NONE : progress;
+        if (hiddenNorm != null && !"keep".equals(hiddenNorm) && !"rescale".equals(hiddenNorm)) {
+            throw new IllegalArgumentException("--hidden-norm " + hiddenNorm + ": expected keep or rescale");
+        }
     }
 
     public static Builder builder(Path model) {
@@ -95,6 +112,7 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
         n.put("keep_first", keepFirst);
         n.put("keep_last", keepLast);
         n.put("uniform_rounding", uniformRounding);
+        n.put("hidden_norm", hiddenNorm);
         n.put("calibration", abs(calibration));
         n.put("calib_field", calibField);
         n.put("samples", samples);
@@ -118,7 +136,7 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
                 .allocation(allocation).headUnit(headUnit).headRatio(headRatio).channelRatio(channelRatio)
                 .keepFirst(keepFirst).keepLast(keepLast).calibration(calibration).calibField(calibField).samples(samples)
                 .seqLen(seqLen).seed(seed).chunkTokens(chunkTokens).applyPlan(applyPlan).out(out).planOut(planOut)
-                .overwrite(overwrite).device(device).progress(progress).uniformRounding(uniformRounding);
+                .overwrite(overwrite).device(device).progress(progress).uniformRounding(uniformRounding).hiddenNorm(hiddenNorm);
     }
 
     /** Fluent construction; every setting optional except the model (and the ratio, unless a plan is applied). */
@@ -135,6 +153,7 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
         private Integer keepFirst;
         private Integer keepLast;
         private String uniformRounding;
+        private String hiddenNorm;
         private Path calibration;
         private String calibField;
         private Integer samples;
@@ -186,11 +205,12 @@ public record PruneRequest(Path model, String criterion, Map<String, String> cri
         public Builder device(Device d) { this.device = d; return this; }
         public Builder progress(Progress p) { this.progress = p; return this; }
         public Builder uniformRounding(String rule) { this.uniformRounding = rule; return this; }
+        public Builder hiddenNorm(String norm) { this.hiddenNorm = norm; return this; }
 
         public PruneRequest build() {
             return new PruneRequest(model, criterion, criterionOptions, ratio, targets, allocation, headUnit, headRatio,
                     channelRatio, keepFirst, keepLast, calibration, calibField, samples, seqLen, seed, chunkTokens, applyPlan,
-                    out, planOut, overwrite, device, progress, uniformRounding);
+                    out, planOut, overwrite, device, progress, uniformRounding, hiddenNorm);
         }
     }
 }

@@ -79,7 +79,9 @@ public final class Pruner {
         long extraParams = 0;
         if (request.out() != null) {
             progress.stage("surgery");
-            surgery = job.afterSurgery.apply(config, md.checkpoint(), Surgery.apply(config, md.checkpoint(), sel), manager);
+            boolean rescale = job.plan.hidden() != null && job.plan.hidden().rescale();
+            surgery = job.afterSurgery.apply(config, md.checkpoint(),
+                    Surgery.apply(config, md.checkpoint(), sel, job.plan.keptHidden(config), rescale), manager);
             extraParams = biasParams(surgery.config());
             progress.stage("save");
             Surgery.save(surgery, request.out(), request.model(), job.plan);
@@ -141,16 +143,17 @@ public final class Pruner {
             throw new IllegalArgumentException("--ratio has no effect with --apply-plan (the plan says what to cut)");
         }
         PruningPlan plan = PruningPlan.load(r.applyPlan());
-        List<LayerSelection> sel;
+        if (r.hiddenNorm() != null) {
+            throw new IllegalArgumentException("--hidden-norm has no effect with --apply-plan (the plan's 'hidden.norm' says it)");
+        }
         try {
             plan.checkModel(hash);
-            sel = plan.resolve(config);
+            plan.validate(config);
         } catch (IllegalArgumentException e) {
             // validation speaks of "plan: ..."; the user should see which file
             throw new IllegalArgumentException(e.getMessage().replaceFirst("^plan: ", r.applyPlan() + ": "), e);
         }
-        plan = plan.withModelHash(hash).withResult(Allocation.result(config, sel, plan.targets().contains("heads"),
-                plan.targets().contains("channels"), plan.targets().contains("layers"), 0, 0));
+        plan = plan.withModelHash(hash).withResult(Allocation.result(config, plan));
         Map<String, PruneSettings.Setting> s = new LinkedHashMap<>();
         s.put("criterion", new PruneSettings.Setting(plan.criterion(), "plan"));
         s.put("plan", new PruneSettings.Setting(r.applyPlan().toString(), "user"));
@@ -165,6 +168,9 @@ public final class Pruner {
             throw new IllegalArgumentException("--ratio is required (the fraction of prunable parameters to remove, in [0, 1)), or give --apply-plan FILE");
         }
         Criterion criterion = Criteria.create(r.criterion(), r.criterionOptions());
+        if (r.hiddenNorm() != null && !r.targets().contains("hidden")) {
+            throw new IllegalArgumentException("--hidden-norm applies to --targets hidden only");
+        }
         Defaults d = criterion.defaults(config);
         Map<String, PruneSettings.Setting> s = new LinkedHashMap<>();
         s.put("criterion", new PruneSettings.Setting(criterion.name(), "user"));
@@ -173,6 +179,9 @@ public final class Pruner {
         int keepFirst = pick(s, "keep_first", r.keepFirst(), d.keepFirst());
         int keepLast = pick(s, "keep_last", r.keepLast(), d.keepLast());
         String counting = pick(s, "counting", r.uniformRounding(), d.counting());
+        if (r.targets().contains("hidden")) {
+            pick(s, "hidden_norm", r.hiddenNorm(), PruningPlan.NORM_KEEP); // Minitron slices the norm weights as they are
+        }
         Allocation.Options alloc = new Allocation.Options(r.ratio(), r.targets(), allocation, unit, r.headRatio(),
                 r.channelRatio(), keepFirst, keepLast, counting);
         checkPairing(criterion, alloc);
@@ -258,6 +267,10 @@ public final class Pruner {
         Scored sc = scores(md.checkpoint(), md::tokenizer, r, config, hash, false);
         r.progress().stage("allocation");
         PruningPlan plan = Allocation.allocate(StructureGraph.of(config), sc.scores(), sc.allocation());
+        if (plan.hidden() != null) {
+            plan = plan.withHidden(new PruningPlan.HiddenPlan(plan.hidden().keptChannels(), null,
+                    r.hiddenNorm() == null ? PruningPlan.NORM_KEEP : r.hiddenNorm()));
+        }
         Criterion criterion = sc.criterion();
         plan = plan.withProvenance(criterion.name(), criterion.options(), r.ratio(),
                         PruningPlan.TARGETS.stream().filter(r.targets()::contains).toList(), sc.allocation().strategy(),

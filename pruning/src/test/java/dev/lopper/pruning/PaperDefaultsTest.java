@@ -58,15 +58,32 @@ class PaperDefaultsTest {
             assertEquals(d.samples() == 0 ? "-" : Integer.toString(d.samples()), c[2].trim(), name + ": samples");
             assertEquals(d.seqLen() == 0 ? "-" : Integer.toString(d.seqLen()), c[3].trim(), name + ": seq-len");
             assertTrue(c[4].trim().startsWith(d.allocation()), name + ": allocation " + c[4]);
-            assertEquals("KV group", c[5].trim(), name + ": head unit");
+            assertEquals(d.headUnit() == StructureGraph.Kind.QUERY_HEAD ? "query head" : "KV group", c[5].trim(), name + ": head unit");
             seen.add(name);
         }
         assertEquals(Criteria.names(), seen, "every criterion has its row");
     }
 
+    /** The width/depth criteria of issue 23 (block influence, layer loss, angular distance, Minitron's activations). */
+    @ParameterizedTest
+    @CsvSource({"block-influence,256,128,KV_GROUP", "layer-loss,128,1024,KV_GROUP", "angular,256,128,KV_GROUP",
+            "minitron,128,1024,QUERY_HEAD"})
+    void declaredWidthAndDepth(String name, int seqLen, int samples, StructureGraph.Kind unit) {
+        Criterion c = Criteria.create(name, Map.of());
+        Defaults d = c.defaults();
+        assertEquals(Criterion.Need.ACTIVATIONS, c.needs());
+        assertEquals(samples, d.samples());
+        assertEquals(seqLen, d.seqLen());
+        assertEquals("uniform", d.allocation());
+        assertEquals(unit, d.headUnit());
+        assertEquals(0, d.keepFirst());
+        assertEquals(0, d.keepLast());
+    }
+
     @Test
     void everyRegisteredCriterionIsCovered() {
-        assertEquals(Set.of("magnitude", "wanda-sp", "flap", "cfsp", "llm-pruner", "gblm"), Criteria.names());
+        assertEquals(Set.of("magnitude", "wanda-sp", "flap", "cfsp", "llm-pruner", "gblm", "block-influence", "layer-loss",
+                "angular", "minitron"), Criteria.names());
     }
 
     /** magnitude alone, in the default suite (the calibrated rows below take minutes at paper sizes). */

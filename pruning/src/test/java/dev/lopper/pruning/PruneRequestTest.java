@@ -26,7 +26,7 @@ class PruneRequestTest {
         Progress progress = Progress.lines(s -> { });
         return new PruneRequest(Path.of("m"), "flap", opts, 0.3, new LinkedHashSet<>(List.of("heads", "layers")), "global",
                 StructureGraph.Kind.QUERY_HEAD, 0.1, 0.2, 1, 2, Path.of("calib.txt"), "body", 7, 33, 5L, 64, Path.of("plan.json"),
-                Path.of("out"), Path.of("plan-out.json"), true, Device.gpu(1), progress, "absorb");
+                Path.of("out"), Path.of("plan-out.json"), true, Device.gpu(1), progress, "absorb", "rescale");
     }
 
     @Test

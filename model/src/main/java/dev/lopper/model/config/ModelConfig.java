@@ -18,7 +18,7 @@ import java.util.List;
  *
  * @param family model family ({@code model_type})
  * @param vocabSize rows of the embedding and the LM head
- * @param hiddenSize model width; never pruned
+ * @param hiddenSize model width (the residual stream's channels; hidden-dimension pruning makes it smaller)
  * @param headDim width of one attention head ({@code head_dim}, else hidden_size / num_attention_heads)
  * @param layers the shape of each decoder layer, in order
  * @param qkvBias whether q/k/v projections carry biases (Qwen2; LLaMA's {@code attention_bias})
@@ -58,6 +58,18 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
 
     public ModelConfig withLayers(List<LayerShape> newLayers) {
         return new ModelConfig(family, vocabSize, hiddenSize, headDim, newLayers, maxPositionEmbeddings, rmsNormEps,
+                ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, slidingWindow, bosTokenId, eosTokenId, raw);
+    }
+
+    /** This config with the residual stream {@code hidden} channels wide (hidden-dimension pruning). */
+    public ModelConfig withHiddenSize(int hidden) {
+        return new ModelConfig(family, vocabSize, hidden, headDim, layers, maxPositionEmbeddings, rmsNormEps,
+                ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, slidingWindow, bosTokenId, eosTokenId, raw);
+    }
+
+    /** This config with RMSNorm epsilon {@code eps}. */
+    public ModelConfig withRmsNormEps(double eps) {
+        return new ModelConfig(family, vocabSize, hiddenSize, headDim, layers, maxPositionEmbeddings, eps,
                 ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, slidingWindow, bosTokenId, eosTokenId, raw);
     }
 
@@ -198,6 +210,10 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
             out.putArray("architectures").add(family.architecture());
         }
         out.put("num_hidden_layers", layers.size());
+        out.put("hidden_size", hiddenSize);
+        if (rmsNormEps != f64(raw.get("rms_norm_eps"))) {
+            out.put("rms_norm_eps", rmsNormEps); // only when changed: a config Lopper did not touch keeps its bytes
+        }
         out.put("head_dim", headDim);
         out.put("tie_word_embeddings", tieWordEmbeddings);
         LayerShape first = layers.isEmpty() ? new LayerShape(0, 0, 0) : layers.get(0);
@@ -223,6 +239,10 @@ public record ModelConfig(Family family, int vocabSize, int hiddenSize, int head
             }
         }
         return out;
+    }
+
+    private static double f64(JsonNode n) {
+        return n == null || !n.isNumber() ? 1e-6 : n.doubleValue();
     }
 
     /** Typed access to JSON fields with errors naming file and field. */

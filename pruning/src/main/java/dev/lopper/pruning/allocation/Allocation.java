@@ -125,6 +125,21 @@ public final class Allocation {
             return targets.contains("layers");
         }
 
+        /** Whether the residual stream's channels are a target ({@link StructureGraph.Kind#HIDDEN_CHANNEL}). */
+        public boolean hidden() {
+            return targets.contains("hidden");
+        }
+
+        /** Whether a layer's attention or MLP may go alone (target "sublayers"). */
+        public boolean sublayers() {
+            return targets.contains("sublayers");
+        }
+
+        /** These options with another ratio and targets, everything else the same. */
+        public Options with(double r, Set<String> t) {
+            return new Options(r, t, strategy, headUnit, headRatio, channelRatio, keepFirst, keepLast, uniformRounding);
+        }
+
         /** Whether layer {@code i} of {@code n} may be pruned (not among the first/last kept). */
         public boolean prunable(int i, int n) {
             return i >= keepFirst && i < n - keepLast;
@@ -196,12 +211,85 @@ public final class Allocation {
             throw new IllegalArgumentException("--keep-first " + options.keepFirst() + " + --keep-last " + options.keepLast()
                     + " leave no prunable layer (the model has " + graph.numLayers() + ")");
         }
-        List<LayerSelection> sel = s.select(graph, scores, options);
-        PruningPlan plan = toPlan(graph.config(), sel, new PruningPlan(scores.criterion(), null, options.ratio(),
+        ModelConfig c = graph.config();
+        Set<String> rest = new java.util.LinkedHashSet<>(options.targets());
+        rest.remove("hidden");
+        rest.remove("sublayers");
+        if (options.sublayers() && !rest.isEmpty()) {
+            throw new IllegalArgumentException("--targets sublayers cannot be combined with " + rest
+                    + " in one run (a sublayer is a whole attention or MLP); prune them in a second run on the result");
+        }
+        // hidden with other structures: each gets 1 - sqrt(1 - ratio), so that the product of what stays of the two
+        // axes of every matrix (stream x heads/channels/layers) is 1 - ratio (Lopper's split; docs/PRUNING.md)
+        boolean mixed = options.hidden() && (options.sublayers() || !rest.isEmpty());
+        double each = mixed ? 1 - Math.sqrt(1 - options.ratio()) : options.ratio();
+        int[] keptHidden = LayerSelection.range(c.hiddenSize());
+        if (options.hidden()) {
+            keptHidden = HiddenSelection.kept(scores, c, each, options);
+        }
+        List<LayerSelection> sel;
+        if (options.sublayers()) {
+            sel = SublayerAllocation.select(graph, scores, options.with(each, Set.of("sublayers")));
+        } else if (rest.isEmpty()) {
+            sel = new ArrayList<>();
+            for (int i = 0; i < c.numLayers(); i++) {
+                sel.add(LayerSelection.whole(i, c.layer(i)));
+            }
+        } else {
+            sel = s.select(graph, scores, options.with(each, rest));
+        }
+        PruningPlan plan = toPlan(c, sel, new PruningPlan(scores.criterion(), null, options.ratio(),
                 PruningPlan.TARGETS.stream().filter(options.targets()::contains).toList(), options.strategy(), null, null,
                 null, PruningPlan.toolVersionString(), List.of(), List.of(), null, null));
-        PruningPlan.Result r = result(graph.config(), sel, options);
-        return plan.withResult(r.withRequested(options.ratio(), shortfall(graph.config(), sel, options, r)));
+        if (keptHidden.length != c.hiddenSize()) {
+            plan = plan.withHidden(new PruningPlan.HiddenPlan(keptHidden, null, null));
+        }
+        PruningPlan.Result r = result(c, sel, keptHidden.length, options);
+        return plan.withResult(r.withRequested(options.ratio(), shortfall(c, sel, options, r)));
+    }
+
+    /**
+     * Parameters with a residual-stream axis (what target "hidden" can remove): every parameter but Qwen3's q/k
+     * norms and the q/k/v biases, which live on head_dim and the head axis.
+     */
+    public static long hiddenPrunable(ModelConfig c) {
+        long n = ModelStats.parameters(c);
+        for (LayerShape s : c.layers()) {
+            long q = (long) s.numHeads() * c.headDim();
+            long kv = (long) s.numKvHeads() * c.headDim();
+            n -= (c.qkvBias() ? q + 2 * kv : 0) + (c.family().hasQkNorm() ? 2L * c.headDim() : 0);
+        }
+        return n;
+    }
+
+    /** As {@link #result(ModelConfig, List, Options)} with {@code keptHidden} residual channels kept. */
+    public static PruningPlan.Result result(ModelConfig config, List<LayerSelection> sel, int keptHidden, Options o) {
+        if (!o.hidden() && !o.sublayers()) {
+            return result(config, sel, o);
+        }
+        long prunable = o.hidden() ? hiddenPrunable(config) : 0;
+        if (!o.hidden()) {
+            for (int i = o.keepFirst(); i < config.numLayers() - o.keepLast(); i++) {
+                prunable += ModelStats.layerParameters(config, config.layer(i));
+            }
+        }
+        long before = ModelStats.parameters(config);
+        long after = ModelStats.parameters(prunedConfig(config, sel).withHiddenSize(keptHidden));
+        return new PruningPlan.Result(before, after, prunable, before - after,
+                prunable == 0 ? 0 : (double) (before - after) / prunable);
+    }
+
+    /** The counts of an applied plan (hidden cuts and sublayers included), its targets deciding what is prunable. */
+    public static PruningPlan.Result result(ModelConfig config, PruningPlan plan) {
+        List<LayerSelection> sel = plan.resolve(config);
+        Set<String> t = new java.util.LinkedHashSet<>(plan.targets());
+        if (t.contains("hidden") || t.contains("sublayers") || plan.hidden() != null) {
+            if (plan.hidden() != null) {
+                t.add("hidden");
+            }
+            return result(config, sel, plan.keptHidden(config).length, Options.of(0, t, "uniform"));
+        }
+        return result(config, sel, t.contains("heads"), t.contains("channels"), t.contains("layers"), 0, 0);
     }
 
     /**
@@ -256,10 +344,25 @@ public final class Allocation {
         if (o.layers()) {
             parts.add(gone[2] + " of " + all[2] + " layers");
         }
+        if (o.sublayers()) {
+            int attn = 0, mlp = 0, whole = 0;
+            for (LayerSelection s : sel) {
+                if (s.removed()) {
+                    whole++;
+                } else {
+                    attn += s.keptHeads().length == 0 && c.layer(s.layer()).numHeads() > 0 ? 1 : 0;
+                    mlp += s.keptChannels().length == 0 && c.layer(s.layer()).intermediateSize() > 0 ? 1 : 0;
+                }
+            }
+            parts.add(attn + " attention blocks, " + mlp + " MLP blocks and " + whole + " whole layers");
+        }
+        if (o.hidden()) {
+            parts.add("hidden channels (int(r x d) of the stream)");
+        }
         why.append("removed ").append(String.join(", ", parts)).append(" in ").append(prunable).append(" prunable layers")
-                .append("; only whole units go, each layer keeping at least one of each kind, counted by --allocation ")
-                .append(o.strategy());
-        if ("uniform".equals(o.strategy())) {
+                .append(o.sublayers() ? "; only whole attention/MLP blocks go, lowest score first while within half a block of the budget"
+                        : "; only whole units go, each layer keeping at least one of each kind, counted by --allocation " + o.strategy());
+        if ("uniform".equals(o.strategy()) && !o.sublayers()) {
             why.append(" (").append(o.llmPrunerCounting() ? "n - int(n x (1 - r))" : o.absorbRounding() ? "round(r x n)" : "int(r x n)")
                     .append(" per layer)");
         }

@@ -61,6 +61,7 @@ public final class KeptUnits {
             case QUERY_HEAD -> k.keptHeads()[unit];
             case MLP_CHANNEL -> k.keptChannels()[unit];
             case LAYER -> layer;
+            case HIDDEN_CHANNEL -> throw new IllegalArgumentException("hidden channels are one model-wide stream, not a unit of layer " + layer);
         };
     }
 
@@ -83,7 +84,8 @@ public final class KeptUnits {
                 ch[l] = spread(s.channels()[l], k.keptChannels(), shape.intermediateSize());
             }
         }
-        // layer scores (Adapt-Pruner's layer importance) index layers, which are never removed here
+        // layer scores (Adapt-Pruner's layer importance) index layers, which are never removed here; hidden-channel and
+        // sublayer scores are not mapped (a schedule refuses --targets hidden and sublayers)
         return new Scores(s.criterion(), s.comparableAcrossLayers(), s.headUnit(), kv, qh, ch, s.layers(), s.afterSurgery());
     }
 

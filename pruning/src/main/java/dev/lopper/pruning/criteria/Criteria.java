@@ -26,6 +26,10 @@ public final class Criteria {
         register(LlmPrunerCriterion.NAME, Set.of("taylor", "grouping", "layers"),
                 o -> LlmPrunerCriterion.of(o.get("taylor"), o.get("grouping"), o.get("layers")));
         register(GblmCriterion.NAME, Set.of("scale", "order"), o -> GblmCriterion.of(o.get("scale"), o.get("order")));
+        register(BlockInfluenceCriterion.NAME, Set.of(), o -> new BlockInfluenceCriterion());
+        register(LayerLossCriterion.NAME, Set.of(), o -> new LayerLossCriterion());
+        register(AngularCriterion.NAME, Set.of(), o -> new AngularCriterion());
+        register(MinitronCriterion.NAME, Set.of(), o -> new MinitronCriterion());
     }
 
     /** Registers {@code name} taking exactly the option keys {@code options}. */

@@ -32,6 +32,13 @@ import java.util.Map;
  * channels: a KV group its head_dim channels, with each of its query heads' q rows / o columns folded onto the KV
  * channel they read (HF's contiguous repeat_kv; LLM-Pruner's {@code llama3.py} folds by stride, see the notes). A
  * whole layer scores the grouping reduction of every parameter tensor's total (the same Taylor terms).
+ *
+ * <p>With target "hidden" (hf_prune.py {@code --channel_wise}: {@code root_module_types=[LlamaRMSNorm]}, the
+ * model-wide hidden group) a residual channel c scores the grouping reduction, over every coupled tensor, of that
+ * tensor's per-channel salience: {@code sum |s|} over its slice at c (norm entry, q/k/v/gate/up column, o/down row,
+ * o/down bias entry), or {@code |sum s|} for vectorize. Deviation: the embedding, the final norm and the LM head,
+ * also in LLM-Pruner's group, are left out: Lopper's layer-streamed gradient engine differentiates decoder layers
+ * only (docs/CRITERIA.md).
  */
 public final class LlmPrunerCriterion implements Criterion {
     public static final String NAME = "llm-pruner";
@@ -174,6 +181,8 @@ public final class LlmPrunerCriterion implements Criterion {
         int hd = ctx.config().headDim();
         double[][] kv = new double[n][], heads = new double[n][], channels = new double[n][];
         double[] layers = new double[n];
+        boolean hidden = ctx.allocation() != null && ctx.allocation().hidden();
+        List<double[]> hiddenMembers = new java.util.ArrayList<>(); // --channel_wise: one [hidden] vector per coupled tensor
         GradientConsumer consumer = (w, g) -> {
             int l = w.index();
             Map<LayerParam, double[]> v = new EnumMap<>(LayerParam.class);
@@ -183,6 +192,8 @@ public final class LlmPrunerCriterion implements Criterion {
                 boolean linear = List.of(GradientScores.LINEARS).contains(p) && p.of(w).getShape().dimension() == 2;
                 double[] perIndex = linear && p.of(w).size() > 0 ? new double[(int) p.of(w).getShape().get(GradientScores.cutsColumns(p) ? 1 : 0)] : null;
                 double total = 0;
+                int hiddenAxis = hiddenAxis(p);
+                double[] hv = hidden && hiddenAxis >= 0 && p.of(w).size() > 0 ? new double[ctx.config().hiddenSize()] : null;
                 // row blocks of one parameter at a time: the fp64 temporaries stay near BLOCK_BYTES (an 8B layer's
                 // gate_proj is 470 MB in fp64, and a layer's worth of them would double the backward's peak)
                 for (long[] block : GradientScores.rowBlocks(p.of(w))) {
@@ -198,11 +209,17 @@ public final class LlmPrunerCriterion implements Criterion {
                         if (perIndex != null) {
                             GradientScores.addPerIndex(s, p, block[0], perIndex);
                         }
+                        if (hv != null) {
+                            addHidden(s, hiddenAxis, block[0], hv);
+                        }
                         total += s.sum().getDouble();
                     }
                 }
                 if (perIndex != null) {
                     v.put(p, taylor == Taylor.VECTORIZE ? abs(perIndex) : perIndex);
+                }
+                if (hv != null) {
+                    hiddenMembers.add(taylor == Taylor.VECTORIZE ? abs(hv) : hv);
                 }
                 totals[t++] = taylor == Taylor.VECTORIZE ? Math.abs(total) : total;
             }
@@ -241,7 +258,52 @@ public final class LlmPrunerCriterion implements Criterion {
         } else {
             ctx.gradients(consumer, taylor == Taylor.PARAM_SECOND, List.of()); // per-sample squares for param_second only
         }
-        return new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+        Scores out = new Scores(NAME, comparableAcrossLayers(), StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+        if (hidden) {
+            double[] h = new double[ctx.config().hiddenSize()];
+            double[] column = new double[hiddenMembers.size()];
+            for (int c = 0; c < h.length; c++) {
+                for (int m = 0; m < column.length; m++) {
+                    column[m] = hiddenMembers.get(m)[c];
+                }
+                h[c] = reduce(column);
+            }
+            out = out.withHidden(h);
+        }
+        return out;
+    }
+
+    /**
+     * The axis of layer parameter {@code p} indexed by residual-stream channels (hf_prune.py {@code --channel_wise}:
+     * the group rooted at the RMSNorms): 0 for the norms, o_proj/down_proj rows and their biases; 1 for the
+     * q/k/v/gate/up columns; -1 for the q/k/v biases.
+     */
+    static int hiddenAxis(LayerParam p) {
+        return switch (p) {
+            case INPUT_NORM, POST_NORM, O, O_BIAS, DOWN, DOWN_BIAS -> 0;
+            case Q, K, V, GATE, UP -> 1;
+            default -> -1;
+        };
+    }
+
+    /** Adds a block of salience (rows from {@code firstRow}) to the per-hidden-channel sums along {@code axis}. */
+    private static void addHidden(NDArray s, int axis, long firstRow, double[] into) {
+        if (s.getShape().dimension() == 1) {
+            double[] v = s.toDoubleArray();
+            for (int i = 0; i < v.length; i++) {
+                into[(int) firstRow + i] += v[i];
+            }
+        } else if (axis == 0) {
+            double[] v = s.sum(new int[] {1}).toDoubleArray();
+            for (int i = 0; i < v.length; i++) {
+                into[(int) firstRow + i] += v[i];
+            }
+        } else {
+            double[] v = s.sum(new int[] {0}).toDoubleArray();
+            for (int i = 0; i < v.length; i++) {
+                into[i] += v[i];
+            }
+        }
     }
 
     /**

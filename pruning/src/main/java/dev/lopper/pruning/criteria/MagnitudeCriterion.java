@@ -15,7 +15,9 @@ import dev.lopper.model.config.ModelConfig;
  * norms summed over the coupled layers; "L2" is the squared norm, no root), since every unit of a set has the
  * same number of weights. Dividing by that number makes a KV group, a query head, an MLP channel and a whole layer
  * comparable per parameter, so the scores can be ranked globally ({@link Scores#comparableAcrossLayers()} true).
- * Default head unit: whole KV groups (as LLM-Pruner's llama3.py), see docs/PRUNING.md.
+ * Default head unit: whole KV groups (as LLM-Pruner's llama3.py), see docs/PRUNING.md. With target "hidden" a residual
+ * channel is scored the same way over its slice of every coupled tensor ({@link StructureGraph#hiddenChannels}):
+ * embedding and LM-head columns, norm entries, q/k/v/gate/up columns, o/down rows and their biases.
  */
 public final class MagnitudeCriterion implements Criterion {
     private final int p;
@@ -77,7 +79,15 @@ public final class MagnitudeCriterion implements Criterion {
                 }
             }
         }
-        return new Scores(name(), true, StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+        Scores out = new Scores(name(), true, StructureGraph.Kind.KV_GROUP, kv, heads, channels, layers);
+        if (ctx.allocation() != null && ctx.allocation().hidden()) {
+            // one unit per residual channel: mean |w|^p over its slice of every tensor with a hidden axis
+            ctx.progress().accept("magnitude: hidden channels");
+            try (NDManager m = NDManager.newBaseManager(ctx.device())) {
+                out = out.withHidden(score(g.hiddenChannels(), ctx, m));
+            }
+        }
+        return out;
     }
 
     /** Mean |w|^p per unit of {@code set}: sums per member reduced over the cross axis, folded by unit width. */

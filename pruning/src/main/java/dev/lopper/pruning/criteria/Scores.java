@@ -20,10 +20,13 @@ import dev.lopper.pruning.surgery.PostSurgery;
  * @param channels [layer][intermediateSize] MLP-channel scores, or null
  * @param layers [layer] whole-layer scores (block pruning), or null
  * @param afterSurgery the criterion's step after surgery (FLAP's bias compensation), or {@link PostSurgery#NONE}
+ * @param hidden [hiddenSize] residual-stream channel scores ({@link StructureGraph.Kind#HIDDEN_CHANNEL}), or null
+ * @param sublayers [layer][2] scores of each layer's attention (index 0) and MLP (index 1) as a whole, for
+ *                  removing one without the other (target "sublayers"), or null
  */
 public record Scores(String criterion, boolean comparableAcrossLayers, StructureGraph.Kind headUnit,
                      double[][] kvGroups, double[][] queryHeads, double[][] channels, double[] layers,
-                     PostSurgery afterSurgery) {
+                     PostSurgery afterSurgery, double[] hidden, double[][] sublayers) {
 
     /** Scores with no step after surgery. */
     public Scores(String criterion, boolean comparableAcrossLayers, StructureGraph.Kind headUnit, double[][] kvGroups,
@@ -31,9 +34,25 @@ public record Scores(String criterion, boolean comparableAcrossLayers, Structure
         this(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, PostSurgery.NONE);
     }
 
+    /** Scores without hidden-channel or sublayer scores. */
+    public Scores(String criterion, boolean comparableAcrossLayers, StructureGraph.Kind headUnit, double[][] kvGroups,
+                  double[][] queryHeads, double[][] channels, double[] layers, PostSurgery afterSurgery) {
+        this(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, afterSurgery, null, null);
+    }
+
     /** These scores carrying {@code step} to run after surgery. */
     public Scores withAfterSurgery(PostSurgery step) {
-        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, step);
+        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, step, hidden, sublayers);
+    }
+
+    /** These scores with residual-stream channel scores {@code h} ([hiddenSize]). */
+    public Scores withHidden(double[] h) {
+        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, afterSurgery, h, sublayers);
+    }
+
+    /** These scores with sublayer scores {@code s} ([layer][attention, MLP]). */
+    public Scores withSublayers(double[][] s) {
+        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layers, afterSurgery, hidden, s);
     }
 
     /**
@@ -41,7 +60,8 @@ public record Scores(String criterion, boolean comparableAcrossLayers, Structure
      * Adapt-Pruner's layer importance, measured apart from the criterion).
      */
     public Scores withLayers(double[] layerScores) {
-        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layerScores, afterSurgery);
+        return new Scores(criterion, comparableAcrossLayers, headUnit, kvGroups, queryHeads, channels, layerScores, afterSurgery,
+                hidden, sublayers);
     }
 
     /**
@@ -88,6 +108,7 @@ public record Scores(String criterion, boolean comparableAcrossLayers, Structure
             case QUERY_HEAD -> queryHeads;
             case MLP_CHANNEL -> channels;
             case LAYER -> layers == null ? null : toColumn(layers);
+            case HIDDEN_CHANNEL -> hidden == null ? null : new double[][] {hidden};
         };
     }
 
@@ -127,6 +148,20 @@ public record Scores(String criterion, boolean comparableAcrossLayers, Structure
         }
         if (layers != null && layers.length != n) {
             throw new IllegalStateException(criterion + ": " + layers.length + " layer scores, model has " + n);
+        }
+        if (hidden != null && hidden.length != graph.config().hiddenSize()) {
+            throw new IllegalStateException(criterion + ": " + hidden.length + " hidden-channel scores, model has "
+                    + graph.config().hiddenSize());
+        }
+        if (sublayers != null && sublayers.length != n) {
+            throw new IllegalStateException(criterion + ": " + sublayers.length + " sublayer scores, model has " + n + " layers");
+        }
+        for (double[] a : new double[][] {hidden, layers}) {
+            for (double x : a == null ? new double[0] : a) {
+                if (Double.isNaN(x)) {
+                    throw new IllegalStateException(criterion + ": a NaN hidden-channel or layer score");
+                }
+            }
         }
     }
 }

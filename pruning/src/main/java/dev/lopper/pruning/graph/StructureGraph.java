@@ -17,9 +17,10 @@ import java.util.List;
  * axis 1 = columns = input features, HF layout [out, in]). Because every member is strided the same way, a
  * criterion can score all units of a set at once by reshaping the member tensor to [count, ...].
  *
- * <p>Never cut: RMSNorm weights, embeddings, the LM head, and the o_proj/down_proj biases (FLAP's compensation
- * biases): they all live on the hidden dimension, which stays, because every residual add couples it across the
- * whole model (Torch-Pruning's one model-wide hidden-size group).
+ * <p>RMSNorm weights, embeddings, the LM head and the o_proj/down_proj biases (FLAP's compensation biases) live on
+ * the hidden dimension, which every residual add couples across the whole model (Torch-Pruning's one model-wide
+ * hidden-size group): they are cut only by the {@link Kind#HIDDEN_CHANNEL} structure ({@link #hiddenChannels}),
+ * one unit per residual channel, uniform across layers because it is one stream.
  */
 public final class StructureGraph {
     /** The kinds of structure. */
@@ -38,7 +39,13 @@ public final class StructureGraph {
         /** One MLP channel: row i of gate_proj and up_proj, column i of down_proj. */
         MLP_CHANNEL,
         /** A whole decoder layer (every tensor under {@code model.layers.N.}); one unit. */
-        LAYER
+        LAYER,
+        /**
+         * One residual-stream channel c, model-wide: embed_tokens[:, c], every hidden-size RMSNorm weight's [c]
+         * (input, post-attention, final), the input columns [:, c] of q/k/v/gate/up, the output rows [c, :] of
+         * o_proj/down_proj and of their compensation biases, and lm_head[:, c] (once when tied). Listed with layer -1.
+         */
+        HIDDEN_CHANNEL
     }
 
     /**
@@ -128,7 +135,30 @@ public final class StructureGraph {
             case QUERY_HEAD -> queryHeads(layer);
             case MLP_CHANNEL -> mlpChannels(layer);
             case LAYER -> layer(layer);
+            case HIDDEN_CHANNEL -> hiddenChannels();
         };
+    }
+
+    /**
+     * The residual-stream channels: one unit per hidden channel, spanning every tensor that has a hidden axis
+     * ({@link Kind#HIDDEN_CHANNEL}); the set's layer is -1 (it is one stream through every layer).
+     */
+    public StructureSet hiddenChannels() {
+        List<Member> m = new ArrayList<>();
+        long v = config.vocabSize();
+        m.add(new Member(WeightNames.EMBED, 1, 1, v));
+        for (int i = 0; i < config.numLayers(); i++) {
+            for (Tensor t : layerTensors(i)) {
+                if (t.hiddenAxis() >= 0) {
+                    m.add(new Member(t.name(), t.hiddenAxis(), 1, t.elements() / config.hiddenSize()));
+                }
+            }
+        }
+        m.add(new Member(WeightNames.FINAL_NORM, 0, 1, 1));
+        if (!config.tieWordEmbeddings()) {
+            m.add(new Member(WeightNames.LM_HEAD, 1, 1, v));
+        }
+        return new StructureSet(Kind.HIDDEN_CHANNEL, -1, config.hiddenSize(), m);
     }
 
     /** KV groups of a layer: k/v rows, the group's query-head rows of q, o columns (and q/k/v biases). */
@@ -195,9 +225,16 @@ public final class StructureGraph {
      * @param kvAxis axis indexed by KV-head rows (k, v), or -1
      * @param channelAxis axis indexed by MLP channels (gate/up rows, down columns), or -1
      * @param elements parameter count of the tensor
+     * @param hiddenAxis axis indexed by residual-stream channels (norm weights and o/down rows and biases: 0; q/k/v/
+     *                   gate/up columns: 1), or -1
      */
-    public record Tensor(String name, int headAxis, int kvAxis, int channelAxis, long elements) {
-        /** Never sliced: norms, o_proj/down_proj biases (over the hidden dimension). */
+    public record Tensor(String name, int headAxis, int kvAxis, int channelAxis, long elements, int hiddenAxis) {
+        /** A tensor without a hidden axis. */
+        public Tensor(String name, int headAxis, int kvAxis, int channelAxis, long elements) {
+            this(name, headAxis, kvAxis, channelAxis, elements, -1);
+        }
+
+        /** Never sliced by heads, KV groups or MLP channels: norms, o_proj/down_proj biases (over the hidden dimension). */
         public boolean whole() {
             return headAxis < 0 && kvAxis < 0 && channelAxis < 0;
         }
@@ -214,10 +251,10 @@ public final class StructureGraph {
         long kv = (long) s.numKvHeads() * config.headDim();
         long im = s.intermediateSize();
         List<Tensor> t = new ArrayList<>();
-        t.add(new Tensor(WeightNames.inputNorm(layer), -1, -1, -1, h));
-        t.add(new Tensor(WeightNames.attn(layer, "q_proj", "weight"), 0, -1, -1, q * h));
-        t.add(new Tensor(WeightNames.attn(layer, "k_proj", "weight"), -1, 0, -1, kv * h));
-        t.add(new Tensor(WeightNames.attn(layer, "v_proj", "weight"), -1, 0, -1, kv * h));
+        t.add(new Tensor(WeightNames.inputNorm(layer), -1, -1, -1, h, 0));
+        t.add(new Tensor(WeightNames.attn(layer, "q_proj", "weight"), 0, -1, -1, q * h, 1));
+        t.add(new Tensor(WeightNames.attn(layer, "k_proj", "weight"), -1, 0, -1, kv * h, 1));
+        t.add(new Tensor(WeightNames.attn(layer, "v_proj", "weight"), -1, 0, -1, kv * h, 1));
         if (config.qkvBias()) {
             t.add(new Tensor(WeightNames.attn(layer, "q_proj", "bias"), 0, -1, -1, q));
             t.add(new Tensor(WeightNames.attn(layer, "k_proj", "bias"), -1, 0, -1, kv));
@@ -228,16 +265,16 @@ public final class StructureGraph {
             t.add(new Tensor(WeightNames.qNorm(layer), -1, -1, -1, config.headDim()));
             t.add(new Tensor(WeightNames.kNorm(layer), -1, -1, -1, config.headDim()));
         }
-        t.add(new Tensor(WeightNames.attn(layer, "o_proj", "weight"), 1, -1, -1, h * q));
+        t.add(new Tensor(WeightNames.attn(layer, "o_proj", "weight"), 1, -1, -1, h * q, 0));
         if (s.oProjBias()) {
-            t.add(new Tensor(WeightNames.attn(layer, "o_proj", "bias"), -1, -1, -1, h));
+            t.add(new Tensor(WeightNames.attn(layer, "o_proj", "bias"), -1, -1, -1, h, 0));
         }
-        t.add(new Tensor(WeightNames.postAttentionNorm(layer), -1, -1, -1, h));
-        t.add(new Tensor(WeightNames.mlp(layer, "gate_proj", "weight"), -1, -1, 0, im * h));
-        t.add(new Tensor(WeightNames.mlp(layer, "up_proj", "weight"), -1, -1, 0, im * h));
-        t.add(new Tensor(WeightNames.mlp(layer, "down_proj", "weight"), -1, -1, 1, h * im));
+        t.add(new Tensor(WeightNames.postAttentionNorm(layer), -1, -1, -1, h, 0));
+        t.add(new Tensor(WeightNames.mlp(layer, "gate_proj", "weight"), -1, -1, 0, im * h, 1));
+        t.add(new Tensor(WeightNames.mlp(layer, "up_proj", "weight"), -1, -1, 0, im * h, 1));
+        t.add(new Tensor(WeightNames.mlp(layer, "down_proj", "weight"), -1, -1, 1, h * im, 0));
         if (s.downProjBias()) {
-            t.add(new Tensor(WeightNames.mlp(layer, "down_proj", "bias"), -1, -1, -1, h));
+            t.add(new Tensor(WeightNames.mlp(layer, "down_proj", "bias"), -1, -1, -1, h, 0));
         }
         return t;
     }

@@ -71,6 +71,12 @@ public final class PlanJson {
             putInts(lo, "keptChannels", p.keptChannels());
             putInts(lo, "removedChannels", p.removedChannels());
         }
+        if (plan.hidden() != null) {
+            ObjectNode h = o.putObject("hidden");
+            putInts(h, "keptChannels", plan.hidden().keptChannels());
+            putInts(h, "removedChannels", plan.hidden().removedChannels());
+            h.put("norm", plan.hidden().norm() == null ? PruningPlan.NORM_KEEP : plan.hidden().norm());
+        }
         if (plan.settings() != null) {
             o.set("settings", plan.settings().deepCopy());
         }
@@ -150,7 +156,7 @@ public final class PlanJson {
         for (Iterator<String> it = root.fieldNames(); it.hasNext(); ) {
             String f = it.next();
             if (!List.of("format", "toolVersion", "modelHash", "criterion", "criterionOptions", "ratio", "targets",
-                    "allocation", "calibration", "seed", "removedLayers", "layers", "result", "settings").contains(f)) {
+                    "allocation", "calibration", "seed", "removedLayers", "layers", "hidden", "result", "settings").contains(f)) {
                 throw ModelFormatException.field(file, f, "an unknown field", "only the fields of docs/PruningPlan.FORMAT.md (lopper-plan/1)");
             }
         }
@@ -162,7 +168,7 @@ public final class PlanJson {
         JsonNode t = root.get("targets");
         if (t != null && !t.isNull()) {
             if (!t.isArray()) {
-                throw ModelFormatException.field(file, "targets", t, "an array of \"heads\", \"channels\", \"layers\"");
+                throw ModelFormatException.field(file, "targets", t, "an array of " + PruningPlan.TARGETS);
             }
             for (JsonNode x : t) {
                 if (!x.isTextual() || !PruningPlan.TARGETS.contains(x.textValue())) {
@@ -221,6 +227,26 @@ public final class PlanJson {
                     rr.longValue(res, "prunableParams"), rr.longValue(res, "removedParams"), rr.optDouble(res, "achievedRatio"),
                     rr.optDouble(res, "requestedRatio"), rr.optString(res, "shortfall"));
         }
+        PruningPlan.HiddenPlan hidden = null;
+        JsonNode hn = root.get("hidden");
+        if (hn != null && !hn.isNull()) {
+            if (!hn.isObject()) {
+                throw ModelFormatException.field(file, "hidden", hn.getNodeType(), "an object {keptChannels or removedChannels, norm}");
+            }
+            for (Iterator<String> it = hn.fieldNames(); it.hasNext(); ) {
+                String f = it.next();
+                if (!List.of("keptChannels", "removedChannels", "norm").contains(f)) {
+                    throw ModelFormatException.field(file, "hidden." + f, "an unknown field", "keptChannels, removedChannels, norm");
+                }
+            }
+            Reader hr = new Reader(file, "hidden.");
+            String norm = hr.optString(hn, "norm");
+            if (norm != null && !PruningPlan.NORM_KEEP.equals(norm) && !PruningPlan.NORM_RESCALE.equals(norm)) {
+                throw ModelFormatException.field(file, "hidden.norm", "'" + norm + "'", "'" + PruningPlan.NORM_KEEP + "' or '"
+                        + PruningPlan.NORM_RESCALE + "'");
+            }
+            hidden = new PruningPlan.HiddenPlan(hr.optInts(hn, "keptChannels"), hr.optInts(hn, "removedChannels"), norm);
+        }
         JsonNode settings = root.get("settings");
         if (settings != null && !settings.isNull() && !settings.isObject()) {
             throw ModelFormatException.field(file, "settings", settings, "an object or null");
@@ -229,7 +255,7 @@ public final class PlanJson {
         return new PruningPlan(r.optString(root, "criterion"), opts != null && opts.isObject() ? (ObjectNode) opts.deepCopy() : null,
                 ratio, targets, r.optString(root, "allocation"), calib, seed, r.optString(root, "modelHash"),
                 r.optString(root, "toolVersion"), removed, layers, result,
-                settings != null && settings.isObject() ? (ObjectNode) settings.deepCopy() : null);
+                settings != null && settings.isObject() ? (ObjectNode) settings.deepCopy() : null, hidden);
     }
 
     /** Typed field access with errors naming file and field. */

@@ -43,17 +43,88 @@ import java.util.TreeSet;
  * @param result the counts the plan achieved, or null; informational, recomputed on use
  * @param settings the settings the run used and where each came from (paper defaults or the user), or null;
  *                 informational (docs/FORMAT.md)
+ * @param hidden the residual-stream (hidden-dimension) channels cut from every layer, the embeddings, the norms and
+ *               the LM head, or null when the stream stays whole
  */
 public record PruningPlan(String criterion, ObjectNode criterionOptions, Double ratio, List<String> targets,
                           String allocation, Calibration calibration, Long seed, String modelHash, String toolVersion,
                           List<Integer> removedLayers, List<LayerPlan> layers, Result result,
-                          ObjectNode settings) {
+                          ObjectNode settings, HiddenPlan hidden) {
 
     /** The format tag this code reads and writes. */
     public static final String FORMAT = "lopper-plan/1";
     /** What every plan format version starts with (how a file Lopper wrote is recognised). */
     public static final String FORMAT_PREFIX = "lopper-plan/";
-    public static final List<String> TARGETS = List.of("heads", "channels", "layers");
+    public static final List<String> TARGETS = List.of("heads", "channels", "layers", "hidden", "sublayers");
+
+    /** {@link HiddenPlan#norm()}: the RMSNorm weights are sliced as they are (Minitron, Sheared-LLaMA). */
+    public static final String NORM_KEEP = "keep";
+    /**
+     * {@link HiddenPlan#norm()}: every hidden-size RMSNorm weight is multiplied by {@code sqrt(d / d_kept)} and
+     * {@code rms_norm_eps} by {@code d / d_kept}, so that the pruned model equals the dense model with the removed
+     * channels zeroed (docs/PRUNING.md, "Hidden dimension").
+     */
+    public static final String NORM_RESCALE = "rescale";
+
+    /**
+     * Residual-stream channels cut (indices of the original hidden dimension; kept or removed, never both) and how
+     * the RMSNorm weights follow ({@link #NORM_KEEP} or {@link #NORM_RESCALE}; null = keep).
+     */
+    public record HiddenPlan(int[] keptChannels, int[] removedChannels, String norm) {
+        public HiddenPlan {
+            if (norm != null && !NORM_KEEP.equals(norm) && !NORM_RESCALE.equals(norm)) {
+                throw new IllegalArgumentException("plan: field 'hidden.norm': found '" + norm + "', expected '" + NORM_KEEP
+                        + "' or '" + NORM_RESCALE + "'");
+            }
+        }
+
+        /** Whether the norms are rescaled (see {@link #NORM_RESCALE}). */
+        public boolean rescale() {
+            return NORM_RESCALE.equals(norm);
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof HiddenPlan h && Arrays.equals(h.keptChannels, keptChannels)
+                    && Arrays.equals(h.removedChannels, removedChannels) && java.util.Objects.equals(h.norm, norm);
+        }
+
+        @Override
+        public int hashCode() {
+            return Arrays.hashCode(keptChannels) * 31 + Arrays.hashCode(removedChannels);
+        }
+    }
+
+    /** A plan without hidden-dimension cuts (the form before hidden pruning existed). */
+    public PruningPlan(String criterion, ObjectNode criterionOptions, Double ratio, List<String> targets,
+                       String allocation, Calibration calibration, Long seed, String modelHash, String toolVersion,
+                       List<Integer> removedLayers, List<LayerPlan> layers, Result result, ObjectNode settings) {
+        this(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash, toolVersion,
+                removedLayers, layers, result, settings, null);
+    }
+
+    /** This plan cutting the hidden dimension as {@code h} says (null: not at all). */
+    public PruningPlan withHidden(HiddenPlan h) {
+        return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash,
+                toolVersion, removedLayers, layers, result, settings, h);
+    }
+
+    /**
+     * The residual-stream channels kept, ascending (all of them when the plan cuts none), validated against
+     * {@code config}.
+     */
+    public int[] keptHidden(ModelConfig config) {
+        if (hidden == null) {
+            return LayerSelection.range(config.hiddenSize());
+        }
+        int[] kept = keptOf("plan: field 'hidden': ", "Channels", hidden.keptChannels(), hidden.removedChannels(),
+                config.hiddenSize(), "hidden channel");
+        if (kept.length == 0) {
+            throw new IllegalArgumentException("plan: field 'hidden': removes every one of the " + config.hiddenSize()
+                    + " hidden channels; keep at least one");
+        }
+        return kept;
+    }
 
     /**
      * @param file calibration text file as given
@@ -127,34 +198,37 @@ public record PruningPlan(String criterion, ObjectNode criterionOptions, Double 
     /** This plan with different per-layer cuts (what an allocation fills in). */
     public PruningPlan withCuts(List<Integer> removed, List<LayerPlan> layerPlans) {
         return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash,
-                toolVersion, removed, layerPlans, result, settings);
+                toolVersion, removed, layerPlans, result, settings, hidden);
     }
 
     public PruningPlan withModelHash(String hash) {
         return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, hash,
-                toolVersion, removedLayers, layers, result, settings);
+                toolVersion, removedLayers, layers, result, settings, hidden);
     }
 
     public PruningPlan withResult(Result r) {
         return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash,
-                toolVersion, removedLayers, layers, r, settings);
+                toolVersion, removedLayers, layers, r, settings, hidden);
     }
 
     /** This plan with provenance replaced (criterion, options, ratio, targets, allocation, calibration, seed). */
     public PruningPlan withProvenance(String crit, ObjectNode options, Double r, List<String> tgts, String alloc,
                                       Calibration calib, Long sd) {
-        return new PruningPlan(crit, options, r, tgts, alloc, calib, sd, modelHash, toolVersion, removedLayers, layers, result, settings);
+        return new PruningPlan(crit, options, r, tgts, alloc, calib, sd, modelHash, toolVersion, removedLayers, layers, result, settings, hidden);
     }
 
     /** This plan recording the run's settings (see {@link #settings()}). */
     public PruningPlan withSettings(ObjectNode s) {
         return new PruningPlan(criterion, criterionOptions, ratio, targets, allocation, calibration, seed, modelHash, toolVersion,
-                removedLayers, layers, result, s);
+                removedLayers, layers, result, s, hidden);
     }
 
-    /** Whether a layer may lose all its heads or all its channels (only when layer removal was asked for). */
+    /**
+     * Whether a layer may lose all its heads or all its channels (only when layer or sublayer removal was asked
+     * for): a layer without heads is its MLP alone, one without channels its attention alone.
+     */
     public boolean allowsEmptyModules() {
-        return targets.contains("layers");
+        return targets.contains("layers") || targets.contains("sublayers");
     }
 
     // ---------------------------------------------------------------- validation
@@ -162,6 +236,7 @@ public record PruningPlan(String criterion, ObjectNode criterionOptions, Double 
     /** Checks the plan against a model; throws {@link IllegalArgumentException} naming the problem. */
     public void validate(ModelConfig config) {
         resolve(config);
+        keptHidden(config);
     }
 
     /** Fails when the plan names a model hash and {@code hash} differs. */

@@ -68,18 +68,33 @@ public final class Surgery {
         }
     }
 
-    /** Validates {@code plan} against {@code config} and applies it. */
+    /** Validates {@code plan} against {@code config} and applies it (hidden-dimension cuts included). */
     public static Result apply(ModelConfig config, TensorSource source, PruningPlan plan) {
-        return apply(config, source, plan.resolve(config));
+        return apply(config, source, plan.resolve(config), plan.keptHidden(config), plan.hidden() != null && plan.hidden().rescale());
     }
 
-    /** Applies resolved selections (one per original layer). */
+    /** Applies resolved selections (one per original layer); the residual stream stays whole. */
     public static Result apply(ModelConfig config, TensorSource source, List<LayerSelection> selections) {
+        return apply(config, source, selections, LayerSelection.range(config.hiddenSize()), false);
+    }
+
+    /**
+     * Applies resolved selections and keeps the residual-stream channels {@code keptHidden} (ascending) in every
+     * tensor with a hidden axis ({@link StructureGraph#hiddenChannels}). With {@code rescaleNorms} every hidden-size
+     * RMSNorm weight is multiplied by {@code sqrt(d / d_kept)} and {@code rms_norm_eps} by {@code d / d_kept}
+     * ({@link #rescaledConfig}): the pruned model then equals the dense model with the removed channels zeroed
+     * ({@code HiddenPruningTest}); without it the RMS is the mean over the kept channels (Minitron's slicing).
+     */
+    public static Result apply(ModelConfig config, TensorSource source, List<LayerSelection> selections, int[] keptHidden,
+                               boolean rescaleNorms) {
         if (selections.size() != config.numLayers()) {
             throw new IllegalArgumentException("surgery: " + selections.size() + " layer selections for " + config.numLayers() + " layers");
         }
         StructureGraph graph = StructureGraph.of(config);
         int d = config.headDim();
+        boolean hiddenCut = keptHidden.length != config.hiddenSize();
+        long[] hid = hiddenCut ? expand(keptHidden, 1) : null;
+        double normScale = hiddenCut && rescaleNorms ? Math.sqrt((double) config.hiddenSize() / keptHidden.length) : 1.0;
         Map<String, Cut> cuts = new LinkedHashMap<>();
         Map<Integer, LayerSelection> byLayer = new LinkedHashMap<>();
         int[] newIndex = new int[config.numLayers()];
@@ -92,7 +107,13 @@ public final class Surgery {
         for (String name : source.names()) {
             int layer = WeightNames.layerOf(name);
             if (layer < 0) {
-                cuts.put(name, new Cut(name, -1, null, source.shape(name)));
+                Cut whole = Cut.whole(name, source.shape(name));
+                if (hiddenCut && (name.equals(WeightNames.EMBED) || name.equals(WeightNames.LM_HEAD))) {
+                    whole = whole.cut(1, hid);
+                } else if (hiddenCut && name.equals(WeightNames.FINAL_NORM)) {
+                    whole = whole.cut(0, hid).scaled(normScale);
+                }
+                cuts.put(name, whole);
                 continue;
             }
             if (layer >= config.numLayers()) {
@@ -103,40 +124,55 @@ public final class Surgery {
                 continue;
             }
             String renamed = WeightNames.layerPrefix(newIndex[layer]) + name.substring(WeightNames.layerPrefix(layer).length());
-            cuts.put(renamed, new Cut(name, -1, null, source.shape(name)));
+            cuts.put(renamed, Cut.whole(name, source.shape(name)));
         }
         for (int i = 0; i < config.numLayers(); i++) {
             LayerSelection s = byLayer.get(i);
-            if (s.removed() || s.unchanged(config.layer(i))) {
+            boolean unchanged = s.unchanged(config.layer(i));
+            if (s.removed() || (unchanged && !hiddenCut)) {
                 continue;
             }
             for (StructureGraph.Tensor t : graph.layerTensors(i)) {
-                if (t.whole()) {
-                    continue;
-                }
                 String renamed = WeightNames.layerPrefix(newIndex[i]) + t.name().substring(WeightNames.layerPrefix(i).length());
-                Cut base = cuts.get(renamed);
-                if (base == null) {
+                Cut c = cuts.get(renamed);
+                if (c == null) {
                     throw new IllegalArgumentException("surgery: tensor '" + t.name() + "' is missing from the source");
                 }
-                long[] idx;
-                int axis;
-                if (t.headAxis() >= 0) {
-                    axis = t.headAxis();
-                    idx = expand(s.keptHeads(), d);
-                } else if (t.kvAxis() >= 0) {
-                    axis = t.kvAxis();
-                    idx = expand(s.keptKvGroups(), d);
-                } else {
-                    axis = t.channelAxis();
-                    idx = expand(s.keptChannels(), 1);
+                if (!t.whole() && !unchanged) {
+                    if (t.headAxis() >= 0) {
+                        c = c.cut(t.headAxis(), expand(s.keptHeads(), d));
+                    } else if (t.kvAxis() >= 0) {
+                        c = c.cut(t.kvAxis(), expand(s.keptKvGroups(), d));
+                    } else {
+                        c = c.cut(t.channelAxis(), expand(s.keptChannels(), 1));
+                    }
                 }
-                long[] dims = base.shape().getShape().clone();
-                dims[axis] = idx.length;
-                cuts.put(renamed, new Cut(t.name(), axis, idx, new Shape(dims)));
+                if (hiddenCut && t.hiddenAxis() >= 0) {
+                    c = c.cut(t.hiddenAxis(), hid);
+                    if (t.name().endsWith("layernorm.weight")) {
+                        c = c.scaled(normScale);
+                    }
+                }
+                cuts.put(renamed, c);
             }
         }
-        return new Result(LayerSelection.prunedConfig(config, selections), new TensorMap(new Sliced(source, cuts)), selections);
+        ModelConfig pruned = LayerSelection.prunedConfig(config, selections);
+        if (hiddenCut) {
+            pruned = rescaleNorms ? rescaledConfig(pruned, config.hiddenSize(), keptHidden.length) : pruned.withHiddenSize(keptHidden.length);
+        }
+        return new Result(pruned, new TensorMap(new Sliced(source, cuts)), selections);
+    }
+
+    /**
+     * The config of a model whose residual stream went from {@code d} to {@code kept} channels with the norms
+     * rescaled: {@code rms_norm_eps x d / kept}, so that {@code sqrt(mean_kept(x^2) + eps') = sqrt(d / kept) x
+     * sqrt(mean_d(x^2) + eps)} for a stream whose removed channels are zero, and the rescaled weights cancel the
+     * factor exactly. Qwen3's q/k norms share {@code rms_norm_eps} and act on head_dim, which does not change:
+     * there eps stays (the match is then exact up to eps; docs/PRUNING.md).
+     */
+    public static ModelConfig rescaledConfig(ModelConfig config, int d, int kept) {
+        ModelConfig c = config.withHiddenSize(kept);
+        return config.family().hasQkNorm() ? c : c.withRmsNormEps(config.rmsNormEps() * d / kept);
     }
 
     /** Saves a surgery result as an HF directory (tokenizer files copied from {@code sideFilesFrom}), plus the plan. */
@@ -163,8 +199,37 @@ public final class Surgery {
         return out;
     }
 
-    /** One output tensor: source name, and the kept indices along {@code axis} (null = the whole tensor). */
-    private record Cut(String source, int axis, long[] indices, Shape shape) {
+    /**
+     * One output tensor: source name, the kept rows and columns (null = all) and a factor every element is
+     * multiplied by (the rescaled norms; 1 otherwise).
+     */
+    private record Cut(String source, long[] rows, long[] cols, Shape shape, double scale) {
+        static Cut whole(String source, Shape shape) {
+            return new Cut(source, null, null, shape, 1.0);
+        }
+
+        /** This cut keeping only {@code idx} along {@code axis} as well. */
+        Cut cut(int axis, long[] idx) {
+            long[] dims = shape.getShape().clone();
+            dims[axis] = idx.length;
+            return axis == 0 ? new Cut(source, idx, cols, new Shape(dims), scale) : new Cut(source, rows, idx, new Shape(dims), scale);
+        }
+
+        Cut scaled(double factor) {
+            return new Cut(source, rows, cols, shape, scale * factor);
+        }
+
+        boolean sliced() {
+            return rows != null || cols != null;
+        }
+
+        /** The one sliced axis when a stored-bytes copy can do it (one axis, no scaling), else -1. */
+        int singleAxis() {
+            if (scale != 1.0 || (rows != null && cols != null)) {
+                return -1;
+            }
+            return rows != null ? 0 : cols != null ? 1 : -1;
+        }
     }
 
     /** The lazily sliced view of the source. */
@@ -200,37 +265,59 @@ public final class Surgery {
         @Override
         public NDArray load(String name, NDManager manager, DataType type) {
             Cut c = cut(name);
-            if (c.indices() == null) {
+            if (!c.sliced() && c.scale() == 1.0) {
                 return source.load(c.source(), manager, type);
             }
             try (NDManager scope = manager.newSubManager()) {
-                NDArray full = source.load(c.source(), scope, type);
-                NDArray idx = scope.create(c.indices());
-                // index_select along the axis; a fresh contiguous tensor, not a view into `full`
-                NDArray out = c.axis() == 0 ? full.get(new NDIndex("{}", idx)) : full.get(new NDIndex(":, {}", idx));
+                // scaled tensors are multiplied in fp32 and rounded once to the requested type
+                NDArray out = source.load(c.source(), scope, c.scale() == 1.0 ? type : DataType.FLOAT32);
+                // index_select along each axis; a fresh contiguous tensor, not a view into the loaded one
+                if (c.rows() != null) {
+                    out = out.get(new NDIndex("{}", scope.create(c.rows())));
+                }
+                if (c.cols() != null) {
+                    out = out.get(new NDIndex(":, {}", scope.create(c.cols())));
+                }
+                if (c.scale() != 1.0) {
+                    // rounded to the stored dtype first: what a save writes is what a load in memory gives
+                    out = roundedTo(out.mul((float) c.scale()), source.storedType(c.source()), scope).toType(type, false);
+                }
+                out = out.duplicate();
                 out.attach(manager);
                 return out;
             }
         }
 
+        /** fp32 values rounded to {@code stored} (bf16 by hand: DJL's PyTorch engine aborts on a bf16 cast). */
+        private static NDArray roundedTo(NDArray fp32, DataType stored, NDManager scope) {
+            if (stored == DataType.BFLOAT16) {
+                java.nio.ByteBuffer f = dev.lopper.model.io.BFloat16.toFloat32(dev.lopper.model.io.BFloat16.fromFloat32(fp32.toFloatArray()));
+                float[] v = new float[fp32.getShape().size() > Integer.MAX_VALUE ? 0 : (int) fp32.getShape().size()];
+                f.asFloatBuffer().get(v);
+                return scope.create(v, fp32.getShape());
+            }
+            return stored == DataType.FLOAT32 ? fp32 : fp32.toType(stored, false).toType(DataType.FLOAT32, false);
+        }
+
         @Override
         public StoredBytes stored(String name) {
             Cut c = cut(name);
-            return c.indices() == null ? source.stored(c.source()) : null;
+            return !c.sliced() && c.scale() == 1.0 ? source.stored(c.source()) : null;
         }
 
         @Override
         public boolean writeStored(String name, WritableByteChannel out) throws IOException {
             Cut c = cut(name);
-            if (c.indices() == null) {
+            if (!c.sliced() && c.scale() == 1.0) {
                 return source.writeStored(c.source(), out);
             }
+            int axis = c.singleAxis();
             StoredBytes s = source.stored(c.source());
-            if (s == null || !(out instanceof FileChannel file)) {
-                return false;
+            if (axis < 0 || s == null || !(out instanceof FileChannel file)) {
+                return false; // two axes or a rescale: the writer loads the tensor through load() instead
             }
             long[] dims = source.shape(c.source()).getShape();
-            StoredSlice.write(s, dims, c.axis(), c.indices(), source.storedType(c.source()).getNumOfBytes(), file);
+            StoredSlice.write(s, dims, axis, axis == 0 ? c.rows() : c.cols(), source.storedType(c.source()).getNumOfBytes(), file);
             return true;
         }
 
