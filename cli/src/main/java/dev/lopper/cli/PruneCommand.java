@@ -187,8 +187,8 @@ public final class PruneCommand implements Callable<Integer> {
                 "--val-data", "--val-fraction", "--val-windows", "--train-seq-len", "--micro-batch", "--accumulation", "--lr",
                 "--weight-decay", "--warmup", "--max-grad-norm", "--eval-every", "--checkpoint-every", "--patience", "--lora-rank",
                 "--lora-alpha", "--lora-dropout", "--lora-targets"));
-        s.put("Recovery after pruning (LoRA, as lopper recover)", List.of("--recover-steps", "--recover-seed", "--merged-dtype",
-                "--stream"));
+        s.put("Recovery after pruning (LoRA, as lopper recover)", java.util.stream.Stream.concat(java.util.stream.Stream.of("--recover-steps", "--recover-seed",
+                "--merged-dtype", "--stream"), DistillOptions.NAMES.stream()).toList());
         s.put("Model and device", List.of("--device", "--threads"));
         s.put("General", List.of("--debug", "--help", "--version"));
         return s;

@@ -1,0 +1,64 @@
+package dev.lopper.cli;
+
+import dev.lopper.training.distill.Distillation;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+
+/**
+ * The distillation options of {@code lopper recover} and {@code lopper prune ... --recover-steps N}: the dense
+ * teacher, the loss's weight and temperature (Minitron's defaults, {@link Distillation#of}), the teacher cache and
+ * its k, and {@code --full} (every weight trained instead of LoRA adapters). Null when not given.
+ */
+final class DistillOptions {
+    /** The option names, in the order --help lists them. */
+    static final java.util.List<String> NAMES = java.util.List.of("--teacher", "--kd-alpha", "--kd-temperature", "--teacher-cache",
+            "--kd-top-k", "--full");
+
+    @Option(names = "--teacher", paramLabel = "DIR", description = "distil from this dense model (usually the unpruned one; same vocabulary): "
+            + "the loss is kd-alpha * T^2 * KL(teacher_T || student_T) + (1 - kd-alpha) * cross-entropy. The teacher runs layer by layer "
+            + "without gradients on every micro-batch, unless --teacher-cache is given.")
+    Path teacher;
+
+    @Option(names = "--kd-alpha", paramLabel = "A", description = "with --teacher: weight of the KL term (1 - A weighs the cross-entropy). "
+            + "Default: 1 (Minitron: logit-only KL).")
+    Double alpha;
+
+    @Option(names = "--kd-temperature", paramLabel = "T", description = "with --teacher: softmax temperature of teacher and student. Default: 1 (Minitron).")
+    Double temperature;
+
+    @Option(names = "--teacher-cache", paramLabel = "DIR", description = "with --teacher: the teacher's top-k log-probabilities on the training windows, "
+            + "built in DIR on first use (one teacher pass) and reused by every run with the same teacher, windows, T and k; verified by its SHA-256.")
+    Path cache;
+
+    @Option(names = "--kd-top-k", paramLabel = "K", description = "with --teacher-cache: log-probabilities kept per token (the rest as one tail mass; "
+            + "8 + 6K bytes a token). Default: 256.")
+    Integer topK;
+
+    @Option(names = "--full", description = "train every weight (fp32 weights, gradients and AdamW moments in memory: 16 bytes a parameter) "
+            + "instead of LoRA adapters; the learning rate then defaults to 1e-4")
+    boolean full;
+
+    /** The settings, or null without {@code --teacher} (options that need it are refused in one line). */
+    Distillation distillation() {
+        if (teacher == null) {
+            String orphan = alpha != null ? "--kd-alpha" : temperature != null ? "--kd-temperature" : cache != null ? "--teacher-cache"
+                    : topK != null ? "--kd-top-k" : null;
+            if (orphan != null) {
+                throw new IllegalArgumentException(orphan + ": only with --teacher DIR (distillation from a dense model)");
+            }
+            return null;
+        }
+        if (topK != null && cache == null) {
+            throw new IllegalArgumentException("--kd-top-k: only with --teacher-cache DIR (the streamed teacher gives the full vocabulary)");
+        }
+        Distillation d = Distillation.of(teacher);
+        d = alpha != null ? d.withAlpha(alpha) : d;
+        d = temperature != null ? d.withTemperature(temperature) : d;
+        d = cache != null ? d.withCache(cache) : d;
+        return topK != null ? d.withTopK(topK) : d;
+    }
+
+    /** Full-parameter training's default learning rate (as the project's full-parameter methods: ScheduleMethods.fullTrainingDefaults). */
+    static final double FULL_LR = 1e-4;
+}
