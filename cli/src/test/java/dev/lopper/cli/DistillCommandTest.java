@@ -59,6 +59,12 @@ class DistillCommandTest {
         assertEquals(0, c.code(), c.err());
         assertTrue(Files.isRegularFile(cache.resolve("cache.json")));
 
+        CliTest.Result h = CliTest.run(recover(tmp.resolve("kd-hidden"), "--teacher", model.toString(), "--hidden-loss", "cosine",
+                "--hidden-layers", "0,2", "--hidden-weight", "0.5"));
+        assertEquals(0, h.code(), h.err());
+        JsonNode hj = new ObjectMapper().readTree(tmp.resolve("kd-hidden.job").resolve("job.json").toFile());
+        assertEquals("[0,2]", hj.at("/distill/hidden_layers").toString());
+
         CliTest.Result f = CliTest.run(recover(tmp.resolve("kd-full"), "--teacher", model.toString(), "--full"));
         assertEquals(0, f.code(), f.err());
         JsonNode fj = new ObjectMapper().readTree(tmp.resolve("kd-full.job").resolve("job.json").toFile());
@@ -94,6 +100,9 @@ class DistillCommandTest {
             {"--teacher", model.toString(), "--kd-top-k", "8"}, {"--kd-top-k: only with --teacher-cache"},
             {"--teacher", tmp.resolve("nope").toString()}, {"no config.json"},
             {"--full", "--stream"}, {"--full trains every weight"},
+            {"--teacher", model.toString(), "--hidden-loss", "l1"}, {"--hidden-loss l1: expected one of cosine, mse"},
+            {"--teacher", model.toString(), "--hidden-layers", "1"}, {"--hidden-layers: only with --hidden-loss"},
+            {"--teacher", model.toString(), "--hidden-loss", "mse", "--hidden-layers", "7"}, {"--hidden-layers 7: the student has layers 0 to 2"},
         };
         for (int i = 0; i < cases.length; i += 2) {
             CliTest.Result r = CliTest.run(recover(tmp.resolve("bad" + i), cases[i]));

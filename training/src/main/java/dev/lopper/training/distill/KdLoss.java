@@ -29,16 +29,35 @@ public final class KdLoss implements LossTerm {
     private final double temperature;
     private final TeacherForward forward;
     private final TeacherCache cache;
+    private final String hiddenLoss;
+    private final double hiddenWeight;
+    private final int[] studentLayers;
+    private final int[] teacherLayers;
+
+    /** Logit distillation only (no hidden-state loss). */
+    public KdLoss(Distillation settings, TeacherForward forward, TeacherCache cache) {
+        this(settings, forward, cache, new int[0], new int[0]);
+    }
 
     /**
      * @param forward the streamed teacher (also checked for changes at the first micro-batch of every step), or null
      *                when {@code cache} is given and the teacher directory is not read during training
      * @param cache the teacher cache, or null to run {@code forward} on every micro-batch
+     * @param studentLayers with {@code settings.hiddenLoss()}: the student layers compared ({@link Distillation#studentLayers})
+     * @param teacherLayers the teacher layer of each ({@link Distillation#teacherLayers}); the hidden states come from
+     *                      {@code forward}, also when the logits come from the cache
      */
-    public KdLoss(Distillation settings, TeacherForward forward, TeacherCache cache) {
-        if (forward == null && cache == null) {
+    public KdLoss(Distillation settings, TeacherForward forward, TeacherCache cache, int[] studentLayers, int[] teacherLayers) {
+        if (forward == null && (cache == null || studentLayers.length > 0)) {
             throw new IllegalArgumentException("distillation needs the teacher or its cache");
         }
+        if (studentLayers.length != teacherLayers.length) {
+            throw new IllegalArgumentException("one teacher layer per student layer expected");
+        }
+        this.hiddenLoss = settings.hiddenLoss();
+        this.hiddenWeight = settings.hiddenWeight();
+        this.studentLayers = settings.hiddenLoss() == null ? new int[0] : studentLayers.clone();
+        this.teacherLayers = settings.hiddenLoss() == null ? new int[0] : teacherLayers.clone();
         this.alpha = settings.alpha();
         this.temperature = settings.temperature();
         this.forward = forward;
@@ -46,24 +65,72 @@ public final class KdLoss implements LossTerm {
     }
 
     @Override
+    public int[] hiddenLayers() {
+        return studentLayers.clone();
+    }
+
+    @Override
     public NDArray loss(NDArray logits, MicroBatch b) {
+        return loss(logits, java.util.List.of(), b);
+    }
+
+    @Override
+    public NDArray loss(NDArray logits, java.util.List<NDArray> hidden, MicroBatch b) {
         NDManager m = logits.getManager();
         if (b.micro() == 0 && forward != null) {
             forward.checkUnchanged();
         }
-        NDArray ce = alpha < 1 ? CausalLm.loss(logits, b.ids()) : null;
+        if (hidden.size() != studentLayers.length) {
+            throw new IllegalStateException("the trainee gave " + hidden.size() + " hidden states, the loss asked for " + studentLayers.length);
+        }
+        // one teacher pass gives what the cache does not: the logits (no cache) and the compared layers' outputs
+        boolean teacherLogits = alpha > 0 && cache == null;
+        TeacherForward.Output teacher = teacherLogits || studentLayers.length > 0 ? forward.run(m, b.ids(), teacherLayers, teacherLogits) : null;
+        NDArray loss;
         if (alpha == 0) {
-            return ce;
-        }
-        NDArray kl;
-        if (cache != null) {
-            TeacherCache.TopK t = cache.read(m, b.first(), (int) b.ids().getShape().get(0));
-            kl = klTopK(logits, t.indices(), t.logProbs(), t.tailLogMass(), temperature);
+            loss = CausalLm.loss(logits, b.ids());
         } else {
-            kl = klFull(logits, forward.logits(m, b.ids()), temperature);
+            NDArray kl;
+            if (cache != null) {
+                TeacherCache.TopK t = cache.read(m, b.first(), (int) b.ids().getShape().get(0));
+                kl = klTopK(logits, t.indices(), t.logProbs(), t.tailLogMass(), temperature);
+            } else {
+                kl = klFull(logits, teacher.logits(), temperature);
+            }
+            loss = kl.mul(Scalars.of(m, alpha * temperature * temperature));
+            if (alpha < 1) {
+                loss = loss.add(CausalLm.loss(logits, b.ids()).mul(Scalars.of(m, 1 - alpha)));
+            }
         }
-        NDArray loss = kl.mul(Scalars.of(m, alpha * temperature * temperature));
-        return ce == null ? loss : loss.add(ce.mul(Scalars.of(m, 1 - alpha)));
+        if (studentLayers.length > 0) {
+            loss = loss.add(hiddenLoss(hidden, teacher.hidden(), hiddenLoss).mul(Scalars.of(m, hiddenWeight)));
+        }
+        return loss;
+    }
+
+    /**
+     * The hidden-state loss, averaged over the compared layers: {@code cosine}, the mean over tokens of
+     * {@code 1 - <s, t> / (|s| |t|)} (|.| floored at 1e-8, as torch's {@code cosine_similarity}); {@code mse}, the
+     * mean over tokens and channels of {@code (s - t)^2} (torch's {@code mse_loss}).
+     */
+    public static NDArray hiddenLoss(java.util.List<NDArray> student, java.util.List<NDArray> teacher, String kind) {
+        NDManager m = student.get(0).getManager();
+        NDArray sum = null;
+        for (int j = 0; j < student.size(); j++) {
+            NDArray s = student.get(j);
+            NDArray t = teacher.get(j).stopGradient();
+            NDArray l;
+            if (kind.equals("cosine")) {
+                NDArray dot = s.mul(t).sum(new int[] {-1});
+                NDArray ns = s.square().sum(new int[] {-1}).sqrt().maximum(Scalars.of(m, 1e-8));
+                NDArray nt = t.square().sum(new int[] {-1}).sqrt().maximum(Scalars.of(m, 1e-8));
+                l = Scalars.of(m, 1).sub(dot.div(ns.mul(nt))).mean();
+            } else {
+                l = s.sub(t).square().mean();
+            }
+            sum = sum == null ? l : sum.add(l);
+        }
+        return sum.mul(Scalars.of(m, 1.0 / student.size()));
     }
 
     /**

@@ -66,7 +66,23 @@ public final class TeacherForward implements AutoCloseable {
 
     /** The teacher's logits [B, T, vocab] (fp32) of ids [B, T], owned by {@code scope}; no autograd graph. */
     public NDArray logits(NDManager scope, NDArray ids) {
+        return run(scope, ids, new int[0], true).logits();
+    }
+
+    /** What one teacher pass gave: logits (null when not asked) and the outputs of the asked layers. */
+    public record Output(NDArray logits, java.util.List<NDArray> hidden) {
+    }
+
+    /**
+     * One pass: the outputs of layers {@code keep} (ascending; [B, T, hidden]) and, when {@code logits}, the logits;
+     * without logits it stops after the last kept layer.
+     */
+    public Output run(NDManager scope, NDArray ids, int[] keep, boolean logits) {
         ModelConfig c = dir.config();
+        java.util.List<NDArray> hidden = new java.util.ArrayList<>();
+        int last = logits ? c.numLayers() : (keep.length == 0 ? 0 : keep[keep.length - 1] + 1);
+        int next = 0;
+        boolean hKept = false;
         TensorSource source = dir.checkpoint();
         long b = ids.getShape().get(0);
         int t = (int) ids.getShape().get(1);
@@ -75,7 +91,7 @@ public final class TeacherForward implements AutoCloseable {
             NDArray table = source.load(WeightNames.EMBED, embed);
             h = keep(table.get(new NDIndex("{}", ids.reshape(-1))).reshape(b, t, c.hiddenSize()), scope);
         }
-        for (int i = 0; i < c.numLayers(); i++) {
+        for (int i = 0; i < last; i++) {
             try (NDManager layer = scope.newSubManager()) {
                 LayerWeights w = LayerWeights.load(source, c, i, layer);
                 NDList rope = new Rope(c).tables(layer, 0, t);
@@ -83,18 +99,33 @@ public final class TeacherForward implements AutoCloseable {
                 NDArray in = h.stopGradient();
                 in.attach(layer);
                 NDArray out = keep(Decoder.layer(w, in, rope.get(0), rope.get(1), mask, c.rmsNormEps(), c.headDim(), LayerHooks.NONE), scope);
-                h.close();
+                if (!hKept) {
+                    h.close();
+                }
                 h = out;
+                hKept = next < keep.length && keep[next] == i;
+                if (hKept) {
+                    hidden.add(out); // owned by scope, returned
+                    next++;
+                }
             }
+        }
+        if (!logits) {
+            if (!hKept) {
+                h.close();
+            }
+            return new Output(null, hidden);
         }
         try (NDManager head = scope.newSubManager()) {
             NDArray norm = source.load(WeightNames.FINAL_NORM, head);
             NDArray lmHead = source.load(c.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD) ? WeightNames.EMBED : WeightNames.LM_HEAD, head);
             NDArray in = h.stopGradient();
             in.attach(head);
-            NDArray logits = keep(Decoder.linear(Decoder.rmsNorm(in, norm, c.rmsNormEps()), lmHead, null), scope);
-            h.close();
-            return logits;
+            NDArray out = keep(Decoder.linear(Decoder.rmsNorm(in, norm, c.rmsNormEps()), lmHead, null), scope);
+            if (!hKept) {
+                h.close();
+            }
+            return new Output(out, hidden);
         }
     }
 

@@ -148,7 +148,7 @@ public final class Recovery {
             TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows(), r.valWindows(),
                     r.options().seqLen(), r.valFraction(), r.options().seed());
             Trainer.Result result;
-            try (Teacher teacher = Teacher.open(r, teacherHash, data, listener)) {
+            try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener)) {
                 LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
                         : LossPass.inMemory(model, teacher.term());
                 Trainer<LoraTrainee> trainer = new Trainer<>(new LoraTrainee(pass, lora, r.options()), method, data, r.options(),
@@ -175,7 +175,7 @@ public final class Recovery {
                 r.options().seqLen(), r.valFraction(), r.options().seed());
         listener.message(String.format(java.util.Locale.ROOT, "full-parameter training: %s (weights, gradients, 2 AdamW moments, fp32) plus activations",
                 PruneWhileTraining.mib(FullModel.trainingBytes(md.config()))));
-        try (Teacher teacher = Teacher.open(r, teacherHash, data, listener)) {
+        try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener)) {
             FullTrainee trainee = new FullTrainee(FullModel.load(md.config(), md.checkpoint(), r.device()), r.options(),
                     () -> FullModel.LayerTransform.NONE, teacher.term());
             try {
@@ -199,7 +199,7 @@ public final class Recovery {
 
     /** The loss term of a request and what it holds open: the causal-LM loss, or the teacher (streamed or cached). */
     private record Teacher(LossTerm term, TeacherForward forward, TeacherCache cache) implements AutoCloseable {
-        static Teacher open(Request r, String hash, TrainingData data, Trainer.Listener listener) throws IOException {
+        static Teacher open(Request r, ModelDir student, String hash, TrainingData data, Trainer.Listener listener) throws IOException {
             Distillation d = r.distill();
             if (d == null) {
                 return new Teacher(LossTerm.CAUSAL_LM, null, null);
@@ -208,7 +208,9 @@ public final class Recovery {
             try {
                 TeacherCache cache = d.cache() == null ? null
                         : TeacherCache.openOrBuild(d.cache(), forward, hash, d, data.train(), listener::message);
-                return new Teacher(new KdLoss(d, forward, cache), forward, cache);
+                int[] studentLayers = d.studentLayers(student.config());
+                int[] teacherLayers = Distillation.teacherLayers(student.path(), student.config(), forward.config(), studentLayers);
+                return new Teacher(new KdLoss(d, forward, cache, studentLayers, teacherLayers), forward, cache);
             } catch (RuntimeException | IOException e) {
                 forward.close();
                 throw e;

@@ -49,6 +49,9 @@ public final class StreamedPass implements LossPass {
         this.config = config;
         this.source = source;
         this.term = term;
+        if (term.hiddenLayers().length > 0) {
+            throw new IllegalArgumentException("--hidden-loss needs the student in memory (its layers' outputs in one autograd graph): not with --stream");
+        }
     }
 
     @Override

@@ -27,6 +27,7 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.stream.IntStream;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -308,6 +309,70 @@ public class KdLossTest {
                     () -> TeacherCache.openOrBuild(foreign, f, hash, d.withCache(foreign), windows, line -> { })), "is not a teacher cache");
         }
         assertEquals("mine", Files.readString(foreign.resolve("notes.txt")));
+    }
+
+    /**
+     * The hidden-state losses against plain loops: the teacher's residual streams (layer-streamed) equal the in-memory
+     * forward pass's, and cosine / mse over layers 1 and 5 of the student and teacher equal a double loop.
+     */
+    @Test
+    void hiddenStateLossesMatchPlainLoops() {
+        int[] layers = {1, 5};
+        try (ModelDir sd = ModelDir.open(student); LlamaModel sm = sd.loadModel(Device.cpu());
+             ModelDir td = ModelDir.open(teacher); LlamaModel tm = td.loadModel(Device.cpu());
+             TeacherForward tf = TeacherForward.open(teacher, ModelHash.of(teacher)); NDManager m = NDManager.newBaseManager()) {
+            java.util.List<NDArray> hs = new java.util.ArrayList<>();
+            dev.lopper.training.loop.CausalLm.logits(sm, m, ids(m), dev.lopper.model.ProjectionHook.NONE, i -> { }, layers, hs);
+            java.util.List<NDArray> htMem = new java.util.ArrayList<>();
+            dev.lopper.training.loop.CausalLm.logits(tm, m, ids(m), dev.lopper.model.ProjectionHook.NONE, i -> { }, layers, htMem);
+            TeacherForward.Output out = tf.run(m, ids(m), layers, false);
+            assertEquals(null, out.logits());
+            assertEquals(2, out.hidden().size());
+            for (int j = 0; j < 2; j++) {
+                float[] a = out.hidden().get(j).toFloatArray();
+                float[] b = htMem.get(j).toFloatArray();
+                for (int i = 0; i < a.length; i++) {
+                    assertEquals(b[i], a[i], 1e-4 * (1 + Math.abs(b[i])), "teacher layer " + layers[j]);
+                }
+            }
+            int h = (int) hs.get(0).getShape().get(2);
+            double cos = 0;
+            double mse = 0;
+            for (int j = 0; j < 2; j++) {
+                float[] s = hs.get(j).toFloatArray();
+                float[] t = out.hidden().get(j).toFloatArray();
+                double c = 0;
+                double e = 0;
+                for (int tok = 0; tok < B * T; tok++) {
+                    double dot = 0;
+                    double ns = 0;
+                    double nt = 0;
+                    for (int k = 0; k < h; k++) {
+                        double x = s[tok * h + k];
+                        double y = t[tok * h + k];
+                        dot += x * y;
+                        ns += x * x;
+                        nt += y * y;
+                        e += (x - y) * (x - y);
+                    }
+                    c += 1 - dot / (Math.sqrt(ns) * Math.sqrt(nt));
+                }
+                cos += c / (B * T) / 2;
+                mse += e / ((double) B * T * h) / 2;
+            }
+            double gotCos = KdLoss.hiddenLoss(hs, out.hidden(), "cosine").getFloat();
+            double gotMse = KdLoss.hiddenLoss(hs, out.hidden(), "mse").getFloat();
+            assertTrue(cos > 1e-3 && mse > 1e-3, "a pruned student's residual stream differs: " + cos + " " + mse);
+            assertEquals(cos, gotCos, 1e-5 * cos + 1e-6);
+            assertEquals(mse, gotMse, 1e-5 * mse);
+            // the loss term adds weight x hidden loss to the KL, the teacher run once for both
+            Distillation d = Distillation.of(teacher).withHidden("mse", java.util.List.of(1, 5), 0.25);
+            KdLoss kd = new KdLoss(d, tf, null, layers, layers);
+            assertArrayEquals(layers, kd.hiddenLayers());
+            NDArray sl = sm.logits(ids(m));
+            double want = KdLoss.klFull(sl, tm.logits(ids(m)), 1).getFloat() + 0.25 * mse;
+            assertEquals(want, kd.loss(sl, hs, new MicroBatch(m, ids(m), 0, 0, 0, 1, 1)).getFloat(), 1e-5 * want);
+        }
     }
 
     static void oneLine(Exception e, String mentions) {

@@ -174,6 +174,46 @@ public class DistillRecoveryTest {
         assertFalse(Files.exists(JobDir.dirOf(out)), "refused before any work");
     }
 
+    /** A depth-pruned student: each kept layer's output is compared with the teacher layer it came from; resumes bit for bit. */
+    @Test
+    void hiddenStateLossOnADepthPrunedStudentMapsLayersAndResumes() throws Exception {
+        Path shallow = tmp.resolve("shallow");
+        new Pruner().run(PruneRequest.builder(teacher).criterion("magnitude").ratio(0.34).targets("layers").out(shallow).build());
+        java.util.List<Integer> removed = dev.lopper.pruning.plan.PruningPlan.load(shallow.resolve("lopper_plan.json")).removedLayers();
+        assertEquals(1, removed.size());
+        int[] expected = java.util.stream.IntStream.range(0, 3).filter(i -> !removed.contains(i)).toArray();
+        try (ModelDir s = ModelDir.open(shallow); ModelDir t = ModelDir.open(teacher)) {
+            assertEquals(2, s.config().numLayers());
+            Distillation d = Distillation.of(teacher).withHidden("cosine", null, 1);
+            assertArrayEquals(expected, Distillation.teacherLayers(shallow, s.config(), t.config(), d.studentLayers(s.config())));
+        }
+        for (boolean full : new boolean[] {false, true}) {
+            Distillation d = Distillation.of(teacher).withHidden(full ? "mse" : "cosine", full ? java.util.List.of(1) : null, 0.5);
+            java.util.function.Function<Path, Recovery.Request> req = out -> new Recovery.Request(shallow, text, null, out, LoraConfig.defaults(),
+                    full ? OPTIONS.withLearningRate(1e-3) : OPTIONS, 0.1, 4, Device.cpu(), DataType.FLOAT32, false, false, d, full);
+            Path straight = tmp.resolve("hidden-straight-" + full);
+            Recovery.run(req.apply(straight), Trainer.Listener.NONE, t -> { });
+            Path killed = tmp.resolve("hidden-killed-" + full);
+            assertThrows(IllegalStateException.class, () -> Recovery.run(req.apply(killed), killAt(3, new ArrayList<>()), t -> { }));
+            Recovery.run(req.apply(killed), Trainer.Listener.NONE, t -> { });
+            Map<String, float[]> x = tensors(straight);
+            Map<String, float[]> y = tensors(killed);
+            x.forEach((k, v) -> assertArrayEquals(v, y.get(k), k));
+            JsonNode job = new ObjectMapper().readTree(JobDir.dirOf(killed).resolve(JobDir.REQUEST).toFile());
+            assertEquals(full ? "mse" : "cosine", job.at("/distill/hidden_loss").asText());
+        }
+        // the streamed student keeps one layer at a time: no hidden-state loss there
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Recovery.run(new Recovery.Request(shallow, text, null,
+                tmp.resolve("hidden-stream"), LoraConfig.defaults(), OPTIONS, 0.1, 4, Device.cpu(), DataType.FLOAT32, false, true,
+                Distillation.of(teacher).withHidden("mse", null, 1), false), Trainer.Listener.NONE, t -> { }));
+        assertTrue(e.getMessage().contains("not with --stream"), e.getMessage());
+        // a student deeper than the teacher allows: refused before any work
+        IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> Recovery.run(new Recovery.Request(student, text, null,
+                tmp.resolve("hidden-bad"), LoraConfig.defaults(), OPTIONS, 0.1, 4, Device.cpu(), DataType.FLOAT32, false, false,
+                Distillation.of(shallow).withHidden("mse", null, 1), false), Trainer.Listener.NONE, t -> { }));
+        assertTrue(bad.getMessage().contains("expected the student to be the teacher pruned"), bad.getMessage());
+    }
+
     @Test
     void pruneAndRecoverWithTheUnprunedModelAsTeacherEqualsRecoverySeparately() throws Exception {
         Distillation d = Distillation.of(teacher).withAlpha(0.5);
