@@ -73,6 +73,13 @@ final class DistillOptions {
         return topK != null ? d.withTopK(topK) : d;
     }
 
+    /** The first distillation option given (its name), or null: a path that does not recover refuses it. */
+    String firstGiven() {
+        return teacher != null ? "--teacher" : alpha != null ? "--kd-alpha" : temperature != null ? "--kd-temperature"
+                : cache != null ? "--teacher-cache" : topK != null ? "--kd-top-k" : hiddenLoss != null ? "--hidden-loss"
+                : hiddenLayers != null ? "--hidden-layers" : hiddenWeight != null ? "--hidden-weight" : full ? "--full" : null;
+    }
+
     /** Full-parameter training's default learning rate (as the project's full-parameter methods: ScheduleMethods.fullTrainingDefaults). */
     static final double FULL_LR = 1e-4;
 }

@@ -213,6 +213,10 @@ public final class PruneCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
                         + "give its training budget with --steps / --train-steps-per-step instead");
             }
+            if (recovery.distill.firstGiven() != null) { // distillation is a recovery loss (RecoverOptions / DistillOptions)
+                throw new IllegalArgumentException(recovery.distill.firstGiven() + ": only with --recover-steps N after a one-shot criterion; "
+                        + method + " trains with its own loss");
+            }
             // training-aware methods and --iterative run on the schedule engine (training module)
             try (StopOnSignal stop = new StopOnSignal()) { // Ctrl-C checkpoints every training method
                 return printSchedule(new dev.lopper.training.job.PruneSchedule().run(schedule.request(request, training, seed), stop::watch));

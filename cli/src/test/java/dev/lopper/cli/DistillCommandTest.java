@@ -85,6 +85,11 @@ class DistillCommandTest {
                 tmp.resolve("x").toString());
         assertEquals(1, orphan.code());
         assertTrue(orphan.err().contains("--teacher: only with --recover-steps"), orphan.err());
+        CliTest.Result scheduled = CliTest.run("prune", model.toString(), "--method", "lora-prune", "--ratio", "0.4", "--train-data",
+                text.toString(), "--steps", "2", "--teacher", model.toString(), "--out", tmp.resolve("y").toString());
+        assertEquals(1, scheduled.code());
+        assertTrue(scheduled.err().contains("--teacher: only with --recover-steps N after a one-shot criterion; lora-prune"), scheduled.err());
+        assertEquals(1, scheduled.err().strip().lines().count(), scheduled.err());
     }
 
     @Test
