@@ -69,6 +69,29 @@ public final class KdLoss implements LossTerm {
         return studentLayers.clone();
     }
 
+    /** The teacher's pass of the micro-batch {@link #prepare} ran (null: none yet). */
+    private MicroBatch preparedFor;
+    private TeacherForward.Output prepared;
+
+    /** Runs the teacher for the micro-batch before the student's pass (its arrays live in the batch's scope). */
+    @Override
+    public void prepare(MicroBatch b) {
+        preparedFor = null;
+        prepared = null;
+        TeacherForward.Output t = teacher(b.scope(), b);
+        preparedFor = b;
+        prepared = t;
+    }
+
+    /** What the teacher must give for {@code b}: logits (no cache) and the compared layers' outputs; null if nothing. */
+    private TeacherForward.Output teacher(NDManager m, MicroBatch b) {
+        if (b.micro() == 0 && forward != null) {
+            forward.checkUnchanged();
+        }
+        boolean teacherLogits = alpha > 0 && cache == null;
+        return teacherLogits || studentLayers.length > 0 ? forward.run(m, b.ids(), teacherLayers, teacherLogits) : null;
+    }
+
     @Override
     public NDArray loss(NDArray logits, MicroBatch b) {
         return loss(logits, java.util.List.of(), b);
@@ -77,15 +100,14 @@ public final class KdLoss implements LossTerm {
     @Override
     public NDArray loss(NDArray logits, java.util.List<NDArray> hidden, MicroBatch b) {
         NDManager m = logits.getManager();
-        if (b.micro() == 0 && forward != null) {
-            forward.checkUnchanged();
-        }
         if (hidden.size() != studentLayers.length) {
             throw new IllegalStateException("the trainee gave " + hidden.size() + " hidden states, the loss asked for " + studentLayers.length);
         }
-        // one teacher pass gives what the cache does not: the logits (no cache) and the compared layers' outputs
-        boolean teacherLogits = alpha > 0 && cache == null;
-        TeacherForward.Output teacher = teacherLogits || studentLayers.length > 0 ? forward.run(m, b.ids(), teacherLayers, teacherLogits) : null;
+        // one teacher pass gives what the cache does not: the logits (no cache) and the compared layers' outputs;
+        // trainees run it in prepare, before the student's forward
+        TeacherForward.Output teacher = preparedFor == b ? prepared : teacher(m, b);
+        preparedFor = null;
+        prepared = null;
         NDArray loss;
         if (alpha == 0) {
             loss = CausalLm.loss(logits, b.ids());

@@ -3,7 +3,6 @@ package dev.lopper.training.distill;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
 import dev.lopper.model.Decoder;
 import dev.lopper.model.LayerHooks;
 import dev.lopper.model.LayerWeights;
@@ -86,11 +85,9 @@ public final class TeacherForward implements AutoCloseable {
         TensorSource source = dir.checkpoint();
         long b = ids.getShape().get(0);
         int t = (int) ids.getShape().get(1);
-        NDArray h;
-        try (NDManager embed = scope.newSubManager()) {
-            NDArray table = source.load(WeightNames.EMBED, embed);
-            h = keep(table.get(new NDIndex("{}", ids.reshape(-1))).reshape(b, t, c.hiddenSize()), scope);
-        }
+        // only the batch's rows of the embedding are read (a 128k-token table is 1 GiB in fp32)
+        NDArray h = source.loadRows(WeightNames.EMBED, ids.toLongArray(), scope, ai.djl.ndarray.types.DataType.FLOAT32)
+                .reshape(b, t, c.hiddenSize());
         for (int i = 0; i < last; i++) {
             try (NDManager layer = scope.newSubManager()) {
                 LayerWeights w = LayerWeights.load(source, c, i, layer);

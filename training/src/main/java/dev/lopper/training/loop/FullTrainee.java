@@ -63,6 +63,7 @@ public final class FullTrainee implements Trainee {
 
     @Override
     public double train(MicroBatch b, Gradients grads) {
+        term.prepare(b);
         Map<String, NDArray> leaves = model.leaves(b.scope());
         double loss;
         try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {

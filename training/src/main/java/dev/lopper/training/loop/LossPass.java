@@ -44,6 +44,7 @@ public interface LossPass {
             @Override
             public double train(MicroBatch b, LoraAdapters lora, List<NDArray> grads) {
                 NDManager scope = b.scope();
+                term.prepare(b);
                 LoraHook hook = new LoraHook(lora, scope, true, true);
                 double loss;
                 try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {

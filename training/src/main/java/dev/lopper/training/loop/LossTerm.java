@@ -28,6 +28,13 @@ public interface LossTerm {
         return new int[0];
     }
 
+    /**
+     * Called by every trainee with the micro-batch before the student's forward pass: a term that needs other work
+     * per batch (a teacher's forward) does it here, so that it does not hold memory beside the student's head.
+     */
+    default void prepare(MicroBatch batch) {
+    }
+
     /** The loss with the outputs of {@link #hiddenLayers} ({@code hidden.get(j)} is layer {@code hiddenLayers()[j]}'s). */
     default NDArray loss(NDArray logits, java.util.List<NDArray> hidden, MicroBatch batch) {
         return loss(logits, batch);

@@ -57,6 +57,7 @@ public final class StreamedPass implements LossPass {
     @Override
     public double train(MicroBatch b, LoraAdapters lora, List<NDArray> grads) {
         NDManager scope = b.scope();
+        term.prepare(b); // a teacher runs before the sweep, not beside the student's head
         NDArray ids = b.ids();
         int seed = b.seed();
         List<NDArray> inputs = sweep(scope, ids, lora, seed, true);
