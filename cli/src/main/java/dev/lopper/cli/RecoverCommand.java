@@ -131,6 +131,13 @@ public final class RecoverCommand implements Callable<Integer> {
     /** The options as a request (the defaults of lopper prune --recover-steps are these: RecoverOptions). */
     Recovery.Request request() {
         TrainOptions o = training.of(steps, patience, seed);
+        if (distill.full) {
+            for (String lora : new String[] {"--lora-rank", "--lora-alpha", "--lora-dropout", "--lora-targets", "--stream"}) {
+                if (given(lora)) {
+                    throw new IllegalArgumentException(lora + ": LoRA's; --full trains every weight");
+                }
+            }
+        }
         if (distill.full && !lrGiven()) {
             o = o.withLearningRate(DistillOptions.FULL_LR);
         }
@@ -140,7 +147,11 @@ public final class RecoverCommand implements Callable<Integer> {
     }
 
     private boolean lrGiven() {
-        return spec != null && spec.commandLine().getParseResult() != null && spec.commandLine().getParseResult().hasMatchedOption("--lr");
+        return given("--lr");
+    }
+
+    private boolean given(String option) {
+        return spec != null && spec.commandLine().getParseResult() != null && spec.commandLine().getParseResult().hasMatchedOption(option);
     }
 
     private Path data() {

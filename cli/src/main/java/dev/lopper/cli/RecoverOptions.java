@@ -67,6 +67,11 @@ final class RecoverOptions {
 
     PruneAndRecover.Request request(PruneRequest prune, PruneTrainingOptions training) {
         TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
+        if (distill.full && (training.rank != null || training.alpha != null || training.dropout != null || training.targets != null || stream)) {
+            throw new IllegalArgumentException((training.rank != null ? "--lora-rank" : training.alpha != null ? "--lora-alpha"
+                    : training.dropout != null ? "--lora-dropout" : training.targets != null ? "--lora-targets" : "--stream")
+                    + ": LoRA's; --full trains every weight");
+        }
         d = distill.full ? d.withLearningRate(DistillOptions.FULL_LR) : d; // --lr given still wins (training.train)
         TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
         return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
