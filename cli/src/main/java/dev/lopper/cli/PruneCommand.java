@@ -190,8 +190,8 @@ public final class PruneCommand implements Callable<Integer> {
                 "--val-data", "--val-fraction", "--val-windows", "--train-seq-len", "--micro-batch", "--accumulation", "--lr",
                 "--weight-decay", "--warmup", "--max-grad-norm", "--eval-every", "--checkpoint-every", "--patience", "--lora-rank",
                 "--lora-alpha", "--lora-dropout", "--lora-targets"));
-        s.put("Recovery after pruning (LoRA, as lopper recover)", List.of("--recover-steps", "--recover-seed", "--merged-dtype",
-                "--stream"));
+        s.put("Recovery after pruning (LoRA, as lopper recover)", java.util.stream.Stream.concat(java.util.stream.Stream.of("--recover-steps", "--recover-seed",
+                "--merged-dtype", "--stream"), DistillOptions.NAMES.stream()).toList());
         s.put("Model and device", List.of("--device", "--threads"));
         s.put("General", List.of("--debug", "--help", "--version"));
         return s;
@@ -220,6 +220,10 @@ public final class PruneCommand implements Callable<Integer> {
             if (recovery.steps != null) {
                 throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
                         + "give its training budget with --steps / --train-steps-per-step instead");
+            }
+            if (recovery.distill.firstGiven() != null) { // distillation is a recovery loss (RecoverOptions / DistillOptions)
+                throw new IllegalArgumentException(recovery.distill.firstGiven() + ": only with --recover-steps N after a one-shot criterion; "
+                        + method + " trains with its own loss");
             }
             // training-aware methods and --iterative run on the schedule engine (training module)
             try (StopOnSignal stop = new StopOnSignal()) { // Ctrl-C checkpoints every training method

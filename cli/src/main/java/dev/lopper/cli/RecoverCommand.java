@@ -29,7 +29,7 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "recover", mixinStandardHelpOptions = true,
         description = {"Trains LoRA adapters on MODEL (frozen) with the causal-LM loss and writes the merged model (HF, adapters",
-                "folded in) to DIR. DIR.job/ holds the adapter (PEFT), checkpoints and curve.csv/.png; running the same command",
+                "folded in) to DIR; --teacher DENSE distils from the dense model instead, --full trains every weight. DIR.job/ holds the adapter (PEFT), checkpoints and curve.csv/.png; running the same command",
                 "again continues from the last checkpoint, and Ctrl-C writes one before exiting.",
                 "Defaults follow LLM-Pruner's post-training (see docs/TRAINING.md)."})
 public final class RecoverCommand implements Callable<Integer> {
@@ -60,6 +60,10 @@ public final class RecoverCommand implements Callable<Integer> {
 
     @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
     boolean stream;
+
+    /** --teacher, --kd-alpha, --kd-temperature, --teacher-cache, --kd-top-k, --full. */
+    @Mixin
+    DistillOptions distill;
 
     /** Data, LoRA and optimizer options: the same as lopper prune's (one declaration). */
     @Mixin
@@ -93,8 +97,22 @@ public final class RecoverCommand implements Callable<Integer> {
     Recovery.Request request() {
         old.applyTo(training);
         TrainOptions o = training.train(TrainOptions.defaults(steps).withSeed(seed));
+        if (distill.full) {
+            for (String lora : new String[] {"--lora-rank", "--lora-alpha", "--lora-dropout", "--lora-targets", "--stream"}) {
+                if (given(lora)) {
+                    throw new IllegalArgumentException(lora + ": LoRA's; --full trains every weight");
+                }
+            }
+            if (!given("--lr")) {
+                o = o.withLearningRate(DistillOptions.FULL_LR);
+            }
+        }
         return new Recovery.Request(model, data(), training.valData, out, training.lora(LoraConfig.defaults()), o, training.valFraction(),
-                training.valWindows(), options.device(), dtype(mergedDtype), overwrite, stream);
+                training.valWindows(), options.device(), dtype(mergedDtype), overwrite, stream, distill.distillation(), distill.full);
+    }
+
+    private boolean given(String option) {
+        return spec != null && spec.commandLine().getParseResult() != null && spec.commandLine().getParseResult().hasMatchedOption(option);
     }
 
     private Path data() {
@@ -119,6 +137,7 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("interrupted", t.interrupted());
             m.put("stopped_early", t.stoppedEarly());
             m.put("trainable_parameters", r.trainableParameters());
+            m.put("loss", request().distill() == null ? "causal-lm" : "distillation");
             m.put("val_loss_before", first);
             m.put("val_loss_after", last);
             m.put("tokens_per_second", t.tokensPerSecond());
@@ -136,7 +155,11 @@ public final class RecoverCommand implements Callable<Integer> {
             w.printf(Locale.ROOT, "recovered %s: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", model, t.step(),
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
                     r.trainableParameters(), t.tokensPerSecond());
-            w.printf(Locale.ROOT, "  merged model: %s%n  adapter (PEFT): %s%n", r.merged(), r.adapter());
+            if (r.adapter() != null) {
+                w.printf(Locale.ROOT, "  merged model: %s%n  adapter (PEFT): %s%n", r.merged(), r.adapter());
+            } else {
+                w.printf(Locale.ROOT, "  trained model (every weight): %s%n", r.merged());
+            }
         }
         if (first != null && last != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
@@ -179,6 +202,12 @@ public final class RecoverCommand implements Callable<Integer> {
         @Override
         public void validated(int step, double loss) {
             err.printf(Locale.ROOT, "step %d  val_loss %.4f  (perplexity %.3f)%n", step, loss, Math.exp(loss));
+            err.flush();
+        }
+
+        @Override
+        public void message(String line) {
+            err.println(line);
             err.flush();
         }
 

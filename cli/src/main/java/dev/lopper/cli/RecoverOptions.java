@@ -34,6 +34,10 @@ final class RecoverOptions {
     @Option(names = "--stream", description = "with --recover-steps: train with one decoder layer's weights in memory at a time")
     boolean stream;
 
+    /** --teacher, --kd-alpha, --kd-temperature, --teacher-cache, --kd-top-k, --full (with --recover-steps). */
+    @picocli.CommandLine.Mixin
+    DistillOptions distill;
+
     /** Prints what the pruning step did (null when an earlier run's pruned model was reused). */
     interface PrunePrinter {
         void print(PruneResult result) throws Exception;
@@ -63,9 +67,16 @@ final class RecoverOptions {
 
     PruneAndRecover.Request request(PruneRequest prune, TrainingOptions training) {
         TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
+        if (distill.full && (training.rank != null || training.alpha != null || training.dropout != null || training.targets != null || stream)) {
+            throw new IllegalArgumentException((training.rank != null ? "--lora-rank" : training.alpha != null ? "--lora-alpha"
+                    : training.dropout != null ? "--lora-dropout" : training.targets != null ? "--lora-targets" : "--stream")
+                    + ": LoRA's; --full trains every weight");
+        }
+        d = distill.full ? d.withLearningRate(DistillOptions.FULL_LR) : d; // --lr given still wins (training.train)
         TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
         return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
-                training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "f32" : mergedDtype), stream);
+                training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "f32" : mergedDtype), stream,
+                distill.distillation(), distill.full);
     }
 
     private static void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
@@ -111,7 +122,7 @@ final class RecoverOptions {
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
                     o.recovery().trainableParameters(), t.tokensPerSecond());
             w.printf(Locale.ROOT, "  recovered model: %s%n  pruned model before recovery: %s%n  adapter (PEFT): %s%n", o.out(), o.pruned(),
-                    o.recovery().adapter());
+                    o.recovery().adapter() == null ? "none (every weight trained)" : o.recovery().adapter());
         }
         if (first != null && last != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));

@@ -4,6 +4,7 @@ import dev.lopper.training.loop.TrainingMethod;
 
 import dev.lopper.model.ModelDir;
 
+import dev.lopper.training.distill.Distillation;
 import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.StreamedPass;
 import dev.lopper.training.loop.TrainOptions;
@@ -66,9 +67,28 @@ public final class PruneAndRecover {
      * @param val validation text, or null to hold out the last {@code valFraction} of the training text
      * @param mergedType dtype of the merged model (null: as the pruned model stores it)
      * @param stream train with one decoder layer's weights in memory at a time ({@link StreamedPass})
+     * @param distill distil from the dense teacher (usually the unpruned model itself), or null for the causal-LM loss
+     * @param full train every weight of the pruned model instead of LoRA adapters
      */
     public record Request(PruneRequest prune, Path trainData, Path val, LoraConfig lora, TrainOptions options,
-                          double valFraction, int valWindows, DataType mergedType, boolean stream) {
+                          double valFraction, int valWindows, DataType mergedType, boolean stream, Distillation distill, boolean full) {
+        /** LoRA recovery on the causal-LM loss (no teacher). */
+        public Request(PruneRequest prune, Path trainData, Path val, LoraConfig lora, TrainOptions options,
+                       double valFraction, int valWindows, DataType mergedType, boolean stream) {
+            this(prune, trainData, val, lora, options, valFraction, valWindows, mergedType, stream, null, false);
+        }
+
+        public Request {
+            if (full && stream) {
+                throw new IllegalArgumentException("--full trains every weight in memory; --stream streams a frozen model's layers for LoRA: give one of them");
+            }
+        }
+
+        /** The same request, distilled from {@code d} (null: the causal-LM loss) and training every weight or LoRA. */
+        public Request withDistillation(Distillation d, boolean everyWeight) {
+            return new Request(prune, trainData, val, lora, options, valFraction, valWindows, mergedType, stream, d, everyWeight);
+        }
+
         /** The training text: {@code trainData}, else the calibration text. */
         public Path data() {
             return trainData != null ? trainData : prune.calibration();
@@ -106,8 +126,9 @@ public final class PruneAndRecover {
         if (!(r.valFraction() > 0 && r.valFraction() < 1) && r.val() == null) {
             throw new IllegalArgumentException("--val-fraction " + r.valFraction() + ": expected a value in (0, 1)");
         }
-        Path[] inputs = {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val()};
-        JobDir.check(p.out(), KIND, json(r), p.overwrite(), inputs);
+        Path[] inputs = {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val(),
+                r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache()};
+        JobDir.check(p.out(), KIND, json(r, teacherHash(r)), p.overwrite(), inputs);
         Pruner.checkOutputs(pruneStep(r, JobDir.dirOf(p.out())));
         if (p.planOut() != null) {
             OutputGuard.checkFile(p.planOut(), p.overwrite(), "--plan-out", PruningPlan.FORMAT_PREFIX, p.model(), p.applyPlan(),
@@ -124,8 +145,9 @@ public final class PruneAndRecover {
         check(r);
         PruneRequest p = r.prune();
         try (OutputLock outLock = OutputLock.acquire(p.out(), "--out")) {
-            JobDir job = JobDir.open(p.out(), KIND, json(r), p.overwrite(), p.model(), p.applyPlan(), p.calibration(),
-                    r.trainData(), r.val());
+            String teacherHash = teacherHash(r);
+            JobDir job = JobDir.open(p.out(), KIND, json(r, teacherHash), p.overwrite(), p.model(), p.applyPlan(), p.calibration(),
+                    r.trainData(), r.val(), r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache());
             PruneRequest prune = pruneStep(r, job.dir());
             PruneResult pruned = null;
             if (job.resumed() && Files.isRegularFile(prune.out().resolve("config.json"))) {
@@ -134,10 +156,10 @@ public final class PruneAndRecover {
                 pruned = new Pruner().run(prune); // written beside, then renamed: a complete config.json means a complete model
             }
             Recovery.Request rec = new Recovery.Request(prune.out(), r.data(), r.val(), p.out(), r.lora(), r.options(),
-                    r.valFraction(), r.valWindows(), prune.device(), r.mergedType(), false, r.stream());
+                    r.valFraction(), r.valWindows(), prune.device(), r.mergedType(), false, r.stream(), r.distill(), r.full());
             Recovery.Outcome o;
             try (ModelDir md = ModelDir.open(prune.out())) {
-                o = Recovery.train(job, md, rec, TrainingMethod.none(), listener, onStart);
+                o = Recovery.train(job, md, rec, teacherHash, TrainingMethod.none(), listener, onStart);
             }
             if (o.merged() == null) {
                 return new Outcome(pruned, prune.out(), o, null, job.dir()); // interrupted: the checkpoint is saved
@@ -160,7 +182,17 @@ public final class PruneAndRecover {
     }
 
     /** Everything the job's result depends on (not chunk sizes, progress or streaming, which change no number). */
-    private static ObjectNode json(Request r) {
+    /** The teacher's hash after checking it against the model being pruned (same vocabulary); null without a teacher. */
+    private static String teacherHash(Request r) {
+        if (r.distill() == null) {
+            return null;
+        }
+        try (ModelDir md = ModelDir.open(r.prune().model())) {
+            return r.distill().check(r.prune().model(), md.config());
+        }
+    }
+
+    private static ObjectNode json(Request r, String teacherHash) {
         ObjectMapper m = new ObjectMapper();
         PruneRequest p = r.prune();
         ObjectNode n = m.createObjectNode();
@@ -173,6 +205,12 @@ public final class PruneAndRecover {
         rec.set("lora", Checkpoints.tree(r.lora()));
         rec.set("options", m.valueToTree(r.options()));
         rec.put("merged_dtype", r.mergedType() == null ? null : r.mergedType().name());
+        if (r.full()) {
+            rec.put("training", "full"); // LoRA jobs keep the job.json they always had
+        }
+        if (r.distill() != null) {
+            rec.set("distill", r.distill().json(teacherHash));
+        }
         return n;
     }
 

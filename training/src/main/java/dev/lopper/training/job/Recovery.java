@@ -1,6 +1,14 @@
 package dev.lopper.training.job;
 
+import dev.lopper.model.WeightNames;
+import dev.lopper.model.io.ModelWriter;
+import dev.lopper.training.distill.Distillation;
+import dev.lopper.training.distill.KdLoss;
+import dev.lopper.training.distill.TeacherCache;
+import dev.lopper.training.distill.TeacherForward;
 import dev.lopper.training.loop.Checkpoints;
+import dev.lopper.training.loop.FullModel;
+import dev.lopper.training.loop.FullTrainee;
 import dev.lopper.training.loop.LossPass;
 import dev.lopper.training.loop.StreamedPass;
 import dev.lopper.training.loop.TrainOptions;
@@ -53,9 +61,39 @@ public final class Recovery {
      * @param mergedType dtype of the merged model's tensors (null: as the base stored them)
      * @param overwrite replace an OUT that Lopper wrote and start over (otherwise the same job is resumed)
      * @param stream hold one decoder layer's weights at a time ({@link StreamedPass}) instead of the whole model
+     * @param distill distil from a dense teacher ({@link KdLoss}), or null for the causal-LM loss
+     * @param full train every weight ({@link FullTrainee}: fp32 weights, gradients and two AdamW moments in memory)
+     *             instead of LoRA adapters; {@code lora} is then unused
      */
     public record Request(Path model, Path data, Path val, Path out, LoraConfig lora, TrainOptions options, double valFraction,
-                          int valWindows, Device device, DataType mergedType, boolean overwrite, boolean stream) {
+                          int valWindows, Device device, DataType mergedType, boolean overwrite, boolean stream,
+                          Distillation distill, boolean full) {
+        /** LoRA recovery on the causal-LM loss (no teacher). */
+        public Request(Path model, Path data, Path val, Path out, LoraConfig lora, TrainOptions options, double valFraction,
+                       int valWindows, Device device, DataType mergedType, boolean overwrite, boolean stream) {
+            this(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, stream, null, false);
+        }
+
+        public Request {
+            if (full && stream) {
+                throw new IllegalArgumentException("--full trains every weight in memory; --stream streams a frozen model's layers for LoRA: give one of them");
+            }
+        }
+
+        /** The same request, with the model's layers streamed from disk (or not). */
+        public Request withStream(boolean s) {
+            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, s, distill, full);
+        }
+
+        /** The same request, distilled from {@code d} (null: the causal-LM loss). */
+        public Request withDistillation(Distillation d) {
+            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, stream, d, full);
+        }
+
+        /** The same request, training every weight ({@code true}) or LoRA adapters. */
+        public Request withFull(boolean f) {
+            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, stream, distill, f);
+        }
     }
 
     /**
@@ -82,8 +120,10 @@ public final class Recovery {
     public static Outcome run(Request r, TrainingMethod<? super LoraTrainee> method, Trainer.Listener listener,
                               Consumer<Trainer<?>> onStart) throws IOException {
         try (ModelDir md = ModelDir.open(r.model())) { // the model is checked before OUT is touched
-            JobDir job = JobDir.open(r.out(), "recover", requestJson(r), r.overwrite(), r.model(), r.data(), r.val());
-            Outcome o = train(job, md, r, method, listener, onStart);
+            String teacherHash = r.distill() == null ? null : r.distill().check(r.model(), md.config());
+            JobDir job = JobDir.open(r.out(), "recover", requestJson(r, teacherHash), r.overwrite(), r.model(), r.data(), r.val(),
+                    r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache());
+            Outcome o = train(job, md, r, teacherHash, method, listener, onStart);
             if (o.merged() != null) {
                 job.finish();
             }
@@ -95,8 +135,11 @@ public final class Recovery {
      * LoRA training of {@code md} with the request's settings inside {@code job}: checkpoints, curve and adapter in
      * the job folder; when training finishes, the merged model is written to {@code job.out()}.
      */
-    static Outcome train(JobDir job, ModelDir md, Request r, TrainingMethod<? super LoraTrainee> method, Trainer.Listener listener,
-                         Consumer<Trainer<?>> onStart) throws IOException {
+    static Outcome train(JobDir job, ModelDir md, Request r, String teacherHash, TrainingMethod<? super LoraTrainee> method,
+                         Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
+        if (r.full()) {
+            return trainFull(job, md, r, teacherHash, listener, onStart);
+        }
         try (LlamaModel model = r.stream() ? null : md.loadModel(r.device());
              LoraAdapters lora = LoraAdapters.create(md.config(), r.lora(), r.options().seed(), r.device())) {
             if (lora.adapters().isEmpty()) {
@@ -104,12 +147,15 @@ public final class Recovery {
             }
             TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows(), r.valWindows(),
                     r.options().seqLen(), r.valFraction(), r.options().seed());
-            LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint(), LossTerm.CAUSAL_LM)
-                    : LossPass.inMemory(model, LossTerm.CAUSAL_LM);
-            Trainer<LoraTrainee> trainer = new Trainer<>(new LoraTrainee(pass, lora, r.options()), method, data, r.options(),
-                    job.checkpoints(), listener);
-            onStart.accept(trainer);
-            Trainer.Result result = trainer.run();
+            Trainer.Result result;
+            try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener)) {
+                LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
+                        : LossPass.inMemory(model, teacher.term());
+                Trainer<LoraTrainee> trainer = new Trainer<>(new LoraTrainee(pass, lora, r.options()), method, data, r.options(),
+                        job.checkpoints(), listener);
+                onStart.accept(trainer);
+                result = trainer.run();
+            }
             // no PNG when interrupted: AWT cannot start while the JVM shuts down (Ctrl-C); the next run draws it
             Curve.write(result.history(), job.dir(), result.interrupted() ? null : "lopper recover " + md.path().getFileName());
             if (result.interrupted()) {
@@ -122,7 +168,67 @@ public final class Recovery {
         }
     }
 
-    private static ObjectNode requestJson(Request r) {
+    /** Every weight trained ({@link FullTrainee}); the trained model written to OUT (fp32 unless {@code mergedType}). */
+    private static Outcome trainFull(JobDir job, ModelDir md, Request r, String teacherHash, Trainer.Listener listener,
+                                     Consumer<Trainer<?>> onStart) throws IOException {
+        TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows(), r.valWindows(),
+                r.options().seqLen(), r.valFraction(), r.options().seed());
+        listener.message(String.format(java.util.Locale.ROOT, "full-parameter training: %s (weights, gradients, 2 AdamW moments, fp32) plus activations",
+                PruneWhileTraining.mib(FullModel.trainingBytes(md.config()))));
+        try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener)) {
+            FullTrainee trainee = new FullTrainee(FullModel.load(md.config(), md.checkpoint(), r.device()), r.options(),
+                    () -> FullModel.LayerTransform.NONE, teacher.term());
+            try {
+                Trainer<FullTrainee> trainer = new Trainer<>(trainee, TrainingMethod.none(), data, r.options(), job.checkpoints(), listener);
+                onStart.accept(trainer);
+                Trainer.Result result = trainer.run();
+                Curve.write(result.history(), job.dir(), result.interrupted() ? null : "lopper recover --full " + md.path().getFileName());
+                long params = trainee.model().parameterCount();
+                if (result.interrupted()) {
+                    return new Outcome(result, params, null, null, job.dir());
+                }
+                DataType as = r.mergedType() != null ? r.mergedType() : md.checkpoint().storedType(WeightNames.EMBED);
+                ModelWriter.save(job.out(), trainee.model().config(), trainee.model().source(), as, md.path(), ModelWriter.DEFAULT_MAX_SHARD_BYTES,
+                        new java.util.TreeMap<>(java.util.Map.of("format", "pt", "lopper_recovery", "full-parameter")));
+                return new Outcome(result, params, job.out(), null, job.dir());
+            } finally {
+                trainee.model().close();
+            }
+        }
+    }
+
+    /** The loss term of a request and what it holds open: the causal-LM loss, or the teacher (streamed or cached). */
+    private record Teacher(LossTerm term, TeacherForward forward, TeacherCache cache) implements AutoCloseable {
+        static Teacher open(Request r, ModelDir student, String hash, TrainingData data, Trainer.Listener listener) throws IOException {
+            Distillation d = r.distill();
+            if (d == null) {
+                return new Teacher(LossTerm.CAUSAL_LM, null, null);
+            }
+            TeacherForward forward = TeacherForward.open(d.teacher(), hash);
+            try {
+                TeacherCache cache = d.cache() == null ? null
+                        : TeacherCache.openOrBuild(d.cache(), forward, hash, d, data.train(), listener::message);
+                int[] studentLayers = d.studentLayers(student.config());
+                int[] teacherLayers = Distillation.teacherLayers(student.path(), student.config(), forward.config(), studentLayers);
+                return new Teacher(new KdLoss(d, forward, cache, studentLayers, teacherLayers), forward, cache);
+            } catch (RuntimeException | IOException e) {
+                forward.close();
+                throw e;
+            }
+        }
+
+        @Override
+        public void close() throws IOException {
+            if (cache != null) {
+                cache.close();
+            }
+            if (forward != null) {
+                forward.close();
+            }
+        }
+    }
+
+    private static ObjectNode requestJson(Request r, String teacherHash) {
         ObjectMapper json = new ObjectMapper();
         ObjectNode n = json.createObjectNode();
         n.put("model", r.model().toAbsolutePath().toString());
@@ -132,6 +238,12 @@ public final class Recovery {
         n.put("val_windows", r.valWindows());
         n.set("lora", Checkpoints.tree(r.lora()));
         n.set("options", json.valueToTree(r.options()));
+        if (r.full()) {
+            n.put("training", "full"); // LoRA jobs keep the job.json they always had: their resume is unchanged
+        }
+        if (r.distill() != null) {
+            n.set("distill", r.distill().json(teacherHash));
+        }
         return n;
     }
 }

@@ -35,6 +35,13 @@ public final class CausalLm {
     /** As above, calling {@code beforeLayer} with each layer's index before running it (dropout seeding). */
     public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook,
                                  java.util.function.IntConsumer beforeLayer) {
+        return logits(model, scope, ids, hook, beforeLayer, new int[0], new java.util.ArrayList<>());
+    }
+
+    /** As above, adding the outputs of layers {@code keep} (ascending) to {@code hidden}, in the autograd graph. */
+    public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook,
+                                 java.util.function.IntConsumer beforeLayer, int[] keep, java.util.List<NDArray> hidden) {
+        int next = 0;
         int t = (int) ids.getShape().get(1);
         NDList rope = model.ropeTables(scope, t);
         NDArray mask = model.mask(scope, t, null);
@@ -44,6 +51,10 @@ public final class CausalLm {
             beforeLayer.accept(i);
             h = Decoder.layer(model.layerWeights(i), h, rope.get(0), rope.get(1), mask, c.rmsNormEps(), c.headDim(),
                     LayerHooks.NONE, null, hook);
+            if (next < keep.length && keep[next] == i) {
+                hidden.add(h);
+                next++;
+            }
         }
         return model.head(h);
     }

@@ -166,6 +166,12 @@ public final class FullModel implements AutoCloseable {
 
     /** Logits [B, T, vocab] of ids [B, T] with weights {@code w}, every intermediate in {@code scope}. */
     public NDArray logits(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform) {
+        return logits(scope, ids, w, transform, new int[0], new ArrayList<>());
+    }
+
+    /** As above, adding the outputs of layers {@code keep} (ascending) to {@code hidden}, in the autograd graph. */
+    public NDArray logits(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform, int[] keep, List<NDArray> hidden) {
+        int next = 0;
         int t = (int) ids.getShape().get(1);
         NDList rope = new Rope(config).tables(scope, 0, t);
         NDArray mask = Masks.causal(scope, t, config.slidingWindow(), null);
@@ -174,6 +180,10 @@ public final class FullModel implements AutoCloseable {
         for (int i = 0; i < config.numLayers(); i++) {
             h = Decoder.layer(transform.apply(i, layer(i, w), scope), h, rope.get(0), rope.get(1), mask, config.rmsNormEps(),
                     config.headDim(), LayerHooks.NONE);
+            if (next < keep.length && keep[next] == i) {
+                hidden.add(h);
+                next++;
+            }
         }
         NDArray head = w.containsKey(WeightNames.LM_HEAD) ? w.get(WeightNames.LM_HEAD) : w.get(WeightNames.EMBED); // tied
         return Decoder.linear(Decoder.rmsNorm(h, w.get(WeightNames.FINAL_NORM), config.rmsNormEps()), head, null);

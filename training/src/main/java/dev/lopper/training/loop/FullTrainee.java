@@ -63,10 +63,13 @@ public final class FullTrainee implements Trainee {
 
     @Override
     public double train(MicroBatch b, Gradients grads) {
+        term.prepare(b);
         Map<String, NDArray> leaves = model.leaves(b.scope());
         double loss;
         try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-            NDArray l = term.loss(model.logits(b.scope(), b.ids(), leaves, transform.get()), b).mul((float) b.factor());
+            List<NDArray> hidden = new java.util.ArrayList<>();
+            NDArray logits = model.logits(b.scope(), b.ids(), leaves, transform.get(), term.hiddenLayers(), hidden);
+            NDArray l = term.loss(logits, hidden, b).mul((float) b.factor());
             loss = l.getFloat();
             gc.backward(l);
         }

@@ -44,11 +44,13 @@ public interface LossPass {
             @Override
             public double train(MicroBatch b, LoraAdapters lora, List<NDArray> grads) {
                 NDManager scope = b.scope();
+                term.prepare(b);
                 LoraHook hook = new LoraHook(lora, scope, true, true);
                 double loss;
                 try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                    NDArray logits = CausalLm.logits(model, scope, b.ids(), hook, i -> seedLayer(b.seed(), i));
-                    NDArray l = term.loss(logits, b).mul(Scalars.of(scope, b.factor())); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
+                    java.util.List<NDArray> hidden = new java.util.ArrayList<>();
+                    NDArray logits = CausalLm.logits(model, scope, b.ids(), hook, i -> seedLayer(b.seed(), i), term.hiddenLayers(), hidden);
+                    NDArray l = term.loss(logits, hidden, b).mul(Scalars.of(scope, b.factor())); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
                     loss = l.getFloat();
                     gc.backward(l);
                 }

@@ -49,11 +49,15 @@ public final class StreamedPass implements LossPass {
         this.config = config;
         this.source = source;
         this.term = term;
+        if (term.hiddenLayers().length > 0) {
+            throw new IllegalArgumentException("--hidden-loss needs the student in memory (its layers' outputs in one autograd graph): not with --stream");
+        }
     }
 
     @Override
     public double train(MicroBatch b, LoraAdapters lora, List<NDArray> grads) {
         NDManager scope = b.scope();
+        term.prepare(b); // a teacher runs before the sweep, not beside the student's head
         NDArray ids = b.ids();
         int seed = b.seed();
         List<NDArray> inputs = sweep(scope, ids, lora, seed, true);

@@ -68,6 +68,9 @@ public final class Trainer<T extends Trainee> {
         default void resumed(int step, Path dir) { }
 
         default void pruned(int step, long paramsBefore, long paramsAfter) { }
+
+        /** A line of progress from the job around the loop (a teacher cache being built, the memory full training holds). */
+        default void message(String line) { }
     }
 
     private final T trainee;
