@@ -22,13 +22,13 @@ import java.util.concurrent.Callable;
 /**
  * {@code lopper prune-train MODEL --method efficientllm|bip ...}: deprecated for one release. It prints the
  * equivalent {@code lopper prune} command on stderr (one line) and runs exactly that command, so its results and
- * output layout are {@code lopper prune}'s (the schedule engine's: the model in --out, the work in OUT.schedule/).
+ * output layout are {@code lopper prune}'s (the schedule engine's: the model in --out, the work in OUT.job/).
  * The options keep their names, each translated to prune's ({@link #pruneArgs}).
  */
 @Command(name = "prune-train", mixinStandardHelpOptions = true,
         description = {"Deprecated, goes in the next release: use lopper prune MODEL --method efficientllm|bip.",
                 "Prints the equivalent lopper prune command on stderr and runs it: EfficientLLM or BiP prune MODEL",
-                "while training all of its weights. The model goes to --out, checkpoints and curves to OUT.schedule/;",
+                "while training all of its weights. The model goes to --out, checkpoints and curves to OUT.job/;",
                 "the same command resumes."})
 public final class PruneTrainCommand implements Callable<Integer> {
     /** The methods this alias ran: those that prune while training every weight. */
@@ -71,7 +71,7 @@ public final class PruneTrainCommand implements Callable<Integer> {
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
     int steps;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "the pruned model (its work in OUT.schedule/; an existing run there is resumed)")
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "the pruned model (its work in OUT.job/; an existing run there is resumed)")
     Path out;
 
     @Option(names = "--overwrite", description = "start over: replace an existing DIR that Lopper wrote (never anything else)")

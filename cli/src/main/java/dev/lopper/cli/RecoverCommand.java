@@ -29,19 +29,16 @@ import java.util.concurrent.Callable;
  * {@link Recovery}).
  */
 @Command(name = "recover", mixinStandardHelpOptions = true,
-        description = {"Trains LoRA adapters on MODEL (frozen) with the causal-LM loss and writes the merged model (HF, adapters",
-                "folded in) to DIR. DIR.job/ holds the adapter (PEFT), checkpoints and curve.csv/.png; running the same command",
+        description = {"LoRA recovery: trains adapters on MODEL (frozen) and writes the merged model to DIR.",
+                "The causal-LM loss; the merged model is an HF directory with the adapters folded in. DIR.job/ holds the adapter (PEFT), checkpoints and curve.csv/.png; running the same command",
                 "again continues from the last checkpoint, and Ctrl-C writes one before exiting.",
                 "Defaults follow LLM-Pruner's post-training (see docs/TRAINING.md)."})
 public final class RecoverCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "model directory (a pruned one, or any Lopper model)")
     Path model;
 
-    /** The training text when --train-data (or the old --data) is not given: the fixture's training split. */
-    static final Path DEFAULT_DATA = Path.of("fixtures/text/kjv-train.txt");
-
-    /** Null when not given ({@link #DEFAULT_DATA}), so that the hidden old spelling {@code --data} can set it too. */
-    @Option(names = "--train-data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory. Default: fixtures/text/kjv-train.txt (the fixture's training split).")
+    /** Required (Validation checks it, so that the hidden old spelling {@code --data} can set it too). */
+    @Option(names = "--train-data", paramLabel = "FILE", description = "training text: .txt, .jsonl (field \"text\") or a directory (required).")
     Path data;
 
     @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")
@@ -132,7 +129,7 @@ public final class RecoverCommand implements Callable<Integer> {
     }
 
     private Path data() {
-        return data != null ? data : DEFAULT_DATA;
+        return data;
     }
 
     private void report(Recovery.Outcome r) {

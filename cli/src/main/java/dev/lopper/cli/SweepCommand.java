@@ -19,8 +19,8 @@ import java.util.concurrent.Callable;
 
 /** {@code lopper sweep MODEL --methods a,b --ratios x,y --out DIR}: prune -> eval per cell, resumable; docs/EVAL.md. */
 @Command(name = "sweep", mixinStandardHelpOptions = true,
-        description = {"Prunes MODEL with every method at every ratio and evaluates each (and the dense model); each cell is a",
-                "directory with its report. Rerunning with the same --out skips finished cells and redoes half-done ones.",
+        description = {"Prunes MODEL with every method at every ratio and evaluates each cell and the dense model.",
+                "Each cell is a directory with its report. Rerunning with the same --out skips finished cells and redoes half-done ones.",
                 "Writes results.md and PNG plots. See docs/EVAL.md."})
 final class SweepCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "HF model directory")

@@ -34,8 +34,8 @@ class EverydayUseTest {
     void pplRejectsABatchBelowOneInsteadOfHanging() {
         for (String batch : new String[] {"0", "-1"}) {
             CliTest.Result r = CliTest.run("ppl", model.toString(), "--text", text.toString(), "--seq-len", "64", "--batch", batch);
-            assertEquals(1, r.code(), r.out());
-            assertEquals("error: --batch " + batch + ": expected at least 1 window per forward pass", r.err().strip());
+            assertEquals(2, r.code(), r.out());
+            assertEquals("error: --batch " + batch + ": expected a whole number of at least 1 (see lopper ppl --help)", r.err().strip());
         }
     }
 

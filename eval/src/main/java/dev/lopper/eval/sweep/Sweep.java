@@ -90,9 +90,10 @@ public final class Sweep {
             r.progress().stage("cell " + name + ": prune");
             model = dir.resolve("model");
             PruneRequest.Builder b = PruneRequest.builder(r.model()).criterion(method).ratio(ratio).seed(r.seed())
-                    .samples(r.samples()).out(model).progress(r.progress());
-            if (r.calibration() != null && !method.equals("magnitude")) {
-                b.calibration(r.calibration());
+                    .out(model).progress(r.progress());
+            // calibration (and --samples) go to the methods that use it: a sweep may mix both kinds
+            if (dev.lopper.pruning.criteria.Criteria.create(method, java.util.Map.of()).needsCalibration()) {
+                b.calibration(r.calibration()).samples(r.samples());
             }
             new Pruner().run(b.build());
         }
