@@ -54,7 +54,11 @@ public final class Main {
             java.nio.file.Path out = outOf(parsed);
             boolean hadJob = out != null && java.nio.file.Files.exists(dev.lopper.training.job.JobDir.dirOf(out));
             try {
-                return new CommandLine.RunLast().execute(parsed);
+                int code = new CommandLine.RunLast().execute(parsed);
+                if (out != null && code == 0) {
+                    HfNote.print(out, lastOf(parsed).commandSpec().commandLine().getErr()); // what loads a non-uniform model
+                }
+                return code;
             } catch (CommandLine.ExecutionException e) {
                 if (out != null && !hadJob) {
                     try {
@@ -78,11 +82,16 @@ public final class Main {
 
     /** The {@code --out} path of the command that runs, or null. */
     private static java.nio.file.Path outOf(CommandLine.ParseResult parsed) {
+        CommandLine.ParseResult last = lastOf(parsed);
+        return last.hasMatchedOption("--out") && last.matchedOptionValue("--out", null) instanceof java.nio.file.Path p ? p : null;
+    }
+
+    private static CommandLine.ParseResult lastOf(CommandLine.ParseResult parsed) {
         CommandLine.ParseResult last = parsed;
         while (last.subcommand() != null) {
             last = last.subcommand();
         }
-        return last.hasMatchedOption("--out") && last.matchedOptionValue("--out", null) instanceof java.nio.file.Path p ? p : null;
+        return last;
     }
 
     static String message(Throwable e) {

@@ -201,6 +201,12 @@ public final class RecoverCommand implements Callable<Integer> {
         }
 
         @Override
+        public void within(int step, int micro, int accumulation, double tokensPerSecond, double eta) {
+            err.printf(Locale.ROOT, "step %d  micro-batch %d/%d  %.0f tok/s  ETA %s%n", step, micro, accumulation, tokensPerSecond, time(eta));
+            err.flush();
+        }
+
+        @Override
         public void pruned(int step, long before, long after) {
             err.printf(Locale.ROOT, "step %d  pruned: %d -> %d parameters%n", step, before, after);
             err.flush();

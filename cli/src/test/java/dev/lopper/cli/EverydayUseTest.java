@@ -85,4 +85,69 @@ class EverydayUseTest {
             System.clearProperty("lopper.debug");
         }
     }
+
+    @Test
+    void longTrainingStepsReportProgressInside() {
+        // every micro-batch once the progress interval (5 s) passed: here 0 s, so each one reports
+        System.setProperty("lopper.progress.seconds", "0");
+        String quiet = System.getProperty("lopper.quiet");
+        System.setProperty("lopper.quiet", "false"); // the test runs set it: no progress lines
+        try {
+            CliTest.Result r = CliTest.run("recover", model.toString(), "--train-data", text.toString(), "--train-seq-len", "16",
+                    "--micro-batch", "1", "--accumulation", "3", "--val-windows", "1", "--steps", "2", "--out", tmp.resolve("r").toString());
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.err().contains("step 1  micro-batch 1/3") && r.err().contains("step 2  micro-batch 2/3"), r.err());
+            assertTrue(r.err().lines().filter(l -> l.contains("micro-batch")).allMatch(l -> l.contains("tok/s  ETA ")), r.err());
+        } finally {
+            System.clearProperty("lopper.progress.seconds");
+            if (quiet != null) {
+                System.setProperty("lopper.quiet", quiet);
+            }
+        }
+    }
+
+    @Test
+    void pplReadsADirectoryAsEvalDoes() throws Exception {
+        Path dir = tmp.resolve("texts");
+        Files.createDirectories(dir);
+        Files.copy(text, dir.resolve("a.txt"));
+        CliTest.Result r = CliTest.run("ppl", model.toString(), "--text", dir.toString(), "--seq-len", "64");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("perplexity: "), r.out());
+    }
+
+    @Test
+    void oneExampleHasNoStandardErrorAndSaysSo() throws Exception {
+        Path task = tmp.resolve("one.jsonl");
+        Files.writeString(task, "{\"context\": \"In the beginning\", \"choices\": [\"God\", \"the earth\"], \"label\": 0}\n");
+        Path report = tmp.resolve("report.json");
+        CliTest.Result r = CliTest.run("eval", model.toString(), "--task", "generic=" + task, "--no-speed", "--out", report.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("± n/a (n=1)"), r.out());
+        JsonNode j = new ObjectMapper().readTree(report.toFile());
+        JsonNode task0 = j.findValue("acc_stderr");
+        assertTrue(task0 != null && task0.isNull(), "acc_stderr of one example: null, not \"NaN\": " + j);
+        CliTest.Result c = CliTest.run("compare", report.toString());
+        assertEquals(0, c.code(), c.err());
+        assertTrue(c.out().contains("n/a"), c.out());
+    }
+
+    @Test
+    void aModelStockTransformersCannotLoadSaysWhatLoadsIt() {
+        Path flap = tmp.resolve("flap");
+        CliTest.Result r = CliTest.run("prune", model.toString(), "--method", "flap", "--ratio", "0.3", "--calib", text.toString(),
+                "--samples", "4", "--seq-len", "16", "--out", flap.toString());
+        assertEquals(0, r.code(), r.err());
+        java.util.List<String> notes = r.err().lines().filter(l -> l.startsWith("note: ")).toList();
+        assertEquals(1, notes.size(), r.err());
+        assertTrue(notes.get(0).startsWith("note: " + flap + " has per-layer shapes (lopper_layers) and o_proj/down_proj biases: "
+                + "stock HF transformers and vLLM cannot load it; Lopper, and its gguf (llama.cpp), onnx and torchscript exports, do"), notes.get(0));
+        CliTest.Result hf = CliTest.run("export", flap.toString(), "--format", "hf", "--out", tmp.resolve("flap-hf").toString());
+        assertEquals(0, hf.code(), hf.err());
+        assertTrue(hf.err().contains("note: " + tmp.resolve("flap-hf") + " has per-layer shapes"), hf.err());
+        CliTest.Result uniform = CliTest.run("prune", model.toString(), "--method", "magnitude", "--ratio", "0.3", "--out",
+                tmp.resolve("mag").toString());
+        assertEquals(0, uniform.code(), uniform.err());
+        assertFalse(uniform.err().contains("note: "), uniform.err());
+    }
 }

@@ -117,6 +117,12 @@ public final class PruneSchedule {
             }
 
             @Override
+            public void within(int step, int micro, int accumulation, double tokensPerSecond, double etaSeconds) {
+                progress.message(String.format(Locale.ROOT, "%strain %d micro-batch %d/%d, %.0f tok/s, ETA %.0fs", prefix, step, micro,
+                        accumulation, tokensPerSecond, etaSeconds));
+            }
+
+            @Override
             public void validated(int step, double loss) {
                 progress.message(String.format(Locale.ROOT, "%sstep %d val_loss %.4f (perplexity %.3f)", prefix, step, loss, Math.exp(loss)));
             }
