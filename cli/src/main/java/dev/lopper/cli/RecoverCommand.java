@@ -87,7 +87,7 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "seed of adapter init, data windows and dropout. Default: ${DEFAULT-VALUE} (every Lopper trainer's; lopper prune --recover-steps calls it --recover-seed, as prune's --seed is its calibration seed).")
     long seed;
 
-    @Option(names = "--merged-dtype", defaultValue = "f32", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--merged-dtype", defaultValue = "keep", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input; the run says which it wrote). Default: ${DEFAULT-VALUE}.")
     String mergedDtype;
 
     @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
@@ -153,6 +153,7 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("val_loss_after", last);
             m.put("tokens_per_second", t.tokensPerSecond());
             m.put("merged", r.merged() == null ? null : r.merged().toString());
+            m.put("merged_dtype", r.merged() == null ? null : dtypeOf(r.merged()));
             m.put("adapter", r.adapter() == null ? null : r.adapter().toString());
             m.put("job", r.job().toString());
             m.put("curve_csv", r.curve().toString());
@@ -166,13 +167,28 @@ public final class RecoverCommand implements Callable<Integer> {
             w.printf(Locale.ROOT, "recovered %s: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", model, t.step(),
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
                     r.trainableParameters(), t.tokensPerSecond());
-            w.printf(Locale.ROOT, "  merged model: %s%n  adapter (PEFT): %s%n", r.merged(), r.adapter());
+            w.printf(Locale.ROOT, "  merged model: %s (%s)%n  adapter (PEFT): %s%n", r.merged(), written(r.merged(), mergedDtype), r.adapter());
         }
         if (first != null && last != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
         }
         w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", r.curve(), r.job().resolve("checkpoints"));
         w.flush();
+    }
+
+    /** The dtype a model directory's weights are stored in (f32, bf16, f16), or "?" when it cannot be read. */
+    static String dtypeOf(Path dir) {
+        try (dev.lopper.model.ModelDir md = dev.lopper.model.ModelDir.open(dir)) {
+            return dev.lopper.training.job.OutputDtype.name(dev.lopper.training.job.OutputDtype.of(md));
+        } catch (Exception | Error e) {
+            return "?";
+        }
+    }
+
+    /** "bf16, the input's dtype; --merged-dtype f32|bf16|f16 to change" or "f32, --merged-dtype". */
+    static String written(Path dir, String asked) {
+        boolean keep = asked == null || asked.equalsIgnoreCase("keep");
+        return dtypeOf(dir) + (keep ? ", the input's dtype; --merged-dtype f32|bf16|f16 to change" : ", --merged-dtype");
     }
 
     static DataType dtype(String s) {

@@ -191,6 +191,36 @@ final class Validation {
             throw new UsageError(cl, "--seq-len " + seqLen + ": expected at most the model's context length (max_position_embeddings "
                     + context + ") tokens per calibration window");
         }
+        boolean scheduled = ScheduleMethods.isMethod(method) || p.matchedOptionValue("--iterative", 1) > 1
+                || p.matchedOptionValue("--iterative-steps", 1) > 1;
+        if (scheduled) {
+            for (String o : List.of("--recover-seed", "--merged-dtype", "--stream")) {
+                if (p.hasMatchedOption(o)) {
+                    throw new UsageError(cl, o + ": only with --recover-steps N (recovery after a one-shot prune); "
+                            + (o.equals("--merged-dtype") ? "--output-dtype sets the dtype of " : "not used by ")
+                            + (ScheduleMethods.isMethod(method) ? "--method " + method : "--iterative"));
+                }
+            }
+        } else if (p.hasMatchedOption("--output-dtype")) {
+            throw new UsageError(cl, "--output-dtype: only with a training-aware --method or --iterative N; "
+                    + (p.hasMatchedOption("--recover-steps") ? "--merged-dtype sets the recovered model's" : "a one-shot prune keeps the input's dtype"));
+        }
+        if (p.hasMatchedOption("--output-dtype")) {
+            try {
+                dev.lopper.training.job.OutputDtype.parse(p.matchedOptionValue("--output-dtype", ""), "--output-dtype");
+            } catch (IllegalArgumentException e) {
+                throw new UsageError(cl, e.getMessage());
+            }
+        }
+        for (String o : List.of("--merged-dtype")) {
+            if (p.hasMatchedOption(o)) {
+                try {
+                    dev.lopper.training.job.OutputDtype.parse(p.matchedOptionValue(o, ""), o);
+                } catch (IllegalArgumentException e) {
+                    throw new UsageError(cl, e.getMessage());
+                }
+            }
+        }
         Integer keepFirst = p.matchedOptionValue("--keep-first", (Integer) null);
         Integer keepLast = p.matchedOptionValue("--keep-last", (Integer) null);
         if (keepFirst != null || keepLast != null) {

@@ -150,4 +150,55 @@ class EverydayUseTest {
         assertEquals(0, uniform.code(), uniform.err());
         assertFalse(uniform.err().contains("note: "), uniform.err());
     }
+
+    /** The CLI with System.err captured too (lopper prune's progress goes there) and progress lines on. */
+    private static CliTest.Result runWithProgress(String... args) {
+        String quiet = System.clearProperty("lopper.quiet");
+        java.io.PrintStream saved = System.err;
+        java.io.ByteArrayOutputStream progress = new java.io.ByteArrayOutputStream();
+        try {
+            System.setErr(new java.io.PrintStream(progress, true, java.nio.charset.StandardCharsets.UTF_8));
+            CliTest.Result r = CliTest.run(args);
+            return new CliTest.Result(r.code(), r.out(), r.err() + progress.toString(java.nio.charset.StandardCharsets.UTF_8));
+        } finally {
+            System.setErr(saved);
+            if (quiet != null) {
+                System.setProperty("lopper.quiet", quiet);
+            }
+        }
+    }
+
+    @Test
+    void trainedOutputsKeepTheInputsDtypeAndSaySo() throws Exception {
+        Path bf16 = tmp.resolve("bf16");
+        RandomModels.write(bf16, RandomModels.llama().withDtype(ai.djl.ndarray.types.DataType.BFLOAT16));
+        String[] common = {"prune", bf16.toString(), "--method", "efficientllm", "--ratio", "0.5", "--train-data", text.toString(),
+                "--steps", "1", "--micro-batch", "1", "--accumulation", "1", "--train-seq-len", "16", "--val-windows", "1"};
+        Path kept = tmp.resolve("kept");
+        CliTest.Result r = runWithProgress(concat(common, "--out", kept.toString()));
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("model written as bf16 (the input's dtype; --output-dtype f32|bf16|f16 to change)"), r.err());
+        assertEquals("bf16", RecoverCommand.dtypeOf(kept));
+        Path f32 = tmp.resolve("f32");
+        CliTest.Result asked = runWithProgress(concat(common, "--output-dtype", "f32", "--out", f32.toString()));
+        assertEquals(0, asked.code(), asked.err());
+        assertTrue(asked.err().contains("model written as f32 (--output-dtype)"), asked.err());
+        assertEquals("f32", RecoverCommand.dtypeOf(f32));
+        // recover merges into the input's dtype too, and says which
+        Path rec = tmp.resolve("rec");
+        CliTest.Result rr = CliTest.run("recover", kept.toString(), "--train-data", text.toString(), "--steps", "1", "--micro-batch", "1",
+                "--accumulation", "1", "--train-seq-len", "16", "--val-windows", "1", "--out", rec.toString());
+        assertEquals(0, rr.code(), rr.err());
+        assertTrue(rr.out().contains("merged model: " + rec + " (bf16, the input's dtype; --merged-dtype f32|bf16|f16 to change)"), rr.out());
+        // a one-shot prune refuses --output-dtype (it keeps the input's dtype), in one line
+        CliTest.Result one = CliTest.run("prune", bf16.toString(), "--ratio", "0.2", "--output-dtype", "f32", "--out", tmp.resolve("x").toString());
+        assertEquals(2, one.code());
+        assertTrue(one.err().startsWith("error: --output-dtype: only with a training-aware --method or --iterative N"), one.err());
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] r = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, r, a.length, b.length);
+        return r;
+    }
 }

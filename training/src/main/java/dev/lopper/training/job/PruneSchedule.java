@@ -171,7 +171,7 @@ public final class PruneSchedule {
                 PruningPlan composed = plan;
                 plan = AskedRatio.record(plan, r.prune().ratio(), () -> String.format(Locale.ROOT,
                         "the allocation's counts (%s), layers kept whole: %s", composed.allocation(), keptWhole(composed, original)), progress);
-                writeFinal(st.current, originalDir, out, plan, phases);
+                writeFinal(st.current, originalDir, out, plan, phases, OutputDtype.resolve(r.outputType(), originalDir, progress));
                 job.finish();
                 return new Result(out, plan, List.copyOf(st.curve), resumedAfter);
             } finally {
@@ -368,8 +368,8 @@ public final class PruneSchedule {
      * The final model to OUT with the composed plan: when no step trained, the original checkpoint cut by the plan
      * (its own dtype, as a one-shot prune writes it); otherwise the trained model in memory (fp32).
      */
-    private static void writeFinal(FullModel current, ModelDir originalDir, Path out, PruningPlan plan, List<Phase> phases)
-            throws IOException {
+    private static void writeFinal(FullModel current, ModelDir originalDir, Path out, PruningPlan plan, List<Phase> phases,
+                                   DataType storeAs) throws IOException {
         boolean trained = phases.stream().anyMatch(p -> p.trainSteps() > 0);
         Surgery.Result result;
         if (trained) {
@@ -384,7 +384,7 @@ public final class PruneSchedule {
                 throw new IllegalStateException("the composed plan does not describe the model the steps cut"); // a bug, not bad input
             }
         }
-        Surgery.save(result, out, originalDir.path(), plan);
+        Surgery.save(result, out, originalDir.path(), plan, storeAs);
     }
 
     private static ObjectNode requestJson(ScheduleRequest r, ScheduleMethod m) {
