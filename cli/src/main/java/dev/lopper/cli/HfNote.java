@@ -24,6 +24,13 @@ final class HfNote {
         if (!Files.isRegularFile(config)) {
             return null;
         }
+        try (java.util.stream.Stream<Path> files = Files.list(dir)) {
+            if (files.noneMatch(f -> f.getFileName().toString().endsWith(".safetensors"))) {
+                return null; // an ONNX, TorchScript or GGUF export: loaded by its own runtime
+            }
+        } catch (Exception e) {
+            return null;
+        }
         try {
             JsonNode c = new ObjectMapper().readTree(config.toFile());
             boolean perLayer = c.has("lopper_layers") && !c.get("lopper_layers").isNull();

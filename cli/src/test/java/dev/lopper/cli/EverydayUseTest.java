@@ -145,6 +145,9 @@ class EverydayUseTest {
         CliTest.Result hf = CliTest.run("export", flap.toString(), "--format", "hf", "--out", tmp.resolve("flap-hf").toString());
         assertEquals(0, hf.code(), hf.err());
         assertTrue(hf.err().contains("note: " + tmp.resolve("flap-hf") + " has per-layer shapes"), hf.err());
+        CliTest.Result onnx = CliTest.run("export", flap.toString(), "--format", "onnx", "--out", tmp.resolve("flap-onnx").toString());
+        assertEquals(0, onnx.code(), onnx.err());
+        assertFalse(onnx.err().contains("note: "), "an ONNX export loads in ONNX Runtime: " + onnx.err());
         CliTest.Result uniform = CliTest.run("prune", model.toString(), "--method", "magnitude", "--ratio", "0.3", "--out",
                 tmp.resolve("mag").toString());
         assertEquals(0, uniform.code(), uniform.err());
