@@ -138,8 +138,60 @@ final class Validation {
         return d == Math.rint(d) && Math.abs(d) < 1e15 ? Long.toString((long) d) : Double.toString(d);
     }
 
+    /** A check that throws an {@link IllegalArgumentException} with the one line, turned into a usage error. */
+    private interface Check {
+        void run();
+    }
+
+    private static void usage(CommandLine cl, Check c) {
+        try {
+            c.run();
+        } catch (IllegalArgumentException e) {
+            throw new UsageError(cl, e.getMessage());
+        }
+    }
+
+    /** The options whose values are names from a list: each checked against its registry, alike in every command. */
+    private static void checkChoices(CommandLine cl, ParseResult p) {
+        if (p.hasMatchedOption("--allocation")) {
+            usage(cl, () -> dev.lopper.pruning.allocation.Allocation.strategy(p.matchedOptionValue("--allocation", "")));
+        }
+        if (p.hasMatchedOption("--ppl-preset")) {
+            usage(cl, () -> dev.lopper.eval.PerplexityPreset.parse(p.matchedOptionValue("--ppl-preset", "")));
+        }
+        for (String o : List.of("--output-dtype", "--merged-dtype")) {
+            if (p.hasMatchedOption(o)) {
+                usage(cl, () -> dev.lopper.training.job.OutputDtype.parse(p.matchedOptionValue(o, ""), o));
+            }
+        }
+        if (p.hasMatchedOption("--head-unit")) {
+            String u = p.matchedOptionValue("--head-unit", "");
+            if (!u.trim().toLowerCase(Locale.ROOT).matches("kv-groups?|groups?|query-heads?|heads?")) {
+                throw new UsageError(cl, "--head-unit " + u + ": expected kv-group or query-head");
+            }
+        }
+        if (p.hasMatchedOption("--targets")) {
+            for (String t : p.matchedOptionValue("--targets", List.<String>of())) {
+                if (!Set.of("heads", "channels", "layers").contains(t)) {
+                    throw new UsageError(cl, "--targets " + t + ": expected heads, channels or layers (comma-separated)");
+                }
+            }
+        }
+        if (p.commandSpec().name().equals("export")) {
+            String f = p.matchedOptionValue("--format", "");
+            if (!Set.of("onnx", "onnx-kv", "torchscript", "hf", "gguf").contains(f)) {
+                throw new UsageError(cl, "--format " + f + ": expected onnx, onnx-kv, torchscript, hf or gguf");
+            }
+            String d = p.matchedOptionValue("--dtype", "f32");
+            if (!Set.of("f32", "f16", "bf16", "q8_0").contains(d)) {
+                throw new UsageError(cl, "--dtype " + d + ": expected f32, f16, bf16 (onnx, onnx-kv, gguf) or q8_0 (gguf)");
+            }
+        }
+    }
+
     /** Checks that take more than one option, or the model: still before any work. */
     private static void checkCommand(CommandLine cl, ParseResult p) {
+        checkChoices(cl, p);
         String name = p.commandSpec().name();
         switch (name) {
             case "prune" -> checkPrune(cl, p);
@@ -175,6 +227,17 @@ final class Validation {
             MethodOptions.check(method, keys);
         } catch (IllegalArgumentException e) {
             throw new UsageError(cl, e.getMessage());
+        }
+        if (Criteria.names().contains(method)) {
+            // the criterion's own factory checks its options' values (--norm l3, --flap-metric foo, --taylor x, ...)
+            Map<String, String> given = new java.util.LinkedHashMap<>();
+            MethodOptions.KEYS.forEach((option, key) -> {
+                if (p.hasMatchedOption(option)) {
+                    Object v = p.matchedOption(option).getValue();
+                    given.put(key, String.valueOf(v));
+                }
+            });
+            usage(cl, () -> Criteria.create(method, given));
         }
         boolean trainsSchedule = ScheduleMethods.isMethod(method)
                 || (p.matchedOptionValue("--train-steps-per-step", 0) > 0 && p.hasMatchedOption("--iterative"));

@@ -96,6 +96,23 @@ class BadInputTest {
                     + "magnitude, wanda-sp (see lopper prune --help)", "prune", "M", "--method", "foo", "--ratio", "0.2"),
             new Row(2, "error: --reg-lr is an option of --method compresso, not of flap", "prune", "M", "--method", "flap", "--ratio", "0.2",
                     "--reg-lr", "0.5"),
+            // names from a list, each checked against its registry
+            new Row(2, "error: --allocation foo: expected one of", "prune", "M", "--ratio", "0.2", "--allocation", "foo", "--out", "O"),
+            new Row(2, "error: --head-unit foo: expected kv-group or query-head", "prune", "M", "--ratio", "0.2", "--head-unit", "foo"),
+            new Row(2, "error: --targets foo: expected heads, channels or layers", "prune", "M", "--ratio", "0.2", "--targets", "heads,foo"),
+            new Row(2, "error: --norm l3", "prune", "M", "--ratio", "0.2", "--norm", "l3", "--out", "O"),
+            new Row(2, "error: --flap-metric foo", "prune", "M", "--method", "flap", "--ratio", "0.2", "--calib", "T", "--flap-metric", "foo"),
+            new Row(2, "error: --wanda-order foo", "prune", "M", "--method", "wanda-sp", "--ratio", "0.2", "--calib", "T", "--wanda-order", "foo"),
+            new Row(2, "error: --merged-dtype f8: expected f32, bf16, f16 or keep", "recover", "M", "--train-data", "T", "--steps", "1",
+                    "--merged-dtype", "f8", "--out", "O"),
+            new Row(2, "error: --output-dtype f8: expected f32, bf16, f16 or keep", "prune", "M", "--method", "efficientllm", "--ratio", "0.5",
+                    "--train-data", "T", "--output-dtype", "f8", "--out", "O"),
+            new Row(2, "error: --ppl-preset foo: unknown; expected llm-pruner, wanda or flap", "eval", "M", "--text", "T", "--ppl-preset", "foo"),
+            new Row(2, "error: --format foo: expected onnx, onnx-kv, torchscript, hf or gguf (see lopper export --help)", "export", "M",
+                    "--format", "foo", "--out", "O"),
+            new Row(2, "error: --dtype q4: expected f32, f16, bf16", "export", "M", "--format", "gguf", "--dtype", "q4", "--out", "O"),
+            new Row(2, "error: --merged-dtype: only with --recover-steps N", "prune", "M", "--method", "efficientllm", "--ratio", "0.5",
+                    "--train-data", "T", "--merged-dtype", "bf16", "--out", "O"),
             // bad files (exit code 1), still before anything is written
             new Row(1, "error: --train-data B: is not UTF-8 text", "recover", "M", "--train-data", "B", "--steps", "1", "--out", "O"),
             new Row(1, "error: E: line 1 (generic): choice 1 is empty; expected text to score", "eval", "M", "--task", "generic=E", "--no-speed"));
@@ -140,7 +157,7 @@ class BadInputTest {
 
     @Test
     void theTableCoversTheIssuesCases() {
-        assertTrue(ROWS.size() >= 40, "rows: " + ROWS.size());
+        assertTrue(ROWS.size() >= 50, "rows: " + ROWS.size());
     }
 
     @Test
