@@ -177,6 +177,15 @@ final class Validation {
                 }
             }
         }
+        for (String t : p.hasMatchedOption("--task") ? p.matchedOptionValue("--task", List.<String>of()) : List.<String>of()) {
+            // kjv-cloze without a file reads the fixture's test split, relative to the repository root
+            Path file = Path.of(t.contains("=") ? t.substring(t.indexOf('=') + 1) : t.equals("kjv-cloze") ? "fixtures/text/kjv-test.txt" : "");
+            if (!file.toString().isEmpty() && !Files.exists(file)) {
+                throw new UsageError(cl, "--task " + t + ": " + file + " does not exist" + (t.equals("kjv-cloze")
+                        ? " here (kjv-cloze reads the fixture's test split from the repository root); run from there or give kjv-cloze=FILE"
+                        : "; expected a task file"));
+            }
+        }
         if (p.commandSpec().name().equals("export")) {
             String f = p.matchedOptionValue("--format", "");
             if (!Set.of("onnx", "onnx-kv", "torchscript", "hf", "gguf").contains(f)) {

@@ -113,6 +113,10 @@ class BadInputTest {
             new Row(2, "error: --dtype q4: expected f32, f16, bf16", "export", "M", "--format", "gguf", "--dtype", "q4", "--out", "O"),
             new Row(2, "error: --merged-dtype: only with --recover-steps N", "prune", "M", "--method", "efficientllm", "--ratio", "0.5",
                     "--train-data", "T", "--merged-dtype", "bf16", "--out", "O"),
+            new Row(2, "error: --task kjv-cloze: fixtures/text/kjv-test.txt does not exist here (kjv-cloze reads the fixture's test split from "
+                    + "the repository root); run from there or give kjv-cloze=FILE", "eval", "M", "--task", "kjv-cloze"),
+            new Row(2, "error: --task generic=nowhere.jsonl: nowhere.jsonl does not exist; expected a task file", "eval", "M", "--task",
+                    "generic=nowhere.jsonl"),
             // bad files (exit code 1), still before anything is written
             new Row(1, "error: --train-data B: is not UTF-8 text", "recover", "M", "--train-data", "B", "--steps", "1", "--out", "O"),
             new Row(1, "error: E: line 1 (generic): choice 1 is empty; expected text to score", "eval", "M", "--task", "generic=E", "--no-speed"));
