@@ -248,6 +248,10 @@ final class Validation {
             });
             usage(cl, () -> Criteria.create(method, given));
         }
+        if (ScheduleMethods.isMethod(method) && !method.equals("adapt-pruner") && !p.hasMatchedOption("--steps")
+                && !p.hasMatchedOption("--apply-plan")) {
+            throw new UsageError(cl, "--steps N: missing; --method " + method + " trains while it prunes: give its optimizer steps");
+        }
         boolean trainsSchedule = ScheduleMethods.isMethod(method)
                 || (p.matchedOptionValue("--train-steps-per-step", 0) > 0 && p.hasMatchedOption("--iterative"));
         if (trainsSchedule && !p.hasMatchedOption("--train-data") && !p.hasMatchedOption("--apply-plan")) {
@@ -265,6 +269,15 @@ final class Validation {
         }
         boolean scheduled = ScheduleMethods.isMethod(method) || p.matchedOptionValue("--iterative", 1) > 1
                 || p.matchedOptionValue("--iterative-steps", 1) > 1;
+        boolean trainingMethod = ScheduleMethods.isMethod(method);
+        if (p.hasMatchedOption("--steps") && !trainingMethod) {
+            throw new UsageError(cl, "--steps: only with a training-aware --method (" + String.join(", ", new TreeSet<>(ScheduleMethods.names()))
+                    + "); " + (scheduled ? "--iterative trains --train-steps-per-step N between its prune steps" : "after a one-shot prune, --recover-steps N trains"));
+        }
+        if (p.hasMatchedOption("--train-steps-per-step") && !(method.equals("adapt-pruner") || (!trainingMethod && p.matchedOptionValue("--iterative", 1) > 1))) {
+            throw new UsageError(cl, "--train-steps-per-step: only with --iterative N (N > 1) or --method adapt-pruner; "
+                    + (trainingMethod ? "--method " + method + " trains --steps N" : "a one-shot prune trains nothing"));
+        }
         if (scheduled) {
             for (String o : List.of("--recover-seed", "--merged-dtype", "--stream")) {
                 if (p.hasMatchedOption(o)) {

@@ -272,6 +272,11 @@ public final class Trainer<T extends Trainee> {
             public int accumulation() {
                 return o.accumulation();
             }
+
+            @Override
+            public void progress(int step, int micro) {
+                progressWithin(step, micro);
+            }
         };
     }
 
