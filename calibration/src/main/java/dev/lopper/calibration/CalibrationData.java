@@ -94,7 +94,7 @@ public record CalibrationData(long[][] windows, String key) {
             throw new IllegalArgumentException("--calib " + source + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
         try {
-            List<Path> files = files(source);
+            List<Path> files = files(source, "--calib");
             String key = cacheKey(files, source, tokenizer.file(), samples, seqLen, seed, textField);
             Path cached = cacheDir == null ? null : cacheDir.resolve("calib-" + key + ".bin");
             if (cached != null && Files.exists(cached)) {
@@ -103,7 +103,7 @@ public record CalibrationData(long[][] windows, String key) {
                     return new CalibrationData(w, key);
                 }
             }
-            long[] stream = tokenize(files, tokenizer, textField);
+            long[] stream = tokenize(files, tokenizer, textField, "--calib");
             if (stream.length < seqLen + 1) {
                 throw new IllegalArgumentException("--calib " + source + ": has " + stream.length + " tokens; --seq-len " + seqLen
                         + " needs at least " + (seqLen + 1));
@@ -129,7 +129,7 @@ public record CalibrationData(long[][] windows, String key) {
             throw new IllegalArgumentException(option + " " + source + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
         try {
-            return tokenize(files(source), tokenizer, textField);
+            return tokenize(files(source, option), tokenizer, textField, option);
         } catch (IOException e) {
             throw new UncheckedIOException(option + " " + source + ": " + e.getMessage(), e);
         }
@@ -146,7 +146,7 @@ public record CalibrationData(long[][] windows, String key) {
         return out;
     }
 
-    private static List<Path> files(Path source) throws IOException {
+    private static List<Path> files(Path source, String option) throws IOException {
         if (!Files.isDirectory(source)) {
             return List.of(source);
         }
@@ -154,7 +154,7 @@ public record CalibrationData(long[][] windows, String key) {
             List<Path> files = s.filter(Files::isRegularFile).filter(p -> !p.getFileName().toString().startsWith("."))
                     .sorted().toList();
             if (files.isEmpty()) {
-                throw new IllegalArgumentException("--calib " + source + ": the directory has no files");
+                throw new IllegalArgumentException(option + " " + source + ": the directory has no files");
             }
             return files;
         }
@@ -166,7 +166,7 @@ public record CalibrationData(long[][] windows, String key) {
     }
 
     /** The whole corpus as one token stream (no special tokens). */
-    private static long[] tokenize(List<Path> files, Tokenizer tokenizer, String textField) throws IOException {
+    private static long[] tokenize(List<Path> files, Tokenizer tokenizer, String textField, String option) throws IOException {
         LongBuffer out = new LongBuffer();
         for (Path f : files) {
             try {
@@ -183,11 +183,11 @@ public record CalibrationData(long[][] windows, String key) {
                             try {
                                 node = JSON.readTree(line);
                             } catch (IOException e) {
-                                throw new IllegalArgumentException("--calib " + f + ": line " + n + " is not valid JSON");
+                                throw new IllegalArgumentException(option + " " + f + ": line " + n + " is not valid JSON");
                             }
                             JsonNode text = node == null ? null : node.get(textField);
                             if (text == null || !text.isTextual()) {
-                                throw new IllegalArgumentException("--calib " + f + ": line " + n + " has no string field '" + textField
+                                throw new IllegalArgumentException(option + " " + f + ": line " + n + " has no string field '" + textField
                                         + "' (found fields " + (node == null ? "none" : iterable(node)) + ")");
                             }
                             tokenizeText(text.textValue() + "\n\n", tokenizer, out);
@@ -197,7 +197,7 @@ public record CalibrationData(long[][] windows, String key) {
                     tokenizeText(Files.readString(f, StandardCharsets.UTF_8), tokenizer, out);
                 }
             } catch (java.nio.charset.CharacterCodingException e) {
-                throw new IllegalArgumentException("--calib " + f + ": is not UTF-8 text (a binary file?); expected a .txt file, "
+                throw new IllegalArgumentException(option + " " + f + ": is not UTF-8 text (a binary file?); expected a .txt file, "
                         + "a .jsonl file or a directory of text files");
             }
         }

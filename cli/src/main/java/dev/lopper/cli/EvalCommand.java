@@ -18,8 +18,8 @@ import java.util.concurrent.Callable;
 
 /** {@code lopper eval PATH [--text SOURCE] [--task SPEC]... [--out FILE]}: perplexity, accuracy, speed; see docs/EVAL.md. */
 @Command(name = "eval", mixinStandardHelpOptions = true,
-        description = {"Evaluates a model directory, an ONNX export or a TorchScript export (picked from what PATH holds):",
-                "perplexity, zero-shot multiple choice (lm-evaluation-harness scoring), speed and size. See docs/EVAL.md."})
+        description = {"Evaluates a model directory, an ONNX or a TorchScript export: perplexity, accuracy, speed, size.",
+                "PATH's contents pick the backend. Perplexity, zero-shot multiple choice (lm-evaluation-harness scoring), speed and size. See docs/EVAL.md."})
 final class EvalCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "PATH", description = "model directory, ONNX export (model.onnx) or TorchScript export (model.pt)")
     Path model;

@@ -26,7 +26,7 @@ import java.util.concurrent.Callable;
  * other programs load (see docs/EXPORT.md), atomically, and prints the files written and their sizes.
  */
 @Command(name = "export", mixinStandardHelpOptions = true,
-        description = {"Writes MODEL (an HF directory, pruned or not) as ONNX, ONNX with KV cache, TorchScript or an HF directory.",
+        description = {"Writes MODEL (an HF directory, pruned or not) as ONNX, ONNX with KV cache, TorchScript, GGUF or HF.",
                 "The output is written atomically: a failed export leaves nothing behind. An existing --out is replaced only with",
                 "--overwrite and only if Lopper wrote it. See docs/EXPORT.md."})
 public final class ExportCommand implements Callable<Integer> {

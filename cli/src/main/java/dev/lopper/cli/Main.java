@@ -27,7 +27,10 @@ public final class Main {
         System.exit(run(args));
     }
 
-    /** Runs a command line and returns its exit code (0 success, 1 bad input or failure, 2 usage error). */
+    /**
+     * Runs a command line and returns its exit code: 0 success, 1 bad input (a file, its content) or failure, 2 usage
+     * error (an option unknown, missing, not of its type or out of its range), 130 interrupted (the same command resumes).
+     */
     public static int run(String... args) {
         return commandLine().execute(args);
     }
@@ -38,6 +41,35 @@ public final class Main {
         System.setProperty("ai.djl.offline", "true");
         CommandLine cl = new CommandLine(new Main());
         HelpSections.install(cl.getSubcommands().get("prune"), PruneCommand.helpSections());
+        // every usage error in one line (picocli's own and the range checks of Validation), exit code 2
+        cl.setParameterExceptionHandler((e, args) -> {
+            e.getCommandLine().getErr().println("error: " + Validation.line(e));
+            e.getCommandLine().getErr().flush();
+            return 2;
+        });
+        // every option's value is checked before any command starts work
+        cl.setExecutionStrategy(parsed -> {
+            Validation.check(parsed);
+            // a training job that fails before its first checkpoint (bad data, say) leaves no OUT.job behind
+            java.nio.file.Path out = outOf(parsed);
+            boolean hadJob = out != null && java.nio.file.Files.exists(dev.lopper.training.job.JobDir.dirOf(out));
+            try {
+                int code = new CommandLine.RunLast().execute(parsed);
+                if (out != null && code == 0) {
+                    HfNote.print(out, lastOf(parsed).commandSpec().commandLine().getErr()); // what loads a non-uniform model
+                }
+                return code;
+            } catch (CommandLine.ExecutionException e) {
+                if (out != null && !hadJob) {
+                    try {
+                        dev.lopper.training.job.JobDir.discardIfNoProgress(out);
+                    } catch (IOException | RuntimeException ignored) {
+                        // the error that stopped the run is the one to report
+                    }
+                }
+                throw e;
+            }
+        });
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             cmd.getErr().println("error: " + message(e));
             if (Boolean.getBoolean("lopper.debug")) {
@@ -46,6 +78,20 @@ public final class Main {
             return 1;
         });
         return cl;
+    }
+
+    /** The {@code --out} path of the command that runs, or null. */
+    private static java.nio.file.Path outOf(CommandLine.ParseResult parsed) {
+        CommandLine.ParseResult last = lastOf(parsed);
+        return last.hasMatchedOption("--out") && last.matchedOptionValue("--out", null) instanceof java.nio.file.Path p ? p : null;
+    }
+
+    private static CommandLine.ParseResult lastOf(CommandLine.ParseResult parsed) {
+        CommandLine.ParseResult last = parsed;
+        while (last.subcommand() != null) {
+            last = last.subcommand();
+        }
+        return last;
     }
 
     static String message(Throwable e) {

@@ -23,7 +23,7 @@ final class PplCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "HF model directory.")
     Path model;
 
-    @Option(names = "--text", required = true, paramLabel = "FILE", description = "UTF-8 text file to evaluate.")
+    @Option(names = "--text", required = true, paramLabel = "FILE", description = "UTF-8 text to evaluate: a file, a .jsonl file (field \"text\") or a directory of them (as lopper eval --text).")
     Path text;
 
     @Option(names = "--seq-len", defaultValue = "256", description = "Window length in tokens. Default: ${DEFAULT-VALUE}.")

@@ -185,7 +185,7 @@ public final class PruneCommand implements Callable<Integer> {
         s.put("Options of one method (each says which)", List.copyOf(MethodOptions.KEYS.keySet()));
         s.put("Output", List.of("--out", "--plan-out", "--overwrite", "--json"));
         s.put("Scheduled and iterative pruning (training-aware methods, --iterative)", List.of("--iterative", "--iterative-steps",
-                "--train-steps-per-step", "--steps"));
+                "--train-steps-per-step", "--steps", "--output-dtype"));
         s.put("Training (training-aware methods, --iterative with --train-steps-per-step, --recover-steps)", List.of("--train-data",
                 "--val-data", "--val-fraction", "--val-windows", "--train-seq-len", "--micro-batch", "--accumulation", "--lr",
                 "--weight-decay", "--warmup", "--max-grad-norm", "--eval-every", "--checkpoint-every", "--patience", "--lora-rank",

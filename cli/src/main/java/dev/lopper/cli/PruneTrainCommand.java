@@ -53,7 +53,7 @@ public final class PruneTrainCommand implements Callable<Integer> {
     @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps")
     int steps;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "the pruned model (its work in OUT.schedule/; an existing run there is resumed)")
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "the pruned model (its work in OUT.job/; an existing run there is resumed)")
     Path out;
 
     @Option(names = "--overwrite", description = "start over: replace an existing DIR that Lopper wrote (never anything else)")

@@ -36,9 +36,6 @@ public final class RecoverCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "model directory (a pruned one, or any Lopper model)")
     Path model;
 
-    /** The training text when --train-data (or the old --data) is not given: the fixture's training split. */
-    static final Path DEFAULT_DATA = Path.of("fixtures/text/kjv-train.txt");
-
     @Mixin
     OldTrainingSpellings old;
 
@@ -55,7 +52,7 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "seed of adapter init, data windows and dropout. Default: ${DEFAULT-VALUE} (every Lopper trainer's; lopper prune --recover-steps calls it --recover-seed, as prune's --seed is its calibration seed).")
     long seed;
 
-    @Option(names = "--merged-dtype", defaultValue = "f32", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--merged-dtype", defaultValue = "keep", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input; the run says which it wrote). Default: ${DEFAULT-VALUE}.")
     String mergedDtype;
 
     @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
@@ -117,7 +114,10 @@ public final class RecoverCommand implements Callable<Integer> {
 
     private Path data() {
         old.applyTo(training);
-        return training.trainData != null ? training.trainData : DEFAULT_DATA;
+        if (training.trainData == null) {
+            throw new IllegalArgumentException("--train-data is required: the training text (a .txt file, a .jsonl file or a directory of text files)");
+        }
+        return training.trainData;
     }
 
     private void report(Recovery.Outcome r) {
@@ -142,6 +142,7 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("val_loss_after", last);
             m.put("tokens_per_second", t.tokensPerSecond());
             m.put("merged", r.merged() == null ? null : r.merged().toString());
+            m.put("merged_dtype", r.merged() == null ? null : dtypeOf(r.merged()));
             m.put("adapter", r.adapter() == null ? null : r.adapter().toString());
             m.put("job", r.job().toString());
             m.put("curve_csv", r.curve().toString());
@@ -156,9 +157,9 @@ public final class RecoverCommand implements Callable<Integer> {
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
                     r.trainableParameters(), t.tokensPerSecond());
             if (r.adapter() != null) {
-                w.printf(Locale.ROOT, "  merged model: %s%n  adapter (PEFT): %s%n", r.merged(), r.adapter());
+                w.printf(Locale.ROOT, "  merged model: %s (%s)%n  adapter (PEFT): %s%n", r.merged(), written(r.merged(), mergedDtype), r.adapter());
             } else {
-                w.printf(Locale.ROOT, "  trained model (every weight): %s%n", r.merged());
+                w.printf(Locale.ROOT, "  trained model (every weight): %s (%s)%n", r.merged(), written(r.merged(), mergedDtype));
             }
         }
         if (first != null && last != null) {
@@ -166,6 +167,21 @@ public final class RecoverCommand implements Callable<Integer> {
         }
         w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", r.curve(), r.job().resolve("checkpoints"));
         w.flush();
+    }
+
+    /** The dtype a model directory's weights are stored in (f32, bf16, f16), or "?" when it cannot be read. */
+    static String dtypeOf(Path dir) {
+        try (dev.lopper.model.ModelDir md = dev.lopper.model.ModelDir.open(dir)) {
+            return dev.lopper.training.job.OutputDtype.name(dev.lopper.training.job.OutputDtype.of(md));
+        } catch (Exception | Error e) {
+            return "?";
+        }
+    }
+
+    /** "bf16, the input's dtype; --merged-dtype f32|bf16|f16 to change" or "f32, --merged-dtype". */
+    static String written(Path dir, String asked) {
+        boolean keep = asked == null || asked.equalsIgnoreCase("keep");
+        return dtypeOf(dir) + (keep ? ", the input's dtype; --merged-dtype f32|bf16|f16 to change" : ", --merged-dtype");
     }
 
     static DataType dtype(String s) {
@@ -190,6 +206,12 @@ public final class RecoverCommand implements Callable<Integer> {
         public void step(Trainer.Point p, int total, double tokensPerSecond, double eta) {
             err.printf(Locale.ROOT, "step %d/%d  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%n", p.step(), total, p.trainLoss(), p.lr(),
                     tokensPerSecond, time(eta));
+            err.flush();
+        }
+
+        @Override
+        public void within(int step, int micro, int accumulation, double tokensPerSecond, double eta) {
+            err.printf(Locale.ROOT, "step %d  micro-batch %d/%d  %.0f tok/s  ETA %s%n", step, micro, accumulation, tokensPerSecond, time(eta));
             err.flush();
         }
 

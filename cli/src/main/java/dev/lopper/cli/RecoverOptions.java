@@ -28,7 +28,7 @@ final class RecoverOptions {
     @Option(names = "--recover-seed", description = "with --recover-steps: seed of adapter init, windows and dropout (lopper recover's --seed). Default: 42.")
     Long seed;
 
-    @Option(names = "--merged-dtype", description = "with --recover-steps: dtype of the recovered model: f32, bf16, f16 or keep. Default: f32.")
+    @Option(names = "--merged-dtype", description = "with --recover-steps: dtype of the recovered model: f32, bf16, f16 or keep. Default: keep (the pruned model's, as the input's).")
     String mergedDtype;
 
     @Option(names = "--stream", description = "with --recover-steps: train with one decoder layer's weights in memory at a time")
@@ -75,11 +75,11 @@ final class RecoverOptions {
         d = distill.full ? d.withLearningRate(DistillOptions.FULL_LR) : d; // --lr given still wins (training.train)
         TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
         return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
-                training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "f32" : mergedDtype), stream,
+                training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "keep" : mergedDtype), stream,
                 distill.distillation(), distill.full);
     }
 
-    private static void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
+    private void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
         Trainer.Result t = o.recovery().train();
         Double first = null;
         Double last = null;
@@ -121,7 +121,8 @@ final class RecoverOptions {
             w.printf(Locale.ROOT, "recovered: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", t.step(),
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
                     o.recovery().trainableParameters(), t.tokensPerSecond());
-            w.printf(Locale.ROOT, "  recovered model: %s%n  pruned model before recovery: %s%n  adapter (PEFT): %s%n", o.out(), o.pruned(),
+            w.printf(Locale.ROOT, "  recovered model: %s (%s)%n  pruned model before recovery: %s%n  adapter (PEFT): %s%n", o.out(),
+                    RecoverCommand.written(o.out(), mergedDtype), o.pruned(),
                     o.recovery().adapter() == null ? "none (every weight trained)" : o.recovery().adapter());
         }
         if (first != null && last != null) {

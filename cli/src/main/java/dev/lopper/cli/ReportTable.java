@@ -59,7 +59,9 @@ final class ReportTable {
         if (m == null) {
             return "-";
         }
-        return String.format(Locale.ROOT, "%.4f ± %.4f (n=%d)", acc ? m.acc() : m.accNorm(), acc ? m.accStderr() : m.accNormStderr(), m.examples());
+        double se = acc ? m.accStderr() : m.accNormStderr();
+        return String.format(Locale.ROOT, "%.4f ± %s (n=%d)", acc ? m.acc() : m.accNorm(),
+                Double.isNaN(se) ? "n/a" : String.format(Locale.ROOT, "%.4f", se), m.examples());
     }
 
     private static void row(List<String[]> rows, String name, List<EvalReport> reports, Function<EvalReport, String> f) {

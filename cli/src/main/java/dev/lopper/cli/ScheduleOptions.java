@@ -41,6 +41,9 @@ final class ScheduleOptions {
     @Option(names = "--criterion", paramLabel = "NAME", description = "adapt-pruner: the within-layer criterion (any --method criterion). Default: llm-pruner with --taylor param_first (the paper's).")
     String criterion;
 
+    @Option(names = "--output-dtype", paramLabel = "DTYPE", description = "training-aware methods and --iterative: dtype of the final model: f32, bf16, f16 or keep. Default: keep (the input model's; the run says which it wrote).")
+    String outputDtype;
+
     /** Whether {@code method} with these options runs on the schedule engine rather than as a one-shot prune. */
     boolean scheduled(String method) {
         if (iterative != null && iterativeSteps != null) {
@@ -60,7 +63,7 @@ final class ScheduleOptions {
         TrainOptions t = training.train(d);
         return new ScheduleRequest(p, ScheduleMethods.isMethod(p.criterion()) ? null : n,
                 iterativeSteps != null ? 0 : trainStepsPerStep, steps, training.trainData, training.valData, lora, t,
-                training.valWindows(), training.valFraction());
+                training.valWindows(), training.valFraction(), dev.lopper.training.job.OutputDtype.parse(outputDtype, "--output-dtype"));
     }
 
     static List<String> names() {

@@ -93,8 +93,14 @@ class ExportCommandTest {
         assertEquals(1, again.code());
         assertTrue(again.err().contains("--overwrite"), again.err());
         assertTrue(Files.exists(out.resolve("stale.txt")), "a refused export must not touch the directory");
-        assertEquals(0, run(model.toString(), "--format", "torchscript", "--out", out.toString(), "--overwrite").code());
-        assertFalse(Files.exists(out.resolve("stale.txt")), "the old directory must be replaced, not merged");
+        // a file Lopper did not write is never deleted, also not with --overwrite (issue 27: a user's notes)
+        Run overwrite = run(model.toString(), "--format", "torchscript", "--out", out.toString(), "--overwrite");
+        assertEquals(1, overwrite.code());
+        assertTrue(overwrite.err().contains("holds stale.txt, which Lopper did not write"), overwrite.err());
+        assertTrue(Files.exists(out.resolve("stale.txt")));
+        Files.delete(out.resolve("stale.txt"));
+        assertEquals(0, run(model.toString(), "--format", "onnx", "--out", out.toString(), "--overwrite").code());
+        assertFalse(Files.exists(out.resolve("model.pt")), "the old directory must be replaced, not merged");
         try (Stream<Path> s = Files.list(tmp)) {
             assertTrue(s.noneMatch(p -> p.getFileName().toString().startsWith(".")), "temporary directories left behind");
         }

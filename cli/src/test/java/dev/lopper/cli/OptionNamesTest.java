@@ -71,9 +71,12 @@ class OptionNamesTest {
         assertEquals(Path.of("d.txt"), rc.request().data());
         assertEquals(64, rc.request().options().seqLen());
         RecoverCommand rd = new RecoverCommand();
-        new CommandLine(rd).parseArgs("m", "--steps", "1", "--out", "o");
-        assertEquals(RecoverCommand.DEFAULT_DATA, rd.request().data());
+        new CommandLine(rd).parseArgs("m", "--train-data", "d.txt", "--steps", "1", "--out", "o");
         assertEquals(256, rd.request().options().seqLen());
+        // --train-data is required (no silent default to the fixture's text)
+        CliTest.Result none = CliTest.run("recover", "m", "--steps", "1", "--out", "o");
+        assertEquals(2, none.code());
+        assertTrue(none.err().startsWith("error: --train-data FILE: missing, it is required"), none.err());
 
         EvalCommand e = new EvalCommand();
         new CommandLine(e).parseArgs("m", "--window", "32");
@@ -97,7 +100,7 @@ class OptionNamesTest {
             assertEquals(ScheduleMethods.get(m).options(), MethodOptions.accepted(m), m + ": the registry's options are the CLI's");
         }
         CliTest.Result r = CliTest.run("prune", "m", "--method", "magnitude", "--ratio", "0.2", "--prune-freq", "5");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code()); // a usage error (Validation), before any work
         assertTrue(r.err().startsWith("error: --prune-freq is an option of --method lora-prune, not of magnitude"), r.err());
         assertEquals(1, r.err().strip().lines().count(), r.err());
         CliTest.Result c = CliTest.run("prune", "m", "--method", "flap", "--ratio", "0.2", "--reg-lr", "0.5");

@@ -24,14 +24,12 @@ class SchedulePruneCommandTest {
     Path tmp;
 
     private String[] run(String... args) {
-        StringWriter out = new StringWriter();
-        StringWriter err = new StringWriter();
-        CommandLine cl = new CommandLine(new PruneCommand());
-        cl.setExecutionExceptionHandler(Main.commandLine().getExecutionExceptionHandler());
-        cl.setOut(new PrintWriter(out));
-        cl.setErr(new PrintWriter(err));
-        int code = cl.execute(args);
-        return new String[] {String.valueOf(code), out.toString(), err.toString()};
+        // as lopper prune runs it: Main's checks (Validation) and error handling
+        String[] all = new String[args.length + 1];
+        all[0] = "prune";
+        System.arraycopy(args, 0, all, 1, args.length);
+        CliTest.Result r = CliTest.run(all);
+        return new String[] {String.valueOf(r.code()), r.out(), r.err()};
     }
 
     @Test
@@ -56,7 +54,7 @@ class SchedulePruneCommandTest {
         Path model = tmp.resolve("model");
         RandomModels.write(model, RandomModels.llama());
         String[] r = run(model.toString(), "--method", "lora-prune", "--ratio", "0.5", "--out", tmp.resolve("o").toString());
-        assertEquals("1", r[0]);
+        assertEquals("2", r[0]); // a usage error (Validation), before any work
         assertTrue(r[2].contains("--steps"), r[2]);
         assertEquals(1, r[2].strip().lines().count(), r[2]);
         r = run(model.toString(), "--method", "wanda-sp", "--ratio", "0.5", "--iterative", "2", "--allocation", "adaptive",

@@ -27,16 +27,21 @@ public final class Perplexity {
     private Perplexity() {
     }
 
-    /** Reads and tokenizes a UTF-8 text file; an empty or missing file is a clear error. */
+    /** Reads and tokenizes a UTF-8 text file, a .jsonl file or a directory of them (as {@link EvalText}); an empty or missing one is a clear error. */
     public static long[] tokenize(Tokenizer tokenizer, Path text) {
-        if (!Files.isRegularFile(text)) {
-            throw ModelFormatException.file(text, "not found; expected a UTF-8 text file");
+        if (!Files.exists(text)) {
+            throw ModelFormatException.file(text, "not found; expected a UTF-8 text file, a .jsonl file or a directory of them");
         }
         String s;
-        try {
-            s = Files.readString(text, StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw ModelFormatException.file(text, "cannot read as UTF-8 text: " + e.getMessage());
+        String name = text.getFileName() == null ? "" : text.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
+        if (Files.isDirectory(text) || name.endsWith(".jsonl")) {
+            s = EvalText.read(text, "text", "\n\n"); // as lopper eval --text reads it
+        } else {
+            try {
+                s = Files.readString(text, StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                throw ModelFormatException.file(text, "cannot read as UTF-8 text: " + e.getMessage());
+            }
         }
         if (s.isBlank()) {
             throw ModelFormatException.file(text, "is empty; expected text to evaluate");

@@ -6,6 +6,10 @@ import ai.djl.ndarray.types.Shape;
 
 /** Additive attention masks: 0 where a query may attend, -inf where it may not. */
 public final class Masks {
+    /** The longest window whose [T, T] mask fits in one Java array. */
+    public static final int MAX_TOKENS = 46340;
+    private static final long MAX_MASK = (long) MAX_TOKENS * MAX_TOKENS;
+
     private Masks() {
     }
 
@@ -14,6 +18,10 @@ public final class Masks {
      * (Mistral's sliding window); with a padding mask [B, T], padded keys are masked too, giving [B, 1, T, T].
      */
     public static NDArray causal(NDManager manager, int t, int window, NDArray paddingMask) {
+        if ((long) t * t > MAX_MASK) {
+            throw new IllegalArgumentException("a window of " + t + " tokens: expected at most " + MAX_TOKENS
+                    + " tokens (--seq-len), the longest whose attention mask fits in one array");
+        }
         float[] m = new float[t * t];
         for (int i = 0; i < t; i++) {
             for (int j = 0; j < t; j++) {

@@ -22,6 +22,12 @@ public record McExample(List<String> contexts, List<String> choices, int label) 
         if (choices.size() < 2) {
             throw new IllegalArgumentException("expected at least 2 choices, found " + choices.size());
         }
+        for (int i = 0; i < choices.size(); i++) {
+            if (choices.get(i) == null || choices.get(i).isBlank()) {
+                // an empty continuation has log-likelihood 0 and wins every time: an accuracy that means nothing
+                throw new IllegalArgumentException("choice " + i + " is empty; expected text to score");
+            }
+        }
         if (contexts.size() != 1 && contexts.size() != choices.size()) {
             throw new IllegalArgumentException("expected 1 context or one per choice, found " + contexts.size());
         }

@@ -1,5 +1,8 @@
 package dev.lopper.eval.mc;
 
+import com.fasterxml.jackson.databind.annotation.JsonDeserialize;
+import com.fasterxml.jackson.databind.annotation.JsonSerialize;
+
 import java.util.List;
 
 /**
@@ -9,10 +12,12 @@ import java.util.List;
  *
  * @param predictions the acc choice of each example (compare runs and backends)
  */
-public record McResult(String task, String data, String dataHash, int examples, double acc, double accStderr,
-                       double accNorm, double accNormStderr, double seconds, List<Integer> predictions) {
+public record McResult(String task, String data, String dataHash, int examples, double acc,
+                       @JsonSerialize(using = NanAsNull.Writer.class) @JsonDeserialize(using = NanAsNull.Reader.class) double accStderr,
+                       double accNorm,
+                       @JsonSerialize(using = NanAsNull.Writer.class) @JsonDeserialize(using = NanAsNull.Reader.class) double accNormStderr, double seconds, List<Integer> predictions) {
 
-    /** Standard error of the mean of 0/1 outcomes as lm-eval computes it (ddof = 1). */
+    /** Standard error of the mean of 0/1 outcomes as lm-eval computes it (ddof = 1); NaN (JSON null, "n/a") below 2 outcomes. */
     public static double stderr(int[] outcomes) {
         int n = outcomes.length;
         if (n < 2) {

@@ -155,11 +155,9 @@ public final class Sweep {
                 model = dir.resolve("model");
                 PruneRequest.Builder b = PruneRequest.builder(r.model()).criterion(p.method()).ratio(p.ratio()).seed(r.seed())
                         .out(model).progress(r.progress());
-                if (!p.method().equals("magnitude")) { // the one criterion without calibration data refuses both
-                    b.samples(r.samples());
-                    if (r.calibration() != null) {
-                        b.calibration(r.calibration());
-                    }
+                // calibration (and --samples) go to the methods that use it: a sweep may mix both kinds
+                if (dev.lopper.pruning.criteria.Criteria.create(p.method(), java.util.Map.of()).needsCalibration()) {
+                    b.calibration(r.calibration()).samples(r.samples());
                 }
                 new Pruner().run(b.build());
             }

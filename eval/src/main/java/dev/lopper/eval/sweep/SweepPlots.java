@@ -57,7 +57,7 @@ public final class SweepPlots {
                     c.ratio(), r.parameters(), r.fileBytes(), r.perplexity() == null ? "-" : String.format(Locale.ROOT, "%.3f", r.perplexity().perplexity())));
             for (String t : tasks) {
                 McResult m = r.task(t);
-                s.append(m == null ? " - | - |" : String.format(Locale.ROOT, " %.3f ± %.3f | %.3f ± %.3f |", m.acc(), m.accStderr(), m.accNorm(), m.accNormStderr()));
+                s.append(m == null ? " - | - |" : String.format(Locale.ROOT, " %.3f ± %s | %.3f ± %s |", m.acc(), se(m.accStderr()), m.accNorm(), se(m.accNormStderr())));
             }
             s.append(r.speed() == null ? " - | - |" : String.format(Locale.ROOT, " %.0f | %.1f |", r.speed().prefillTokensPerSecond(), r.speed().decodeTokensPerSecond()));
             s.append('\n');
@@ -137,5 +137,10 @@ public final class SweepPlots {
 
     private static void save(Path file, JFreeChart chart) throws IOException {
         atomically(file, tmp -> ChartUtils.saveChartAsPNG(tmp.toFile(), chart, 800, 500));
+    }
+
+    /** A standard error, "n/a" where undefined (one example). */
+    private static String se(double v) {
+        return Double.isNaN(v) ? "n/a" : String.format(Locale.ROOT, "%.3f", v);
     }
 }

@@ -79,9 +79,14 @@ public final class AtomicDirectory {
                 throw new IllegalArgumentException(target + ": exists and was not written by Lopper (no " + OutputGuard.MARKER
                         + "); refusing to replace it");
             }
+            String foreign = OutputGuard.foreignEntry(target);
+            if (foreign != null) {
+                throw new IllegalArgumentException(target + ": holds " + foreign + ", which Lopper did not write; refusing to replace it");
+            }
             old = target.resolveSibling(tempName(target, "old"));
             Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
         }
+        OutputGuard.listFiles(fresh); // what a later --overwrite may replace
         try {
             Files.move(fresh, target, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {

@@ -71,6 +71,66 @@ public final class OutputGuard {
         if (!overwrite) {
             throw new IllegalArgumentException(option + " " + out + ": exists (written by Lopper earlier); pass --overwrite to replace it, or choose a new directory");
         }
+        String foreign = foreignEntry(out);
+        if (foreign != null) {
+            throw new IllegalArgumentException(option + " " + out + ": holds " + foreign + ", which Lopper did not write; --overwrite replaces "
+                    + "only Lopper's files: move it away or choose a new directory");
+        }
+    }
+
+    /** Files Lopper adds to a directory after writing it (a training job's curve), besides those its marker lists. */
+    private static final java.util.Set<String> ADDED_LATER = java.util.Set.of(MARKER, LEGACY_MARKER, "curve.csv", "curve.png");
+
+    /**
+     * The first entry of a Lopper directory that its marker does not list (a user's file put there later), or null.
+     * Markers without a list (older ones, directories that grow: sweeps, job folders) list nothing and allow all.
+     */
+    public static String foreignEntry(Path dir) throws IOException {
+        Path marker = dir.resolve(MARKER);
+        if (!Files.isRegularFile(marker)) {
+            return null;
+        }
+        com.fasterxml.jackson.databind.JsonNode files;
+        try {
+            files = JSON.readTree(marker.toFile()).get("files");
+        } catch (IOException e) {
+            return null;
+        }
+        if (files == null || !files.isArray()) {
+            return null;
+        }
+        java.util.Set<String> listed = new java.util.HashSet<>(ADDED_LATER);
+        files.forEach(f -> listed.add(f.asText()));
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).filter(n -> !listed.contains(n)).sorted().findFirst().orElse(null);
+        }
+    }
+
+    /**
+     * Records in {@code dir}'s marker the entries it holds now (just before it is moved into place), so that a later
+     * {@code --overwrite} replaces only those ({@link #foreignEntry}). Directories that grow after (kinds "job" and
+     * "sweep") are left unlisted.
+     */
+    public static void listFiles(Path dir) throws IOException {
+        Path marker = dir.resolve(MARKER);
+        if (!Files.isRegularFile(marker)) {
+            return;
+        }
+        com.fasterxml.jackson.databind.node.ObjectNode m;
+        try {
+            m = (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(marker.toFile());
+        } catch (IOException | ClassCastException e) {
+            return;
+        }
+        String kind = m.path("kind").asText("");
+        if (kind.equals("job") || kind.equals("sweep")) {
+            return;
+        }
+        com.fasterxml.jackson.databind.node.ArrayNode list = m.putArray("files");
+        try (Stream<Path> s = Files.list(dir)) {
+            s.map(p -> p.getFileName().toString()).sorted().forEach(list::add);
+        }
+        JSON.writerWithDefaultPrettyPrinter().writeValue(marker.toFile(), m);
     }
 
     /**

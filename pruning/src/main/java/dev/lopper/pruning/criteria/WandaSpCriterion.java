@@ -39,6 +39,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
     private final Order order;
     private Allocation.Options sequential;
     private boolean ranSequential;
+    private boolean scored;
 
     /** @param order SEQUENTIAL, DENSE or AUTO (sequential with uniform allocation of heads/channels, else dense) */
     public WandaSpCriterion(Order order) {
@@ -113,7 +114,12 @@ public final class WandaSpCriterion extends CalibratedCriterion {
     public ObjectNode options() {
         ObjectNode o = new ObjectMapper().createObjectNode();
         o.put("score", "mean_i |W[i,j]| * sqrt(sum_t x_j^2 / N), heads: sum over head_dim");
-        o.put("order", sequential != null || ranSequential ? "sequential (official)" : "dense (one pass)");
+        // before scoring (the settings line, the resume key) the order as asked; after it, the order that ran (as GBLM's)
+        o.put("order", sequential != null || ranSequential ? "sequential (official)" : scored ? "dense (one pass)" : switch (order) {
+            case SEQUENTIAL -> "sequential (official)";
+            case DENSE -> "dense (one pass)";
+            case AUTO -> "sequential (official) with --allocation uniform, else dense";
+        });
         return o;
     }
 
@@ -126,6 +132,7 @@ public final class WandaSpCriterion extends CalibratedCriterion {
         double[][] channels = new double[n][];
         Allocation.Options seq = sequentialFor(ctx);
         ranSequential = seq != null;
+        scored = true;
         ChannelStatsCollector stats = new ChannelStatsCollector(EnumSet.of(Tap.O_PROJ_INPUT, Tap.DOWN_PROJ_INPUT)) {
             @Override
             public void endLayer(LayerWeights w) {

@@ -29,7 +29,7 @@ public final class PlanJson {
     private PlanJson() {
     }
 
-        /** The plan as JSON (docs/PruningPlan.FORMAT.md). */
+        /** The plan as JSON (docs/FORMAT.md). */
     public static ObjectNode toJson(PruningPlan plan) {
         ObjectNode o = JSON.createObjectNode();
         o.put("format", PruningPlan.FORMAT);
@@ -157,7 +157,7 @@ public final class PlanJson {
             String f = it.next();
             if (!List.of("format", "toolVersion", "modelHash", "criterion", "criterionOptions", "ratio", "targets",
                     "allocation", "calibration", "seed", "removedLayers", "layers", "hidden", "result", "settings").contains(f)) {
-                throw ModelFormatException.field(file, f, "an unknown field", "only the fields of docs/PruningPlan.FORMAT.md (lopper-plan/1)");
+                throw ModelFormatException.field(file, f, "an unknown field", "only the fields of docs/FORMAT.md (lopper-plan/1)");
             }
         }
         Double ratio = r.optDouble(root, "ratio");

@@ -177,7 +177,12 @@ public final class Surgery {
 
     /** Saves a surgery result as an HF directory (tokenizer files copied from {@code sideFilesFrom}), plus the plan. */
     public static long save(Result result, Path out, Path sideFilesFrom, PruningPlan plan) throws IOException {
-        long bytes = ModelWriter.save(out, result.config(), result.tensors(), null, sideFilesFrom,
+        return save(result, out, sideFilesFrom, plan, null);
+    }
+
+    /** {@link #save(Result, Path, Path, PruningPlan)} with every floating tensor stored as {@code storeAs} (null: as each is). */
+    public static long save(Result result, Path out, Path sideFilesFrom, PruningPlan plan, ai.djl.ndarray.types.DataType storeAs) throws IOException {
+        long bytes = ModelWriter.save(out, result.config(), result.tensors(), storeAs, sideFilesFrom,
                 ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));
         if (plan != null) {
             plan.save(out.resolve(PLAN_FILE));

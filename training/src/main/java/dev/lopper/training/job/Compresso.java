@@ -162,7 +162,7 @@ public final class Compresso {
             TensorMap merged = Merge.merged(md.checkpoint(), lora, m);
             TensorMap folded = HardMasks.fold(md.config(), merged, heads, channels, m);
             Surgery.Result result = Surgery.apply(md.config(), folded, plan);
-            Surgery.save(result, dir, md.path(), plan);
+            Surgery.save(result, dir, md.path(), plan, OutputDtype.resolve(r.outputType(), md, r.prune().progress()));
         }
         return plan;
     }

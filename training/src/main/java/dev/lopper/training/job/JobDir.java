@@ -165,6 +165,19 @@ public final class JobDir {
         }
     }
 
+    /**
+     * After a run that failed: deletes {@code OUT.job} when it is Lopper's and holds no checkpoint, so that a failed
+     * run leaves nothing behind (a job with a checkpoint stays, to be resumed). Returns whether it deleted it.
+     */
+    public static boolean discardIfNoProgress(Path out) throws IOException {
+        Path dir = dirOf(out);
+        if (Files.isDirectory(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS) && OutputGuard.isLopperOutput(dir) && !hasProgress(dir)) {
+            AtomicDirectory.deleteTree(dir);
+            return true;
+        }
+        return false;
+    }
+
     /** Whether the job folder holds anything a resume would continue from. */
     private static boolean hasProgress(Path dir) throws IOException {
         try (Stream<Path> s = Files.walk(dir)) {

@@ -118,6 +118,12 @@ public final class PruneSchedule {
             }
 
             @Override
+            public void within(int step, int micro, int accumulation, double tokensPerSecond, double etaSeconds) {
+                progress.message(String.format(Locale.ROOT, "%strain %d micro-batch %d/%d, %.0f tok/s, ETA %.0fs", prefix, step, micro,
+                        accumulation, tokensPerSecond, etaSeconds));
+            }
+
+            @Override
             public void validated(int step, double loss) {
                 progress.message(String.format(Locale.ROOT, "%sstep %d val_loss %.4f (perplexity %.3f)", prefix, step, loss, Math.exp(loss)));
             }
@@ -166,7 +172,7 @@ public final class PruneSchedule {
                 PruningPlan composed = plan;
                 plan = AskedRatio.record(plan, r.prune().ratio(), original, () -> String.format(Locale.ROOT,
                         "the allocation's counts (%s), layers kept whole: %s", composed.allocation(), keptWhole(composed, original)), progress);
-                writeFinal(st.current, originalDir, out, plan, phases);
+                writeFinal(st.current, originalDir, out, plan, phases, OutputDtype.resolve(r.outputType(), originalDir, progress));
                 job.finish();
                 return new Result(out, plan, List.copyOf(st.curve), resumedAfter);
             } finally {
@@ -363,8 +369,8 @@ public final class PruneSchedule {
      * The final model to OUT with the composed plan: when no step trained, the original checkpoint cut by the plan
      * (its own dtype, as a one-shot prune writes it); otherwise the trained model in memory (fp32).
      */
-    private static void writeFinal(FullModel current, ModelDir originalDir, Path out, PruningPlan plan, List<Phase> phases)
-            throws IOException {
+    private static void writeFinal(FullModel current, ModelDir originalDir, Path out, PruningPlan plan, List<Phase> phases,
+                                   DataType storeAs) throws IOException {
         boolean trained = phases.stream().anyMatch(p -> p.trainSteps() > 0);
         Surgery.Result result;
         if (trained) {
@@ -379,7 +385,7 @@ public final class PruneSchedule {
                 throw new IllegalStateException("the composed plan does not describe the model the steps cut"); // a bug, not bad input
             }
         }
-        Surgery.save(result, out, originalDir.path(), plan);
+        Surgery.save(result, out, originalDir.path(), plan, storeAs);
     }
 
     private static ObjectNode requestJson(ScheduleRequest r, ScheduleMethod m) {

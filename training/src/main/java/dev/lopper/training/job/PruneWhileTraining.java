@@ -100,7 +100,7 @@ public final class PruneWhileTraining {
                 }
                 PruningPlan plan = AskedRatio.record(plan(r, o, md, method, trainee.model().config()), r.prune().ratio(), config,
                         () -> "the method's last cut (" + method.allocation() + " allocation of its own counts)", progress);
-                ModelWriter.save(out, trainee.model().config(), trainee.model().source(), DataType.FLOAT32, md.path(),
+                ModelWriter.save(out, trainee.model().config(), trainee.model().source(), OutputDtype.resolve(r.outputType(), md, progress), md.path(),
                         ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));
                 plan.save(out.resolve(Surgery.PLAN_FILE));
                 job.finish();

@@ -28,9 +28,17 @@ import java.nio.file.Path;
  * @param train optimizer settings; its {@code steps} is replaced by each phase's
  * @param valWindows validation windows per training phase
  * @param valFraction the share of {@code data} held out for validation when {@code val} is null
+ * @param outputType dtype of the final model ({@code --output-dtype}), or null for the input model's
  */
 public record ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
-                              LoraConfig lora, TrainOptions train, int valWindows, double valFraction) {
+                              LoraConfig lora, TrainOptions train, int valWindows, double valFraction,
+                              ai.djl.ndarray.types.DataType outputType) {
+    /** A request writing the final model in the input model's dtype ({@link OutputDtype}). */
+    public ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
+                           LoraConfig lora, TrainOptions train, int valWindows, double valFraction) {
+        this(prune, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, valFraction, null);
+    }
+
     /** A request holding out 5% of {@code data} for validation when {@code val} is null. */
     public ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
                            LoraConfig lora, TrainOptions train, int valWindows) {

@@ -71,6 +71,21 @@ public final class Trainer<T extends Trainee> {
 
         /** A line of progress from the job around the loop (a teacher cache being built, the memory full training holds). */
         default void message(String line) { }
+
+        /**
+         * Inside a long optimizer step (every {@link #PROGRESS_SECONDS} s at most, between micro-batches): step
+         * {@code step} (1-based) has done {@code micro} of its {@code accumulation} micro-batches.
+         */
+        default void within(int step, int micro, int accumulation, double tokensPerSecond, double etaSeconds) { }
+    }
+
+    /** No more than this many seconds pass without a progress call ({@link Listener#within}) while a run trains. */
+    public static final double PROGRESS_SECONDS = 5;
+
+    /** {@link #PROGRESS_SECONDS}, or the system property {@code lopper.progress.seconds} (tests set 0: a line per micro-batch). */
+    private static double progressSeconds() {
+        String s = System.getProperty("lopper.progress.seconds");
+        return s == null ? PROGRESS_SECONDS : Double.parseDouble(s);
     }
 
     private final T trainee;
@@ -82,6 +97,10 @@ public final class Trainer<T extends Trainee> {
     private List<ParamGroup> groups;
     private List<AdamW> optimizers;
     private volatile boolean stopRequested;
+    private long runStart;
+    private long lastProgress;
+    private int runResumedFrom;
+    private long runTokensPerStep;
 
     /** @param checkpoints where checkpoints are written and resumed from (null: none) */
     public Trainer(T trainee, TrainingMethod<? super T> method, TrainingData data, TrainOptions options, Path checkpoints,
@@ -136,6 +155,10 @@ public final class Trainer<T extends Trainee> {
         boolean saved = true;
         long start = System.nanoTime();
         long tokensPerStep = (long) o.accumulation() * o.microBatch() * trainee.tokensPerWindow(o.seqLen()) * method.batchesPerStep();
+        runStart = start;
+        lastProgress = start;
+        runResumedFrom = resumedFrom;
+        runTokensPerStep = tokensPerStep;
         while (step < o.steps() && !early && !stopRequested) {
             double lr = groups.get(0).rate().at(step);
             double loss = trainStep(step);
@@ -162,6 +185,7 @@ public final class Trainer<T extends Trainee> {
             history.add(p);
             double secs = (System.nanoTime() - start) / 1e9;
             listener.step(p, o.steps(), (step - resumedFrom) * tokensPerStep / secs, (o.steps() - step) * secs / (step - resumedFrom));
+            lastProgress = System.nanoTime();
             saved = false;
             if ((o.checkpointEvery() > 0 && step % o.checkpointEvery() == 0) || step == o.steps() || early) {
                 checkpoint(step, history, best, sinceBest);
@@ -187,6 +211,7 @@ public final class Trainer<T extends Trainee> {
                     NDArray ids = Batches.ids(m, first, o.microBatch(), data.train());
                     loss += trainee.train(new MicroBatch(m, ids, first, step, micro, 1.0 / o.accumulation(), seedFor(o.seed(), step, micro)), grads);
                 }
+                progressWithin(step, micro);
             }
             method.afterBackward(step, trainee, grads);
             List<NDArray> clipped = new ArrayList<>();
@@ -205,6 +230,20 @@ public final class Trainer<T extends Trainee> {
             }
             return loss;
         }
+    }
+
+    /** A progress line inside a step when {@link #PROGRESS_SECONDS} passed since the last one. */
+    private void progressWithin(int step, int micro) {
+        long now = System.nanoTime();
+        if (runStart == 0 || now - lastProgress < progressSeconds() * 1e9) {
+            return;
+        }
+        lastProgress = now;
+        double secs = Math.max(1e-9, (now - runStart) / 1e9);
+        double done = (step - runResumedFrom + (micro + 1.0) / o.accumulation()) * runTokensPerStep;
+        double rate = done / secs;
+        double left = (o.steps() - step - (micro + 1.0) / o.accumulation()) * runTokensPerStep;
+        listener.within(step + 1, micro + 1, o.accumulation(), rate, rate > 0 ? left / rate : 0);
     }
 
     /** Mean loss over the validation windows (no dropout, no gradients). */
@@ -235,6 +274,11 @@ public final class Trainer<T extends Trainee> {
             @Override
             public int accumulation() {
                 return o.accumulation();
+            }
+
+            @Override
+            public void progress(int step, int micro) {
+                progressWithin(step, micro);
             }
         };
     }

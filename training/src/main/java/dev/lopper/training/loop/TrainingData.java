@@ -39,10 +39,10 @@ public record TrainingData(long[][] train, long[][] validation) {
      */
     public static TrainingData load(Path data, Path val, Tokenizer tokenizer, int trainWindows, int valWindows, int seqLen,
                                     double valFraction, long seed) {
-        long[] stream = CalibrationData.tokenStream(data, tokenizer, "text", "--data");
+        long[] stream = CalibrationData.tokenStream(data, tokenizer, "text", "--train-data");
         long[] valStream;
         if (val != null) {
-            valStream = CalibrationData.tokenStream(val, tokenizer, "text", "--val");
+            valStream = CalibrationData.tokenStream(val, tokenizer, "text", "--val-data");
         } else {
             int cut = (int) (stream.length * (1 - valFraction));
             valStream = Arrays.copyOfRange(stream, cut, stream.length);
@@ -54,11 +54,11 @@ public record TrainingData(long[][] train, long[][] validation) {
     /** Windows from token streams already made. */
     public static TrainingData of(long[] trainStream, long[] valStream, int trainWindows, int valWindows, int seqLen, long seed) {
         if (trainStream.length < seqLen + 1) {
-            throw new IllegalArgumentException("--data: has " + trainStream.length + " training tokens; --seq-len " + seqLen
+            throw new IllegalArgumentException("--train-data: has " + trainStream.length + " training tokens; --train-seq-len " + seqLen
                     + " needs at least " + (seqLen + 1));
         }
         if (valStream.length < seqLen) {
-            throw new IllegalArgumentException("--val: has " + valStream.length + " tokens; --seq-len " + seqLen + " needs at least " + seqLen);
+            throw new IllegalArgumentException("--val-data: has " + valStream.length + " tokens; --train-seq-len " + seqLen + " needs at least " + seqLen);
         }
         long[][] train = CalibrationData.sample(trainStream, trainWindows, seqLen, seed);
         int n = Math.min(valWindows, valStream.length / seqLen);

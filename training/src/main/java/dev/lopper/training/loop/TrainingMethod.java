@@ -38,6 +38,10 @@ public interface TrainingMethod<T extends Trainee> {
         NDArray extraBatch(NDManager scope, int step, int micro);
 
         int accumulation();
+
+        /** Called after each extra micro-batch: the run's progress line when one is due (a long mask update stays visible). */
+        default void progress(int step, int micro) {
+        }
     }
 
     String name();

@@ -236,6 +236,7 @@ public final class Bip implements FullTrainingMethod {
                                 .mul((float) (1.0 / data.accumulation()));
                         c.backward(loss);
                     }
+                    data.progress(step, micro);
                     for (int l = 0; l < n; l++) {
                         add(gg[l], sg[l].getGradient().toFloatArray());
                         add(gc[l], sc[l].getGradient().toFloatArray());
