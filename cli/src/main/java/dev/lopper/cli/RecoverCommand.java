@@ -28,8 +28,9 @@ import java.util.concurrent.Callable;
  * {@link Recovery}).
  */
 @Command(name = "recover", mixinStandardHelpOptions = true,
-        description = {"Trains LoRA adapters on MODEL (frozen) with the causal-LM loss and writes the merged model (HF, adapters",
-                "folded in) to DIR; --teacher DENSE distils from the dense model instead, --full trains every weight. DIR.job/ holds the adapter (PEFT), checkpoints and curve.csv/.png; running the same command",
+        description = {"Trains LoRA adapters on MODEL (frozen) with the causal-LM loss and writes the merged model to DIR.",
+                "The adapters are folded in (HF layout); --teacher DENSE distils from the dense model instead, --full trains every",
+                "weight. DIR.job/ holds the adapter (PEFT), checkpoints and curve.csv/.png; running the same command",
                 "again continues from the last checkpoint, and Ctrl-C writes one before exiting.",
                 "Defaults follow LLM-Pruner's post-training (see docs/TRAINING.md)."})
 public final class RecoverCommand implements Callable<Integer> {

@@ -42,8 +42,8 @@ import java.util.concurrent.Callable;
  * cell stands. docs/EVAL.md, docs/CLUSTER.md.
  */
 @Command(name = "sweep", mixinStandardHelpOptions = true,
-        description = {"Prunes MODEL with every method at every ratio and evaluates each (and the dense model); each cell is a",
-                "directory with its report. Rerunning with the same --out skips finished cells and redoes half-done ones.",
+        description = {"Prunes MODEL with every method at every ratio and evaluates each cell (and the dense model).",
+                "Each cell is a directory with its report. Rerunning with the same --out skips finished cells and redoes half-done ones.",
                 "Writes results.md and PNG plots. With --executor slurm every cell is a task of one Slurm array job and a",
                 "collection job writes results.md after them; --status DIR says where each cell stands. See docs/EVAL.md",
                 "and docs/CLUSTER.md."})
@@ -143,7 +143,7 @@ final class SweepCommand implements Callable<Integer> {
         boolean slurm = switch (executor) {
             case "local" -> false;
             case "slurm" -> true;
-            default -> throw new IllegalArgumentException("--executor " + executor + ": expected local or slurm");
+            default -> throw usage("--executor " + executor + ": expected local or slurm");
         };
         checkExecutorOptions(slurm);
         validate();
@@ -172,6 +172,11 @@ final class SweepCommand implements Callable<Integer> {
         }
     }
 
+    /** A usage error (exit code 2), as Validation's: the options do not fit together. */
+    private ParameterException usage(String message) {
+        return new Validation.UsageError(spec.commandLine(), message);
+    }
+
     private void requireOption(boolean missing, String message) {
         if (missing) {
             throw new ParameterException(spec.commandLine(), message);
@@ -192,20 +197,20 @@ final class SweepCommand implements Callable<Integer> {
             given.put("--wait", waitForJobs ? true : null);
             for (Map.Entry<String, Object> e : given.entrySet()) {
                 if (e.getValue() != null) {
-                    throw new IllegalArgumentException(e.getKey() + ": only with --executor slurm; found --executor " + executor);
+                    throw usage(e.getKey() + ": only with --executor slurm; found --executor " + executor);
                 }
             }
             return;
         }
         if (cpusPerTask != null && cpusPerTask < 1) {
-            throw new IllegalArgumentException("--cpus-per-task " + cpusPerTask + ": expected at least 1");
+            throw usage("--cpus-per-task " + cpusPerTask + ": expected at least 1");
         }
         if (maxParallel != null && maxParallel < 1) {
-            throw new IllegalArgumentException("--max-parallel " + maxParallel + ": expected at least 1");
+            throw usage("--max-parallel " + maxParallel + ": expected at least 1");
         }
         for (String a : sbatchArgs) {
             if (!a.startsWith("-")) {
-                throw new IllegalArgumentException("--sbatch-arg " + a + ": expected an sbatch option (starting with -), e.g. --sbatch-arg=--account=proj");
+                throw usage("--sbatch-arg " + a + ": expected an sbatch option (starting with -), e.g. --sbatch-arg=--account=proj");
             }
         }
         if (jar != null && !Files.isRegularFile(jar)) {

@@ -89,13 +89,14 @@ class BadInputTest {
                     "--keep-first", "1", "--keep-last", "1", "--out", "O"),
             new Row(2, "error: --ratios 1.5: expected a fraction in [0, 1) (see lopper sweep --help)", "sweep", "M", "--methods", "magnitude",
                     "--ratios", "0.2,1.5", "--out", "O"),
-            new Row(2, "error: --methods foo: expected one-shot criteria from cfsp, flap, gblm, llm-pruner, magnitude, wanda-sp", "sweep", "M",
+            new Row(2, "error: --methods foo: expected one-shot criteria from angular, block-influence, cfsp, flap, gblm, layer-loss, llm-pruner, magnitude, "
+                    + "minitron, wanda-sp", "sweep", "M",
                     "--methods", "magnitude,foo", "--ratios", "0.2", "--out", "O"),
             new Row(2, "error: --methods wanda-sp: needs calibration data; give --calib FILE", "sweep", "M", "--methods", "magnitude,wanda-sp",
                     "--ratios", "0.2", "--out", "O"),
             // --method: every method, as --help lists them
-            new Row(2, "error: --method foo: expected one of adapt-pruner, bip, cfsp, compresso, efficientllm, flap, gblm, llm-pruner, lora-prune, "
-                    + "magnitude, wanda-sp (see lopper prune --help)", "prune", "M", "--method", "foo", "--ratio", "0.2"),
+            new Row(2, "error: --method foo: expected one of adapt-pruner, angular, bip, block-influence, cfsp, compresso, efficientllm, flap, gblm, "
+                    + "layer-loss, llm-pruner, lora-prune, magnitude, minitron, wanda-sp (see lopper prune --help)", "prune", "M", "--method", "foo", "--ratio", "0.2"),
             new Row(2, "error: --reg-lr is an option of --method compresso, not of flap", "prune", "M", "--method", "flap", "--ratio", "0.2",
                     "--reg-lr", "0.5"),
             // options of another kind of run, never ignored

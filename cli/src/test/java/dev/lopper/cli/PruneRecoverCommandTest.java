@@ -80,9 +80,9 @@ class PruneRecoverCommandTest {
     @Test
     void defaultsAreLopperRecoversDefaults() {
         RecoverCommand rc = new RecoverCommand();
-        new CommandLine(rc).parseArgs("m", "--steps", "50", "--out", "o");
+        new CommandLine(rc).parseArgs("m", "--steps", "50", "--train-data", "t.txt", "--out", "o");
         PruneCommand pc = new PruneCommand();
-        new CommandLine(pc).parseArgs("m", "--ratio", "0.2", "--recover-steps", "50", "--out", "o");
+        new CommandLine(pc).parseArgs("m", "--ratio", "0.2", "--recover-steps", "50", "--train-data", "t.txt", "--out", "o");
         PruneAndRecover.Request p = pc.recovery.request(PruneRequest.builder(Path.of("m")).ratio(0.2).out(Path.of("o")).build(), pc.training);
         assertEquals(rc.request().options(), p.options());
         assertEquals(rc.request().lora(), p.lora());
