@@ -172,8 +172,9 @@ final class Validation {
         }
         if (p.hasMatchedOption("--targets")) {
             for (String t : p.matchedOptionValue("--targets", List.<String>of())) {
-                if (!Set.of("heads", "channels", "layers").contains(t)) {
-                    throw new UsageError(cl, "--targets " + t + ": expected heads, channels or layers (comma-separated)");
+                if (!dev.lopper.pruning.plan.PruningPlan.TARGETS.contains(t)) {
+                    throw new UsageError(cl, "--targets " + t + ": expected " + String.join(", ", dev.lopper.pruning.plan.PruningPlan.TARGETS)
+                            + " (comma-separated)");
                 }
             }
         }

@@ -111,7 +111,7 @@ class BadInputTest {
             // names from a list, each checked against its registry
             new Row(2, "error: --allocation foo: expected one of", "prune", "M", "--ratio", "0.2", "--allocation", "foo", "--out", "O"),
             new Row(2, "error: --head-unit foo: expected kv-group or query-head", "prune", "M", "--ratio", "0.2", "--head-unit", "foo"),
-            new Row(2, "error: --targets foo: expected heads, channels or layers", "prune", "M", "--ratio", "0.2", "--targets", "heads,foo"),
+            new Row(2, "error: --targets foo: expected heads, channels, layers, hidden, sublayers", "prune", "M", "--ratio", "0.2", "--targets", "heads,foo"),
             new Row(2, "error: --norm l3", "prune", "M", "--ratio", "0.2", "--norm", "l3", "--out", "O"),
             new Row(2, "error: --flap-metric foo", "prune", "M", "--method", "flap", "--ratio", "0.2", "--calib", "T", "--flap-metric", "foo"),
             new Row(2, "error: --wanda-order foo", "prune", "M", "--method", "wanda-sp", "--ratio", "0.2", "--calib", "T", "--wanda-order", "foo"),

@@ -117,13 +117,17 @@ public record Distillation(Path teacher, double alpha, double temperature, Path 
     /**
      * The teacher layer each of {@code studentLayers} came from: the student's {@code lopper_plan.json} lists the
      * original layers pruning removed (depth pruning), and the kept ones map in order; a student without a plan must
-     * have the teacher's depth (then layer i is layer i). Lopper never prunes the hidden dimension
-     * ({@code hidden_size} is kept, docs/FORMAT.md), so the residual streams compare channel for channel.
+     * have the teacher's depth (then layer i is layer i). The residual streams compare channel for channel, so the
+     * hidden-state loss needs the teacher's {@code hidden_size}; a student with a pruned hidden dimension distils on
+     * the logits alone (no hidden-state loss: nothing to map, and nothing is checked).
      */
     public static int[] teacherLayers(Path studentDir, ModelConfig student, ModelConfig teacher, int[] studentLayers) {
+        if (studentLayers.length == 0) {
+            return new int[0];
+        }
         if (student.hiddenSize() != teacher.hiddenSize()) {
             throw new IllegalArgumentException("--hidden-loss: the student " + studentDir + " has hidden_size " + student.hiddenSize()
-                    + ", the teacher " + teacher.hiddenSize() + "; the residual streams cannot be compared");
+                    + ", the teacher " + teacher.hiddenSize() + "; the residual streams cannot be compared (logit distillation works: drop --hidden-loss)");
         }
         java.util.List<Integer> kept = new java.util.ArrayList<>();
         Path planFile = studentDir.resolve(dev.lopper.pruning.surgery.Surgery.PLAN_FILE);

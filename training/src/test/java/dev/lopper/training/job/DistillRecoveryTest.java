@@ -174,6 +174,25 @@ public class DistillRecoveryTest {
         assertFalse(Files.exists(JobDir.dirOf(out)), "refused before any work");
     }
 
+    /** A student with a pruned hidden dimension (Minitron's width) distils on the logits; a hidden-state loss is refused in one line. */
+    @Test
+    void hiddenPrunedStudentDistilsOnLogitsAndRefusesTheHiddenLoss() throws Exception {
+        Path narrow = tmp.resolve("narrow");
+        new Pruner().run(PruneRequest.builder(teacher).criterion("magnitude").ratio(0.25).targets("hidden").out(narrow).build());
+        java.util.function.Function<Distillation, Recovery.Request> req = d -> new Recovery.Request(narrow, text, null,
+                tmp.resolve("narrow-" + (d.hiddenLoss() == null ? "kd" : "hidden")), LoraConfig.defaults(), OPTIONS, 0.1, 4, Device.cpu(),
+                DataType.FLOAT32, false, false, d, false);
+        try (ModelDir s = ModelDir.open(narrow); ModelDir t = ModelDir.open(teacher)) {
+            assertTrue(s.config().hiddenSize() < t.config().hiddenSize());
+        }
+        Recovery.run(req.apply(Distillation.of(teacher)), Trainer.Listener.NONE, t -> { });
+        assertTrue(Files.isRegularFile(tmp.resolve("narrow-kd").resolve("model.safetensors")));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Recovery.run(req.apply(Distillation.of(teacher).withHidden("cosine", null, 1)), Trainer.Listener.NONE, t -> { }));
+        assertFalse(e.getMessage().contains("\n"), e.getMessage());
+        assertTrue(e.getMessage().contains("hidden_size") && e.getMessage().contains("drop --hidden-loss"), e.getMessage());
+    }
+
     /** A depth-pruned student: each kept layer's output is compared with the teacher layer it came from; resumes bit for bit. */
     @Test
     void hiddenStateLossOnADepthPrunedStudentMapsLayersAndResumes() throws Exception {
