@@ -14,7 +14,6 @@ import org.jfree.data.xy.XYSeriesCollection;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -66,24 +65,7 @@ public final class SweepPlots {
             s.append("\nUnfinished (no report yet): ").append(String.join(", ", unfinished))
                     .append(". `lopper sweep --status DIR` says why.\n");
         }
-        atomically(file, tmp -> Files.writeString(tmp, s.toString()));
-    }
-
-    private interface Writer {
-        void write(Path tmp) throws IOException;
-    }
-
-    /** Writes {@code file} beside itself, then renames it into place: a reader never sees it half-written. */
-    private static void atomically(Path file, Writer w) throws IOException {
-        Path abs = file.toAbsolutePath();
-        // not createTempFile: its 0600 would keep the results from the group on a shared filesystem
-        Path tmp = abs.resolveSibling("." + abs.getFileName() + "." + java.util.UUID.randomUUID() + ".tmp");
-        try {
-            w.write(tmp);
-            Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        dev.lopper.model.io.AtomicFile.write(file, tmp -> Files.writeString(tmp, s.toString()));
     }
 
     public static void writePlots(Path dir, List<Sweep.Cell> cells) throws IOException {
@@ -136,7 +118,7 @@ public final class SweepPlots {
     }
 
     private static void save(Path file, JFreeChart chart) throws IOException {
-        atomically(file, tmp -> ChartUtils.saveChartAsPNG(tmp.toFile(), chart, 800, 500));
+        dev.lopper.model.io.AtomicFile.write(file, tmp -> ChartUtils.saveChartAsPNG(tmp.toFile(), chart, 800, 500));
     }
 
     /** A standard error, "n/a" where undefined (one example). */

@@ -9,7 +9,6 @@ import dev.lopper.model.ModelFormatException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -95,13 +94,6 @@ public record SweepSpec(String format, String lopperVersion, String created, Str
 
     /** Writes {@code out/sweep.json} beside and renames it into place. */
     public void write(Path out) throws IOException {
-        Path abs = out.toAbsolutePath().resolve(FILE);
-        Path tmp = abs.resolveSibling("." + FILE + "." + java.util.UUID.randomUUID() + ".tmp"); // the umask's mode, not 0600
-        try {
-            JSON.writeValue(tmp.toFile(), this);
-            Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        dev.lopper.model.io.AtomicFile.write(out.resolve(FILE), tmp -> JSON.writeValue(tmp.toFile(), this));
     }
 }

@@ -1,5 +1,6 @@
 package dev.lopper.training.job;
 
+import dev.lopper.model.io.AtomicFile;
 import dev.lopper.training.loop.Trainer;
 import org.jfree.chart.ChartUtils;
 import org.jfree.chart.JFreeChart;
@@ -10,11 +11,7 @@ import org.jfree.data.xy.XYSeries;
 import org.jfree.data.xy.XYSeriesCollection;
 
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -49,22 +46,18 @@ public final class Curve {
     public static void writeCsv(List<Trainer.Point> history, Path file) throws IOException {
         TreeSet<String> metrics = new TreeSet<>();
         history.forEach(p -> metrics.addAll(p.metrics().keySet()));
-        Path tmp = file.resolveSibling("." + file.getFileName() + ".tmp");
-        try (PrintWriter w = new PrintWriter(Files.newBufferedWriter(tmp, StandardCharsets.UTF_8))) {
-            StringBuilder head = new StringBuilder("step,train_loss,val_loss,lr,params");
-            metrics.forEach(m -> head.append(',').append(m));
-            w.println(head);
-            for (Trainer.Point p : history) {
-                // a row without training (a validation, a prune step) has no rate
-                String lr = p.trainLoss() == null ? "" : String.format(Locale.ROOT, "%.6g", p.lr());
-                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%d,%s,%s,%s,%d", p.step(), num(p.trainLoss()),
-                        num(p.valLoss()), lr, p.params()));
-                Map<String, Double> m = p.metrics();
-                metrics.forEach(k -> row.append(',').append(m.containsKey(k) ? String.format(Locale.ROOT, "%.6g", m.get(k)) : ""));
-                w.println(row);
-            }
+        StringBuilder csv = new StringBuilder("step,train_loss,val_loss,lr,params");
+        metrics.forEach(m -> csv.append(',').append(m));
+        csv.append('\n');
+        for (Trainer.Point p : history) {
+            // a row without training (a validation, a prune step) has no rate
+            String lr = p.trainLoss() == null ? "" : String.format(Locale.ROOT, "%.6g", p.lr());
+            csv.append(String.format(Locale.ROOT, "%d,%s,%s,%s,%d", p.step(), num(p.trainLoss()), num(p.valLoss()), lr, p.params()));
+            Map<String, Double> m = p.metrics();
+            metrics.forEach(k -> csv.append(',').append(m.containsKey(k) ? String.format(Locale.ROOT, "%.6g", m.get(k)) : ""));
+            csv.append('\n');
         }
-        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        AtomicFile.writeString(file, csv.toString());
     }
 
     private static String num(Double v) {
@@ -101,8 +94,6 @@ public final class Curve {
             plot.setRenderer(1, new XYLineAndShapeRenderer(true, false));
         }
         JFreeChart chart = new JFreeChart(title, JFreeChart.DEFAULT_TITLE_FONT, plot, true);
-        Path tmp = file.resolveSibling("." + file.getFileName() + ".tmp");
-        ChartUtils.saveChartAsPNG(tmp.toFile(), chart, 800, 500);
-        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        AtomicFile.write(file, tmp -> ChartUtils.saveChartAsPNG(tmp.toFile(), chart, 800, 500));
     }
 }

@@ -25,9 +25,9 @@ import dev.lopper.pruning.plan.PruningPlan;
 import dev.lopper.pruning.surgery.Surgery;
 
 import java.io.IOException;
+import dev.lopper.model.io.AtomicFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.function.Consumer;
 
 /**
@@ -167,9 +167,7 @@ public final class PruneAndRecover {
             if (p.planOut() != null) {
                 // the plan the pruning step wrote beside its model; copied only now, so that a rerun after a kill
                 // does not find its own --plan-out and refuse it
-                Path tmp = p.planOut().resolveSibling("." + p.planOut().getFileName() + ".tmp-" + ProcessHandle.current().pid());
-                Files.copy(prune.out().resolve(Surgery.PLAN_FILE), tmp, StandardCopyOption.REPLACE_EXISTING);
-                Files.move(tmp, p.planOut(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                AtomicFile.write(p.planOut(), tmp -> Files.copy(prune.out().resolve(Surgery.PLAN_FILE), tmp));
             }
             job.finish();
             return new Outcome(pruned, prune.out(), o, p.out(), job.dir());

@@ -37,10 +37,8 @@ import dev.lopper.training.method.ScheduleMethod;
 import dev.lopper.training.method.StepContext;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -406,8 +404,6 @@ public final class PruneSchedule {
     }
 
     private static void write(Path file, String text) throws IOException {
-        Path tmp = file.resolveSibling("." + file.getFileName() + ".tmp");
-        Files.writeString(tmp, text, StandardCharsets.UTF_8);
-        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        dev.lopper.model.io.AtomicFile.writeString(file, text);
     }
 }
