@@ -59,10 +59,15 @@ public final class BFloat16 {
     /** fp32 values -> little-endian bf16 bytes, rounding to nearest even (as torch's .to(bfloat16)). */
     public static ByteBuffer fromFloat32(float[] values) {
         ByteBuffer out = ByteBuffer.allocateDirect(values.length * 2).order(ByteOrder.LITTLE_ENDIAN);
+        putFromFloat32(out, values);
+        return out.flip();
+    }
+
+    /** Appends fp32 values to a little-endian buffer as bf16, rounding as {@link #fromFloat32}. */
+    public static void putFromFloat32(ByteBuffer out, float[] values) {
         for (float v : values) {
             out.putShort(round(v));
         }
-        return out.flip();
     }
 
     static short round(float v) {

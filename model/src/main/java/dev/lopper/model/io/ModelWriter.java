@@ -2,6 +2,7 @@ package dev.lopper.model.io;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -123,6 +124,27 @@ public final class ModelWriter {
         }
     }
 
+    /** Elements converted per heap array: 64 MiB of floats. */
+    private static final int CHUNK = 1 << 24;
+
+    /**
+     * fp32 -> bf16 a slice at a time, so that the heap holds one slice, never the whole tensor (a 128k-vocab
+     * embedding of width 4096 is 2 GiB of floats, beyond a small -Xmx; the fp32 copy itself is native memory).
+     */
+    static ByteBuffer bf16InChunks(NDArray a, int chunk) {
+        NDArray flat = a.reshape(-1);
+        long n = flat.size();
+        ByteBuffer out = ByteBuffer.allocateDirect(Math.toIntExact(n * 2)).order(ByteOrder.LITTLE_ENDIAN);
+        for (long from = 0; from < n; from += chunk) {
+            try (NDManager slice = a.getManager().newSubManager()) {
+                NDArray part = flat.get(new NDIndex("{}:{}", from, Math.min(n, from + chunk)));
+                part.attach(slice);
+                BFloat16.putFromFloat32(out, part.toFloatArray());
+            }
+        }
+        return out.flip();
+    }
+
     /** One tensor's bytes in {@code type}, converted through an array. */
     private static ByteBuffer bytesOf(TensorSource tensors, String name, DataType type) {
         ByteBuffer fused = FusedLayout.rawBytes(tensors, name, type);
@@ -131,7 +153,7 @@ public final class ModelWriter {
         }
         try (NDManager m = NDManager.newBaseManager(ai.djl.Device.cpu())) {
             if (type == DataType.BFLOAT16) {
-                return BFloat16.fromFloat32(tensors.load(name, m, DataType.FLOAT32).toFloatArray());
+                return bf16InChunks(tensors.load(name, m, DataType.FLOAT32), CHUNK);
             }
             NDArray a = tensors.load(name, m, type);
             ByteBuffer data = a.toByteBuffer();
