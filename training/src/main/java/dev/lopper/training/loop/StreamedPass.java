@@ -7,7 +7,6 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.training.GradientCollector;
 import dev.lopper.model.Decoder;
 import dev.lopper.model.LayerHooks;
@@ -113,11 +112,9 @@ public final class StreamedPass implements LossPass {
     /** Inputs of every layer and the last output (n + 1 arrays, owned by {@code scope}). */
     private List<NDArray> sweep(NDManager scope, NDArray ids, LoraAdapters lora, int seed, boolean dropout) {
         List<NDArray> h = new ArrayList<>();
-        try (NDManager embed = scope.newSubManager()) {
-            NDArray table = source.load(WeightNames.EMBED, embed);
-            NDArray rows = table.get(new NDIndex("{}", ids.reshape(-1))).reshape(ids.getShape().get(0), ids.getShape().get(1), config.hiddenSize());
-            h.add(keep(rows, scope));
-        }
+        // only the batch's rows of the embedding are read (a 128k-token table is 1 GiB in fp32)
+        h.add(source.loadRows(WeightNames.EMBED, ids.toLongArray(), scope, ai.djl.ndarray.types.DataType.FLOAT32)
+                .reshape(ids.getShape().get(0), ids.getShape().get(1), config.hiddenSize()));
         for (int i = 0; i < config.numLayers(); i++) {
             try (NDManager layer = scope.newSubManager()) {
                 LayerWeights w = LayerWeights.load(source, config, i, layer);
