@@ -47,7 +47,7 @@ public final class LlamaModel implements AutoCloseable {
             LayerWeights.Loader l = new LayerWeights.Loader(source, manager);
             NDArray embed = l.get(WeightNames.EMBED, config.vocabSize(), config.hiddenSize());
             NDArray norm = l.get(WeightNames.FINAL_NORM, config.hiddenSize());
-            NDArray head = config.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD)
+            NDArray head = WeightNames.head(config, source).equals(WeightNames.EMBED)
                     ? embed : l.get(WeightNames.LM_HEAD, config.vocabSize(), config.hiddenSize());
             List<LayerWeights> layers = new ArrayList<>();
             for (int i = 0; i < config.numLayers(); i++) {

@@ -9,6 +9,14 @@ public final class WeightNames {
     private WeightNames() {
     }
 
+    /**
+     * The output projection's tensor, HF's rule: the embedding where the config ties them and the checkpoint has
+     * no lm_head (a tied checkpoint may still store one: then that one), else lm_head.
+     */
+    public static String head(dev.lopper.model.config.ModelConfig config, dev.lopper.model.io.TensorSource source) {
+        return config.tieWordEmbeddings() && !source.has(LM_HEAD) ? EMBED : LM_HEAD;
+    }
+
     public static String layerPrefix(int layer) {
         return "model.layers." + layer + ".";
     }

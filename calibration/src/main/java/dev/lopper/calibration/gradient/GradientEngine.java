@@ -270,7 +270,7 @@ public final class GradientEngine {
         double total = 0;
         int t = s.t();
         int hidden = config.hiddenSize();
-        String name = config.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD) ? WeightNames.EMBED : WeightNames.LM_HEAD;
+        String name = WeightNames.head(config, source);
         long vocab = config.vocabSize();
         int block = (int) Math.max(1, Math.min(vocab, blockBytes / (4L * hidden)));
         try (NDManager weights = s.root().newSubManager()) {

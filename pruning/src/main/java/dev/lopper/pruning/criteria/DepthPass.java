@@ -129,7 +129,7 @@ final class DepthPass {
                 }
             }
             NDArray norm = w.load(WeightNames.FINAL_NORM, m);
-            NDArray head = w.has(WeightNames.LM_HEAD) ? w.load(WeightNames.LM_HEAD, m) : w.load(WeightNames.EMBED, m);
+            NDArray head = w.load(WeightNames.head(c, w), m);
             double sum = 0;
             long count = 0;
             int b0 = 0;

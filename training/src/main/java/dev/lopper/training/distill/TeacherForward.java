@@ -115,7 +115,7 @@ public final class TeacherForward implements AutoCloseable {
         }
         try (NDManager head = scope.newSubManager()) {
             NDArray norm = source.load(WeightNames.FINAL_NORM, head);
-            NDArray lmHead = source.load(c.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD) ? WeightNames.EMBED : WeightNames.LM_HEAD, head);
+            NDArray lmHead = source.load(WeightNames.head(c, source), head);
             NDArray in = h.stopGradient();
             in.attach(head);
             NDArray out = keep(Decoder.linear(Decoder.rmsNorm(in, norm, c.rmsNormEps()), lmHead, null), scope);

@@ -135,7 +135,7 @@ public final class StreamedPass implements LossPass {
 
     private NDArray head(NDManager m, NDArray h) {
         NDArray norm = source.load(WeightNames.FINAL_NORM, m);
-        NDArray lmHead = source.load(config.tieWordEmbeddings() && !source.has(WeightNames.LM_HEAD) ? WeightNames.EMBED : WeightNames.LM_HEAD, m);
+        NDArray lmHead = source.load(WeightNames.head(config, source), m);
         NDArray in = h.getManager() == m ? h : alias(h, m);
         return Decoder.linear(Decoder.rmsNorm(in, norm, config.rmsNormEps()), lmHead, null);
     }
