@@ -3,6 +3,7 @@ package dev.lopper.calibration;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lopper.model.Tokenizer;
+import dev.lopper.model.io.AtomicFile;
 
 import java.io.BufferedReader;
 import java.io.DataInputStream;
@@ -14,7 +15,6 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -272,20 +272,20 @@ public record CalibrationData(long[][] windows, String key) {
 
     private static void write(Path file, long[][] windows) throws IOException {
         Files.createDirectories(file.getParent());
-        Path tmp = Files.createTempFile(file.getParent(), "calib", ".tmp");
-        try (OutputStream os = Files.newOutputStream(tmp);
-             DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(os))) {
-            out.writeInt(MAGIC);
-            out.writeInt(windows.length);
-            out.writeInt(windows[0].length);
-            for (long[] row : windows) {
-                for (long id : row) {
-                    out.writeInt(Math.toIntExact(id));
+        // atomic: a concurrent run reads either nothing or the whole file
+        AtomicFile.write(file, tmp -> {
+            try (OutputStream os = Files.newOutputStream(tmp);
+                 DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(os))) {
+                out.writeInt(MAGIC);
+                out.writeInt(windows.length);
+                out.writeInt(windows[0].length);
+                for (long[] row : windows) {
+                    for (long id : row) {
+                        out.writeInt(Math.toIntExact(id));
+                    }
                 }
             }
-        }
-        // atomic: a concurrent run reads either nothing or the whole file
-        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        });
     }
 
     /**

@@ -7,11 +7,11 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.lopper.eval.PerplexityReport;
 import dev.lopper.eval.mc.McResult;
 import dev.lopper.model.ModelFormatException;
+import dev.lopper.model.io.AtomicFile;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.List;
 
 /**
@@ -46,17 +46,10 @@ public record EvalReport(String format, String lopperVersion, String date, Strin
         return JSON;
     }
 
-    /** Writes the report atomically: a temporary file beside {@code file}, then a rename. */
+    /** Writes the report atomically ({@link AtomicFile}: a temporary file beside {@code file}, then a rename). */
     public void write(Path file) throws IOException {
-        Path abs = file.toAbsolutePath();
-        Files.createDirectories(abs.getParent());
-        Path tmp = Files.createTempFile(abs.getParent(), "." + abs.getFileName(), ".tmp");
-        try {
-            JSON.writeValue(tmp.toFile(), this);
-            Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        Files.createDirectories(file.toAbsolutePath().getParent());
+        AtomicFile.write(file, tmp -> JSON.writeValue(tmp.toFile(), this));
     }
 
     /** Reads a report; a one-line error naming the file otherwise. */
