@@ -25,7 +25,7 @@ final class TrainingOptions {
     @Option(names = "--val-fraction", description = "share of the training text held out without --val-data. Default: 0.05.")
     Double valFraction;
 
-    @Option(names = "--val-windows", description = "validation windows. Default: 16.")
+    @Option(names = "--val-windows", description = "validation windows (0: no validation). Default: 16.")
     Integer valWindows;
 
     @Option(names = "--lora-rank", description = "LoRA rank. Default: 8 (LLM-Pruner's post-training and LoRAPrune).")

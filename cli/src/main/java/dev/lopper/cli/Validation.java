@@ -52,11 +52,13 @@ final class Validation {
         Rule positive = new Rule(v -> v > 0 && Double.isFinite(v), "a number above 0");
         Rule nonNegative = new Rule(v -> v >= 0 && Double.isFinite(v), "a number of at least 0");
         for (String o : List.of("--iterative", "--iterative-steps", "--steps", "--recover-steps", "--samples", "--stride",
-                "--chunk-tokens", "--threads", "--batch", "--micro-batch", "--accumulation", "--val-windows", "--lora-rank",
+                "--chunk-tokens", "--threads", "--batch", "--micro-batch", "--accumulation", "--lora-rank",
                 "--max-tokens", "--prune-freq", "--eval-every", "--checkpoint-every")) {
             m.put(o, atLeast1);
         }
-        for (String o : List.of("--limit", "--keep-first", "--keep-last", "--train-steps-per-step", "--patience", "--warmup")) {
+        // --val-windows 0: no validation (the memory benchmarks train without it)
+        for (String o : List.of("--limit", "--keep-first", "--keep-last", "--train-steps-per-step", "--patience", "--warmup",
+                "--val-windows")) {
             m.put(o, atLeast0);
         }
         for (String o : List.of("--seq-len", "--window", "--train-seq-len")) {

@@ -187,10 +187,10 @@ class EverydayUseTest {
         assertEquals(0, asked.code(), asked.err());
         assertTrue(asked.err().contains("model written as f32 (--output-dtype)"), asked.err());
         assertEquals("f32", RecoverCommand.dtypeOf(f32));
-        // recover merges into the input's dtype too, and says which
+        // recover merges into the input's dtype too, and says which (and --val-windows 0 trains without validation)
         Path rec = tmp.resolve("rec");
         CliTest.Result rr = CliTest.run("recover", kept.toString(), "--train-data", text.toString(), "--steps", "1", "--micro-batch", "1",
-                "--accumulation", "1", "--train-seq-len", "16", "--val-windows", "1", "--out", rec.toString());
+                "--accumulation", "1", "--train-seq-len", "16", "--val-windows", "0", "--out", rec.toString());
         assertEquals(0, rr.code(), rr.err());
         assertTrue(rr.out().contains("merged model: " + rec + " (bf16, the input's dtype; --merged-dtype f32|bf16|f16 to change)"), rr.out());
         // a one-shot prune refuses --output-dtype (it keeps the input's dtype), in one line
