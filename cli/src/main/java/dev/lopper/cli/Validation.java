@@ -206,7 +206,7 @@ final class Validation {
         switch (name) {
             case "prune" -> checkPrune(cl, p);
             case "sweep" -> checkSweep(cl, p);
-            case "recover", "prune-train" -> {
+            case "recover" -> {
                 if (!p.hasMatchedOption("--train-data") && !p.hasMatchedOption("--data")) {
                     throw new UsageError(cl, "--train-data FILE: missing, it is required (the text to train on)");
                 }
@@ -374,6 +374,9 @@ final class Validation {
             List<String> un = u.getUnmatched();
             String first = un.isEmpty() ? "?" : un.get(0);
             List<String> suggestions = u.getSuggestions();
+            if (first.equals("prune-train") && cl.getCommandSpec().parent() == null) {
+                return "prune-train: no longer a command; use lopper prune MODEL --method efficientllm|bip" + help;
+            }
             boolean option = first.startsWith("-");
             return first + ": " + (option ? "unknown option" : "unexpected argument") + " of " + cl.getCommandSpec().qualifiedName()
                     + (suggestions.isEmpty() ? "" : "; did you mean " + String.join(" or ", suggestions.subList(0, Math.min(3, suggestions.size()))) + "?")
