@@ -66,8 +66,9 @@ public final class Compresso {
         CompressoOptions d = CompressoOptions.defaults(r.prune().ratio(), r.steps());
         Map<String, String> m = r.prune().criterionOptions();
         double regLr = m.containsKey("reg-lr") ? Double.parseDouble(m.get("reg-lr")) : d.regLr();
-        return d.withBatch(t.microBatch(), t.accumulation(), t.seqLen()).withLearningRates(t.learningRate(), regLr)
-                .withSeed(t.seed()).withPrompt(m.get("prompt")).withLora(r.lora()).withCheckpointEvery(t.checkpointEvery());
+        return new CompressoOptions(d.target(), d.steps(), t.microBatch(), t.accumulation(), t.seqLen(), t.learningRate(), regLr,
+                d.droprateInit(), d.prepruningFraction(), d.warmupFraction(), d.maxGradNorm(), t.checkpointEvery(), t.seed(),
+                m.get("prompt"), r.lora());
     }
 
     /** Runs (or resumes) the request; {@code onStart} gets the trainer before it starts (for a Ctrl-C handler). */

@@ -108,18 +108,8 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
                 warmupFraction, maxGradNorm, checkpointEvery, s, prompt, lora);
     }
 
-    public CompressoOptions withPrompt(String p) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
-                warmupFraction, maxGradNorm, checkpointEvery, seed, p, lora);
-    }
-
     public CompressoOptions withCheckpointEvery(int c) {
         return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
                 warmupFraction, maxGradNorm, c, seed, prompt, lora);
-    }
-
-    public CompressoOptions withLora(LoraConfig l) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
-                warmupFraction, maxGradNorm, checkpointEvery, seed, prompt, l);
     }
 }
