@@ -291,22 +291,6 @@ final class Validation {
             throw new UsageError(cl, "--output-dtype: only with a training-aware --method or --iterative N; "
                     + (p.hasMatchedOption("--recover-steps") ? "--merged-dtype sets the recovered model's" : "a one-shot prune keeps the input's dtype"));
         }
-        if (p.hasMatchedOption("--output-dtype")) {
-            try {
-                dev.lopper.training.job.OutputDtype.parse(p.matchedOptionValue("--output-dtype", ""), "--output-dtype");
-            } catch (IllegalArgumentException e) {
-                throw new UsageError(cl, e.getMessage());
-            }
-        }
-        for (String o : List.of("--merged-dtype")) {
-            if (p.hasMatchedOption(o)) {
-                try {
-                    dev.lopper.training.job.OutputDtype.parse(p.matchedOptionValue(o, ""), o);
-                } catch (IllegalArgumentException e) {
-                    throw new UsageError(cl, e.getMessage());
-                }
-            }
-        }
         Integer keepFirst = p.matchedOptionValue("--keep-first", (Integer) null);
         Integer keepLast = p.matchedOptionValue("--keep-last", (Integer) null);
         if (keepFirst != null || keepLast != null) {
