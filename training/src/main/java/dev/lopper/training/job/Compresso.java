@@ -54,10 +54,7 @@ public final class Compresso {
 
     /** Compresso's official training settings over {@code steps} steps, as the engine's training options. */
     static TrainOptions trainDefaults(int steps, long seed) {
-        CompressoOptions d = CompressoOptions.defaults(0.5, steps);
-        // warm-up 0: the official LoRA schedule is HF's linear decay without warm-up
-        return new TrainOptions(steps, d.microBatch(), d.accumulation(), d.seqLen(), d.loraLr(), 0, 0, d.maxGradNorm(),
-                Math.max(1, steps / 10), d.checkpointEvery(), 0, seed);
+        return CompressoOptions.defaults(0.5, steps).withSeed(seed).trainOptions(Math.max(1, steps / 10));
     }
 
     /** The request as Compresso's options (the request's training options already hold its defaults or the user's). */

@@ -3,6 +3,7 @@ package dev.lopper.training.method;
 import dev.lopper.training.job.Compresso;
 
 import dev.lopper.training.lora.LoraConfig;
+import dev.lopper.training.loop.TrainOptions;
 
 import java.util.Set;
 
@@ -81,6 +82,14 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
     /** HF's linear schedule without warm-up: {@code lr (steps - step) / steps}. */
     public double loraLrAt(int step) {
         return loraLr * Math.max(0.0, (double) (steps - step) / steps);
+    }
+
+    /**
+     * These settings as the training loop's options, validating every {@code evalEvery} steps: the batch, clipping,
+     * checkpoints and seed (the learning rates are the parameter groups' own, without warm-up: HF's linear decay).
+     */
+    public TrainOptions trainOptions(int evalEvery) {
+        return new TrainOptions(steps, microBatch, accumulation, seqLen, loraLr, 0, 0, maxGradNorm, evalEvery, checkpointEvery, 0, seed);
     }
 
     /** Training windows a run reads. */
