@@ -1,5 +1,7 @@
 package dev.lopper.cli;
 
+import dev.lopper.training.loop.TrainOptions;
+
 import dev.lopper.training.distill.Distillation;
 import picocli.CommandLine.Option;
 
@@ -82,4 +84,20 @@ final class DistillOptions {
 
     /** Full-parameter training's default learning rate (as the project's full-parameter methods: ScheduleMethods.fullTrainingDefaults). */
     static final double FULL_LR = 1e-4;
+
+    /**
+     * The training defaults {@code d} as --full changes them (its learning rate; a --lr given still wins), after
+     * refusing the LoRA options given with it in one line; {@code d} itself without --full.
+     */
+    TrainOptions defaults(TrainOptions d, TrainingOptions t, boolean stream) {
+        if (!full) {
+            return d;
+        }
+        String lora = t.rank != null ? "--lora-rank" : t.alpha != null ? "--lora-alpha" : t.dropout != null ? "--lora-dropout"
+                : t.targets != null ? "--lora-targets" : stream ? "--stream" : null;
+        if (lora != null) {
+            throw new IllegalArgumentException(lora + ": LoRA's; --full trains every weight");
+        }
+        return d.withLearningRate(FULL_LR);
+    }
 }

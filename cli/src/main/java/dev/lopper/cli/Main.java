@@ -11,7 +11,7 @@ import java.io.UncheckedIOException;
 @Command(name = "lopper", mixinStandardHelpOptions = true, versionProvider = Version.class,
         description = "Structured pruning for LLaMA-family language models.",
         subcommands = {InspectCommand.class, PplCommand.class, GenerateCommand.class, PruneCommand.class, ExportCommand.class,
-                RecoverCommand.class, PruneTrainCommand.class, EvalCommand.class, CompareCommand.class, SweepCommand.class,
+                RecoverCommand.class, EvalCommand.class, CompareCommand.class, SweepCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main {
     /** Global {@code --debug}: stack traces with errors (the same as -Dlopper.debug=true). */

@@ -6,9 +6,9 @@ import java.nio.file.Path;
 
 /**
  * The training options' old spellings, kept hidden so that existing scripts run: {@code --data} ({@code
- * --train-data}), {@code --val} ({@code --val-data}) and {@code --seq-len} ({@code --train-seq-len}; only in commands
- * where {@code --seq-len} means nothing else: {@code recover}, {@code prune-train}). {@link #applyTo} puts what was
- * given into the {@link TrainingOptions}.
+ * --train-data}), {@code --val} ({@code --val-data}) and {@code --seq-len} ({@code --train-seq-len}; only in
+ * {@code recover}, where {@code --seq-len} means nothing else). {@link #applyTo} puts what was given into the
+ * {@link TrainingOptions}.
  */
 final class OldTrainingSpellings {
     @Option(names = "--data", hidden = true, paramLabel = "FILE", description = "old spelling of --train-data")

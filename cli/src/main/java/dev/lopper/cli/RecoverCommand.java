@@ -1,6 +1,7 @@
 package dev.lopper.cli;
 
 import ai.djl.ndarray.types.DataType;
+import dev.lopper.training.job.OutputDtype;
 import dev.lopper.model.io.OutputLock;
 import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.job.Recovery;
@@ -17,7 +18,6 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -94,23 +94,9 @@ public final class RecoverCommand implements Callable<Integer> {
     /** The options as a request (the defaults of lopper prune --recover-steps are these: RecoverOptions). */
     Recovery.Request request() {
         old.applyTo(training);
-        TrainOptions o = training.train(TrainOptions.defaults(steps).withSeed(seed));
-        if (distill.full) {
-            for (String lora : new String[] {"--lora-rank", "--lora-alpha", "--lora-dropout", "--lora-targets", "--stream"}) {
-                if (given(lora)) {
-                    throw new IllegalArgumentException(lora + ": LoRA's; --full trains every weight");
-                }
-            }
-            if (!given("--lr")) {
-                o = o.withLearningRate(DistillOptions.FULL_LR);
-            }
-        }
+        TrainOptions o = training.train(distill.defaults(TrainOptions.defaults(steps).withSeed(seed), training, stream));
         return new Recovery.Request(model, data(), training.valData, out, training.lora(LoraConfig.defaults()), o, training.valFraction(),
                 training.valWindows(), options.device(), dtype(mergedDtype), overwrite, stream, distill.distillation(), distill.full);
-    }
-
-    private boolean given(String option) {
-        return spec != null && spec.commandLine().getParseResult() != null && spec.commandLine().getParseResult().hasMatchedOption(option);
     }
 
     private Path data() {
@@ -124,13 +110,7 @@ public final class RecoverCommand implements Callable<Integer> {
     private void report(Recovery.Outcome r) {
         PrintWriter w = spec.commandLine().getOut();
         Trainer.Result t = r.train();
-        Double first = t.history().stream().map(Trainer.Point::valLoss).filter(v -> v != null).findFirst().orElse(null);
-        Double last = null;
-        for (Trainer.Point p : t.history()) {
-            if (p.valLoss() != null) {
-                last = p.valLoss();
-            }
-        }
+        Double[] loss = valLosses(t);
         if (options.json) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("steps", t.step());
@@ -139,8 +119,8 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("stopped_early", t.stoppedEarly());
             m.put("trainable_parameters", r.trainableParameters());
             m.put("loss", request().distill() == null ? "causal-lm" : "distillation");
-            m.put("val_loss_before", first);
-            m.put("val_loss_after", last);
+            m.put("val_loss_before", loss[0]);
+            m.put("val_loss_after", loss[1]);
             m.put("tokens_per_second", t.tokensPerSecond());
             m.put("merged", r.merged() == null ? null : r.merged().toString());
             m.put("merged_dtype", r.merged() == null ? null : dtypeOf(r.merged()));
@@ -150,24 +130,10 @@ public final class RecoverCommand implements Callable<Integer> {
             Output.json(w, m);
             return;
         }
-        if (t.interrupted()) {
-            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(),
-                    r.job().resolve("checkpoints"));
-        } else {
-            w.printf(Locale.ROOT, "recovered %s: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", model, t.step(),
-                    t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
-                    r.trainableParameters(), t.tokensPerSecond());
-            if (r.adapter() != null) {
-                w.printf(Locale.ROOT, "  merged model: %s (%s)%n  adapter (PEFT): %s%n", r.merged(), written(r.merged(), mergedDtype), r.adapter());
-            } else {
-                w.printf(Locale.ROOT, "  trained model (every weight): %s (%s)%n", r.merged(), written(r.merged(), mergedDtype));
-            }
-        }
-        if (first != null && last != null) {
-            w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
-        }
-        w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", r.curve(), r.job().resolve("checkpoints"));
-        w.flush();
+        String models = t.interrupted() ? "" : r.adapter() != null
+                ? String.format(Locale.ROOT, "  merged model: %s (%s)%n  adapter (PEFT): %s%n", r.merged(), written(r.merged(), mergedDtype), r.adapter())
+                : String.format(Locale.ROOT, "  trained model (every weight): %s (%s)%n", r.merged(), written(r.merged(), mergedDtype));
+        print(w, t, "recovered " + model, r.trainableParameters(), models, r.curve(), r.job());
     }
 
     /** The dtype a model directory's weights are stored in (f32, bf16, f16), or "?" when it cannot be read. */
@@ -186,13 +152,41 @@ public final class RecoverCommand implements Callable<Integer> {
     }
 
     static DataType dtype(String s) {
-        return switch (s.toLowerCase(Locale.ROOT)) {
-            case "f32", "float32" -> DataType.FLOAT32;
-            case "bf16", "bfloat16" -> DataType.BFLOAT16;
-            case "f16", "float16" -> DataType.FLOAT16;
-            case "keep" -> null;
-            default -> throw new IllegalArgumentException("--merged-dtype " + s + ": expected f32, bf16, f16 or keep");
-        };
+        return OutputDtype.parse(s, "--merged-dtype");
+    }
+
+    /** The first and the last validation loss of a run (nulls when it validated nothing). */
+    static Double[] valLosses(Trainer.Result t) {
+        Double[] firstLast = new Double[2];
+        for (Trainer.Point p : t.history()) {
+            if (p.valLoss() != null) {
+                firstLast[0] = firstLast[0] == null ? p.valLoss() : firstLast[0];
+                firstLast[1] = p.valLoss();
+            }
+        }
+        return firstLast;
+    }
+
+    /**
+     * What recover and prune --recover-steps print: "interrupted ..." or {@code summary} (with how the run went) and
+     * {@code models}, then the validation loss and where the curve and checkpoints are.
+     */
+    static void print(PrintWriter w, Trainer.Result t, String summary, long trainable, String models, Path curve, Path job) {
+        if (t.interrupted()) {
+            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(),
+                    job.resolve("checkpoints"));
+        } else {
+            w.printf(Locale.ROOT, "%s: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n%s", summary, t.step(),
+                    t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
+                    trainable, t.tokensPerSecond(), models);
+        }
+        Double[] loss = valLosses(t);
+        if (loss[0] != null) {
+            w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", loss[0], loss[1], Math.exp(loss[0]),
+                    Math.exp(loss[1]));
+        }
+        w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", curve, job.resolve("checkpoints"));
+        w.flush();
     }
 
     /** One line per step on stderr (step, loss, learning rate, tokens/s, ETA), each validation loss and each cut. */

@@ -9,10 +9,7 @@ import dev.lopper.training.loop.Trainer;
 import picocli.CommandLine.Option;
 
 import java.io.PrintWriter;
-import java.nio.file.Path;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
@@ -66,13 +63,7 @@ final class RecoverOptions {
     }
 
     PruneAndRecover.Request request(PruneRequest prune, TrainingOptions training) {
-        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
-        if (distill.full && (training.rank != null || training.alpha != null || training.dropout != null || training.targets != null || stream)) {
-            throw new IllegalArgumentException((training.rank != null ? "--lora-rank" : training.alpha != null ? "--lora-alpha"
-                    : training.dropout != null ? "--lora-dropout" : training.targets != null ? "--lora-targets" : "--stream")
-                    + ": LoRA's; --full trains every weight");
-        }
-        d = distill.full ? d.withLearningRate(DistillOptions.FULL_LR) : d; // --lr given still wins (training.train)
+        TrainOptions d = distill.defaults(TrainOptions.defaults(Math.max(1, steps)), training, stream);
         TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
         return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
                 training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "keep" : mergedDtype), stream,
@@ -81,14 +72,7 @@ final class RecoverOptions {
 
     private void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
         Trainer.Result t = o.recovery().train();
-        Double first = null;
-        Double last = null;
-        for (Trainer.Point p : t.history()) {
-            if (p.valLoss() != null) {
-                first = first == null ? p.valLoss() : first;
-                last = p.valLoss();
-            }
-        }
+        Double[] loss = RecoverCommand.valLosses(t);
         if (json) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("out", o.out() == null ? null : o.out().toString());
@@ -102,8 +86,8 @@ final class RecoverOptions {
             m.put("resumed_from", t.resumedFrom());
             m.put("interrupted", t.interrupted());
             m.put("trainable_parameters", o.recovery().trainableParameters());
-            m.put("val_loss_before", first);
-            m.put("val_loss_after", last);
+            m.put("val_loss_before", loss[0]);
+            m.put("val_loss_after", loss[1]);
             m.put("tokens_per_second", t.tokensPerSecond());
             m.put("adapter", o.recovery().adapter() == null ? null : o.recovery().adapter().toString());
             m.put("job", o.job().toString());
@@ -114,21 +98,9 @@ final class RecoverOptions {
         if (o.prune() == null) {
             w.printf("pruned model reused from %s (an earlier run of this command)%n", o.pruned());
         }
-        if (t.interrupted()) {
-            w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(),
-                    o.job().resolve("checkpoints"));
-        } else {
-            w.printf(Locale.ROOT, "recovered: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n", t.step(),
-                    t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
-                    o.recovery().trainableParameters(), t.tokensPerSecond());
-            w.printf(Locale.ROOT, "  recovered model: %s (%s)%n  pruned model before recovery: %s%n  adapter (PEFT): %s%n", o.out(),
-                    RecoverCommand.written(o.out(), mergedDtype), o.pruned(),
-                    o.recovery().adapter() == null ? "none (every weight trained)" : o.recovery().adapter());
-        }
-        if (first != null && last != null) {
-            w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first), Math.exp(last));
-        }
-        w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", o.recovery().curve(), o.job().resolve("checkpoints"));
-        w.flush();
+        String models = t.interrupted() ? "" : String.format(Locale.ROOT, "  recovered model: %s (%s)%n  pruned model before recovery: %s%n"
+                + "  adapter (PEFT): %s%n", o.out(), RecoverCommand.written(o.out(), mergedDtype), o.pruned(),
+                o.recovery().adapter() == null ? "none (every weight trained)" : o.recovery().adapter());
+        RecoverCommand.print(w, t, "recovered", o.recovery().trainableParameters(), models, o.recovery().curve(), o.job());
     }
 }

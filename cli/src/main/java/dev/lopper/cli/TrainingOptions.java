@@ -11,7 +11,7 @@ import java.util.List;
 /**
  * The training options of every command that trains (one declaration, one name each): {@code lopper recover},
  * {@code lopper prune}'s training-aware methods, {@code --iterative} ({@link ScheduleOptions}) and
- * {@code --recover-steps} ({@link RecoverOptions}), and the {@code prune-train} alias. Every option is null when
+ * {@code --recover-steps} ({@link RecoverOptions}). Every option is null when
  * not given, so that each job fills in its own paper's defaults ({@link #train}, {@link #lora}) and says which it
  * used.
  */

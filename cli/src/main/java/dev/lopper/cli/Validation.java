@@ -208,7 +208,7 @@ final class Validation {
         switch (name) {
             case "prune" -> checkPrune(cl, p);
             case "sweep" -> checkSweep(cl, p);
-            case "recover", "prune-train" -> {
+            case "recover" -> {
                 if (!p.hasMatchedOption("--train-data") && !p.hasMatchedOption("--data")) {
                     throw new UsageError(cl, "--train-data FILE: missing, it is required (the text to train on)");
                 }
@@ -293,22 +293,6 @@ final class Validation {
             throw new UsageError(cl, "--output-dtype: only with a training-aware --method or --iterative N; "
                     + (p.hasMatchedOption("--recover-steps") ? "--merged-dtype sets the recovered model's" : "a one-shot prune keeps the input's dtype"));
         }
-        if (p.hasMatchedOption("--output-dtype")) {
-            try {
-                dev.lopper.training.job.OutputDtype.parse(p.matchedOptionValue("--output-dtype", ""), "--output-dtype");
-            } catch (IllegalArgumentException e) {
-                throw new UsageError(cl, e.getMessage());
-            }
-        }
-        for (String o : List.of("--merged-dtype")) {
-            if (p.hasMatchedOption(o)) {
-                try {
-                    dev.lopper.training.job.OutputDtype.parse(p.matchedOptionValue(o, ""), o);
-                } catch (IllegalArgumentException e) {
-                    throw new UsageError(cl, e.getMessage());
-                }
-            }
-        }
         Integer keepFirst = p.matchedOptionValue("--keep-first", (Integer) null);
         Integer keepLast = p.matchedOptionValue("--keep-last", (Integer) null);
         if (keepFirst != null || keepLast != null) {
@@ -376,6 +360,9 @@ final class Validation {
             List<String> un = u.getUnmatched();
             String first = un.isEmpty() ? "?" : un.get(0);
             List<String> suggestions = u.getSuggestions();
+            if (first.equals("prune-train") && cl.getCommandSpec().parent() == null) {
+                return "prune-train: no longer a command; use lopper prune MODEL --method efficientllm|bip" + help;
+            }
             boolean option = first.startsWith("-");
             return first + ": " + (option ? "unknown option" : "unexpected argument") + " of " + cl.getCommandSpec().qualifiedName()
                     + (suggestions.isEmpty() ? "" : "; did you mean " + String.join(" or ", suggestions.subList(0, Math.min(3, suggestions.size()))) + "?")

@@ -79,8 +79,8 @@ class BadInputTest {
                     "--val-fraction", "1.5", "--steps", "1", "--out", "O"),
             new Row(2, "error: --val-fraction 1.5: expected a fraction in (0, 1) (see lopper prune --help)", "prune", "M", "--method", "efficientllm",
                     "--ratio", "0.5", "--train-data", "T", "--steps", "1", "--val-fraction", "1.5", "--out", "O"),
-            new Row(2, "error: --val-fraction 1.5: expected a fraction in (0, 1) (see lopper prune-train --help)", "prune-train", "M", "--method", "bip",
-                    "--ratio", "0.5", "--train-data", "T", "--steps", "1", "--val-fraction", "1.5", "--out", "O"),
+            new Row(2, "error: prune-train: no longer a command; use lopper prune MODEL --method efficientllm|bip (see lopper --help)",
+                    "prune-train", "M", "--method", "bip", "--ratio", "0.5", "--train-data", "T", "--steps", "1", "--out", "O"),
             new Row(2, "error: --steps 0: expected a whole number of at least 1", "recover", "M", "--train-data", "T", "--steps", "0", "--out", "O"),
             new Row(2, "error: --lr -1: expected a number above 0", "recover", "M", "--train-data", "T", "--steps", "1", "--lr", "-1", "--out", "O"),
             new Row(2, "error: --keep-first 2: expected fewer than the model's 2 layers in all", "prune", "M", "--ratio", "0.2", "--keep-first", "2",
@@ -178,7 +178,7 @@ class BadInputTest {
 
     @Test
     void helpHasNoPicocliWarningsAndTheCommandListEndsSentences() {
-        for (String c : new String[] {"prune", "recover", "prune-train", "sweep", "eval", "export", "ppl", "inspect", "generate", "compare"}) {
+        for (String c : new String[] {"prune", "recover", "sweep", "eval", "export", "ppl", "inspect", "generate", "compare"}) {
             CliTest.Result r = CliTest.run(c, "--help");
             assertEquals(0, r.code(), c);
             assertFalse((r.out() + r.err()).contains("picocli WARN"), c + ": " + r.err());

@@ -36,7 +36,7 @@ class OptionNamesTest {
 
     @Test
     void helpHasNoFormatWarnings() {
-        for (String c : List.of("prune", "recover", "prune-train", "eval", "sweep", "ppl")) {
+        for (String c : List.of("prune", "recover", "eval", "sweep", "ppl")) {
             String[] h = help(c);
             assertFalse(h[1].contains("WARN") || h[0].contains("WARN"), c + ": " + h[1]);
         }
@@ -85,11 +85,9 @@ class OptionNamesTest {
         new CommandLine(f).parseArgs("m", "--seq-len", "32");
         assertEquals(32, f.eval.window);
 
-        for (String c : List.of("recover", "prune-train")) {
-            String h = help(c)[0];
-            assertTrue(h.contains("--train-data=") && h.contains("--val-data=") && h.contains("--train-seq-len="), h);
-            assertFalse(h.contains("--data=") || h.contains("--val=") || h.contains("--seq-len="), h);
-        }
+        String h = help("recover")[0];
+        assertTrue(h.contains("--train-data=") && h.contains("--val-data=") && h.contains("--train-seq-len="), h);
+        assertFalse(h.contains("--data=") || h.contains("--val=") || h.contains("--seq-len="), h);
         String eval = help("eval")[0];
         assertTrue(eval.contains("--seq-len=") && !eval.contains("--window="), eval);
     }

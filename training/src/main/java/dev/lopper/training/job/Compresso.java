@@ -54,10 +54,7 @@ public final class Compresso {
 
     /** Compresso's official training settings over {@code steps} steps, as the engine's training options. */
     static TrainOptions trainDefaults(int steps, long seed) {
-        CompressoOptions d = CompressoOptions.defaults(0.5, steps);
-        // warm-up 0: the official LoRA schedule is HF's linear decay without warm-up
-        return new TrainOptions(steps, d.microBatch(), d.accumulation(), d.seqLen(), d.loraLr(), 0, 0, d.maxGradNorm(),
-                Math.max(1, steps / 10), d.checkpointEvery(), 0, seed);
+        return CompressoOptions.defaults(0.5, steps).withSeed(seed).trainOptions(Math.max(1, steps / 10));
     }
 
     /** The request as Compresso's options (the request's training options already hold its defaults or the user's). */
@@ -66,8 +63,9 @@ public final class Compresso {
         CompressoOptions d = CompressoOptions.defaults(r.prune().ratio(), r.steps());
         Map<String, String> m = r.prune().criterionOptions();
         double regLr = m.containsKey("reg-lr") ? Double.parseDouble(m.get("reg-lr")) : d.regLr();
-        return d.withBatch(t.microBatch(), t.accumulation(), t.seqLen()).withLearningRates(t.learningRate(), regLr)
-                .withSeed(t.seed()).withPrompt(m.get("prompt")).withLora(r.lora()).withCheckpointEvery(t.checkpointEvery());
+        return new CompressoOptions(d.target(), d.steps(), t.microBatch(), t.accumulation(), t.seqLen(), t.learningRate(), regLr,
+                d.droprateInit(), d.prepruningFraction(), d.warmupFraction(), d.maxGradNorm(), t.checkpointEvery(), t.seed(),
+                m.get("prompt"), r.lora());
     }
 
     /** Runs (or resumes) the request; {@code onStart} gets the trainer before it starts (for a Ctrl-C handler). */

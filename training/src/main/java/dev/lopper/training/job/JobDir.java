@@ -41,21 +41,15 @@ import java.util.stream.Stream;
  * ... the final model written to job.out() ...
  * job.finish();                                // its curve copied beside it
  * }</pre>
+ *
+ * @param out the final model's directory ({@code --out})
+ * @param dir {@code OUT.job}
+ * @param resumed whether an earlier run of the same job is being continued
  */
-public final class JobDir {
+public record JobDir(Path out, Path dir, boolean resumed) {
     public static final String SUFFIX = ".job";
     public static final String REQUEST = "job.json";
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    private final Path out;
-    private final Path dir;
-    private final boolean resumed;
-
-    private JobDir(Path out, Path dir, boolean resumed) {
-        this.out = out;
-        this.dir = dir;
-        this.resumed = resumed;
-    }
 
     /** Where the job writing {@code out} keeps its work: {@code OUT.job} beside it. */
     public static Path dirOf(Path out) {
@@ -120,21 +114,6 @@ public final class JobDir {
         OutputGuard.checkDirectory(out, overwrite || ours, "--out", given);
         OutputGuard.checkDirectory(dir, true, "--out " + out + ": its job directory", given); // never a user's folder
         return false;
-    }
-
-    /** Whether an earlier run of the same job is being continued. */
-    public boolean resumed() {
-        return resumed;
-    }
-
-    /** The final model's directory ({@code --out}). */
-    public Path out() {
-        return out;
-    }
-
-    /** {@code OUT.job}. */
-    public Path dir() {
-        return dir;
     }
 
     /** A file or directory inside {@code OUT.job}. */

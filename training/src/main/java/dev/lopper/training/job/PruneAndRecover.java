@@ -5,17 +5,14 @@ import dev.lopper.training.loop.TrainingMethod;
 import dev.lopper.model.ModelDir;
 
 import dev.lopper.training.distill.Distillation;
-import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.StreamedPass;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.Trainer;
 import dev.lopper.training.lora.LoraConfig;
 
 import ai.djl.ndarray.types.DataType;
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lopper.model.io.AtomicDirectory;
 import dev.lopper.model.io.OutputGuard;
 import dev.lopper.model.io.OutputLock;
 import dev.lopper.pruning.PruneRequest;
@@ -78,22 +75,16 @@ public final class PruneAndRecover {
             this(prune, trainData, val, lora, options, valFraction, valWindows, mergedType, stream, null, false);
         }
 
-        public Request {
-            if (full && stream) {
-                throw new IllegalArgumentException("--full trains every weight in memory; --stream streams a frozen model's layers for LoRA: give one of them");
-            }
-        }
-
-        /** The same request, distilled from {@code d} (null: the causal-LM loss) and training every weight or LoRA. */
-        public Request withDistillation(Distillation d, boolean everyWeight) {
-            return new Request(prune, trainData, val, lora, options, valFraction, valWindows, mergedType, stream, d, everyWeight);
-        }
-
         /** The training text: {@code trainData}, else the calibration text. */
         public Path data() {
             return trainData != null ? trainData : prune.calibration();
         }
 
+        /** The recovery step: training the pruned model in {@code pruned} (paths normalized: job.json's are). */
+        Recovery.Request recovery(Path pruned) {
+            return new Recovery.Request(pruned, abs(data()), abs(val), prune.out(), lora, options, valFraction, valWindows,
+                    prune.device(), mergedType, false, stream, distill, full);
+        }
     }
 
     /**
@@ -128,7 +119,7 @@ public final class PruneAndRecover {
         }
         Path[] inputs = {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val(),
                 r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache()};
-        JobDir.check(p.out(), KIND, json(r, teacherHash(r)), p.overwrite(), inputs);
+        JobDir.check(p.out(), KIND, json(r, teacherHash(r)), p.overwrite(), inputs); // --full with --stream fails here
         Pruner.checkOutputs(pruneStep(r, JobDir.dirOf(p.out())));
         if (p.planOut() != null) {
             OutputGuard.checkFile(p.planOut(), p.overwrite(), "--plan-out", PruningPlan.FORMAT_PREFIX, p.model(), p.applyPlan(),
@@ -155,11 +146,9 @@ public final class PruneAndRecover {
             } else {
                 pruned = new Pruner().run(prune); // written beside, then renamed: a complete config.json means a complete model
             }
-            Recovery.Request rec = new Recovery.Request(prune.out(), r.data(), r.val(), p.out(), r.lora(), r.options(),
-                    r.valFraction(), r.valWindows(), prune.device(), r.mergedType(), false, r.stream(), r.distill(), r.full());
             Recovery.Outcome o;
             try (ModelDir md = ModelDir.open(prune.out())) {
-                o = Recovery.train(job, md, rec, teacherHash, TrainingMethod.none(), listener, onStart);
+                o = Recovery.train(job, md, r.recovery(prune.out()), teacherHash, TrainingMethod.none(), listener, onStart);
             }
             if (o.merged() == null) {
                 return new Outcome(pruned, prune.out(), o, null, job.dir()); // interrupted: the checkpoint is saved
@@ -195,24 +184,12 @@ public final class PruneAndRecover {
         PruneRequest p = r.prune();
         ObjectNode n = m.createObjectNode();
         n.set("prune", p.settingsJson());
-        ObjectNode rec = n.putObject("recover");
-        rec.put("data", abs(r.data()));
-        rec.put("val", abs(r.val()));
-        rec.put("val_fraction", r.valFraction());
-        rec.put("val_windows", r.valWindows());
-        rec.set("lora", Checkpoints.tree(r.lora()));
-        rec.set("options", m.valueToTree(r.options()));
+        ObjectNode rec = Recovery.trainingJson(n.putObject("recover"), r.recovery(JobDir.dirOf(p.out()).resolve("pruned")), teacherHash);
         rec.put("merged_dtype", r.mergedType() == null ? null : r.mergedType().name());
-        if (r.full()) {
-            rec.put("training", "full"); // LoRA jobs keep the job.json they always had
-        }
-        if (r.distill() != null) {
-            rec.set("distill", r.distill().json(teacherHash));
-        }
         return n;
     }
 
-    private static String abs(Path p) {
-        return p == null ? null : p.toAbsolutePath().normalize().toString();
+    private static Path abs(Path p) {
+        return p == null ? null : p.toAbsolutePath().normalize();
     }
 }

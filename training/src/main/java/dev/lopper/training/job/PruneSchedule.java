@@ -354,8 +354,7 @@ public final class PruneSchedule {
      * a checkpoint every 10% of it) and its own data windows (seed + step).
      */
     static dev.lopper.training.loop.TrainOptions phaseOptions(ScheduleRequest r, int steps, int k) {
-        return r.train().withSteps(steps).withWarmup(steps / 10).withEvalEvery(steps)
-                .withCheckpointEvery(Math.max(1, steps / 10)).withSeed(r.train().seed() + k);
+        return r.train().withSteps(steps).withWarmup(steps / 10).withEvery(steps, Math.max(1, steps / 10)).withSeed(r.train().seed() + k);
     }
 
     private static Allocation.Options withRatio(Allocation.Options o, double ratio) {

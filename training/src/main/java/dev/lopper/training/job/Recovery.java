@@ -79,21 +79,6 @@ public final class Recovery {
                 throw new IllegalArgumentException("--full trains every weight in memory; --stream streams a frozen model's layers for LoRA: give one of them");
             }
         }
-
-        /** The same request, with the model's layers streamed from disk (or not). */
-        public Request withStream(boolean s) {
-            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, s, distill, full);
-        }
-
-        /** The same request, distilled from {@code d} (null: the causal-LM loss). */
-        public Request withDistillation(Distillation d) {
-            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, stream, d, full);
-        }
-
-        /** The same request, training every weight ({@code true}) or LoRA adapters. */
-        public Request withFull(boolean f) {
-            return new Request(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, stream, distill, f);
-        }
     }
 
     /**
@@ -229,9 +214,14 @@ public final class Recovery {
     }
 
     private static ObjectNode requestJson(Request r, String teacherHash) {
-        ObjectMapper json = new ObjectMapper();
-        ObjectNode n = json.createObjectNode();
+        ObjectNode n = new ObjectMapper().createObjectNode();
         n.put("model", r.model().toAbsolutePath().toString());
+        return trainingJson(n, r, teacherHash);
+    }
+
+    /** The training settings of {@code r} into {@code n} (recover's job.json, and prune --recover-steps' "recover"). */
+    static ObjectNode trainingJson(ObjectNode n, Request r, String teacherHash) {
+        ObjectMapper json = new ObjectMapper();
         n.put("data", r.data().toAbsolutePath().toString());
         n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
         n.put("val_fraction", r.valFraction());

@@ -99,7 +99,8 @@ public final class ScheduleMethods {
 
     /** LoRAPrune's {@code prune.py}: batch 128 = micro-batch 4 x 32, the recovery defaults otherwise. */
     static TrainOptions loraPruneDefaults(int steps, long seed) {
-        return TrainOptions.defaults(steps).withAccumulation(32).withSeed(seed);
+        TrainOptions d = TrainOptions.defaults(steps);
+        return d.withBatch(d.microBatch(), 32, d.seqLen()).withSeed(seed);
     }
 
     /**

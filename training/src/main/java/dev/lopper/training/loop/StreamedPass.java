@@ -39,15 +39,8 @@ import java.util.List;
  * new Trainer<>(new LoraTrainee(pass, lora, options), TrainingMethod.none(), data, options, checkpoints, listener).run();
  * }</pre>
  */
-public final class StreamedPass implements LossPass {
-    private final ModelConfig config;
-    private final TensorSource source;
-    private final LossTerm term;
-
-    public StreamedPass(ModelConfig config, TensorSource source, LossTerm term) {
-        this.config = config;
-        this.source = source;
-        this.term = term;
+public record StreamedPass(ModelConfig config, TensorSource source, LossTerm term) implements LossPass {
+    public StreamedPass {
         if (term.hiddenLayers().length > 0) {
             throw new IllegalArgumentException("--hidden-loss needs the student in memory (its layers' outputs in one autograd graph): not with --stream");
         }

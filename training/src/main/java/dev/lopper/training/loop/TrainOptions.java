@@ -6,7 +6,7 @@ package dev.lopper.training.loop;
  * and 100 warm-up steps are scaled down: 4 x 4 windows and 10% of the steps), with a cosine schedule.
  *
  * <pre>{@code
- * TrainOptions o = TrainOptions.defaults(200).withMicroBatch(2).withAccumulation(8);
+ * TrainOptions o = TrainOptions.defaults(200).withBatch(2, 8, 256).withLearningRate(1e-4);
  * }</pre>
  *
  * @param steps optimizer steps
@@ -55,38 +55,25 @@ public record TrainOptions(int steps, int microBatch, int accumulation, int seqL
         return new TrainOptions(n, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
     }
 
-    public TrainOptions withMicroBatch(int b) {
-        return new TrainOptions(steps, b, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
-    }
-
-    public TrainOptions withAccumulation(int a) {
-        return new TrainOptions(steps, microBatch, a, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
-    }
-
-    public TrainOptions withSeqLen(int t) {
-        return new TrainOptions(steps, microBatch, accumulation, t, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
+    /** The batch shape: {@code micro} windows of {@code tokens} tokens per forward, {@code accumulated} forwards per step. */
+    public TrainOptions withBatch(int micro, int accumulated, int tokens) {
+        return new TrainOptions(steps, micro, accumulated, tokens, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
     }
 
     public TrainOptions withLearningRate(double lr) {
         return new TrainOptions(steps, microBatch, accumulation, seqLen, lr, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
     }
 
-    public TrainOptions withWeightDecay(double wd) {
-        return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, wd, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
+    /** Validation every {@code validation} steps, a checkpoint every {@code checkpoint} steps. */
+    public TrainOptions withEvery(int validation, int checkpoint) {
+        return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, validation, checkpoint, patience, seed);
     }
 
     public TrainOptions withWarmup(int w) {
         return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, w, maxGradNorm, evalEvery, checkpointEvery, patience, seed);
     }
 
-    public TrainOptions withEvalEvery(int e) {
-        return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, e, checkpointEvery, patience, seed);
-    }
-
-    public TrainOptions withCheckpointEvery(int c) {
-        return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, c, patience, seed);
-    }
-
+    /** The same run on other data windows, dropout and noise (they are all drawn from the seed). */
     public TrainOptions withSeed(long s) {
         return new TrainOptions(steps, microBatch, accumulation, seqLen, learningRate, weightDecay, warmup, maxGradNorm, evalEvery, checkpointEvery, patience, s);
     }

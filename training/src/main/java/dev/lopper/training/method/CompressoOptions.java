@@ -3,6 +3,7 @@ package dev.lopper.training.method;
 import dev.lopper.training.job.Compresso;
 
 import dev.lopper.training.lora.LoraConfig;
+import dev.lopper.training.loop.TrainOptions;
 
 import java.util.Set;
 
@@ -83,6 +84,14 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
         return loraLr * Math.max(0.0, (double) (steps - step) / steps);
     }
 
+    /**
+     * These settings as the training loop's options, validating every {@code evalEvery} steps: the batch, clipping,
+     * checkpoints and seed (the learning rates are the parameter groups' own, without warm-up: HF's linear decay).
+     */
+    public TrainOptions trainOptions(int evalEvery) {
+        return new TrainOptions(steps, microBatch, accumulation, seqLen, loraLr, 0, 0, maxGradNorm, evalEvery, checkpointEvery, 0, seed);
+    }
+
     /** Training windows a run reads. */
     public int windows() {
         return steps * accumulation * microBatch;
@@ -108,18 +117,8 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
                 warmupFraction, maxGradNorm, checkpointEvery, s, prompt, lora);
     }
 
-    public CompressoOptions withPrompt(String p) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
-                warmupFraction, maxGradNorm, checkpointEvery, seed, p, lora);
-    }
-
     public CompressoOptions withCheckpointEvery(int c) {
         return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
                 warmupFraction, maxGradNorm, c, seed, prompt, lora);
-    }
-
-    public CompressoOptions withLora(LoraConfig l) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
-                warmupFraction, maxGradNorm, checkpointEvery, seed, prompt, l);
     }
 }

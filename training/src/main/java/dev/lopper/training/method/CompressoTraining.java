@@ -67,14 +67,14 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
                 new ParamGroup("lambda", masks.lambdas(), masks.manager(), s -> pruning(s) ? -o.regLr() : Double.NaN, false, 0));
     }
 
-    /** The loop's settings: Compresso's batch, clipping, checkpoints and seed (its rates are the groups'). */
-    public TrainOptions trainOptions() {
-        return new TrainOptions(o.steps(), o.microBatch(), o.accumulation(), o.seqLen(), o.loraLr(), 0, 0, o.maxGradNorm(), 1,
-                o.checkpointEvery(), 0, o.seed());
+    @Override
+    public List<ParamGroup> groups() {
+        return groups;
     }
 
-    private boolean pruning(int step) {
-        return step >= o.prepruningSteps();
+    /** The loop's settings: Compresso's batch, clipping, checkpoints and seed (its rates are the groups'). */
+    public TrainOptions trainOptions() {
+        return o.trainOptions(1);
     }
 
     @Override
@@ -82,9 +82,8 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
         return NAME;
     }
 
-    @Override
-    public List<ParamGroup> groups() {
-        return groups;
+    private boolean pruning(int step) {
+        return step >= o.prepruningSteps();
     }
 
     @Override

@@ -46,8 +46,8 @@ public class DistillRecoveryTest {
     static Path student;
     static Path text;
 
-    private static final TrainOptions OPTIONS = TrainOptions.defaults(6).withMicroBatch(2).withAccumulation(2).withSeqLen(32)
-            .withLearningRate(1e-2).withEvalEvery(2).withCheckpointEvery(2).withSeed(7);
+    private static final TrainOptions OPTIONS = TrainOptions.defaults(6).withBatch(2, 2, 32)
+            .withLearningRate(1e-2).withEvery(2, 2).withSeed(7);
 
     @BeforeAll
     static void setUp() throws Exception {

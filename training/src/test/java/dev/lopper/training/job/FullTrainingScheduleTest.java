@@ -28,8 +28,8 @@ public class FullTrainingScheduleTest {
     static Path shared;
     static Path model;
     static Path text;
-    static final TrainOptions TRAIN = TrainOptions.defaults(3).withMicroBatch(2).withAccumulation(1).withSeqLen(16)
-            .withLearningRate(1e-3).withEvalEvery(3).withCheckpointEvery(1).withSeed(3);
+    static final TrainOptions TRAIN = TrainOptions.defaults(3).withBatch(2, 1, 16)
+            .withLearningRate(1e-3).withEvery(3, 1).withSeed(3);
 
     @BeforeAll
     static void setUp() throws Exception {

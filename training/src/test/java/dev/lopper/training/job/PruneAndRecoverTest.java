@@ -41,8 +41,8 @@ public class PruneAndRecoverTest {
     static Path model;
     static Path text;
 
-    private static final TrainOptions OPTIONS = TrainOptions.defaults(4).withMicroBatch(2).withAccumulation(1).withSeqLen(32)
-            .withLearningRate(1e-2).withEvalEvery(2).withCheckpointEvery(2).withSeed(3);
+    private static final TrainOptions OPTIONS = TrainOptions.defaults(4).withBatch(2, 1, 32)
+            .withLearningRate(1e-2).withEvery(2, 2).withSeed(3);
 
     @BeforeAll
     static void setUp() throws Exception {
@@ -196,8 +196,8 @@ public class PruneAndRecoverTest {
         Path fixture = Fixtures.root().resolve("fixtures/lopper-tiny");
         Assumptions.assumeTrue(Files.exists(fixture.resolve("model.safetensors")), "fixtures/lopper-tiny not trained yet");
         Path calib = Fixtures.text("valid");
-        TrainOptions o = TrainOptions.defaults(2).withMicroBatch(1).withAccumulation(1).withSeqLen(32).withLearningRate(1e-2)
-                .withEvalEvery(1).withCheckpointEvery(1).withSeed(3);
+        TrainOptions o = TrainOptions.defaults(2).withBatch(1, 1, 32).withLearningRate(1e-2)
+                .withEvery(1, 1).withSeed(3);
         // wanda-sp with a few calibration windows; training falls back to the calibration text
         java.util.function.Function<Path, PruneRequest> p = dir -> PruneRequest.builder(fixture).criterion("wanda-sp").ratio(0.5)
                 .calibration(calib).samples(4).seqLen(64).out(dir).build();

@@ -41,7 +41,7 @@ public class PruneScheduleTest {
     static Path shared;
     static Path model;
     static Path TEXT;
-    static final TrainOptions TRAIN = TrainOptions.defaults(4).withMicroBatch(1).withAccumulation(1).withSeqLen(16)
+    static final TrainOptions TRAIN = TrainOptions.defaults(4).withBatch(1, 1, 16)
             .withLearningRate(1e-2).withSeed(3);
 
     @BeforeAll

@@ -51,8 +51,8 @@ public class PruneWhileTrainingTest {
     @ParameterizedTest
     @CsvSource({"efficientllm, 0.3", "bip, 0.5"})
     void writesAPlainPrunedModelWithItsPlanAndResumes(String method, double ratio) throws Exception {
-        TrainOptions o = TrainOptions.defaults(3).withMicroBatch(2).withAccumulation(1).withSeqLen(16).withLearningRate(1e-3)
-                .withWarmup(0).withEvalEvery(3).withCheckpointEvery(1).withSeed(1);
+        TrainOptions o = TrainOptions.defaults(3).withBatch(2, 1, 16).withLearningRate(1e-3)
+                .withWarmup(0).withEvery(3, 1).withSeed(1);
         Path out = shared.resolve(method);
         ScheduleRequest r = request(method, ratio, out, o);
         PruneSchedule.Result first = new PruneSchedule().run(r);

@@ -84,8 +84,8 @@ public class FullTrainerTest {
     void oneStepIsAdamWOnTheIndependentlyComputedGradient() throws Exception {
         double lr = 1e-2;
         double wd = 0.1;
-        TrainOptions o = TrainOptions.defaults(1).withMicroBatch(2).withAccumulation(2).withSeqLen(16).withLearningRate(lr)
-                .withWarmup(0).withWeightDecay(wd).withSeed(3);
+        TrainOptions o = TrainOptions.defaults(1).withBatch(2, 2, 16).withLearningRate(lr)
+                .withWarmup(0).withSeed(3);
         o = new TrainOptions(o.steps(), o.microBatch(), o.accumulation(), o.seqLen(), lr, wd, 0, 0.0, 1, 1, 0, 3); // no clipping
         Path dir = shared.resolve("one");
         train(dir, o, TrainingMethod.none(), s -> { }, new ArrayList<>());
@@ -145,8 +145,8 @@ public class FullTrainerTest {
 
     @Test
     void killedRunResumesToTheSameWeightsBitForBit() throws Exception {
-        TrainOptions o = TrainOptions.defaults(6).withMicroBatch(2).withAccumulation(2).withSeqLen(16).withLearningRate(3e-3)
-                .withWarmup(1).withEvalEvery(2).withCheckpointEvery(2).withSeed(5);
+        TrainOptions o = TrainOptions.defaults(6).withBatch(2, 2, 16).withLearningRate(3e-3)
+                .withWarmup(1).withEvery(2, 2).withSeed(5);
         List<Trainer.Result> straight = new ArrayList<>();
         Map<String, float[]> expected = train(shared.resolve("straight"), o, TrainingMethod.none(), s -> { }, straight);
         List<Trainer.Point> h = straight.get(0).history();

@@ -34,8 +34,8 @@ public class TrainerTest {
     static Path model;
     static TrainingData data;
 
-    private static final TrainOptions OPTIONS = TrainOptions.defaults(8).withMicroBatch(2).withAccumulation(2).withSeqLen(16)
-            .withLearningRate(1e-2).withWarmup(2).withEvalEvery(2).withCheckpointEvery(2).withSeed(5);
+    private static final TrainOptions OPTIONS = TrainOptions.defaults(8).withBatch(2, 2, 16)
+            .withLearningRate(1e-2).withWarmup(2).withEvery(2, 2).withSeed(5);
 
     @BeforeAll
     static void setUp() throws Exception {

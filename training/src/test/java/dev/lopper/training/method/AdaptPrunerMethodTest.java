@@ -44,7 +44,7 @@ public class AdaptPrunerMethodTest {
     static Path shared;
     static Path model;
     static Path text;
-    static final TrainOptions TRAIN = TrainOptions.defaults(2).withMicroBatch(1).withAccumulation(1).withSeqLen(16)
+    static final TrainOptions TRAIN = TrainOptions.defaults(2).withBatch(1, 1, 16)
             .withLearningRate(1e-2).withSeed(3);
 
     @BeforeAll

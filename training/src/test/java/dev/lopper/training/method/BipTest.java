@@ -232,8 +232,8 @@ public class BipTest {
                 assertEquals(masked, small.loss(s, ids, small.weights(), FullModel.LayerTransform.NONE).getFloat(), 1e-5);
             }
         }
-        TrainOptions o = TrainOptions.defaults(4).withMicroBatch(2).withAccumulation(1).withSeqLen(16).withLearningRate(3e-3)
-                .withWarmup(1).withEvalEvery(2).withCheckpointEvery(1).withSeed(5);
+        TrainOptions o = TrainOptions.defaults(4).withBatch(2, 1, 16).withLearningRate(3e-3)
+                .withWarmup(1).withEvery(2, 1).withSeed(5);
         ModelConfig config;
         List<Trainer.Result> straight = new ArrayList<>();
         Map<String, float[]> expected;

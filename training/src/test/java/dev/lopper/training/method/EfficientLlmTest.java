@@ -172,8 +172,8 @@ public class EfficientLlmTest {
 
     @Test
     void structuresGoOnTheScheduleAndAKilledRunResumesBitForBit() throws Exception {
-        TrainOptions o = TrainOptions.defaults(6).withMicroBatch(2).withAccumulation(1).withSeqLen(16).withLearningRate(3e-3)
-                .withWarmup(1).withEvalEvery(2).withCheckpointEvery(1).withSeed(5);
+        TrainOptions o = TrainOptions.defaults(6).withBatch(2, 1, 16).withLearningRate(3e-3)
+                .withWarmup(1).withEvery(2, 1).withSeed(5);
         ModelConfig original;
         try (ModelDir d = ModelDir.open(model)) {
             original = d.config();

@@ -145,8 +145,8 @@ public class LoraPruneTest {
         RandomModels.write(model, RandomModels.llama().withLayers(6));
         Path text = tmp.resolve("text.txt");
         java.nio.file.Files.writeString(text, java.nio.file.Files.readString(dev.lopper.model.testing.Fixtures.text("train")).substring(0, 24_000));
-        dev.lopper.training.loop.TrainOptions t = dev.lopper.training.loop.TrainOptions.defaults(6).withMicroBatch(1).withAccumulation(1)
-                .withSeqLen(16).withLearningRate(1e-2).withSeed(3);
+        dev.lopper.training.loop.TrainOptions t = dev.lopper.training.loop.TrainOptions.defaults(6).withBatch(1, 1, 16)
+                .withLearningRate(1e-2).withSeed(3);
         java.util.function.BiFunction<Path, dev.lopper.model.util.Progress, ScheduleRequest> req = (out, progress) -> new ScheduleRequest(
                 PruneRequest.builder(model).criterion(LoraPrune.NAME).option("prune-freq", "2").ratio(0.5).progress(progress)
                         .out(out).build(), null, 0, 6, text, null, LoraConfig.defaults(), t, 2);

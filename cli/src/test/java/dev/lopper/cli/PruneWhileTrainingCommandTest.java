@@ -21,8 +21,8 @@ import java.util.List;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** {@code lopper prune-train}, lopper prune's deprecated alias for efficientllm and bip, end to end: memory line, progress, outputs, --json, resume, the printed prune command, one-line refusals. */
-class PruneTrainCommandTest {
+/** {@code lopper prune --method efficientllm|bip} (pruning while training every weight) end to end: memory line, progress, outputs, --json, resume. */
+class PruneWhileTrainingCommandTest {
     @TempDir
     static Path tmp;
     static Path model;
@@ -41,7 +41,7 @@ class PruneTrainCommandTest {
     }
 
     private static String[] args(String method, Path out, String... extra) {
-        List<String> a = new ArrayList<>(List.of("prune-train", model.toString(), "--method", method, "--ratio", "0.5", "--train-data",
+        List<String> a = new ArrayList<>(List.of("prune", model.toString(), "--method", method, "--ratio", "0.5", "--train-data",
                 text.toString(), "--steps", "2", "--micro-batch", "2", "--accumulation", "1", "--train-seq-len", "16", "--eval-every", "2",
                 "--val-windows", "2", "--out", out.toString()));
         a.addAll(List.of(extra));
@@ -92,29 +92,6 @@ class PruneTrainCommandTest {
     }
 
     @Test
-    void isAnAliasThatPrintsTheEquivalentPruneCommand() throws Exception {
-        Path out = tmp.resolve("alias");
-        // the old spellings too (--data, --val, --seq-len), translated to prune's names
-        CliTest.Result r = CliTest.run("prune-train", model.toString(), "--method", "bip", "--ratio", "0.5", "--data", text.toString(),
-                "--val", text.toString(), "--steps", "2", "--micro-batch", "2", "--seq-len", "16", "--val-windows", "2",
-                "--out", out.toString(), "--json");
-        assertEquals(0, r.code(), r.err());
-        String expected = "lopper prune " + model + " --method bip --ratio 0.5 --train-data " + text + " --val-data " + text
-                + " --steps 2 --micro-batch 2 --train-seq-len 16 --val-windows 2 --out " + out + " --json --seed 42";
-        String line = r.err().lines().filter(l -> l.contains("deprecated")).findFirst().orElseThrow();
-        assertTrue(line.endsWith("running the same as: " + expected), line);
-        assertEquals(1, r.err().lines().filter(l -> l.contains("lopper prune ")).count(), r.err());
-        // that command gives the same model (it is the same run: a rerun of it finds the run finished)
-        String[] prune = expected.substring("lopper ".length()).split(" ");
-        CliTest.Result p = CliTest.run(prune);
-        assertEquals(0, p.code(), p.err());
-        JsonNode a = new ObjectMapper().readTree(r.out());
-        JsonNode b = new ObjectMapper().readTree(p.out());
-        assertEquals(a.get("params_after"), b.get("params_after"));
-        assertEquals(a.get("plan"), b.get("plan"));
-    }
-
-    @Test
     void lopperPruneHandsBothMethodsToTheScheduleEngine() throws Exception {
         Path out = tmp.resolve("engine-bip");
         CliTest.Result r = CliTest.run("prune", model.toString(), "--method", "bip", "--ratio", "0.5", "--train-data", text.toString(),
@@ -125,17 +102,5 @@ class PruneTrainCommandTest {
         try (ModelDir d = ModelDir.open(out)) {
             assertEquals(48, d.config().layer(0).intermediateSize());
         }
-    }
-
-    @Test
-    void badInputIsOneLine() {
-        CliTest.Result r = CliTest.run(args("magnitude", tmp.resolve("bad")));
-        assertEquals(1, r.code());
-        assertTrue(r.err().startsWith("error: --method magnitude: expected one of [efficientllm, bip]"), r.err());
-        assertEquals(1, r.err().strip().lines().count(), r.err());
-        CliTest.Result v = CliTest.run(args("bip", tmp.resolve("bad"), "--val-fraction", "1.5"));
-        assertEquals(2, v.code()); // a usage error, before any work
-        assertTrue(v.err().strip().startsWith("error: --val-fraction 1.5: expected a fraction in (0, 1) (see lopper prune-train --help)"),
-                v.err());
     }
 }
