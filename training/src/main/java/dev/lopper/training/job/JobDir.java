@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.io.AtomicDirectory;
 import dev.lopper.model.io.OutputGuard;
 import dev.lopper.training.loop.Checkpoints;
+import dev.lopper.training.loop.Trainer;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -14,8 +15,11 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Arrays;
 import java.util.Iterator;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 
 /**
@@ -133,6 +137,19 @@ public record JobDir(Path out, Path dir, boolean resumed) {
             AtomicDirectory.deleteTree(p);
         }
         return p;
+    }
+
+    /**
+     * Hands {@code trainer} to {@code onStart} (a Ctrl-C handler calls requestStop), runs it and writes {@code curve}
+     * of its history into the job folder: no PNG when interrupted, as AWT cannot start while the JVM shuts down
+     * (Ctrl-C); the next run draws it.
+     */
+    public Trainer.Result train(Trainer<?> trainer, Consumer<Trainer<?>> onStart, UnaryOperator<List<Trainer.Point>> curve,
+                                String title) throws IOException {
+        onStart.accept(trainer);
+        Trainer.Result result = trainer.run();
+        Curve.write(curve.apply(result.history()), dir, result.interrupted() ? null : title);
+        return result;
     }
 
     /** Copies the job's curve beside the final model, once that is written to {@code OUT}. */

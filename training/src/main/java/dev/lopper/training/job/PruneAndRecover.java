@@ -1,6 +1,5 @@
 package dev.lopper.training.job;
 
-import dev.lopper.training.loop.TrainingMethod;
 
 import dev.lopper.model.ModelDir;
 
@@ -148,7 +147,7 @@ public final class PruneAndRecover {
             }
             Recovery.Outcome o;
             try (ModelDir md = ModelDir.open(prune.out())) {
-                o = Recovery.train(job, md, r.recovery(prune.out()), teacherHash, TrainingMethod.none(), listener, onStart);
+                o = Recovery.train(job, md, r.recovery(prune.out()), teacherHash, listener, onStart);
             }
             if (o.merged() == null) {
                 return new Outcome(pruned, prune.out(), o, null, job.dir()); // interrupted: the checkpoint is saved

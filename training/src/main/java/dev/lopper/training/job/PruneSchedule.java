@@ -283,9 +283,7 @@ public final class PruneSchedule {
                     data, o, checkpoints, progressLine(r.prune().progress(), String.format(Locale.ROOT, "step %d/%d: ", k, n)));
             onStart.accept(trainer);
             Trainer.Result result = trainer.run();
-            if (result.interrupted()) {
-                throw new TrainingInterrupted(result.step(), checkpoints);
-            }
+            TrainingInterrupted.ifStopped(result, checkpoints);
             for (Trainer.Point pt : result.history()) {
                 if (pt.trainLoss() != null || pt.valLoss() != null) {
                     curve.add(new Trainer.Point(offset + pt.step(), pt.trainLoss(), pt.valLoss(), pt.lr(), params,
