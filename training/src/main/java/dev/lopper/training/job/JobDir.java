@@ -120,6 +120,14 @@ public record JobDir(Path out, Path dir, boolean resumed) {
         return false;
     }
 
+    /** The training text's fields of a job.json, in their order: data and val (absolute paths, or null), val_fraction, val_windows. */
+    static void putData(ObjectNode n, Path data, Path val, double valFraction, int valWindows) {
+        n.put("data", data == null ? null : data.toAbsolutePath().toString());
+        n.put("val", val == null ? null : val.toAbsolutePath().toString());
+        n.put("val_fraction", valFraction);
+        n.put("val_windows", valWindows);
+    }
+
     /** A file or directory inside {@code OUT.job}. */
     public Path resolve(String name) {
         return dir.resolve(name);

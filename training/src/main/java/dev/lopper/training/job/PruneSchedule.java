@@ -41,6 +41,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -320,15 +321,10 @@ public final class PruneSchedule {
     /** The last finished step's state, its model loaded back into memory (null when no step finished). */
     private static State restore(JobDir job, ScheduleMethod method, State fresh, ScheduleRequest r) throws IOException {
         Path steps = job.resolve("steps");
-        if (!Files.isDirectory(steps)) {
-            return fresh;
-        }
         Path last = null;
-        try (var s = Files.list(steps)) {
-            for (Path p : s.sorted().toList()) {
-                if (Files.isRegularFile(p.resolve("done.json"))) {
-                    last = p;
-                }
+        if (Files.isDirectory(steps)) {
+            try (var s = Files.list(steps)) { // steps/NNNN: the newest in name order
+                last = s.filter(p -> Files.isRegularFile(p.resolve("done.json"))).max(Comparator.naturalOrder()).orElse(null);
             }
         }
         if (last == null) {
@@ -390,10 +386,7 @@ public final class PruneSchedule {
         n.put("iterations", r.iterations());
         n.put("train_steps_per_step", r.trainStepsPerStep());
         n.put("steps", r.steps());
-        n.put("data", r.data() == null ? null : r.data().toAbsolutePath().toString());
-        n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
-        n.put("val_fraction", r.valFraction());
-        n.put("val_windows", r.valWindows());
+        JobDir.putData(n, r.data(), r.val(), r.valFraction(), r.valWindows());
         n.set("lora", Checkpoints.tree(r.lora()));
         n.set("train", JSON.valueToTree(r.train()));
         n.set("phases", JSON.valueToTree(m.phases()));

@@ -141,10 +141,7 @@ public final class PruneWhileTraining {
         n.put("model", r.prune().model().toAbsolutePath().toString());
         n.put("method", r.prune().criterion());
         n.put("ratio", r.prune().ratio());
-        n.put("data", r.data().toAbsolutePath().toString());
-        n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
-        n.put("val_fraction", r.valFraction());
-        n.put("val_windows", r.valWindows());
+        JobDir.putData(n, r.data(), r.val(), r.valFraction(), r.valWindows());
         n.set("train", Checkpoints.comparable(o));
         return n;
     }

@@ -202,10 +202,7 @@ public final class Recovery {
     /** The training settings of {@code r} into {@code n} (recover's job.json, and prune --recover-steps' "recover"). */
     static ObjectNode trainingJson(ObjectNode n, Request r, String teacherHash) {
         ObjectMapper json = new ObjectMapper();
-        n.put("data", r.data().toAbsolutePath().toString());
-        n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
-        n.put("val_fraction", r.valFraction());
-        n.put("val_windows", r.valWindows());
+        JobDir.putData(n, r.data(), r.val(), r.valFraction(), r.valWindows());
         n.set("lora", Checkpoints.tree(r.lora()));
         n.set("options", json.valueToTree(r.options()));
         if (r.full()) {
