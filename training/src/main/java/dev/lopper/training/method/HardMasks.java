@@ -123,13 +123,7 @@ public final class HardMasks {
         for (int i = 0; i < config.numLayers(); i++) {
             int[] g = heads[i] == null ? LayerSelection.range(config.layer(i).numKvHeads()) : kept(heads[i]);
             int[] c = channels[i] == null ? LayerSelection.range(config.layer(i).intermediateSize()) : kept(channels[i]);
-            int gs = config.layer(i).groupSize();
-            int[] q = new int[g.length * gs];
-            for (int k = 0; k < g.length; k++) {
-                for (int j = 0; j < gs; j++) {
-                    q[k * gs + j] = g[k] * gs + j;
-                }
-            }
+            int[] q = Allocation.headsOfGroups(config.layer(i), g);
             layers.add(PruningPlan.LayerPlan.kept(i, g, q, c));
             sel.add(new LayerSelection(i, false, g, q, c));
         }
