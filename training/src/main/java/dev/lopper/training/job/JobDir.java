@@ -138,15 +138,6 @@ public record JobDir(Path out, Path dir, boolean resumed) {
         return dir.resolve("checkpoints");
     }
 
-    /** A directory in the job folder for a model written next (replaced when a kill left one half-written). */
-    public Path fresh(String name) throws IOException {
-        Path p = dir.resolve(name);
-        if (Files.exists(p)) {
-            AtomicDirectory.deleteTree(p);
-        }
-        return p;
-    }
-
     /**
      * Hands {@code trainer} to {@code onStart} (a Ctrl-C handler calls requestStop), runs it and writes {@code curve}
      * of its history into the job folder: no PNG when interrupted, as AWT cannot start while the JVM shuts down

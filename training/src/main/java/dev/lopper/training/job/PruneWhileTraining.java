@@ -1,6 +1,5 @@
 package dev.lopper.training.job;
 
-import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.calibration.gradient.GradientEngine;
