@@ -310,11 +310,8 @@ public final class PruneSchedule {
         d.set("method_state", method.state());
         d.set("curve", JSON.valueToTree(st.curve));
         write(dir.resolve("done.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(d));
-        for (int k = 1; k < st.done; k++) {
-            Path old = job.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k)).resolve("model");
-            if (Files.exists(old)) {
-                AtomicDirectory.deleteTree(old);
-            }
+        for (int k = 1; k < st.done; k++) { // nothing where a step's model is gone already
+            AtomicDirectory.deleteTree(job.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k)).resolve("model"));
         }
     }
 
