@@ -362,11 +362,7 @@ public final class PruneSchedule {
         boolean trained = phases.stream().anyMatch(p -> p.trainSteps() > 0);
         Surgery.Result result;
         if (trained) {
-            List<LayerSelection> whole = new ArrayList<>();
-            for (int l = 0; l < current.config().numLayers(); l++) {
-                whole.add(LayerSelection.whole(l, current.config().layer(l)));
-            }
-            result = Surgery.apply(current.config(), current.source(), whole);
+            result = Surgery.apply(current.config(), current.source(), KeptUnits.whole(current.config()).kept());
         } else {
             result = Surgery.apply(originalDir.config(), originalDir.checkpoint(), plan);
             if (!result.config().layers().equals(current.config().layers())) {
