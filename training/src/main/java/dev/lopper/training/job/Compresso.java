@@ -29,6 +29,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
 
 /**
  * The job of {@code lopper prune MODEL --method compresso}: hard-concrete masks on KV groups and MLP channels
@@ -101,14 +102,10 @@ public final class Compresso {
                  LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), r.prune().device());
                  L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), r.prune().device())) {
                 CompressoTraining training = new CompressoTraining(model, lora, masks, prompt, o);
-                Trainer<CompressoTraining> trainer = new Trainer<>(training, training, TrainingData.trainOnly(windows),
-                        training.trainOptions(), job.checkpoints(), PruneSchedule.progressLine(progress, ""));
-                onStart.accept(trainer);
-                Trainer.Result result = trainer.run();
-                Curve.write(result.history(), job.dir(), result.interrupted() ? null : "lopper prune --method compresso " + r.prune().model().getFileName());
-                if (result.interrupted()) {
-                    throw new TrainingInterrupted(result.step(), job.checkpoints());
-                }
+                Trainer.Result result = job.train(new Trainer<>(training, training, TrainingData.trainOnly(windows), training.trainOptions(),
+                        job.checkpoints(), PruneSchedule.progressLine(progress, "")), onStart, UnaryOperator.identity(),
+                        "lopper prune --method compresso " + r.prune().model().getFileName());
+                TrainingInterrupted.ifStopped(result, job.checkpoints());
                 PruningPlan plan = finish(md, lora, masks, r, o, out);
                 job.finish();
                 return new PruneSchedule.Result(out, plan, result.history(), result.resumedFrom());

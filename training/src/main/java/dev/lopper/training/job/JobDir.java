@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.io.AtomicDirectory;
 import dev.lopper.model.io.OutputGuard;
 import dev.lopper.training.loop.Checkpoints;
+import dev.lopper.training.loop.Trainer;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -14,8 +15,11 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Arrays;
 import java.util.Iterator;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 
 /**
@@ -116,6 +120,14 @@ public record JobDir(Path out, Path dir, boolean resumed) {
         return false;
     }
 
+    /** The training text's fields of a job.json, in their order: data and val (absolute paths, or null), val_fraction, val_windows. */
+    static void putData(ObjectNode n, Path data, Path val, double valFraction, int valWindows) {
+        n.put("data", data == null ? null : data.toAbsolutePath().toString());
+        n.put("val", val == null ? null : val.toAbsolutePath().toString());
+        n.put("val_fraction", valFraction);
+        n.put("val_windows", valWindows);
+    }
+
     /** A file or directory inside {@code OUT.job}. */
     public Path resolve(String name) {
         return dir.resolve(name);
@@ -126,13 +138,17 @@ public record JobDir(Path out, Path dir, boolean resumed) {
         return dir.resolve("checkpoints");
     }
 
-    /** A directory in the job folder for a model written next (replaced when a kill left one half-written). */
-    public Path fresh(String name) throws IOException {
-        Path p = dir.resolve(name);
-        if (Files.exists(p)) {
-            AtomicDirectory.deleteTree(p);
-        }
-        return p;
+    /**
+     * Hands {@code trainer} to {@code onStart} (a Ctrl-C handler calls requestStop), runs it and writes {@code curve}
+     * of its history into the job folder: no PNG when interrupted, as AWT cannot start while the JVM shuts down
+     * (Ctrl-C); the next run draws it.
+     */
+    public Trainer.Result train(Trainer<?> trainer, Consumer<Trainer<?>> onStart, UnaryOperator<List<Trainer.Point>> curve,
+                                String title) throws IOException {
+        onStart.accept(trainer);
+        Trainer.Result result = trainer.run();
+        Curve.write(curve.apply(result.history()), dir, result.interrupted() ? null : title);
+        return result;
     }
 
     /** Copies the job's curve beside the final model, once that is written to {@code OUT}. */

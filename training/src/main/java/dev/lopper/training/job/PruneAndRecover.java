@@ -1,6 +1,5 @@
 package dev.lopper.training.job;
 
-import dev.lopper.training.loop.TrainingMethod;
 
 import dev.lopper.model.ModelDir;
 
@@ -117,9 +116,7 @@ public final class PruneAndRecover {
         if (!(r.valFraction() > 0 && r.valFraction() < 1) && r.val() == null) {
             throw new IllegalArgumentException("--val-fraction " + r.valFraction() + ": expected a value in (0, 1)");
         }
-        Path[] inputs = {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val(),
-                r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache()};
-        JobDir.check(p.out(), KIND, json(r, teacherHash(r)), p.overwrite(), inputs); // --full with --stream fails here
+        JobDir.check(p.out(), KIND, json(r, teacherHash(r)), p.overwrite(), inputs(r)); // --full with --stream fails here
         Pruner.checkOutputs(pruneStep(r, JobDir.dirOf(p.out())));
         if (p.planOut() != null) {
             OutputGuard.checkFile(p.planOut(), p.overwrite(), "--plan-out", PruningPlan.FORMAT_PREFIX, p.model(), p.applyPlan(),
@@ -137,8 +134,7 @@ public final class PruneAndRecover {
         PruneRequest p = r.prune();
         try (OutputLock outLock = OutputLock.acquire(p.out(), "--out")) {
             String teacherHash = teacherHash(r);
-            JobDir job = JobDir.open(p.out(), KIND, json(r, teacherHash), p.overwrite(), p.model(), p.applyPlan(), p.calibration(),
-                    r.trainData(), r.val(), r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache());
+            JobDir job = JobDir.open(p.out(), KIND, json(r, teacherHash), p.overwrite(), inputs(r));
             PruneRequest prune = pruneStep(r, job.dir());
             PruneResult pruned = null;
             if (job.resumed() && Files.isRegularFile(prune.out().resolve("config.json"))) {
@@ -148,7 +144,7 @@ public final class PruneAndRecover {
             }
             Recovery.Outcome o;
             try (ModelDir md = ModelDir.open(prune.out())) {
-                o = Recovery.train(job, md, r.recovery(prune.out()), teacherHash, TrainingMethod.none(), listener, onStart);
+                o = Recovery.train(job, md, r.recovery(prune.out()), teacherHash, listener, onStart);
             }
             if (o.merged() == null) {
                 return new Outcome(pruned, prune.out(), o, null, job.dir()); // interrupted: the checkpoint is saved
@@ -168,7 +164,13 @@ public final class PruneAndRecover {
         return r.prune().toBuilder().out(jobDir.resolve("pruned")).planOut(null).overwrite(true).build();
     }
 
-    /** Everything the job's result depends on (not chunk sizes, progress or streaming, which change no number). */
+    /** The job's input files and directories, which OUT may not overlap. */
+    private static Path[] inputs(Request r) {
+        PruneRequest p = r.prune();
+        return new Path[] {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val(),
+                r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache()};
+    }
+
     /** The teacher's hash after checking it against the model being pruned (same vocabulary); null without a teacher. */
     private static String teacherHash(Request r) {
         if (r.distill() == null) {
@@ -179,6 +181,7 @@ public final class PruneAndRecover {
         }
     }
 
+    /** Everything the job's result depends on (not chunk sizes, progress or streaming, which change no number). */
     private static ObjectNode json(Request r, String teacherHash) {
         ObjectMapper m = new ObjectMapper();
         PruneRequest p = r.prune();

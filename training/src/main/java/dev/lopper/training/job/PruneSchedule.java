@@ -41,6 +41,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -283,9 +284,7 @@ public final class PruneSchedule {
                     data, o, checkpoints, progressLine(r.prune().progress(), String.format(Locale.ROOT, "step %d/%d: ", k, n)));
             onStart.accept(trainer);
             Trainer.Result result = trainer.run();
-            if (result.interrupted()) {
-                throw new TrainingInterrupted(result.step(), checkpoints);
-            }
+            TrainingInterrupted.ifStopped(result, checkpoints);
             for (Trainer.Point pt : result.history()) {
                 if (pt.trainLoss() != null || pt.valLoss() != null) {
                     curve.add(new Trainer.Point(offset + pt.step(), pt.trainLoss(), pt.valLoss(), pt.lr(), params,
@@ -311,26 +310,18 @@ public final class PruneSchedule {
         d.set("method_state", method.state());
         d.set("curve", JSON.valueToTree(st.curve));
         write(dir.resolve("done.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(d));
-        for (int k = 1; k < st.done; k++) {
-            Path old = job.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k)).resolve("model");
-            if (Files.exists(old)) {
-                AtomicDirectory.deleteTree(old);
-            }
+        for (int k = 1; k < st.done; k++) { // nothing where a step's model is gone already
+            AtomicDirectory.deleteTree(job.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k)).resolve("model"));
         }
     }
 
     /** The last finished step's state, its model loaded back into memory (null when no step finished). */
     private static State restore(JobDir job, ScheduleMethod method, State fresh, ScheduleRequest r) throws IOException {
         Path steps = job.resolve("steps");
-        if (!Files.isDirectory(steps)) {
-            return fresh;
-        }
         Path last = null;
-        try (var s = Files.list(steps)) {
-            for (Path p : s.sorted().toList()) {
-                if (Files.isRegularFile(p.resolve("done.json"))) {
-                    last = p;
-                }
+        if (Files.isDirectory(steps)) {
+            try (var s = Files.list(steps)) { // steps/NNNN: the newest in name order
+                last = s.filter(p -> Files.isRegularFile(p.resolve("done.json"))).max(Comparator.naturalOrder()).orElse(null);
             }
         }
         if (last == null) {
@@ -371,11 +362,7 @@ public final class PruneSchedule {
         boolean trained = phases.stream().anyMatch(p -> p.trainSteps() > 0);
         Surgery.Result result;
         if (trained) {
-            List<LayerSelection> whole = new ArrayList<>();
-            for (int l = 0; l < current.config().numLayers(); l++) {
-                whole.add(LayerSelection.whole(l, current.config().layer(l)));
-            }
-            result = Surgery.apply(current.config(), current.source(), whole);
+            result = Surgery.apply(current.config(), current.source(), KeptUnits.whole(current.config()).kept());
         } else {
             result = Surgery.apply(originalDir.config(), originalDir.checkpoint(), plan);
             if (!result.config().layers().equals(current.config().layers())) {
@@ -392,10 +379,7 @@ public final class PruneSchedule {
         n.put("iterations", r.iterations());
         n.put("train_steps_per_step", r.trainStepsPerStep());
         n.put("steps", r.steps());
-        n.put("data", r.data() == null ? null : r.data().toAbsolutePath().toString());
-        n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
-        n.put("val_fraction", r.valFraction());
-        n.put("val_windows", r.valWindows());
+        JobDir.putData(n, r.data(), r.val(), r.valFraction(), r.valWindows());
         n.set("lora", Checkpoints.tree(r.lora()));
         n.set("train", JSON.valueToTree(r.train()));
         n.set("phases", JSON.valueToTree(m.phases()));

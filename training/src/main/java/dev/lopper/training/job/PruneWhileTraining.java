@@ -1,6 +1,5 @@
 package dev.lopper.training.job;
 
-import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.calibration.gradient.GradientEngine;
@@ -77,36 +76,27 @@ public final class PruneWhileTraining {
                     name, mib(FullModel.trainingBytes(config))));
             JobDir job = JobDir.open(out, "prune-while-training", requestJson(r, o), r.prune().overwrite(), r.prune().model(), r.data(), r.val());
             FullModel model = FullModel.load(config, md.checkpoint(), r.prune().device());
-            FullTrainee trainee;
             FullTrainingMethod method;
             try {
                 method = factory.create(model, r.prune().ratio(), o.steps());
-                trainee = new FullTrainee(model, o, method::transform, LossTerm.CAUSAL_LM);
             } catch (RuntimeException e) {
                 model.close();
                 throw e;
             }
-            try {
+            try (FullTrainee trainee = new FullTrainee(model, o, method::transform, LossTerm.CAUSAL_LM)) {
                 TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), o.windows() * method.batchesPerStep(),
                         r.valWindows(), o.seqLen(), r.valFraction(), o.seed());
-                Trainer<FullTrainee> trainer = new Trainer<>(trainee, method, data, o, job.checkpoints(), PruneSchedule.progressLine(progress, ""));
-                onStart.accept(trainer);
-                Trainer.Result result = trainer.run();
-                List<Trainer.Point> curve = withRatio(result.history(), config);
-                String title = "lopper prune --method " + name + " --ratio " + r.prune().ratio() + " " + r.prune().model().getFileName();
-                Curve.write(curve, job.dir(), result.interrupted() ? null : title);
-                if (result.interrupted()) {
-                    throw new TrainingInterrupted(result.step(), job.checkpoints());
-                }
+                Trainer.Result result = job.train(new Trainer<>(trainee, method, data, o, job.checkpoints(), PruneSchedule.progressLine(progress, "")),
+                        onStart, h -> withRatio(h, config), "lopper prune --method " + name + " --ratio " + r.prune().ratio() + " "
+                                + r.prune().model().getFileName());
+                TrainingInterrupted.ifStopped(result, job.checkpoints());
                 PruningPlan plan = AskedRatio.record(plan(r, o, md, method, trainee.model().config()), r.prune().ratio(), config,
                         () -> "the method's last cut (" + method.allocation() + " allocation of its own counts)", progress);
                 ModelWriter.save(out, trainee.model().config(), trainee.model().source(), OutputDtype.resolve(r.outputType(), md, progress), md.path(),
                         ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));
                 plan.save(out.resolve(Surgery.PLAN_FILE));
                 job.finish();
-                return new PruneSchedule.Result(out, plan, curve, result.resumedFrom());
-            } finally {
-                trainee.model().close();
+                return new PruneSchedule.Result(out, plan, withRatio(result.history(), config), result.resumedFrom());
             }
         }
     }
@@ -150,10 +140,7 @@ public final class PruneWhileTraining {
         n.put("model", r.prune().model().toAbsolutePath().toString());
         n.put("method", r.prune().criterion());
         n.put("ratio", r.prune().ratio());
-        n.put("data", r.data().toAbsolutePath().toString());
-        n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
-        n.put("val_fraction", r.valFraction());
-        n.put("val_windows", r.valWindows());
+        JobDir.putData(n, r.data(), r.val(), r.valFraction(), r.valWindows());
         n.set("train", Checkpoints.comparable(o));
         return n;
     }

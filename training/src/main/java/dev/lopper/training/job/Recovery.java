@@ -32,6 +32,7 @@ import dev.lopper.model.ModelDir;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
 
 /**
  * A whole recovery run, as {@code lopper recover} does it: LoRA training on a (pruned) model, in the one job layout
@@ -98,17 +99,11 @@ public final class Recovery {
      * @param onStart gets the trainer before it starts (a Ctrl-C handler calls {@link Trainer#requestStop})
      */
     public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
-        return run(r, TrainingMethod.none(), listener, onStart);
-    }
-
-    /** As above, with a method's hooks in the loop (LoRAPrune reads every step's adapter gradients). */
-    public static Outcome run(Request r, TrainingMethod<? super LoraTrainee> method, Trainer.Listener listener,
-                              Consumer<Trainer<?>> onStart) throws IOException {
         try (ModelDir md = ModelDir.open(r.model())) { // the model is checked before OUT is touched
             String teacherHash = r.distill() == null ? null : r.distill().check(r.model(), md.config());
             JobDir job = JobDir.open(r.out(), "recover", requestJson(r, teacherHash), r.overwrite(), r.model(), r.data(), r.val(),
                     r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache());
-            Outcome o = train(job, md, r, teacherHash, method, listener, onStart);
+            Outcome o = train(job, md, r, teacherHash, listener, onStart);
             if (o.merged() != null) {
                 job.finish();
             }
@@ -117,67 +112,52 @@ public final class Recovery {
     }
 
     /**
-     * LoRA training of {@code md} with the request's settings inside {@code job}: checkpoints, curve and adapter in
-     * the job folder; when training finishes, the merged model is written to {@code job.out()}.
+     * Training of {@code md} with the request's settings inside {@code job}, checkpoints and curve in the job folder:
+     * LoRA adapters (saved to the job folder, then merged into the model written to {@code job.out()}), or with
+     * {@code full} every weight ({@link FullTrainee}; the trained model written to {@code job.out()}, fp32 unless
+     * {@code mergedType}).
      */
-    static Outcome train(JobDir job, ModelDir md, Request r, String teacherHash, TrainingMethod<? super LoraTrainee> method,
-                         Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
-        if (r.full()) {
-            return trainFull(job, md, r, teacherHash, listener, onStart);
-        }
-        try (LlamaModel model = r.stream() ? null : md.loadModel(r.device());
-             LoraAdapters lora = LoraAdapters.create(md.config(), r.lora(), r.options().seed(), r.device())) {
-            if (lora.adapters().isEmpty()) {
+    static Outcome train(JobDir job, ModelDir md, Request r, String teacherHash, Trainer.Listener listener,
+                         Consumer<Trainer<?>> onStart) throws IOException {
+        try (LlamaModel model = r.stream() || r.full() ? null : md.loadModel(r.device());
+             LoraAdapters lora = r.full() ? null : LoraAdapters.create(md.config(), r.lora(), r.options().seed(), r.device())) {
+            if (lora != null && lora.adapters().isEmpty()) {
                 throw new IllegalArgumentException(md.path() + ": no layer runs any of the targeted projections " + r.lora().orderedTargets());
             }
             TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows(), r.valWindows(),
                     r.options().seqLen(), r.valFraction(), r.options().seed());
-            Trainer.Result result;
-            try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener)) {
-                LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
-                        : LossPass.inMemory(model, teacher.term());
-                Trainer<LoraTrainee> trainer = new Trainer<>(new LoraTrainee(pass, lora, r.options()), method, data, r.options(),
-                        job.checkpoints(), listener);
-                onStart.accept(trainer);
-                result = trainer.run();
+            if (r.full()) {
+                listener.message(String.format(java.util.Locale.ROOT, "full-parameter training: %s (weights, gradients, 2 AdamW moments, fp32) plus activations",
+                        PruneWhileTraining.mib(FullModel.trainingBytes(md.config()))));
             }
-            // no PNG when interrupted: AWT cannot start while the JVM shuts down (Ctrl-C); the next run draws it
-            Curve.write(result.history(), job.dir(), result.interrupted() ? null : "lopper recover " + md.path().getFileName());
-            if (result.interrupted()) {
-                return new Outcome(result, lora.parameterCount(), null, null, job.dir());
-            }
-            Path adapter = job.resolve("adapter");
-            PeftIo.save(lora, adapter, md.path().toString());
-            Merge.save(md, lora, job.out(), r.mergedType());
-            return new Outcome(result, lora.parameterCount(), job.out(), adapter, job.dir());
-        }
-    }
-
-    /** Every weight trained ({@link FullTrainee}); the trained model written to OUT (fp32 unless {@code mergedType}). */
-    private static Outcome trainFull(JobDir job, ModelDir md, Request r, String teacherHash, Trainer.Listener listener,
-                                     Consumer<Trainer<?>> onStart) throws IOException {
-        TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows(), r.valWindows(),
-                r.options().seqLen(), r.valFraction(), r.options().seed());
-        listener.message(String.format(java.util.Locale.ROOT, "full-parameter training: %s (weights, gradients, 2 AdamW moments, fp32) plus activations",
-                PruneWhileTraining.mib(FullModel.trainingBytes(md.config()))));
-        try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener)) {
-            FullTrainee trainee = new FullTrainee(FullModel.load(md.config(), md.checkpoint(), r.device()), r.options(),
-                    () -> FullModel.LayerTransform.NONE, teacher.term());
-            try {
-                Trainer<FullTrainee> trainer = new Trainer<>(trainee, TrainingMethod.none(), data, r.options(), job.checkpoints(), listener);
-                onStart.accept(trainer);
-                Trainer.Result result = trainer.run();
-                Curve.write(result.history(), job.dir(), result.interrupted() ? null : "lopper recover --full " + md.path().getFileName());
-                long params = trainee.model().parameterCount();
+            try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener);
+                 FullTrainee full = r.full() ? new FullTrainee(FullModel.load(md.config(), md.checkpoint(), r.device()), r.options(),
+                         () -> FullModel.LayerTransform.NONE, teacher.term()) : null) {
+                Trainer<?> trainer;
+                if (full != null) {
+                    trainer = new Trainer<>(full, TrainingMethod.none(), data, r.options(), job.checkpoints(), listener);
+                } else {
+                    LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
+                            : LossPass.inMemory(model, teacher.term());
+                    trainer = new Trainer<>(new LoraTrainee(pass, lora, r.options()), TrainingMethod.none(), data, r.options(),
+                            job.checkpoints(), listener);
+                }
+                Trainer.Result result = job.train(trainer, onStart, UnaryOperator.identity(),
+                        "lopper recover " + (r.full() ? "--full " : "") + md.path().getFileName());
+                long params = full != null ? full.modelParameters() : lora.parameterCount();
                 if (result.interrupted()) {
                     return new Outcome(result, params, null, null, job.dir());
                 }
-                DataType as = r.mergedType() != null ? r.mergedType() : md.checkpoint().storedType(WeightNames.EMBED);
-                ModelWriter.save(job.out(), trainee.model().config(), trainee.model().source(), as, md.path(), ModelWriter.DEFAULT_MAX_SHARD_BYTES,
-                        new java.util.TreeMap<>(java.util.Map.of("format", "pt", "lopper_recovery", "full-parameter")));
-                return new Outcome(result, params, job.out(), null, job.dir());
-            } finally {
-                trainee.model().close();
+                if (full != null) {
+                    DataType as = r.mergedType() != null ? r.mergedType() : md.checkpoint().storedType(WeightNames.EMBED);
+                    ModelWriter.save(job.out(), full.model().config(), full.model().source(), as, md.path(), ModelWriter.DEFAULT_MAX_SHARD_BYTES,
+                            new java.util.TreeMap<>(java.util.Map.of("format", "pt", "lopper_recovery", "full-parameter")));
+                    return new Outcome(result, params, job.out(), null, job.dir());
+                }
+                Path adapter = job.resolve("adapter");
+                PeftIo.save(lora, adapter, md.path().toString());
+                Merge.save(md, lora, job.out(), r.mergedType());
+                return new Outcome(result, params, job.out(), adapter, job.dir());
             }
         }
     }
@@ -222,10 +202,7 @@ public final class Recovery {
     /** The training settings of {@code r} into {@code n} (recover's job.json, and prune --recover-steps' "recover"). */
     static ObjectNode trainingJson(ObjectNode n, Request r, String teacherHash) {
         ObjectMapper json = new ObjectMapper();
-        n.put("data", r.data().toAbsolutePath().toString());
-        n.put("val", r.val() == null ? null : r.val().toAbsolutePath().toString());
-        n.put("val_fraction", r.valFraction());
-        n.put("val_windows", r.valWindows());
+        JobDir.putData(n, r.data(), r.val(), r.valFraction(), r.valWindows());
         n.set("lora", Checkpoints.tree(r.lora()));
         n.set("options", json.valueToTree(r.options()));
         if (r.full()) {

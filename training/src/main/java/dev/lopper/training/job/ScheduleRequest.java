@@ -1,7 +1,5 @@
 package dev.lopper.training.job;
 
-import dev.lopper.training.job.ScheduleMethods;
-
 import dev.lopper.pruning.PruneRequest;
 import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.loop.TrainOptions;

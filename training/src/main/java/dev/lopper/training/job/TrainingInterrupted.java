@@ -1,5 +1,7 @@
 package dev.lopper.training.job;
 
+import dev.lopper.training.loop.Trainer;
+
 import java.io.IOException;
 import java.nio.file.Path;
 
@@ -17,6 +19,13 @@ public final class TrainingInterrupted extends IOException {
     public TrainingInterrupted(int step, Path checkpoints) {
         super("interrupted at training step " + step + "; checkpoint saved in " + checkpoints + "; run the same command to continue");
         this.step = step;
+    }
+
+    /** Throws when {@code result} is of a run stopped on request (its checkpoint in {@code checkpoints}). */
+    static void ifStopped(Trainer.Result result, Path checkpoints) throws TrainingInterrupted {
+        if (result.interrupted()) {
+            throw new TrainingInterrupted(result.step(), checkpoints);
+        }
     }
 
     /** The step the checkpoint holds. */

@@ -41,23 +41,15 @@ import java.util.Map;
  *     double loss = m.loss(scope, ids, m.weights(), LayerTransform.NONE).getFloat();
  * }
  * }</pre>
+ *
+ * @param weights the weights by HF name (live arrays; the optimizer updates them in place)
  */
-public final class FullModel implements AutoCloseable {
+public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArray> weights) implements AutoCloseable {
     /** Changes a layer's weights just before the forward pass uses them (BiP's masks); NONE leaves them. */
     public interface LayerTransform {
         LayerTransform NONE = (layer, w, scope) -> w;
 
         LayerWeights apply(int layer, LayerWeights w, NDManager scope);
-    }
-
-    private final ModelConfig config;
-    private final NDManager manager;
-    private final Map<String, NDArray> weights;
-
-    private FullModel(ModelConfig config, NDManager manager, Map<String, NDArray> weights) {
-        this.config = config;
-        this.manager = manager;
-        this.weights = weights;
     }
 
     /** Loads every tensor of {@code source} as fp32 onto {@code device} (names in the source's order). */
@@ -119,19 +111,6 @@ public final class FullModel implements AutoCloseable {
     /** Bytes that full training holds for weights, gradients and AdamW's two moments (fp32): 16 per parameter. */
     public static long trainingBytes(ModelConfig config) {
         return 16L * ModelStats.parameters(config);
-    }
-
-    public ModelConfig config() {
-        return config;
-    }
-
-    public NDManager manager() {
-        return manager;
-    }
-
-    /** The weights by HF name (live arrays; the optimizer updates them in place). */
-    public Map<String, NDArray> weights() {
-        return weights;
     }
 
     public long parameterCount() {

@@ -29,10 +29,10 @@ import java.util.function.Supplier;
  * <pre>{@code
  * FullTrainee t = new FullTrainee(FullModel.load(config, checkpoint, Device.cpu()), options, () -> FullModel.LayerTransform.NONE);
  * new Trainer<>(t, new EfficientLlm(config, settings), data, options, checkpoints, listener).run();
- * try (FullModel trained = t.model()) { ... }   // the (possibly smaller) model; the caller closes it
+ * try (FullModel trained = t.model()) { ... }   // the (possibly smaller) model; the caller closes it (or the trainee)
  * }</pre>
  */
-public final class FullTrainee implements Trainee {
+public final class FullTrainee implements Trainee, AutoCloseable {
     public static final String GROUP = "weights";
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -54,6 +54,12 @@ public final class FullTrainee implements Trainee {
     /** The current model (after training: the trained, possibly cut one; the caller closes it). */
     public FullModel model() {
         return model;
+    }
+
+    /** Closes the current model. */
+    @Override
+    public void close() {
+        model.close();
     }
 
     @Override

@@ -117,11 +117,6 @@ public final class Trainer<T extends Trainee> {
         this.listener = listener;
     }
 
-    /** The trainee (after {@link #run}: trained, and cut where the method cut it). */
-    public T trainee() {
-        return trainee;
-    }
-
     /** Asks the run to write a checkpoint and return after the current step (safe from another thread). */
     public void requestStop() {
         stopRequested = true;

@@ -30,8 +30,14 @@ import java.util.SplittableRandom;
  *     NDArray a = lora.adapters().get(0).a();    // layer 0's first module's A
  * }
  * }</pre>
+ *
+ * @param manager the manager owning A and B (the optimizer keeps its state beside them)
  */
-public final class LoraAdapters implements AutoCloseable {
+public record LoraAdapters(ModelConfig model, LoraConfig config, NDManager manager, List<Adapter> adapters) implements AutoCloseable {
+    public LoraAdapters {
+        adapters = Collections.unmodifiableList(adapters);
+    }
+
     /**
      * One adapter.
      *
@@ -42,18 +48,6 @@ public final class LoraAdapters implements AutoCloseable {
         public String peftPrefix() {
             return "base_model.model." + module.path(layer);
         }
-    }
-
-    private final ModelConfig model;
-    private final LoraConfig config;
-    private final NDManager manager;
-    private final List<Adapter> adapters;
-
-    private LoraAdapters(ModelConfig model, LoraConfig config, NDManager manager, List<Adapter> adapters) {
-        this.model = model;
-        this.config = config;
-        this.manager = manager;
-        this.adapters = Collections.unmodifiableList(adapters);
     }
 
     /** Fresh adapters (A Kaiming-uniform from {@code seed}, B zero) for every targeted module of every layer. */
@@ -112,23 +106,6 @@ public final class LoraAdapters implements AutoCloseable {
     private static boolean runs(LayerSpec spec, LoraModule m) {
         return m.parts().stream().allMatch(p -> spec.ops().stream()
                 .anyMatch(op -> op instanceof LayerOp.Linear l && l.weight() == p));
-    }
-
-    public ModelConfig model() {
-        return model;
-    }
-
-    public LoraConfig config() {
-        return config;
-    }
-
-    public List<Adapter> adapters() {
-        return adapters;
-    }
-
-    /** The manager owning A and B (the optimizer keeps its state beside them). */
-    public NDManager manager() {
-        return manager;
     }
 
     /** Trainable parameters: sum of r (in + out) over adapters. */

@@ -77,16 +77,15 @@ public final class AdaptPrunerMethod implements ScheduleMethod {
     }
 
     private static double parse(String s) {
-        double v;
         try {
-            v = Double.parseDouble(s);
+            double v = Double.parseDouble(s);
+            if (v > 0 && v < 1) {
+                return v;
+            }
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--step-ratio " + s + ": expected a number in (0, 1)");
+            // not a number: the same one-line error as a number out of range
         }
-        if (!(v > 0 && v < 1)) {
-            throw new IllegalArgumentException("--step-ratio " + s + ": expected a number in (0, 1)");
-        }
-        return v;
+        throw new IllegalArgumentException("--step-ratio " + s + ": expected a number in (0, 1)");
     }
 
     @Override

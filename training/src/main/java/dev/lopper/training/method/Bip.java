@@ -17,7 +17,6 @@ import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.training.loop.FullModel;
 import dev.lopper.training.loop.FullTrainee;
-import dev.lopper.training.loop.TrainingMethod;
 
 import java.util.ArrayList;
 import java.util.Arrays;

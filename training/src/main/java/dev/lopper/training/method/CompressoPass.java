@@ -90,11 +90,11 @@ public final class CompressoPass {
             if (noise != null) {
                 int k = 0;
                 for (int i = 0; i < headZ.length; i++) {
-                    if (masks.heads(i) != null) {
+                    if (masks.heads()[i] != null) {
                         headZ[i] = sample(scope, logAlphas.get(k), noise.get(k));
                         k++;
                     }
-                    if (masks.channels(i) != null) {
+                    if (masks.channels()[i] != null) {
                         channelZ[i] = sample(scope, logAlphas.get(k), noise.get(k));
                         k++;
                     }
@@ -106,7 +106,7 @@ public final class CompressoPass {
             ce = loss.getFloat();
             total = loss;
             if (noise != null) {
-                NDArray s = masks.expectedSize(logAlphas).mul(Scalars.of(scope, 1.0 / masks.prunableParameters())).neg().add(1);
+                NDArray s = masks.expectedSize(logAlphas).mul(Scalars.of(scope, 1.0 / masks.prunable())).neg().add(1);
                 sparsity = s.getFloat();
                 NDArray gap = s.sub((float) target);
                 NDArray l = lambdas.get(0).mul(gap).add(lambdas.get(1).mul(gap.square())).reshape(new Shape());

@@ -4,7 +4,6 @@ package dev.lopper.training.method;
 import ai.djl.ndarray.NDArray;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.pruning.allocation.Allocation;
 import dev.lopper.pruning.allocation.KeptUnits;
@@ -14,7 +13,6 @@ import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.training.loop.FullModel;
 import dev.lopper.training.loop.FullTrainee;
 import dev.lopper.training.loop.Gradients;
-import dev.lopper.training.loop.TrainingMethod;
 
 import java.util.Arrays;
 import java.util.List;
@@ -114,11 +112,6 @@ public final class EfficientLlm implements FullTrainingMethod {
 
     public double[][] channelSaliency() {
         return channelSaliency;
-    }
-
-    /** What is kept now (original indices). */
-    public KeptUnits units() {
-        return units;
     }
 
     @Override

@@ -43,7 +43,7 @@ public final class HardMasks {
             if (z[i] == null || java.util.Arrays.stream(z[i]).anyMatch(v -> v > 0)) {
                 continue;
             }
-            float[] a = (heads ? masks.heads(i) : masks.channels(i)).toFloatArray();
+            float[] a = (heads ? masks.heads()[i] : masks.channels()[i]).toFloatArray();
             int best = 0;
             for (int j = 1; j < a.length; j++) {
                 if (a[j] > a[best]) {
@@ -72,26 +72,26 @@ public final class HardMasks {
         int[] headsLeft = new int[layers];
         int[] channelsLeft = new int[layers];
         for (int i = 0; i < layers; i++) {
-            if (masks.heads(i) != null) {
-                float[] a = masks.heads(i).toFloatArray();
+            if (masks.heads()[i] != null) {
+                float[] a = masks.heads()[i].toFloatArray();
                 heads[i] = soft(a);
                 headsLeft[i] = a.length;
                 for (int j = 0; j < a.length; j++) {
-                    all.add(new Unit(a[j], true, i, j, masks.parametersPerGroup(i)));
+                    all.add(new Unit(a[j], true, i, j, masks.perGroup()[i]));
                 }
             }
-            if (masks.channels(i) != null) {
-                float[] a = masks.channels(i).toFloatArray();
+            if (masks.channels()[i] != null) {
+                float[] a = masks.channels()[i].toFloatArray();
                 channels[i] = soft(a);
                 channelsLeft[i] = a.length;
                 for (int j = 0; j < a.length; j++) {
-                    all.add(new Unit(a[j], false, i, j, masks.parametersPerChannel(i)));
+                    all.add(new Unit(a[j], false, i, j, masks.perChannel()[i]));
                 }
             }
         }
         all.sort(java.util.Comparator.comparingDouble(Unit::logAlpha).thenComparing(Unit::head).thenComparingInt(Unit::layer)
                 .thenComparingInt(Unit::index));
-        double target = ratio * masks.prunableParameters();
+        double target = ratio * masks.prunable();
         long removed = 0;
         for (Unit u : all) {
             if (removed >= target) {
@@ -123,13 +123,7 @@ public final class HardMasks {
         for (int i = 0; i < config.numLayers(); i++) {
             int[] g = heads[i] == null ? LayerSelection.range(config.layer(i).numKvHeads()) : kept(heads[i]);
             int[] c = channels[i] == null ? LayerSelection.range(config.layer(i).intermediateSize()) : kept(channels[i]);
-            int gs = config.layer(i).groupSize();
-            int[] q = new int[g.length * gs];
-            for (int k = 0; k < g.length; k++) {
-                for (int j = 0; j < gs; j++) {
-                    q[k * gs + j] = g[k] * gs + j;
-                }
-            }
+            int[] q = Allocation.headsOfGroups(config.layer(i), g);
             layers.add(PruningPlan.LayerPlan.kept(i, g, q, c));
             sel.add(new LayerSelection(i, false, g, q, c));
         }

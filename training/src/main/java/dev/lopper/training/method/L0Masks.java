@@ -33,41 +33,17 @@ import java.util.SplittableRandom;
  *     double[][] z = masks.deterministicChannels();
  * }
  * }</pre>
+ *
+ * @param heads per layer the KV-group log_alpha [numKvHeads], or null when the layer has no heads
+ * @param channels per layer the channel log_alpha [intermediate], or null when the layer has no MLP
+ * @param perGroup parameters one KV group of each layer holds
+ * @param perChannel parameters one channel of each layer holds
+ * @param prunable parameters of all heads and channels (the denominator of the sparsity)
  */
-public final class L0Masks implements AutoCloseable {
+public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, NDArray[] channels, long[] perGroup,
+                      long[] perChannel, NDArray lambda1, NDArray lambda2, long prunable) implements AutoCloseable {
     /** {@code initialize_structured_head}'s log_alpha mean (heads start fully open). */
     public static final double HEAD_INIT_MEAN = 10;
-
-    private final ModelConfig config;
-    private final NDManager manager;
-    private final NDArray[] heads;
-    private final NDArray[] channels;
-    private final long[] perGroup;
-    private final long[] perChannel;
-    private final NDArray lambda1;
-    private final NDArray lambda2;
-    private final long prunable;
-
-    private L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, NDArray[] channels) {
-        this.config = config;
-        this.manager = manager;
-        this.heads = heads;
-        this.channels = channels;
-        int n = config.numLayers();
-        StructureGraph g = StructureGraph.of(config);
-        perGroup = new long[n];
-        perChannel = new long[n];
-        long p = 0;
-        for (int i = 0; i < n; i++) {
-            perGroup[i] = g.kvGroups(i).parametersPerUnit();
-            perChannel[i] = g.mlpChannels(i).parametersPerUnit();
-            LayerShape s = config.layer(i);
-            p += perGroup[i] * s.numKvHeads() + perChannel[i] * s.intermediateSize();
-        }
-        prunable = p;
-        lambda1 = manager.zeros(new Shape(1));
-        lambda2 = manager.zeros(new Shape(1));
-    }
 
     /** Fresh masks for {@code config}: log_alpha drawn from {@code seed} as {@code reset_loga}, multipliers 0. */
     public static L0Masks create(ModelConfig config, double droprateInit, long seed, Device device) {
@@ -76,16 +52,23 @@ public final class L0Masks implements AutoCloseable {
         }
         NDManager m = NDManager.newBaseManager(device);
         SplittableRandom rnd = new SplittableRandom(seed);
+        StructureGraph g = StructureGraph.of(config);
         int n = config.numLayers();
         NDArray[] h = new NDArray[n];
         NDArray[] c = new NDArray[n];
+        long[] perGroup = new long[n];
+        long[] perChannel = new long[n];
+        long prunable = 0;
         double channelMean = HardConcrete.initialLogAlpha(droprateInit);
         for (int i = 0; i < n; i++) {
             LayerShape s = config.layer(i);
             h[i] = s.numKvHeads() > 0 ? normal(m, rnd, s.numKvHeads(), HEAD_INIT_MEAN) : null;
             c[i] = s.intermediateSize() > 0 ? normal(m, rnd, s.intermediateSize(), channelMean) : null;
+            perGroup[i] = g.kvGroups(i).parametersPerUnit();
+            perChannel[i] = g.mlpChannels(i).parametersPerUnit();
+            prunable += perGroup[i] * s.numKvHeads() + perChannel[i] * s.intermediateSize();
         }
-        return new L0Masks(config, m, h, c);
+        return new L0Masks(config, m, h, c, perGroup, perChannel, m.zeros(new Shape(1)), m.zeros(new Shape(1)), prunable);
     }
 
     private static NDArray normal(NDManager m, SplittableRandom rnd, int n, double mean) {
@@ -94,46 +77,6 @@ public final class L0Masks implements AutoCloseable {
             v[i] = (float) (mean + 1e-2 * rnd.nextGaussian());
         }
         return F32Tensors.owned(m, v, new Shape(n));
-    }
-
-    public ModelConfig config() {
-        return config;
-    }
-
-    public NDManager manager() {
-        return manager;
-    }
-
-    /** Layer {@code i}'s KV-group log_alpha [numKvHeads], or null when the layer has no heads. */
-    public NDArray heads(int i) {
-        return heads[i];
-    }
-
-    /** Layer {@code i}'s channel log_alpha [intermediate], or null when the layer has no MLP. */
-    public NDArray channels(int i) {
-        return channels[i];
-    }
-
-    public NDArray lambda1() {
-        return lambda1;
-    }
-
-    public NDArray lambda2() {
-        return lambda2;
-    }
-
-    /** Parameters one KV group / one channel of layer {@code i} holds. */
-    public long parametersPerGroup(int i) {
-        return perGroup[i];
-    }
-
-    public long parametersPerChannel(int i) {
-        return perChannel[i];
-    }
-
-    /** Parameters of all heads and channels (the denominator of the sparsity). */
-    public long prunableParameters() {
-        return prunable;
     }
 
     /** The log_alpha tensors by name ({@code layers.I.head_loga}, {@code layers.I.int_loga}), in a fixed order. */

@@ -16,6 +16,7 @@ import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.training.lora.LoraAdapters;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -199,37 +200,18 @@ public final class LoraPrune implements ScheduleMethod {
     }
 
     private static boolean hasNaN(double[][] x) {
-        for (double[] row : x) {
-            for (double v : row) {
-                if (Double.isNaN(v)) {
-                    return true;
-                }
-            }
-        }
-        return false;
+        return Arrays.stream(x).flatMapToDouble(Arrays::stream).anyMatch(Double::isNaN);
     }
 
     private static double[][] zeros(double[][] like) {
-        double[][] z = new double[like.length][];
-        for (int l = 0; l < like.length; l++) {
-            z[l] = new double[like[l].length];
-        }
-        return z;
+        return Arrays.stream(like).map(row -> new double[row.length]).toArray(double[][]::new);
     }
 
     private static double[][] copy(double[][] x) {
-        double[][] c = new double[x.length][];
-        for (int l = 0; l < x.length; l++) {
-            c[l] = x[l].clone();
-        }
-        return c;
+        return Arrays.stream(x).map(double[]::clone).toArray(double[][]::new);
     }
 
     private static double[] pick(double[] v, int[] kept) {
-        double[] out = new double[kept.length];
-        for (int i = 0; i < kept.length; i++) {
-            out[i] = v[kept[i]];
-        }
-        return out;
+        return Arrays.stream(kept).mapToDouble(i -> v[i]).toArray();
     }
 }
