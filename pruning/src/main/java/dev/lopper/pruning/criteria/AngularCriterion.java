@@ -1,9 +1,5 @@
 package dev.lopper.pruning.criteria;
-
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.pruning.allocation.Allocation;
-import dev.lopper.pruning.graph.StructureGraph;
 
 /**
  * The angular distance of Gromov et al. 2024 ("The Unreasonable Ineffectiveness of the Deeper Layers", eq. 7):
@@ -22,22 +18,10 @@ import dev.lopper.pruning.graph.StructureGraph;
 public final class AngularCriterion extends DepthCriterion {
     public static final String NAME = "angular";
 
-    @Override
-    public String name() {
-        return NAME;
-    }
-
-    @Override
-    public Defaults defaults() {
-        return new Defaults(128, 256, "uniform", StructureGraph.Kind.KV_GROUP, 0, 0,
-                "Gromov et al. 2024 eq. 7 (last token, mean over samples; arcee-ai/PruneMe); 128 x 256 is Lopper's");
-    }
-
-    @Override
-    public ObjectNode options() {
-        ObjectNode o = new ObjectMapper().createObjectNode();
-        o.put("statistic", "mean over windows of arccos(cos(x^l, x^(l+n)))/pi at the last token; a layer scores its best n-block");
-        return o;
+    public AngularCriterion() {
+        super(NAME, 128, 256,
+                "Gromov et al. 2024 eq. 7 (last token, mean over samples; arcee-ai/PruneMe); 128 x 256 is Lopper's",
+                "mean over windows of arccos(cos(x^l, x^(l+n)))/pi at the last token; a layer scores its best n-block");
     }
 
     @Override

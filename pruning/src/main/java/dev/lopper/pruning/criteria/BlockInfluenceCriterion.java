@@ -1,9 +1,5 @@
 package dev.lopper.pruning.criteria;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lopper.pruning.graph.StructureGraph;
-
 /**
  * ShortGPT's Block Influence (Men et al. 2024; official code icip-cas/ShortGPT, {@code shortgpt/metrics.py::
  * block_influence} and {@code shortgpt.py::compute_bi}): a layer's importance is the sum over every calibration
@@ -19,22 +15,10 @@ import dev.lopper.pruning.graph.StructureGraph;
 public final class BlockInfluenceCriterion extends DepthCriterion {
     public static final String NAME = "block-influence";
 
-    @Override
-    public String name() {
-        return NAME;
-    }
-
-    @Override
-    public Defaults defaults() {
-        return new Defaults(128, 256, "uniform", StructureGraph.Kind.KV_GROUP, 0, 0,
-                "ShortGPT (icip-cas/ShortGPT shortgpt/run_shortgpt.py: stride 256; 128 windows is Lopper's, PG19 is not at hand)");
-    }
-
-    @Override
-    public ObjectNode options() {
-        ObjectNode o = new ObjectMapper().createObjectNode();
-        o.put("statistic", "sum over tokens of 1 - cos(x_in, x_out), NaN cos = 0.5");
-        return o;
+    public BlockInfluenceCriterion() {
+        super(NAME, 128, 256,
+                "ShortGPT (icip-cas/ShortGPT shortgpt/run_shortgpt.py: stride 256; 128 windows is Lopper's, PG19 is not at hand)",
+                "sum over tokens of 1 - cos(x_in, x_out), NaN cos = 0.5");
     }
 
     @Override

@@ -1,6 +1,9 @@
 package dev.lopper.pruning.criteria;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.graph.StructureGraph;
 
 /**
  * What the depth criteria (block influence, layer loss, angular distance) share: they score whole layers
@@ -8,6 +11,38 @@ import dev.lopper.pruning.allocation.Allocation;
  * so they take {@code --targets layers} or {@code --targets sublayers} only.
  */
 abstract class DepthCriterion implements Criterion {
+    private final String name;
+    private final Defaults defaults;
+    private final String statistic;
+
+    /**
+     * @param samples, seqLen the default calibration windows (allocation is uniform: the layer count it removes)
+     * @param source where the defaults come from
+     * @param statistic what a layer's score is, for the run's settings
+     */
+    DepthCriterion(String name, int samples, int seqLen, String source, String statistic) {
+        this.name = name;
+        this.defaults = new Defaults(samples, seqLen, "uniform", StructureGraph.Kind.KV_GROUP, 0, 0, source);
+        this.statistic = statistic;
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public Defaults defaults() {
+        return defaults;
+    }
+
+    @Override
+    public ObjectNode options() {
+        ObjectNode o = new ObjectMapper().createObjectNode();
+        o.put("statistic", statistic);
+        return o;
+    }
+
     @Override
     public Need needs() {
         return Need.ACTIVATIONS;

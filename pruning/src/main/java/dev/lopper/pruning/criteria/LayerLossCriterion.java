@@ -1,9 +1,5 @@
 package dev.lopper.pruning.criteria;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lopper.pruning.graph.StructureGraph;
-
 /**
  * Minitron's depth importance by LM loss (Muralidharan et al. 2024, "Compact Language Models via Pruning and
  * Knowledge Distillation", §2.2 / Fig. 7: "we drop a single layer and measure the LM validation loss"): a layer's
@@ -18,22 +14,10 @@ import dev.lopper.pruning.graph.StructureGraph;
 public final class LayerLossCriterion extends DepthCriterion {
     public static final String NAME = "layer-loss";
 
-    @Override
-    public String name() {
-        return NAME;
-    }
-
-    @Override
-    public Defaults defaults() {
-        return new Defaults(1024, 128, "uniform", StructureGraph.Kind.KV_GROUP, 0, 0,
-                "Minitron (arXiv 2407.14679 §2.2: 1024 calibration samples, drop one layer, LM loss); 128 tokens is Lopper's");
-    }
-
-    @Override
-    public ObjectNode options() {
-        ObjectNode o = new ObjectMapper().createObjectNode();
-        o.put("statistic", "mean next-token cross-entropy with the layer dropped minus the dense model's");
-        return o;
+    public LayerLossCriterion() {
+        super(NAME, 1024, 128,
+                "Minitron (arXiv 2407.14679 §2.2: 1024 calibration samples, drop one layer, LM loss); 128 tokens is Lopper's",
+                "mean next-token cross-entropy with the layer dropped minus the dense model's");
     }
 
     @Override
