@@ -1,6 +1,7 @@
 package dev.lopper.cli;
 
 import dev.lopper.model.ModelDir;
+import dev.lopper.model.config.ModelConfig;
 import dev.lopper.pruning.criteria.Criteria;
 import dev.lopper.training.job.ScheduleMethods;
 import picocli.CommandLine;
@@ -265,7 +266,8 @@ final class Validation {
             throw new UsageError(cl, "--ratio R: missing; expected the fraction of prunable parameters to remove, in [0, 1), or --apply-plan FILE");
         }
         Integer seqLen = p.matchedOptionValue("--seq-len", (Integer) null);
-        int context = context(p);
+        ModelConfig config = config(p); // opened once: the context length and the layer count below
+        int context = config == null ? 0 : config.maxPositionEmbeddings();
         if (seqLen != null && context > 0 && seqLen > context) {
             throw new UsageError(cl, "--seq-len " + seqLen + ": expected at most the model's context length (max_position_embeddings "
                     + context + ") tokens per calibration window");
@@ -296,7 +298,7 @@ final class Validation {
         Integer keepFirst = p.matchedOptionValue("--keep-first", (Integer) null);
         Integer keepLast = p.matchedOptionValue("--keep-last", (Integer) null);
         if (keepFirst != null || keepLast != null) {
-            int layers = layers(p);
+            int layers = config == null ? 0 : config.numLayers();
             int first = keepFirst == null ? 0 : keepFirst;
             int last = keepLast == null ? 0 : keepLast;
             if (layers > 0 && first + last >= layers) {
@@ -307,29 +309,16 @@ final class Validation {
         }
     }
 
-    /** The model's context length, or 0 when it cannot be read here. */
-    private static int context(ParseResult p) {
+    /** The model's config, or null when the model cannot be opened here (the command's own checks then say why). */
+    private static ModelConfig config(ParseResult p) {
         Path model = p.matchedPositionalValue(0, (Path) null);
         if (model == null || !Files.isRegularFile(model.resolve("config.json"))) {
-            return 0;
+            return null;
         }
         try (ModelDir md = ModelDir.open(model)) {
-            return md.config().maxPositionEmbeddings();
+            return md.config();
         } catch (Exception | Error e) {
-            return 0;
-        }
-    }
-
-    /** The model's layer count, or 0 when it cannot be read here (the command's own checks then say why). */
-    private static int layers(ParseResult p) {
-        Path model = p.matchedPositionalValue(0, (Path) null);
-        if (model == null || !Files.isRegularFile(model.resolve("config.json"))) {
-            return 0;
-        }
-        try (ModelDir md = ModelDir.open(model)) {
-            return md.config().numLayers();
-        } catch (Exception | Error e) {
-            return 0;
+            return null;
         }
     }
 
