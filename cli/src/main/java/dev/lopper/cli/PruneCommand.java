@@ -221,8 +221,8 @@ public final class PruneCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--recover-steps: " + method + " with these options already trains while it prunes; "
                         + "give its training budget with --steps / --train-steps-per-step instead");
             }
-            if (recovery.distill.firstGiven() != null) { // distillation is a recovery loss (RecoverOptions / DistillOptions)
-                throw new IllegalArgumentException(recovery.distill.firstGiven() + ": only with --recover-steps N after a one-shot criterion; "
+            if (recovery.settings.distill.firstGiven() != null) { // distillation is a recovery loss (RecoverOptions / DistillOptions)
+                throw new IllegalArgumentException(recovery.settings.distill.firstGiven() + ": only with --recover-steps N after a one-shot criterion; "
                         + method + " trains with its own loss");
             }
             // training-aware methods and --iterative run on the schedule engine (training module)

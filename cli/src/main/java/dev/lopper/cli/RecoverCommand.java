@@ -3,7 +3,6 @@ package dev.lopper.cli;
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.training.job.OutputDtype;
 import dev.lopper.model.io.OutputLock;
-import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.job.Recovery;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.Trainer;
@@ -53,15 +52,9 @@ public final class RecoverCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "seed of adapter init, data windows and dropout. Default: ${DEFAULT-VALUE} (every Lopper trainer's; lopper prune --recover-steps calls it --recover-seed, as prune's --seed is its calibration seed).")
     long seed;
 
-    @Option(names = "--merged-dtype", defaultValue = "keep", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input; the run says which it wrote). Default: ${DEFAULT-VALUE}.")
-    String mergedDtype;
-
-    @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
-    boolean stream;
-
-    /** --teacher, --kd-alpha, --kd-temperature, --teacher-cache, --kd-top-k, --full. */
+    /** --merged-dtype, --stream and the distillation options: the same as lopper prune --recover-steps' (one declaration). */
     @Mixin
-    DistillOptions distill;
+    RecoverySettingsOptions recovery;
 
     /** Data, LoRA and optimizer options: the same as lopper prune's (one declaration). */
     @Mixin
@@ -94,9 +87,7 @@ public final class RecoverCommand implements Callable<Integer> {
     /** The options as a request (the defaults of lopper prune --recover-steps are these: RecoverOptions). */
     Recovery.Request request() {
         old.applyTo(training);
-        TrainOptions o = training.train(distill.defaults(TrainOptions.defaults(steps).withSeed(seed), training, stream));
-        return new Recovery.Request(model, data(), training.valData, out, training.lora(LoraConfig.defaults()), o, training.valFraction(),
-                training.valWindows(), options.device(), dtype(mergedDtype), overwrite, stream, distill.distillation(), distill.full);
+        return new Recovery.Request(model, out, options.device(), overwrite, recovery.settings(training, TrainOptions.defaults(steps).withSeed(seed)));
     }
 
     private Path data() {
@@ -118,7 +109,7 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("interrupted", t.interrupted());
             m.put("stopped_early", t.stoppedEarly());
             m.put("trainable_parameters", r.trainableParameters());
-            m.put("loss", request().distill() == null ? "causal-lm" : "distillation");
+            m.put("loss", request().settings().distill() == null ? "causal-lm" : "distillation");
             m.put("val_loss_before", loss[0]);
             m.put("val_loss_after", loss[1]);
             m.put("tokens_per_second", t.tokensPerSecond());
@@ -131,8 +122,8 @@ public final class RecoverCommand implements Callable<Integer> {
             return;
         }
         String models = t.interrupted() ? "" : r.adapter() != null
-                ? String.format(Locale.ROOT, "  merged model: %s (%s)%n  adapter (PEFT): %s%n", r.merged(), written(r.merged(), mergedDtype), r.adapter())
-                : String.format(Locale.ROOT, "  trained model (every weight): %s (%s)%n", r.merged(), written(r.merged(), mergedDtype));
+                ? String.format(Locale.ROOT, "  merged model: %s (%s)%n  adapter (PEFT): %s%n", r.merged(), written(r.merged(), recovery.mergedDtype), r.adapter())
+                : String.format(Locale.ROOT, "  trained model (every weight): %s (%s)%n", r.merged(), written(r.merged(), recovery.mergedDtype));
         print(w, t, "recovered " + model, r.trainableParameters(), models, r.curve(), r.job());
     }
 

@@ -25,15 +25,9 @@ final class RecoverOptions {
     @Option(names = "--recover-seed", description = "with --recover-steps: seed of adapter init, windows and dropout (lopper recover's --seed). Default: 42.")
     Long seed;
 
-    @Option(names = "--merged-dtype", description = "with --recover-steps: dtype of the recovered model: f32, bf16, f16 or keep. Default: keep (the pruned model's, as the input's).")
-    String mergedDtype;
-
-    @Option(names = "--stream", description = "with --recover-steps: train with one decoder layer's weights in memory at a time")
-    boolean stream;
-
-    /** --teacher, --kd-alpha, --kd-temperature, --teacher-cache, --kd-top-k, --full (with --recover-steps). */
+    /** --merged-dtype, --stream and the distillation options (with --recover-steps): the same as lopper recover's. */
     @picocli.CommandLine.Mixin
-    DistillOptions distill;
+    RecoverySettingsOptions settings;
 
     /** Prints what the pruning step did (null when an earlier run's pruned model was reused). */
     interface PrunePrinter {
@@ -48,8 +42,7 @@ final class RecoverOptions {
         if (steps == null) {
             return null;
         }
-        PruneAndRecover.Request r = request(prune, training);
-        PruneAndRecover.check(r); // before any work
+        PruneAndRecover.Request r = request(prune, training); // run checks it before any work
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         PruneAndRecover.Outcome o;
         try (StopOnSignal stop = new StopOnSignal()) {
@@ -63,11 +56,8 @@ final class RecoverOptions {
     }
 
     PruneAndRecover.Request request(PruneRequest prune, TrainingOptions training) {
-        TrainOptions d = distill.defaults(TrainOptions.defaults(Math.max(1, steps)), training, stream);
-        TrainOptions o = training.train(seed == null ? d : d.withSeed(seed));
-        return new PruneAndRecover.Request(prune, training.trainData, training.valData, training.lora(LoraConfig.defaults()), o,
-                training.valFraction(), training.valWindows(), RecoverCommand.dtype(mergedDtype == null ? "keep" : mergedDtype), stream,
-                distill.distillation(), distill.full);
+        TrainOptions d = TrainOptions.defaults(Math.max(1, steps));
+        return new PruneAndRecover.Request(prune, settings.settings(training, seed == null ? d : d.withSeed(seed)));
     }
 
     private void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
@@ -99,7 +89,7 @@ final class RecoverOptions {
             w.printf("pruned model reused from %s (an earlier run of this command)%n", o.pruned());
         }
         String models = t.interrupted() ? "" : String.format(Locale.ROOT, "  recovered model: %s (%s)%n  pruned model before recovery: %s%n"
-                + "  adapter (PEFT): %s%n", o.out(), RecoverCommand.written(o.out(), mergedDtype), o.pruned(),
+                + "  adapter (PEFT): %s%n", o.out(), RecoverCommand.written(o.out(), settings.mergedDtype), o.pruned(),
                 o.recovery().adapter() == null ? "none (every weight trained)" : o.recovery().adapter());
         RecoverCommand.print(w, t, "recovered", o.recovery().trainableParameters(), models, o.recovery().curve(), o.job());
     }

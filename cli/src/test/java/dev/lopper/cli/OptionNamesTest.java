@@ -68,11 +68,11 @@ class OptionNamesTest {
         RecoverCommand rn = new RecoverCommand();
         new CommandLine(rn).parseArgs("m", "--train-data", "d.txt", "--val-data", "v.txt", "--train-seq-len", "64", "--steps", "1", "--out", "o");
         assertEquals(rn.request(), rc.request());
-        assertEquals(Path.of("d.txt"), rc.request().data());
-        assertEquals(64, rc.request().options().seqLen());
+        assertEquals(Path.of("d.txt"), rc.request().settings().data());
+        assertEquals(64, rc.request().settings().options().seqLen());
         RecoverCommand rd = new RecoverCommand();
         new CommandLine(rd).parseArgs("m", "--train-data", "d.txt", "--steps", "1", "--out", "o");
-        assertEquals(256, rd.request().options().seqLen());
+        assertEquals(256, rd.request().settings().options().seqLen());
         // --train-data is required (no silent default to the fixture's text)
         CliTest.Result none = CliTest.run("recover", "m", "--steps", "1", "--out", "o");
         assertEquals(2, none.code());

@@ -84,10 +84,10 @@ class PruneRecoverCommandTest {
         PruneCommand pc = new PruneCommand();
         new CommandLine(pc).parseArgs("m", "--ratio", "0.2", "--recover-steps", "50", "--train-data", "t.txt", "--out", "o");
         PruneAndRecover.Request p = pc.recovery.request(PruneRequest.builder(Path.of("m")).ratio(0.2).out(Path.of("o")).build(), pc.training);
-        assertEquals(rc.request().options(), p.options());
-        assertEquals(rc.request().lora(), p.lora());
-        assertEquals(rc.request().valFraction(), p.valFraction());
-        assertEquals(rc.request().valWindows(), p.valWindows());
-        assertEquals(rc.request().mergedType(), p.mergedType());
+        assertEquals(rc.request().settings().options(), p.recovery().options());
+        assertEquals(rc.request().settings().lora(), p.recovery().lora());
+        assertEquals(rc.request().settings().valFraction(), p.recovery().valFraction());
+        assertEquals(rc.request().settings().valWindows(), p.recovery().valWindows());
+        assertEquals(rc.request().settings().mergedType(), p.recovery().mergedType());
     }
 }

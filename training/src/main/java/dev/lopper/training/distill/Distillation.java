@@ -24,8 +24,7 @@ import java.util.Locale;
  *
  * <pre>{@code
  * Distillation d = Distillation.of(Path.of("fixtures/lopper-tiny")).withCache(Path.of("work/teacher-cache"));
- * Recovery.Request r = new Recovery.Request(pruned, data, val, out, LoraConfig.defaults(), options, 0.05, 16,
- *         Device.cpu(), DataType.FLOAT32, false, false, d, false);
+ * Recovery.Settings s = new Recovery.Settings(data, val, LoraConfig.defaults(), options, 0.05, 16, DataType.FLOAT32, false, d, false);
  * }</pre>
  *
  * @param teacher the dense model's directory (same vocabulary as the student)

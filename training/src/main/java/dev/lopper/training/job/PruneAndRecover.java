@@ -3,13 +3,8 @@ package dev.lopper.training.job;
 
 import dev.lopper.model.ModelDir;
 
-import dev.lopper.training.distill.Distillation;
-import dev.lopper.training.loop.StreamedPass;
-import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.Trainer;
-import dev.lopper.training.lora.LoraConfig;
 
-import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.model.io.OutputGuard;
@@ -44,8 +39,8 @@ import java.util.function.Consumer;
  *
  * <pre>{@code
  * PruneRequest prune = PruneRequest.builder(model).criterion("flap").ratio(0.2).calibration(text).out(out).build();
- * PruneAndRecover.Request r = new PruneAndRecover.Request(prune, null, null, LoraConfig.defaults(),
- *         TrainOptions.defaults(100), 0.05, 16, DataType.FLOAT32, false);
+ * PruneAndRecover.Request r = new PruneAndRecover.Request(prune, new Recovery.Settings(null, null, LoraConfig.defaults(),
+ *         TrainOptions.defaults(100), 0.05, 16, DataType.FLOAT32));
  * PruneAndRecover.check(r);                      // bad combinations fail here, before any work
  * PruneAndRecover.Outcome o = PruneAndRecover.run(r, Trainer.Listener.NONE, trainer -> { });
  * }</pre>
@@ -59,30 +54,19 @@ public final class PruneAndRecover {
     /**
      * @param prune the pruning job; its {@code out} is where the recovered model goes, its {@code overwrite} lets
      *              an earlier OUT that Lopper wrote be replaced (and an earlier job with other settings be started over)
-     * @param trainData training text, or null for the pruning's calibration text
-     * @param val validation text, or null to hold out the last {@code valFraction} of the training text
-     * @param mergedType dtype of the merged model (null: as the pruned model stores it)
-     * @param stream train with one decoder layer's weights in memory at a time ({@link StreamedPass})
-     * @param distill distil from the dense teacher (usually the unpruned model itself), or null for the causal-LM loss
-     * @param full train every weight of the pruned model instead of LoRA adapters
+     * @param recovery how the pruned model trains: its {@code data} null for the pruning's calibration text, its
+     *                 {@code mergedType} null for the pruned model's dtype, its {@code distill} usually from the
+     *                 unpruned model itself
      */
-    public record Request(PruneRequest prune, Path trainData, Path val, LoraConfig lora, TrainOptions options,
-                          double valFraction, int valWindows, DataType mergedType, boolean stream, Distillation distill, boolean full) {
-        /** LoRA recovery on the causal-LM loss (no teacher). */
-        public Request(PruneRequest prune, Path trainData, Path val, LoraConfig lora, TrainOptions options,
-                       double valFraction, int valWindows, DataType mergedType, boolean stream) {
-            this(prune, trainData, val, lora, options, valFraction, valWindows, mergedType, stream, null, false);
-        }
-
-        /** The training text: {@code trainData}, else the calibration text. */
+    public record Request(PruneRequest prune, Recovery.Settings recovery) {
+        /** The training text: the recovery's, else the calibration text. */
         public Path data() {
-            return trainData != null ? trainData : prune.calibration();
+            return recovery.data() != null ? recovery.data() : prune.calibration();
         }
 
-        /** The recovery step: training the pruned model in {@code pruned} (paths normalized: job.json's are). */
-        Recovery.Request recovery(Path pruned) {
-            return new Recovery.Request(pruned, abs(data()), abs(val), prune.out(), lora, options, valFraction, valWindows,
-                    prune.device(), mergedType, false, stream, distill, full);
+        /** The recovery's settings as the job trains with them (the data resolved, paths normalized: job.json's are). */
+        Recovery.Settings training() {
+            return recovery.withData(abs(data()), abs(recovery.val()));
         }
     }
 
@@ -103,20 +87,21 @@ public final class PruneAndRecover {
             throw new IllegalArgumentException("--recover-steps needs --out DIR (where the recovered model goes); --plan-out alone writes no model");
         }
         Path data = r.data();
+        Path val = r.recovery().val();
         if (data == null) {
             throw new IllegalArgumentException("--recover-steps needs training text: give --train-data FILE (without it, --calib FILE is used)");
         }
         if (!Files.exists(data)) {
-            throw new IllegalArgumentException((r.trainData() != null ? "--train-data " : "--calib ") + data
+            throw new IllegalArgumentException((r.recovery().data() != null ? "--train-data " : "--calib ") + data
                     + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
-        if (r.val() != null && !Files.exists(r.val())) {
-            throw new IllegalArgumentException("--val-data " + r.val() + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
+        if (val != null && !Files.exists(val)) {
+            throw new IllegalArgumentException("--val-data " + val + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
-        if (!(r.valFraction() > 0 && r.valFraction() < 1) && r.val() == null) {
-            throw new IllegalArgumentException("--val-fraction " + r.valFraction() + ": expected a value in (0, 1)");
+        if (!(r.recovery().valFraction() > 0 && r.recovery().valFraction() < 1) && val == null) {
+            throw new IllegalArgumentException("--val-fraction " + r.recovery().valFraction() + ": expected a value in (0, 1)");
         }
-        JobDir.check(p.out(), KIND, json(r, teacherHash(r)), p.overwrite(), inputs(r)); // --full with --stream fails here
+        JobDir.check(p.out(), KIND, json(r, teacherHash(r)), p.overwrite(), inputs(r));
         Pruner.checkOutputs(pruneStep(r, JobDir.dirOf(p.out())));
         if (p.planOut() != null) {
             OutputGuard.checkFile(p.planOut(), p.overwrite(), "--plan-out", PruningPlan.FORMAT_PREFIX, p.model(), p.applyPlan(),
@@ -144,7 +129,7 @@ public final class PruneAndRecover {
             }
             Recovery.Outcome o;
             try (ModelDir md = ModelDir.open(prune.out())) {
-                o = Recovery.train(job, md, r.recovery(prune.out()), teacherHash, listener, onStart);
+                o = Recovery.train(job, md, p.device(), r.training(), teacherHash, listener, onStart);
             }
             if (o.merged() == null) {
                 return new Outcome(pruned, prune.out(), o, null, job.dir()); // interrupted: the checkpoint is saved
@@ -166,18 +151,16 @@ public final class PruneAndRecover {
 
     /** The job's input files and directories, which OUT may not overlap. */
     private static Path[] inputs(Request r) {
-        PruneRequest p = r.prune();
-        return new Path[] {p.model(), p.applyPlan(), p.calibration(), r.trainData(), r.val(),
-                r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache()};
+        return r.recovery().inputs(r.prune().model(), r.prune().applyPlan(), r.prune().calibration());
     }
 
     /** The teacher's hash after checking it against the model being pruned (same vocabulary); null without a teacher. */
     private static String teacherHash(Request r) {
-        if (r.distill() == null) {
+        if (r.recovery().distill() == null) {
             return null;
         }
         try (ModelDir md = ModelDir.open(r.prune().model())) {
-            return r.distill().check(r.prune().model(), md.config());
+            return r.recovery().distill().check(r.prune().model(), md.config());
         }
     }
 
@@ -187,8 +170,8 @@ public final class PruneAndRecover {
         PruneRequest p = r.prune();
         ObjectNode n = m.createObjectNode();
         n.set("prune", p.settingsJson());
-        ObjectNode rec = Recovery.trainingJson(n.putObject("recover"), r.recovery(JobDir.dirOf(p.out()).resolve("pruned")), teacherHash);
-        rec.put("merged_dtype", r.mergedType() == null ? null : r.mergedType().name());
+        ObjectNode rec = Recovery.trainingJson(n.putObject("recover"), r.training(), teacherHash);
+        rec.put("merged_dtype", r.recovery().mergedType() == null ? null : r.recovery().mergedType().name());
         return n;
     }
 

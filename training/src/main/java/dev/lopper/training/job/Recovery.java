@@ -47,8 +47,8 @@ import java.util.function.UnaryOperator;
  * </pre>
  *
  * <pre>{@code
- * Recovery.Request r = new Recovery.Request(pruned, data, null, out, LoraConfig.defaults(), TrainOptions.defaults(200),
- *         0.05, 16, Device.cpu(), DataType.FLOAT32, false, false);
+ * Recovery.Request r = new Recovery.Request(pruned, out, Device.cpu(), false, new Recovery.Settings(data, null,
+ *         LoraConfig.defaults(), TrainOptions.defaults(200), 0.05, 16, DataType.FLOAT32));
  * Recovery.Outcome o = Recovery.run(r, Trainer.Listener.NONE, trainer -> { });
  * }</pre>
  */
@@ -57,29 +57,47 @@ public final class Recovery {
     }
 
     /**
+     * How a recovery trains, the same for {@code lopper recover} and {@code prune --recover-steps}.
+     *
+     * @param data the training text (with {@code prune --recover-steps}: null for the pruning's calibration text)
      * @param val validation text, or null to hold out the last {@code valFraction} of {@code data}
-     * @param out where the merged model goes (its job folder is {@code OUT.job} beside it)
      * @param mergedType dtype of the merged model's tensors (null: as the base stored them)
-     * @param overwrite replace an OUT that Lopper wrote and start over (otherwise the same job is resumed)
      * @param stream hold one decoder layer's weights at a time ({@link StreamedPass}) instead of the whole model
      * @param distill distil from a dense teacher ({@link KdLoss}), or null for the causal-LM loss
      * @param full train every weight ({@link FullTrainee}: fp32 weights, gradients and two AdamW moments in memory)
      *             instead of LoRA adapters; {@code lora} is then unused
      */
-    public record Request(Path model, Path data, Path val, Path out, LoraConfig lora, TrainOptions options, double valFraction,
-                          int valWindows, Device device, DataType mergedType, boolean overwrite, boolean stream,
-                          Distillation distill, boolean full) {
-        /** LoRA recovery on the causal-LM loss (no teacher). */
-        public Request(Path model, Path data, Path val, Path out, LoraConfig lora, TrainOptions options, double valFraction,
-                       int valWindows, Device device, DataType mergedType, boolean overwrite, boolean stream) {
-            this(model, data, val, out, lora, options, valFraction, valWindows, device, mergedType, overwrite, stream, null, false);
+    public record Settings(Path data, Path val, LoraConfig lora, TrainOptions options, double valFraction, int valWindows,
+                           DataType mergedType, boolean stream, Distillation distill, boolean full) {
+        /** LoRA recovery on the causal-LM loss (no teacher), the whole model in memory. */
+        public Settings(Path data, Path val, LoraConfig lora, TrainOptions options, double valFraction, int valWindows, DataType mergedType) {
+            this(data, val, lora, options, valFraction, valWindows, mergedType, false, null, false);
         }
 
-        public Request {
+        public Settings {
             if (full && stream) {
                 throw new IllegalArgumentException("--full trains every weight in memory; --stream streams a frozen model's layers for LoRA: give one of them");
             }
         }
+
+        /** {@code first}, then the training and validation text, the teacher and its cache: the inputs OUT may not overlap (nulls ignored). */
+        Path[] inputs(Path... first) {
+            return java.util.stream.Stream.concat(java.util.Arrays.stream(first), java.util.stream.Stream.of(data, val,
+                    distill == null ? null : distill.teacher(), distill == null ? null : distill.cache())).toArray(Path[]::new);
+        }
+
+        /** These settings training on {@code data} and {@code val} instead. */
+        Settings withData(Path data, Path val) {
+            return new Settings(data, val, lora, options, valFraction, valWindows, mergedType, stream, distill, full);
+        }
+    }
+
+    /**
+     * @param model the model to train
+     * @param out where the merged model goes (its job folder is {@code OUT.job} beside it)
+     * @param overwrite replace an OUT that Lopper wrote and start over (otherwise the same job is resumed)
+     */
+    public record Request(Path model, Path out, Device device, boolean overwrite, Settings settings) {
     }
 
     /**
@@ -99,11 +117,12 @@ public final class Recovery {
      * @param onStart gets the trainer before it starts (a Ctrl-C handler calls {@link Trainer#requestStop})
      */
     public static Outcome run(Request r, Trainer.Listener listener, Consumer<Trainer<?>> onStart) throws IOException {
+        Settings s = r.settings();
         try (ModelDir md = ModelDir.open(r.model())) { // the model is checked before OUT is touched
-            String teacherHash = r.distill() == null ? null : r.distill().check(r.model(), md.config());
-            JobDir job = JobDir.open(r.out(), "recover", requestJson(r, teacherHash), r.overwrite(), r.model(), r.data(), r.val(),
-                    r.distill() == null ? null : r.distill().teacher(), r.distill() == null ? null : r.distill().cache());
-            Outcome o = train(job, md, r, teacherHash, listener, onStart);
+            String teacherHash = s.distill() == null ? null : s.distill().check(r.model(), md.config());
+            ObjectNode request = new ObjectMapper().createObjectNode().put("model", r.model().toAbsolutePath().toString());
+            JobDir job = JobDir.open(r.out(), "recover", trainingJson(request, s, teacherHash), r.overwrite(), s.inputs(r.model()));
+            Outcome o = train(job, md, r.device(), s, teacherHash, listener, onStart);
             if (o.merged() != null) {
                 job.finish();
             }
@@ -112,51 +131,51 @@ public final class Recovery {
     }
 
     /**
-     * Training of {@code md} with the request's settings inside {@code job}, checkpoints and curve in the job folder:
+     * Training of {@code md} with settings {@code s} inside {@code job}, checkpoints and curve in the job folder:
      * LoRA adapters (saved to the job folder, then merged into the model written to {@code job.out()}), or with
      * {@code full} every weight ({@link FullTrainee}; the trained model written to {@code job.out()}, fp32 unless
      * {@code mergedType}).
      */
-    static Outcome train(JobDir job, ModelDir md, Request r, String teacherHash, Trainer.Listener listener,
+    static Outcome train(JobDir job, ModelDir md, Device device, Settings s, String teacherHash, Trainer.Listener listener,
                          Consumer<Trainer<?>> onStart) throws IOException {
-        try (LlamaModel model = r.stream() || r.full() ? null : md.loadModel(r.device());
-             LoraAdapters lora = r.full() ? null : LoraAdapters.create(md.config(), r.lora(), r.options().seed(), r.device())) {
+        try (LlamaModel model = s.stream() || s.full() ? null : md.loadModel(device);
+             LoraAdapters lora = s.full() ? null : LoraAdapters.create(md.config(), s.lora(), s.options().seed(), device)) {
             if (lora != null && lora.adapters().isEmpty()) {
-                throw new IllegalArgumentException(md.path() + ": no layer runs any of the targeted projections " + r.lora().orderedTargets());
+                throw new IllegalArgumentException(md.path() + ": no layer runs any of the targeted projections " + s.lora().orderedTargets());
             }
-            TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), r.options().windows(), r.valWindows(),
-                    r.options().seqLen(), r.valFraction(), r.options().seed());
-            if (r.full()) {
+            TrainingData data = TrainingData.load(s.data(), s.val(), md.tokenizer(), s.options().windows(), s.valWindows(),
+                    s.options().seqLen(), s.valFraction(), s.options().seed());
+            if (s.full()) {
                 listener.message(String.format(java.util.Locale.ROOT, "full-parameter training: %s (weights, gradients, 2 AdamW moments, fp32) plus activations",
                         PruneWhileTraining.mib(FullModel.trainingBytes(md.config()))));
             }
-            try (Teacher teacher = Teacher.open(r, md, teacherHash, data, listener);
-                 FullTrainee full = r.full() ? new FullTrainee(FullModel.load(md.config(), md.checkpoint(), r.device()), r.options(),
+            try (Teacher teacher = Teacher.open(s.distill(), md, teacherHash, data, listener);
+                 FullTrainee full = s.full() ? new FullTrainee(FullModel.load(md.config(), md.checkpoint(), device), s.options(),
                          () -> FullModel.LayerTransform.NONE, teacher.term()) : null) {
                 Trainer<?> trainer;
                 if (full != null) {
-                    trainer = new Trainer<>(full, TrainingMethod.none(), data, r.options(), job.checkpoints(), listener);
+                    trainer = new Trainer<>(full, TrainingMethod.none(), data, s.options(), job.checkpoints(), listener);
                 } else {
-                    LossPass pass = r.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
+                    LossPass pass = s.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
                             : LossPass.inMemory(model, teacher.term());
-                    trainer = new Trainer<>(new LoraTrainee(pass, lora, r.options()), TrainingMethod.none(), data, r.options(),
+                    trainer = new Trainer<>(new LoraTrainee(pass, lora, s.options()), TrainingMethod.none(), data, s.options(),
                             job.checkpoints(), listener);
                 }
                 Trainer.Result result = job.train(trainer, onStart, UnaryOperator.identity(),
-                        "lopper recover " + (r.full() ? "--full " : "") + md.path().getFileName());
+                        "lopper recover " + (s.full() ? "--full " : "") + md.path().getFileName());
                 long params = full != null ? full.modelParameters() : lora.parameterCount();
                 if (result.interrupted()) {
                     return new Outcome(result, params, null, null, job.dir());
                 }
                 if (full != null) {
-                    DataType as = r.mergedType() != null ? r.mergedType() : md.checkpoint().storedType(WeightNames.EMBED);
+                    DataType as = s.mergedType() != null ? s.mergedType() : md.checkpoint().storedType(WeightNames.EMBED);
                     ModelWriter.save(job.out(), full.model().config(), full.model().source(), as, md.path(), ModelWriter.DEFAULT_MAX_SHARD_BYTES,
                             new java.util.TreeMap<>(java.util.Map.of("format", "pt", "lopper_recovery", "full-parameter")));
                     return new Outcome(result, params, job.out(), null, job.dir());
                 }
                 Path adapter = job.resolve("adapter");
                 PeftIo.save(lora, adapter, md.path().toString());
-                Merge.save(md, lora, job.out(), r.mergedType());
+                Merge.save(md, lora, job.out(), s.mergedType());
                 return new Outcome(result, params, job.out(), adapter, job.dir());
             }
         }
@@ -164,8 +183,7 @@ public final class Recovery {
 
     /** The loss term of a request and what it holds open: the causal-LM loss, or the teacher (streamed or cached). */
     private record Teacher(LossTerm term, TeacherForward forward, TeacherCache cache) implements AutoCloseable {
-        static Teacher open(Request r, ModelDir student, String hash, TrainingData data, Trainer.Listener listener) throws IOException {
-            Distillation d = r.distill();
+        static Teacher open(Distillation d, ModelDir student, String hash, TrainingData data, Trainer.Listener listener) throws IOException {
             if (d == null) {
                 return new Teacher(LossTerm.CAUSAL_LM, null, null);
             }
@@ -193,23 +211,16 @@ public final class Recovery {
         }
     }
 
-    private static ObjectNode requestJson(Request r, String teacherHash) {
-        ObjectNode n = new ObjectMapper().createObjectNode();
-        n.put("model", r.model().toAbsolutePath().toString());
-        return trainingJson(n, r, teacherHash);
-    }
-
-    /** The training settings of {@code r} into {@code n} (recover's job.json, and prune --recover-steps' "recover"). */
-    static ObjectNode trainingJson(ObjectNode n, Request r, String teacherHash) {
-        ObjectMapper json = new ObjectMapper();
-        JobDir.putData(n, r.data(), r.val(), r.valFraction(), r.valWindows());
-        n.set("lora", Checkpoints.tree(r.lora()));
-        n.set("options", json.valueToTree(r.options()));
-        if (r.full()) {
+    /** The training settings {@code s} into {@code n} (recover's job.json, and prune --recover-steps' "recover"). */
+    static ObjectNode trainingJson(ObjectNode n, Settings s, String teacherHash) {
+        JobDir.putData(n, s.data(), s.val(), s.valFraction(), s.valWindows());
+        n.set("lora", Checkpoints.tree(s.lora()));
+        n.set("options", new ObjectMapper().valueToTree(s.options()));
+        if (s.full()) {
             n.put("training", "full"); // LoRA jobs keep the job.json they always had: their resume is unchanged
         }
-        if (r.distill() != null) {
-            n.set("distill", r.distill().json(teacherHash));
+        if (s.distill() != null) {
+            n.set("distill", s.distill().json(teacherHash));
         }
         return n;
     }

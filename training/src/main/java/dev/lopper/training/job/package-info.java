@@ -8,8 +8,8 @@
  * training-aware methods. docs/TRAINING.md describes them.
  *
  * <pre>{@code
- * Recovery.Outcome o = Recovery.run(new Recovery.Request(pruned, data, null, out, LoraConfig.defaults(),
- *         TrainOptions.defaults(200), 0.05, 16, Device.cpu(), DataType.FLOAT32, false, false), Trainer.Listener.NONE, t -> { });
+ * Recovery.Outcome o = Recovery.run(new Recovery.Request(pruned, out, Device.cpu(), false, new Recovery.Settings(data, null,
+ *         LoraConfig.defaults(), TrainOptions.defaults(200), 0.05, 16, DataType.FLOAT32)), Trainer.Listener.NONE, t -> { });
  * PruneSchedule.Result s = new PruneSchedule().run(scheduleRequest);        // lopper prune --method lora-prune ...
  * }</pre>
  */

@@ -64,8 +64,8 @@ public class DistillRecoveryTest {
     }
 
     private static Recovery.Request request(Path out, Distillation d, boolean full) {
-        return new Recovery.Request(student, text, null, out, LoraConfig.defaults(), full ? OPTIONS.withLearningRate(1e-3) : OPTIONS,
-                0.1, 4, Device.cpu(), DataType.FLOAT32, false, false, d, full);
+        return new Recovery.Request(student, out, Device.cpu(), false, new Recovery.Settings(text, null, LoraConfig.defaults(),
+                full ? OPTIONS.withLearningRate(1e-3) : OPTIONS, 0.1, 4, DataType.FLOAT32, false, d, full));
     }
 
     private static Map<String, float[]> tensors(Path dir) {
@@ -179,9 +179,9 @@ public class DistillRecoveryTest {
     void hiddenPrunedStudentDistilsOnLogitsAndRefusesTheHiddenLoss() throws Exception {
         Path narrow = tmp.resolve("narrow");
         new Pruner().run(PruneRequest.builder(teacher).criterion("magnitude").ratio(0.25).targets("hidden").out(narrow).build());
-        java.util.function.Function<Distillation, Recovery.Request> req = d -> new Recovery.Request(narrow, text, null,
-                tmp.resolve("narrow-" + (d.hiddenLoss() == null ? "kd" : "hidden")), LoraConfig.defaults(), OPTIONS, 0.1, 4, Device.cpu(),
-                DataType.FLOAT32, false, false, d, false);
+        java.util.function.Function<Distillation, Recovery.Request> req = d -> new Recovery.Request(narrow,
+                tmp.resolve("narrow-" + (d.hiddenLoss() == null ? "kd" : "hidden")), Device.cpu(), false, new Recovery.Settings(text, null,
+                LoraConfig.defaults(), OPTIONS, 0.1, 4, DataType.FLOAT32, false, d, false));
         try (ModelDir s = ModelDir.open(narrow); ModelDir t = ModelDir.open(teacher)) {
             assertTrue(s.config().hiddenSize() < t.config().hiddenSize());
         }
@@ -208,8 +208,8 @@ public class DistillRecoveryTest {
         }
         for (boolean full : new boolean[] {false, true}) {
             Distillation d = Distillation.of(teacher).withHidden(full ? "mse" : "cosine", full ? java.util.List.of(1) : null, 0.5);
-            java.util.function.Function<Path, Recovery.Request> req = out -> new Recovery.Request(shallow, text, null, out, LoraConfig.defaults(),
-                    full ? OPTIONS.withLearningRate(1e-3) : OPTIONS, 0.1, 4, Device.cpu(), DataType.FLOAT32, false, false, d, full);
+            java.util.function.Function<Path, Recovery.Request> req = out -> new Recovery.Request(shallow, out, Device.cpu(), false, new Recovery.Settings(text, null,
+                    LoraConfig.defaults(), full ? OPTIONS.withLearningRate(1e-3) : OPTIONS, 0.1, 4, DataType.FLOAT32, false, d, full));
             Path straight = tmp.resolve("hidden-straight-" + full);
             Recovery.run(req.apply(straight), Trainer.Listener.NONE, t -> { });
             Path killed = tmp.resolve("hidden-killed-" + full);
@@ -222,14 +222,14 @@ public class DistillRecoveryTest {
             assertEquals(full ? "mse" : "cosine", job.at("/distill/hidden_loss").asText());
         }
         // the streamed student keeps one layer at a time: no hidden-state loss there
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Recovery.run(new Recovery.Request(shallow, text, null,
-                tmp.resolve("hidden-stream"), LoraConfig.defaults(), OPTIONS, 0.1, 4, Device.cpu(), DataType.FLOAT32, false, true,
-                Distillation.of(teacher).withHidden("mse", null, 1), false), Trainer.Listener.NONE, t -> { }));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Recovery.run(new Recovery.Request(shallow,
+                tmp.resolve("hidden-stream"), Device.cpu(), false, new Recovery.Settings(text, null, LoraConfig.defaults(), OPTIONS, 0.1, 4,
+                DataType.FLOAT32, true, Distillation.of(teacher).withHidden("mse", null, 1), false)), Trainer.Listener.NONE, t -> { }));
         assertTrue(e.getMessage().contains("not with --stream"), e.getMessage());
         // a student deeper than the teacher allows: refused before any work
-        IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> Recovery.run(new Recovery.Request(student, text, null,
-                tmp.resolve("hidden-bad"), LoraConfig.defaults(), OPTIONS, 0.1, 4, Device.cpu(), DataType.FLOAT32, false, false,
-                Distillation.of(shallow).withHidden("mse", null, 1), false), Trainer.Listener.NONE, t -> { }));
+        IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> Recovery.run(new Recovery.Request(student,
+                tmp.resolve("hidden-bad"), Device.cpu(), false, new Recovery.Settings(text, null, LoraConfig.defaults(), OPTIONS, 0.1, 4,
+                DataType.FLOAT32, false, Distillation.of(shallow).withHidden("mse", null, 1), false)), Trainer.Listener.NONE, t -> { }));
         assertTrue(bad.getMessage().contains("expected the student to be the teacher pruned"), bad.getMessage());
     }
 
@@ -237,8 +237,8 @@ public class DistillRecoveryTest {
     void pruneAndRecoverWithTheUnprunedModelAsTeacherEqualsRecoverySeparately() throws Exception {
         Distillation d = Distillation.of(teacher).withAlpha(0.5);
         PruneRequest p = PruneRequest.builder(teacher).criterion("magnitude").ratio(0.4).allocation("global").out(tmp.resolve("chained")).build();
-        PruneAndRecover.Outcome o = PruneAndRecover.run(new PruneAndRecover.Request(p, text, null, LoraConfig.defaults(), OPTIONS, 0.1, 4,
-                DataType.FLOAT32, false, d, false), Trainer.Listener.NONE, t -> { });
+        PruneAndRecover.Outcome o = PruneAndRecover.run(new PruneAndRecover.Request(p, new Recovery.Settings(text, null, LoraConfig.defaults(),
+                OPTIONS, 0.1, 4, DataType.FLOAT32, false, d, false)), Trainer.Listener.NONE, t -> { });
         assertNotNull(o.out());
         Path sep = tmp.resolve("separate");
         Recovery.run(request(sep, d, false), Trainer.Listener.NONE, t -> { }); // the student is the same magnitude 0.4 prune

@@ -62,15 +62,15 @@ public class PruneAndRecoverTest {
     }
 
     private static PruneAndRecover.Request chained(PruneRequest p, Path data) {
-        return new PruneAndRecover.Request(p, data, null, LoraConfig.defaults(), OPTIONS, 0.1, 4, DataType.FLOAT32, false);
+        return new PruneAndRecover.Request(p, new Recovery.Settings(data, null, LoraConfig.defaults(), OPTIONS, 0.1, 4, DataType.FLOAT32));
     }
 
     /** What {@code lopper prune} then {@code lopper recover} give: the merged model's directory. */
     private static Path separately(PruneRequest p, Path data, TrainOptions o) throws Exception {
         new Pruner().run(p);
         Path rec = p.out().resolveSibling(p.out().getFileName() + "-rec");
-        Recovery.run(new Recovery.Request(p.out(), data, null, rec, LoraConfig.defaults(), o, 0.1, 4, ai.djl.Device.cpu(),
-                DataType.FLOAT32, false, false), Trainer.Listener.NONE, t -> { });
+        Recovery.run(new Recovery.Request(p.out(), rec, ai.djl.Device.cpu(), false, new Recovery.Settings(data, null,
+                LoraConfig.defaults(), o, 0.1, 4, DataType.FLOAT32)), Trainer.Listener.NONE, t -> { });
         return rec;
     }
 
@@ -203,7 +203,7 @@ public class PruneAndRecoverTest {
                 .calibration(calib).samples(4).seqLen(64).out(dir).build();
         Map<String, float[]> expected = tensors(separately(p.apply(tmp.resolve("fx-sep")), calib, o));
         Path out = tmp.resolve("fx-chained");
-        PruneAndRecover.run(new PruneAndRecover.Request(p.apply(out), null, null, LoraConfig.defaults(), o, 0.1, 4, DataType.FLOAT32, false),
+        PruneAndRecover.run(new PruneAndRecover.Request(p.apply(out), new Recovery.Settings(null, null, LoraConfig.defaults(), o, 0.1, 4, DataType.FLOAT32)),
                 Trainer.Listener.NONE, t -> { });
         same(expected, tensors(out));
     }

@@ -1,0 +1,31 @@
+package dev.lopper.cli;
+
+import dev.lopper.training.job.Recovery;
+import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.lora.LoraConfig;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/**
+ * The recovery options of {@code lopper recover} and {@code lopper prune ... --recover-steps N} beside the training
+ * options ({@link TrainingOptions}): the merged model's dtype, streaming and distillation (one declaration each);
+ * {@link #settings} makes the job's {@link Recovery.Settings} of them all.
+ */
+final class RecoverySettingsOptions {
+    @Option(names = "--merged-dtype", defaultValue = "keep", description = "dtype of the recovered (merged) model: f32, bf16, f16 or keep (as the input; the run says which it wrote). Default: ${DEFAULT-VALUE}.")
+    String mergedDtype;
+
+    @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
+    boolean stream;
+
+    /** --teacher, --kd-alpha, --kd-temperature, --teacher-cache, --kd-top-k, the hidden-state loss, --full. */
+    @Mixin
+    DistillOptions distill;
+
+    /** The settings of a recovery: {@code defaults} (steps and seed) with the options given here and in {@code training}. */
+    Recovery.Settings settings(TrainingOptions training, TrainOptions defaults) {
+        TrainOptions o = training.train(distill.defaults(defaults, training, stream));
+        return new Recovery.Settings(training.trainData, training.valData, training.lora(LoraConfig.defaults()), o, training.valFraction(),
+                training.valWindows(), RecoverCommand.dtype(mergedDtype), stream, distill.distillation(), distill.full);
+    }
+}
