@@ -197,13 +197,17 @@ public final class PruneCommand implements Callable<Integer> {
         return s;
     }
 
-    /** Completion candidates for --method. */
+    /** Completion candidates for --method: every criterion and training-aware method, in name order. */
     static final class MethodNames implements Iterable<String> {
         @Override
         public java.util.Iterator<String> iterator() {
+            return all().iterator();
+        }
+
+        static java.util.TreeSet<String> all() {
             java.util.TreeSet<String> all = new java.util.TreeSet<>(Criteria.names());
-            all.addAll(ScheduleOptions.names());
-            return all.iterator();
+            all.addAll(dev.lopper.training.job.ScheduleMethods.names());
+            return all;
         }
     }
 
@@ -293,22 +297,15 @@ public final class PruneCommand implements Callable<Integer> {
     private int printSchedule(dev.lopper.training.job.PruneSchedule.Result r) {
         PrintWriter w = spec.commandLine().getOut();
         PruningPlan.Result res = r.plan().result();
-        Double first = null;
-        Double last = null;
-        for (dev.lopper.training.loop.Trainer.Point row : r.curve()) {
-            if (row.valLoss() != null) {
-                first = first == null ? row.valLoss() : first;
-                last = row.valLoss();
-            }
-        }
+        Double[] loss = RecoverCommand.valLosses(r.curve()); // first and last
         if (options.json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString()).put("out", r.model().toString()).put("method", method);
             o.put("params_before", res.paramsBefore()).put("params_after", res.paramsAfter());
             o.put("achieved_ratio", res.achievedRatio());
             o.put("resumed_after_step", r.resumedAfter());
-            o.put("val_loss_before", first);
-            o.put("val_loss_after", last);
+            o.put("val_loss_before", loss[0]);
+            o.put("val_loss_after", loss[1]);
             o.set("plan", r.plan().toJson());
             Output.json(w, o);
         } else {
@@ -317,9 +314,9 @@ public final class PruneCommand implements Callable<Integer> {
             w.println("model written to " + r.model() + " (plan on the original model's indices: " + Surgery.PLAN_FILE
                     + "; loss, learning rate and size over steps: curve.csv, curve.png;"
                     + " checkpoints in " + dev.lopper.training.job.JobDir.dirOf(r.model()) + ")");
-            if (first != null && last != null) {
-                w.printf(java.util.Locale.ROOT, "validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", first, last, Math.exp(first),
-                        Math.exp(last));
+            if (loss[0] != null) {
+                w.printf(java.util.Locale.ROOT, "validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", loss[0], loss[1], Math.exp(loss[0]),
+                        Math.exp(loss[1]));
             }
         }
         w.flush();

@@ -1,6 +1,5 @@
 package dev.lopper.cli;
 
-import ai.djl.ndarray.types.DataType;
 import dev.lopper.training.job.OutputDtype;
 import dev.lopper.model.io.OutputLock;
 import dev.lopper.training.job.Recovery;
@@ -101,7 +100,7 @@ public final class RecoverCommand implements Callable<Integer> {
     private void report(Recovery.Outcome r) {
         PrintWriter w = spec.commandLine().getOut();
         Trainer.Result t = r.train();
-        Double[] loss = valLosses(t);
+        Double[] loss = valLosses(t.history());
         if (options.json) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("steps", t.step());
@@ -130,7 +129,7 @@ public final class RecoverCommand implements Callable<Integer> {
     /** The dtype a model directory's weights are stored in (f32, bf16, f16), or "?" when it cannot be read. */
     static String dtypeOf(Path dir) {
         try (dev.lopper.model.ModelDir md = dev.lopper.model.ModelDir.open(dir)) {
-            return dev.lopper.training.job.OutputDtype.name(dev.lopper.training.job.OutputDtype.of(md));
+            return OutputDtype.name(OutputDtype.of(md));
         } catch (Exception | Error e) {
             return "?";
         }
@@ -142,14 +141,10 @@ public final class RecoverCommand implements Callable<Integer> {
         return dtypeOf(dir) + (keep ? ", the input's dtype; --merged-dtype f32|bf16|f16 to change" : ", --merged-dtype");
     }
 
-    static DataType dtype(String s) {
-        return OutputDtype.parse(s, "--merged-dtype");
-    }
-
-    /** The first and the last validation loss of a run (nulls when it validated nothing). */
-    static Double[] valLosses(Trainer.Result t) {
+    /** The first and the last validation loss of a run's history (nulls when it validated nothing). */
+    static Double[] valLosses(java.util.List<Trainer.Point> history) {
         Double[] firstLast = new Double[2];
-        for (Trainer.Point p : t.history()) {
+        for (Trainer.Point p : history) {
             if (p.valLoss() != null) {
                 firstLast[0] = firstLast[0] == null ? p.valLoss() : firstLast[0];
                 firstLast[1] = p.valLoss();
@@ -171,7 +166,7 @@ public final class RecoverCommand implements Callable<Integer> {
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
                     trainable, t.tokensPerSecond(), models);
         }
-        Double[] loss = valLosses(t);
+        Double[] loss = valLosses(t.history());
         if (loss[0] != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", loss[0], loss[1], Math.exp(loss[0]),
                     Math.exp(loss[1]));

@@ -62,7 +62,7 @@ final class RecoverOptions {
 
     private void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
         Trainer.Result t = o.recovery().train();
-        Double[] loss = RecoverCommand.valLosses(t);
+        Double[] loss = RecoverCommand.valLosses(t.history());
         if (json) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("out", o.out() == null ? null : o.out().toString());

@@ -1,5 +1,6 @@
 package dev.lopper.cli;
 
+import dev.lopper.training.job.OutputDtype;
 import dev.lopper.training.job.Recovery;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.lora.LoraConfig;
@@ -26,6 +27,6 @@ final class RecoverySettingsOptions {
     Recovery.Settings settings(TrainingOptions training, TrainOptions defaults) {
         TrainOptions o = training.train(distill.defaults(defaults, training, stream));
         return new Recovery.Settings(training.trainData, training.valData, training.lora(LoraConfig.defaults()), o, training.valFraction(),
-                training.valWindows(), RecoverCommand.dtype(mergedDtype), stream, distill.distillation(), distill.full);
+                training.valWindows(), OutputDtype.parse(mergedDtype, "--merged-dtype"), stream, distill.distillation(), distill.full);
     }
 }

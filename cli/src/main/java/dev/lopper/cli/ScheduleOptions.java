@@ -65,8 +65,4 @@ final class ScheduleOptions {
                 iterativeSteps != null ? 0 : trainStepsPerStep, steps, training.trainData, training.valData, lora, t,
                 training.valWindows(), training.valFraction(), dev.lopper.training.job.OutputDtype.parse(outputDtype, "--output-dtype"));
     }
-
-    static List<String> names() {
-        return List.copyOf(ScheduleMethods.names());
-    }
 }

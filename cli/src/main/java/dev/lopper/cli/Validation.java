@@ -219,16 +219,10 @@ final class Validation {
         }
     }
 
-    private static Set<String> pruneMethods() {
-        Set<String> all = new TreeSet<>(Criteria.names());
-        all.addAll(ScheduleMethods.names());
-        return all;
-    }
-
     private static void checkPrune(CommandLine cl, ParseResult p) {
         String method = p.matchedOptionValue("--method", "magnitude");
-        if (p.hasMatchedOption("--method") && !pruneMethods().contains(method)) {
-            throw new UsageError(cl, "--method " + method + ": expected one of " + String.join(", ", pruneMethods()));
+        if (p.hasMatchedOption("--method") && !PruneCommand.MethodNames.all().contains(method)) {
+            throw new UsageError(cl, "--method " + method + ": expected one of " + String.join(", ", PruneCommand.MethodNames.all()));
         }
         Set<String> keys = new java.util.HashSet<>();
         MethodOptions.KEYS.forEach((option, key) -> {
@@ -236,11 +230,7 @@ final class Validation {
                 keys.add(key);
             }
         });
-        try {
-            MethodOptions.check(method, keys);
-        } catch (IllegalArgumentException e) {
-            throw new UsageError(cl, e.getMessage());
-        }
+        usage(cl, () -> MethodOptions.check(method, keys));
         if (Criteria.names().contains(method)) {
             // the criterion's own factory checks its options' values (--norm l3, --flap-metric foo, --taylor x, ...)
             Map<String, String> given = new java.util.LinkedHashMap<>();

@@ -20,7 +20,7 @@ import dev.lopper.training.loop.MicroBatch;
  * runs are compared on the same number.
  *
  * <pre>{@code
- * LossTerm kd = new KdLoss(settings, TeacherForward.open(teacher, hash), null);
+ * LossTerm kd = new KdLoss(settings, TeacherForward.open(teacher, hash), null, new int[0], new int[0]);   // logits only
  * LossPass pass = LossPass.inMemory(student, kd);
  * }</pre>
  */
@@ -33,11 +33,6 @@ public final class KdLoss implements LossTerm {
     private final double hiddenWeight;
     private final int[] studentLayers;
     private final int[] teacherLayers;
-
-    /** Logit distillation only (no hidden-state loss). */
-    public KdLoss(Distillation settings, TeacherForward forward, TeacherCache cache) {
-        this(settings, forward, cache, new int[0], new int[0]);
-    }
 
     /**
      * @param forward the streamed teacher (also checked for changes at the first micro-batch of every step), or null

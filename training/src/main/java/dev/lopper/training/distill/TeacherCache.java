@@ -12,6 +12,8 @@ import dev.lopper.model.io.AtomicDirectory;
 import dev.lopper.model.io.OutputGuard;
 
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -19,6 +21,7 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
@@ -78,10 +81,6 @@ public final class TeacherCache implements AutoCloseable {
         return 4L + 4L * k + 2L * k + 4L;
     }
 
-    public Path dir() {
-        return dir;
-    }
-
     /** Windows the cache holds. */
     public long windows() {
         return windows;
@@ -130,7 +129,7 @@ public final class TeacherCache implements AutoCloseable {
                         for (int i = 0; i < n; i++) {
                             System.arraycopy(windows[first + i], 0, flat, i * t, t);
                         }
-                        NDList top = KdLoss.topK(teacher.logits(m, m.create(flat, new Shape(n, t))), k, d.temperature());
+                        NDList top = KdLoss.topK(teacher.run(m, m.create(flat, new Shape(n, t)), new int[0], true).logits(), k, d.temperature());
                         byte[] ids = top.get(0).toType(DataType.INT32, false).toByteArray();
                         byte[] logp = top.get(1).toType(DataType.FLOAT16, false).toByteArray();
                         byte[] tail = top.get(2).toType(DataType.FLOAT32, false).toByteArray();
@@ -219,17 +218,8 @@ public final class TeacherCache implements AutoCloseable {
         FileChannel ch = FileChannel.open(data, StandardOpenOption.READ);
         try {
             MessageDigest sha = sha256();
-            ByteBuffer buf = ByteBuffer.allocate(1 << 20);
-            long pos = 0;
-            while (pos < size) {
-                buf.clear();
-                int r = ch.read(buf, pos);
-                if (r < 0) {
-                    break;
-                }
-                pos += r;
-                buf.flip();
-                sha.update(buf);
+            try (InputStream in = new DigestInputStream(Files.newInputStream(data), sha)) {
+                in.transferTo(OutputStream.nullOutputStream());
             }
             String actual = HexFormat.of().formatHex(sha.digest());
             if (!actual.equals(j.path("sha256").asText())) {

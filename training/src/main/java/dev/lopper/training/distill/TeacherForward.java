@@ -28,7 +28,7 @@ import java.nio.file.Path;
  *
  * <pre>{@code
  * try (TeacherForward t = TeacherForward.open(Path.of("fixtures/lopper-tiny"), hash)) {
- *     NDArray logits = t.logits(scope, ids);     // [B, T, vocab], fp32, owned by scope
+ *     NDArray logits = t.run(scope, ids, new int[0], true).logits();     // [B, T, vocab], fp32, owned by scope
  * }
  * }</pre>
  */
@@ -61,11 +61,6 @@ public final class TeacherForward implements AutoCloseable {
             throw new IllegalStateException("--teacher " + dir.path() + ": changed while the job ran (model hash " + now
                     + ", the job started with " + hash + "); restore it, or pass --overwrite to start over with the new teacher");
         }
-    }
-
-    /** The teacher's logits [B, T, vocab] (fp32) of ids [B, T], owned by {@code scope}; no autograd graph. */
-    public NDArray logits(NDManager scope, NDArray ids) {
-        return run(scope, ids, new int[0], true).logits();
     }
 
     /** What one teacher pass gave: logits (null when not asked) and the outputs of the asked layers. */

@@ -309,7 +309,7 @@ public final class PruneSchedule {
         d.set("plan", st.plan.toJson());
         d.set("method_state", method.state());
         d.set("curve", JSON.valueToTree(st.curve));
-        write(dir.resolve("done.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(d));
+        dev.lopper.model.io.AtomicFile.writeString(dir.resolve("done.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(d));
         for (int k = 1; k < st.done; k++) { // nothing where a step's model is gone already
             AtomicDirectory.deleteTree(job.resolve("steps").resolve(String.format(Locale.ROOT, "%04d", k)).resolve("model"));
         }
@@ -384,9 +384,5 @@ public final class PruneSchedule {
         n.set("train", JSON.valueToTree(r.train()));
         n.set("phases", JSON.valueToTree(m.phases()));
         return n;
-    }
-
-    private static void write(Path file, String text) throws IOException {
-        dev.lopper.model.io.AtomicFile.writeString(file, text);
     }
 }

@@ -31,16 +31,13 @@ import java.nio.file.Path;
 public record ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
                               LoraConfig lora, TrainOptions train, int valWindows, double valFraction,
                               ai.djl.ndarray.types.DataType outputType) {
-    /** A request writing the final model in the input model's dtype ({@link OutputDtype}). */
-    public ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
-                           LoraConfig lora, TrainOptions train, int valWindows, double valFraction) {
-        this(prune, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, valFraction, null);
-    }
-
-    /** A request holding out 5% of {@code data} for validation when {@code val} is null. */
+    /**
+     * A request holding out 5% of {@code data} for validation when {@code val} is null, writing the final model in the
+     * input model's dtype ({@link OutputDtype}).
+     */
     public ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
                            LoraConfig lora, TrainOptions train, int valWindows) {
-        this(prune, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, 0.05);
+        this(prune, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, 0.05, null);
     }
 
     public ScheduleRequest {

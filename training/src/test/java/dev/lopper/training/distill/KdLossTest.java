@@ -175,7 +175,7 @@ public class KdLossTest {
     void streamedTeacherEqualsTheInMemoryForwardPass() {
         float[][][] expected = logits(teacher);
         try (TeacherForward t = TeacherForward.open(teacher, ModelHash.of(teacher)); NDManager m = NDManager.newBaseManager()) {
-            float[] got = t.logits(m, ids(m)).toFloatArray();
+            float[] got = t.run(m, ids(m), new int[0], true).logits().toFloatArray();
             float[] want = array(m, expected).toFloatArray();
             double maxDiff = 0;
             for (int i = 0; i < got.length; i++) {
@@ -225,7 +225,7 @@ public class KdLossTest {
         Distillation d = Distillation.of(teacher).withAlpha(0.7).withTemperature(2.0);
         double want = 0.7 * 4 * klReference(s, te, 2.0) + 0.3 * ceReference(s);
         try (TeacherForward t = TeacherForward.open(teacher, ModelHash.of(teacher)); NDManager m = NDManager.newBaseManager()) {
-            double got = new KdLoss(d, t, null).loss(array(m, s), new MicroBatch(m, ids(m), 0, 0, 0, 1, 1)).getFloat();
+            double got = new KdLoss(d, t, null, new int[0], new int[0]).loss(array(m, s), new MicroBatch(m, ids(m), 0, 0, 0, 1, 1)).getFloat();
             assertEquals(want, got, 1e-5 * want);
         }
     }
@@ -254,7 +254,7 @@ public class KdLossTest {
                     TeacherCache.TopK top = c.read(m, 0, B);
                     cached = KdLoss.klTopK(array(m, s), top.indices(), top.logProbs(), top.tailLogMass(), t).getFloat();
                     // the loss term reads the cache by the micro-batch's first window and scales by T^2
-                    double term = new KdLoss(d, null, c).loss(array(m, s), new MicroBatch(m, ids(m), 0, 0, 0, 1, 1)).getFloat();
+                    double term = new KdLoss(d, null, c, new int[0], new int[0]).loss(array(m, s), new MicroBatch(m, ids(m), 0, 0, 0, 1, 1)).getFloat();
                     assertEquals(cached * t * t, term, 1e-6 * term);
                 }
                 double gap = full - cached;

@@ -47,7 +47,7 @@ public class KdStreamedPassTest {
              LoraAdapters lora = LoraAdapters.create(sd.config(), LoraConfig.defaults(), 3, Device.cpu());
              NDManager root = NDManager.newBaseManager(Device.cpu())) {
             TestModels.randomizeB(lora, 9);
-            KdLoss kd = new KdLoss(d, tf, null);
+            KdLoss kd = new KdLoss(d, tf, null, new int[0], new int[0]);
             LossPass mem = LossPass.inMemory(lm, kd);
             LossPass streamed = new StreamedPass(sd.config(), sd.checkpoint(), kd);
             List<NDArray> g1 = new ArrayList<>();
