@@ -238,17 +238,14 @@ public final class PruneCommand implements Callable<Integer> {
                 return 130; // as a shell reports SIGINT; the same command continues
             }
         }
-        if (recovery.steps == null) {
-            // a run that trains nothing refuses the training and recovery options
-            String unused = firstGiven("recovery");
-            unused = unused != null ? unused : firstGiven("training");
-            if (unused != null) {
-                throw new IllegalArgumentException(unused + ": only with --recover-steps N (recovery after pruning), a training-aware --method or --iterative with --train-steps-per-step");
-            }
+        if (recovery.steps != null) {
+            return recovery.run(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
         }
-        Integer recovered = recovery.runIfRequested(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
-        if (recovered != null) {
-            return recovered;
+        // a run that trains nothing refuses the training and recovery options
+        String unused = firstGiven("recovery");
+        unused = unused != null ? unused : firstGiven("training");
+        if (unused != null) {
+            throw new IllegalArgumentException(unused + ": only with --recover-steps N (recovery after pruning), a training-aware --method or --iterative with --train-steps-per-step");
         }
         // never destroy what Lopper did not write: checked before any work (OutputGuard)
         Pruner.checkOutputs(request);

@@ -34,14 +34,8 @@ final class RecoverOptions {
         void print(PruneResult result) throws Exception;
     }
 
-    /**
-     * Runs prune + recovery when {@code --recover-steps} was given and returns the exit code; returns null (and
-     * does nothing) otherwise ({@code PruneCommand} refuses recovery options given without it).
-     */
-    Integer runIfRequested(PruneRequest prune, TrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
-        if (steps == null) {
-            return null;
-        }
+    /** Runs prune + recovery ({@code --recover-steps} given) and returns the exit code. */
+    int run(PruneRequest prune, TrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
         PruneAndRecover.Request r = request(prune, training); // run checks it before any work
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         PruneAndRecover.Outcome o;

@@ -25,12 +25,9 @@ import dev.lopper.training.loop.MicroBatch;
  * }</pre>
  */
 public final class KdLoss implements LossTerm {
-    private final double alpha;
-    private final double temperature;
+    private final Distillation settings;
     private final TeacherForward forward;
     private final TeacherCache cache;
-    private final String hiddenLoss;
-    private final double hiddenWeight;
     private final int[] studentLayers;
     private final int[] teacherLayers;
 
@@ -49,12 +46,9 @@ public final class KdLoss implements LossTerm {
         if (studentLayers.length != teacherLayers.length) {
             throw new IllegalArgumentException("one teacher layer per student layer expected");
         }
-        this.hiddenLoss = settings.hiddenLoss();
-        this.hiddenWeight = settings.hiddenWeight();
+        this.settings = settings;
         this.studentLayers = settings.hiddenLoss() == null ? new int[0] : studentLayers.clone();
         this.teacherLayers = settings.hiddenLoss() == null ? new int[0] : teacherLayers.clone();
-        this.alpha = settings.alpha();
-        this.temperature = settings.temperature();
         this.forward = forward;
         this.cache = cache;
     }
@@ -83,7 +77,7 @@ public final class KdLoss implements LossTerm {
         if (b.micro() == 0 && forward != null) {
             forward.checkUnchanged();
         }
-        boolean teacherLogits = alpha > 0 && cache == null;
+        boolean teacherLogits = settings.alpha() > 0 && cache == null;
         return teacherLogits || studentLayers.length > 0 ? forward.run(m, b.ids(), teacherLayers, teacherLogits) : null;
     }
 
@@ -103,6 +97,8 @@ public final class KdLoss implements LossTerm {
         TeacherForward.Output teacher = preparedFor == b ? prepared : teacher(m, b);
         preparedFor = null;
         prepared = null;
+        double alpha = settings.alpha();
+        double temperature = settings.temperature();
         NDArray loss;
         if (alpha == 0) {
             loss = CausalLm.loss(logits, b.ids());
@@ -120,7 +116,7 @@ public final class KdLoss implements LossTerm {
             }
         }
         if (studentLayers.length > 0) {
-            loss = loss.add(hiddenLoss(hidden, teacher.hidden(), hiddenLoss).mul(Scalars.of(m, hiddenWeight)));
+            loss = loss.add(hiddenLoss(hidden, teacher.hidden(), settings.hiddenLoss()).mul(Scalars.of(m, settings.hiddenWeight())));
         }
         return loss;
     }

@@ -69,15 +69,15 @@ public record JobDir(Path out, Path dir, boolean resumed) {
      * @param inputs the job's input files and directories (null entries ignored): OUT may not overlap them
      */
     public static JobDir open(Path out, String kind, ObjectNode request, boolean overwrite, Path... inputs) throws IOException {
-        JsonNode now = asked(kind, request);
         Path dir = dirOf(out);
-        if (check(out, now, overwrite, inputs)) {
+        if (check(out, kind, request, overwrite, inputs)) {
             return new JobDir(out, dir, true);
         }
         Path tmp = AtomicDirectory.createTemp(dir);
         try {
             OutputGuard.writeMarker(tmp, "job");
-            Files.writeString(tmp.resolve(REQUEST), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(now), StandardCharsets.UTF_8);
+            Files.writeString(tmp.resolve(REQUEST), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(asked(kind, request)),
+                    StandardCharsets.UTF_8);
             AtomicDirectory.replace(tmp, dir);
         } finally {
             AtomicDirectory.deleteTree(tmp);
@@ -90,16 +90,7 @@ public record JobDir(Path out, Path dir, boolean resumed) {
      * line. Returns whether the job would be resumed.
      */
     public static boolean check(Path out, String kind, ObjectNode request, boolean overwrite, Path... inputs) throws IOException {
-        return check(out, asked(kind, request), overwrite, inputs);
-    }
-
-    private static JsonNode asked(String kind, ObjectNode request) throws IOException {
-        ObjectNode asked = JSON.createObjectNode().put("job", kind);
-        asked.setAll(request);
-        return JSON.readTree(JSON.writeValueAsString(asked)); // as written: a long read back may be an int node
-    }
-
-    private static boolean check(Path out, JsonNode now, boolean overwrite, Path... inputs) throws IOException {
+        JsonNode now = asked(kind, request);
         Path[] given = Arrays.stream(inputs).filter(Objects::nonNull).toArray(Path[]::new);
         Path dir = dirOf(out);
         boolean ours = OutputGuard.isLopperOutput(dir) && Files.isRegularFile(dir.resolve(REQUEST));
@@ -118,6 +109,12 @@ public record JobDir(Path out, Path dir, boolean resumed) {
         OutputGuard.checkDirectory(out, overwrite || ours, "--out", given);
         OutputGuard.checkDirectory(dir, true, "--out " + out + ": its job directory", given); // never a user's folder
         return false;
+    }
+
+    private static JsonNode asked(String kind, ObjectNode request) throws IOException {
+        ObjectNode asked = JSON.createObjectNode().put("job", kind);
+        asked.setAll(request);
+        return JSON.readTree(JSON.writeValueAsString(asked)); // as written: a long read back may be an int node
     }
 
     /** The training text's fields of a job.json, in their order: data and val (absolute paths, or null), val_fraction, val_windows. */
@@ -162,15 +159,13 @@ public record JobDir(Path out, Path dir, boolean resumed) {
 
     /**
      * After a run that failed: deletes {@code OUT.job} when it is Lopper's and holds no checkpoint, so that a failed
-     * run leaves nothing behind (a job with a checkpoint stays, to be resumed). Returns whether it deleted it.
+     * run leaves nothing behind (a job with a checkpoint stays, to be resumed).
      */
-    public static boolean discardIfNoProgress(Path out) throws IOException {
+    public static void discardIfNoProgress(Path out) throws IOException {
         Path dir = dirOf(out);
         if (Files.isDirectory(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS) && OutputGuard.isLopperOutput(dir) && !hasProgress(dir)) {
             AtomicDirectory.deleteTree(dir);
-            return true;
         }
-        return false;
     }
 
     /** Whether the job folder holds anything a resume would continue from. */

@@ -21,10 +21,8 @@ public final class OutputDtype {
     /** {@code asked}, else the stored dtype of the input's floating tensors (the first one found); says which on {@code progress}. */
     public static DataType resolve(DataType asked, ModelDir input, Progress progress) {
         DataType t = asked != null ? asked : of(input);
-        if (progress != null) {
-            progress.message("model written as " + name(t) + (asked != null ? " (--output-dtype)"
-                    : " (the input's dtype; --output-dtype f32|bf16|f16 to change)"));
-        }
+        progress.message("model written as " + name(t) + (asked != null ? " (--output-dtype)"
+                : " (the input's dtype; --output-dtype f32|bf16|f16 to change)"));
         return t;
     }
 
