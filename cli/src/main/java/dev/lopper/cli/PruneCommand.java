@@ -249,10 +249,7 @@ public final class PruneCommand implements Callable<Integer> {
         }
         // never destroy what Lopper did not write: checked before any work (OutputGuard)
         Pruner.checkOutputs(request);
-        PruneResult result = new Pruner().run(request);
-        try (ModelDir md = ModelDir.open(model)) {
-            print(md.config(), result);
-        }
+        print(new Pruner().run(request));
         return 0;
     }
 

@@ -67,11 +67,11 @@ public final class RecoverCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Path data = data();
+        Recovery.Request request = request(); // --train-data (or --data) is given: Validation requires it
+        Path data = request.settings().data();
         if (!Files.exists(data)) {
             throw new IllegalArgumentException("--train-data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
-        Recovery.Request request = request();
         PrintWriter err = spec.commandLine().getErr();
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         Recovery.Outcome r;
@@ -87,14 +87,6 @@ public final class RecoverCommand implements Callable<Integer> {
     Recovery.Request request() {
         old.applyTo(training);
         return new Recovery.Request(model, out, options.device(), overwrite, recovery.settings(training, TrainOptions.defaults(steps).withSeed(seed)));
-    }
-
-    private Path data() {
-        old.applyTo(training);
-        if (training.trainData == null) {
-            throw new IllegalArgumentException("--train-data is required: the training text (a .txt file, a .jsonl file or a directory of text files)");
-        }
-        return training.trainData;
     }
 
     private void report(Recovery.Outcome r) {
@@ -123,7 +115,7 @@ public final class RecoverCommand implements Callable<Integer> {
         String models = t.interrupted() ? "" : r.adapter() != null
                 ? String.format(Locale.ROOT, "  merged model: %s (%s)%n  adapter (PEFT): %s%n", r.merged(), written(r.merged(), recovery.mergedDtype), r.adapter())
                 : String.format(Locale.ROOT, "  trained model (every weight): %s (%s)%n", r.merged(), written(r.merged(), recovery.mergedDtype));
-        print(w, t, "recovered " + model, r.trainableParameters(), models, r.curve(), r.job());
+        print(w, r, "recovered " + model, models);
     }
 
     /** The dtype a model directory's weights are stored in (f32, bf16, f16), or "?" when it cannot be read. */
@@ -157,21 +149,23 @@ public final class RecoverCommand implements Callable<Integer> {
      * What recover and prune --recover-steps print: "interrupted ..." or {@code summary} (with how the run went) and
      * {@code models}, then the validation loss and where the curve and checkpoints are.
      */
-    static void print(PrintWriter w, Trainer.Result t, String summary, long trainable, String models, Path curve, Path job) {
+    static void print(PrintWriter w, Recovery.Outcome r, String summary, String models) {
+        Trainer.Result t = r.train();
+        Path job = r.job();
         if (t.interrupted()) {
             w.printf(Locale.ROOT, "interrupted at step %d; checkpoint saved in %s; run the same command to continue%n", t.step(),
                     job.resolve("checkpoints"));
         } else {
             w.printf(Locale.ROOT, "%s: %d steps%s%s, %d trainable parameters, %.0f tokens/s%n%s", summary, t.step(),
                     t.resumedFrom() > 0 ? " (resumed from step " + t.resumedFrom() + ")" : "", t.stoppedEarly() ? " (stopped early)" : "",
-                    trainable, t.tokensPerSecond(), models);
+                    r.trainableParameters(), t.tokensPerSecond(), models);
         }
         Double[] loss = valLosses(t.history());
         if (loss[0] != null) {
             w.printf(Locale.ROOT, "  validation loss: %.4f -> %.4f (perplexity %.3f -> %.3f)%n", loss[0], loss[1], Math.exp(loss[0]),
                     Math.exp(loss[1]));
         }
-        w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", curve, job.resolve("checkpoints"));
+        w.printf(Locale.ROOT, "  curve: %s (and .png); checkpoints in %s%n", r.curve(), job.resolve("checkpoints"));
         w.flush();
     }
 

@@ -85,6 +85,6 @@ final class RecoverOptions {
         String models = t.interrupted() ? "" : String.format(Locale.ROOT, "  recovered model: %s (%s)%n  pruned model before recovery: %s%n"
                 + "  adapter (PEFT): %s%n", o.out(), RecoverCommand.written(o.out(), settings.mergedDtype), o.pruned(),
                 o.recovery().adapter() == null ? "none (every weight trained)" : o.recovery().adapter());
-        RecoverCommand.print(w, t, "recovered", o.recovery().trainableParameters(), models, o.recovery().curve(), o.job());
+        RecoverCommand.print(w, o.recovery(), "recovered", models);
     }
 }

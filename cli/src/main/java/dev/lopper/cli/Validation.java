@@ -141,12 +141,8 @@ final class Validation {
         return d == Math.rint(d) && Math.abs(d) < 1e15 ? Long.toString((long) d) : Double.toString(d);
     }
 
-    /** A check that throws an {@link IllegalArgumentException} with the one line, turned into a usage error. */
-    private interface Check {
-        void run();
-    }
-
-    private static void usage(CommandLine cl, Check c) {
+    /** Runs a check that throws an {@link IllegalArgumentException} with the one line, turned into a usage error. */
+    private static void usage(CommandLine cl, Runnable c) {
         try {
             c.run();
         } catch (IllegalArgumentException e) {
