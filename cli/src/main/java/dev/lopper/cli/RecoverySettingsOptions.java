@@ -13,15 +13,15 @@ import picocli.CommandLine.Option;
  * {@link #settings} makes the job's {@link Recovery.Settings} of them all.
  */
 final class RecoverySettingsOptions {
-    @Option(names = "--merged-dtype", defaultValue = "keep", description = "dtype of the recovered (merged) model: f32, bf16, f16 or keep (as the input; the run says which it wrote). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--merged-dtype", defaultValue = "keep", description = "dtype of the merged model: f32, bf16, f16 or keep (as the input; the run says which it wrote). Default: ${DEFAULT-VALUE}.")
     String mergedDtype;
-
-    @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
-    boolean stream;
 
     /** --teacher, --kd-alpha, --kd-temperature, --teacher-cache, --kd-top-k, the hidden-state loss, --full. */
     @Mixin
     DistillOptions distill;
+
+    @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
+    boolean stream;
 
     /** The settings of a recovery: {@code defaults} (steps and seed) with the options given here and in {@code training}. */
     Recovery.Settings settings(TrainingOptions training, TrainOptions defaults) {
