@@ -82,9 +82,6 @@ final class DistillOptions {
                 : hiddenLayers != null ? "--hidden-layers" : hiddenWeight != null ? "--hidden-weight" : full ? "--full" : null;
     }
 
-    /** Full-parameter training's default learning rate (as the project's full-parameter methods: ScheduleMethods.fullTrainingDefaults). */
-    static final double FULL_LR = 1e-4;
-
     /**
      * The training defaults {@code d} as --full changes them (its learning rate; a --lr given still wins), after
      * refusing the LoRA options given with it in one line; {@code d} itself without --full.
@@ -98,6 +95,6 @@ final class DistillOptions {
         if (lora != null) {
             throw new IllegalArgumentException(lora + ": LoRA's; --full trains every weight");
         }
-        return d.withLearningRate(FULL_LR);
+        return d.withLearningRate(dev.lopper.training.job.ScheduleMethods.FULL_TRAINING_LR); // as EfficientLLM's and BiP's
     }
 }

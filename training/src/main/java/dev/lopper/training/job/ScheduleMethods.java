@@ -110,8 +110,11 @@ public final class ScheduleMethods {
      * no training at all (docs/CRITERIA.md, "EfficientLLM and BiP").
      */
     public static TrainOptions fullTrainingDefaults(int steps, long seed) {
-        return TrainOptions.defaults(steps).withLearningRate(1e-4).withSeed(seed);
+        return TrainOptions.defaults(steps).withLearningRate(FULL_TRAINING_LR).withSeed(seed);
     }
+
+    /** The peak rate of full-parameter training ({@link #fullTrainingDefaults}; also {@code recover --full}'s). */
+    public static final double FULL_TRAINING_LR = 1e-4;
 
     /** adapt-pruner's own options and every option of the criteria it can run within layers ({@code criterion}). */
     private static Set<String> adaptPrunerOptions() {
