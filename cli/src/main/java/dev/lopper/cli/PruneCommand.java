@@ -239,7 +239,12 @@ public final class PruneCommand implements Callable<Integer> {
             }
         }
         if (recovery.steps != null) {
-            return recovery.run(request, training, spec.commandLine().getOut(), spec.commandLine().getErr(), options.json, this::print);
+            PruneAndRecover.Outcome o = recovery.run(request, training, spec.commandLine().getErr());
+            if (o.prune() != null && !options.json) { // null: an earlier run's pruned model was reused
+                print(o.prune());
+            }
+            recovery.report(o, spec.commandLine().getOut(), options.json);
+            return o.recovery().train().interrupted() ? 130 : 0;
         }
         // a run that trains nothing refuses the training and recovery options
         String unused = firstGiven("recovery");

@@ -1,13 +1,13 @@
 package dev.lopper.cli;
 
 import dev.lopper.pruning.PruneRequest;
-import dev.lopper.pruning.PruneResult;
 import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.job.PruneAndRecover;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.Trainer;
 import picocli.CommandLine.Option;
 
+import java.io.IOException;
 import java.io.PrintWriter;
 import java.util.LinkedHashMap;
 import java.util.Locale;
@@ -29,24 +29,12 @@ final class RecoverOptions {
     @picocli.CommandLine.Mixin
     RecoverySettingsOptions settings;
 
-    /** Prints what the pruning step did (null when an earlier run's pruned model was reused). */
-    interface PrunePrinter {
-        void print(PruneResult result) throws Exception;
-    }
-
-    /** Runs prune + recovery ({@code --recover-steps} given) and returns the exit code. */
-    int run(PruneRequest prune, TrainingOptions training, PrintWriter out, PrintWriter err, boolean json, PrunePrinter printer) throws Exception {
-        PruneAndRecover.Request r = request(prune, training); // run checks it before any work
+    /** Runs prune + recovery ({@code --recover-steps} given; PruneAndRecover checks the request before any work). */
+    PruneAndRecover.Outcome run(PruneRequest prune, TrainingOptions training, PrintWriter err) throws IOException {
         boolean quiet = Boolean.getBoolean("lopper.quiet");
-        PruneAndRecover.Outcome o;
         try (StopOnSignal stop = new StopOnSignal()) {
-            o = PruneAndRecover.run(r, quiet ? Trainer.Listener.NONE : new RecoverCommand.ProgressLine(err), stop::watch);
+            return PruneAndRecover.run(request(prune, training), quiet ? Trainer.Listener.NONE : new RecoverCommand.ProgressLine(err), stop::watch);
         }
-        if (o.prune() != null && !json) {
-            printer.print(o.prune());
-        }
-        report(o, out, json);
-        return o.recovery().train().interrupted() ? 130 : 0;
     }
 
     PruneAndRecover.Request request(PruneRequest prune, TrainingOptions training) {
@@ -54,7 +42,8 @@ final class RecoverOptions {
         return new PruneAndRecover.Request(prune, settings.settings(training, seed == null ? d : d.withSeed(seed)));
     }
 
-    private void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
+    /** What the recovery did ({@code PruneCommand} prints the pruning step first, when it ran now). */
+    void report(PruneAndRecover.Outcome o, PrintWriter w, boolean json) {
         Trainer.Result t = o.recovery().train();
         Double[] loss = RecoverCommand.valLosses(t.history());
         if (json) {
