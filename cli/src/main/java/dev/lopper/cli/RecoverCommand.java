@@ -169,7 +169,10 @@ public final class RecoverCommand implements Callable<Integer> {
         w.flush();
     }
 
-    /** One line per step on stderr (step, loss, learning rate, tokens/s, ETA), each validation loss and each cut. */
+    /**
+     * One line per step on stderr (step, loss, learning rate, tokens/s, ETA) and each validation loss; recovery trains
+     * without a method, so nothing is cut during it.
+     */
     static final class ProgressLine implements Trainer.Listener {
         private final PrintWriter err;
 
@@ -187,12 +190,6 @@ public final class RecoverCommand implements Callable<Integer> {
         @Override
         public void within(int step, int micro, int accumulation, double tokensPerSecond, double eta) {
             err.printf(Locale.ROOT, "step %d  micro-batch %d/%d  %.0f tok/s  ETA %s%n", step, micro, accumulation, tokensPerSecond, time(eta));
-            err.flush();
-        }
-
-        @Override
-        public void pruned(int step, long before, long after) {
-            err.printf(Locale.ROOT, "step %d  pruned: %d -> %d parameters%n", step, before, after);
             err.flush();
         }
 
