@@ -1,6 +1,5 @@
 package dev.lopper.cli;
 
-import dev.lopper.training.loop.TrainOptions;
 
 import dev.lopper.training.distill.Distillation;
 import picocli.CommandLine.Option;
@@ -80,21 +79,5 @@ final class DistillOptions {
         return teacher != null ? "--teacher" : alpha != null ? "--kd-alpha" : temperature != null ? "--kd-temperature"
                 : cache != null ? "--teacher-cache" : topK != null ? "--kd-top-k" : hiddenLoss != null ? "--hidden-loss"
                 : hiddenLayers != null ? "--hidden-layers" : hiddenWeight != null ? "--hidden-weight" : full ? "--full" : null;
-    }
-
-    /**
-     * The training defaults {@code d} as --full changes them (its learning rate; a --lr given still wins), after
-     * refusing the LoRA options given with it in one line; {@code d} itself without --full.
-     */
-    TrainOptions defaults(TrainOptions d, TrainingOptions t, boolean stream) {
-        if (!full) {
-            return d;
-        }
-        String lora = t.rank != null ? "--lora-rank" : t.alpha != null ? "--lora-alpha" : t.dropout != null ? "--lora-dropout"
-                : t.targets != null ? "--lora-targets" : stream ? "--stream" : null;
-        if (lora != null) {
-            throw new IllegalArgumentException(lora + ": LoRA's; --full trains every weight");
-        }
-        return d.withLearningRate(dev.lopper.training.job.ScheduleMethods.FULL_TRAINING_LR); // as EfficientLLM's and BiP's
     }
 }

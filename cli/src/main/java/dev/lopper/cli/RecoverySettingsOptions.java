@@ -2,6 +2,7 @@ package dev.lopper.cli;
 
 import dev.lopper.training.job.OutputDtype;
 import dev.lopper.training.job.Recovery;
+import dev.lopper.training.job.ScheduleMethods;
 import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.lora.LoraConfig;
 import picocli.CommandLine.Mixin;
@@ -23,10 +24,23 @@ final class RecoverySettingsOptions {
     @Option(names = "--stream", description = "hold one decoder layer's weights at a time (recomputed in the backward), for models larger than memory")
     boolean stream;
 
-    /** The settings of a recovery: {@code defaults} (steps and seed) with the options given here and in {@code training}. */
+    /**
+     * The settings of a recovery: {@code defaults} (steps and seed) with the options given here and in {@code training}.
+     * With --full the LoRA options given are refused in one line, and the learning rate defaults to full-parameter
+     * training's (a --lr given still wins).
+     */
     Recovery.Settings settings(TrainingOptions training, TrainOptions defaults) {
-        TrainOptions o = training.train(distill.defaults(defaults, training, stream));
-        return new Recovery.Settings(training.trainData, training.valData, training.lora(LoraConfig.defaults()), o, training.valFraction(),
-                training.valWindows(), OutputDtype.parse(mergedDtype, "--merged-dtype"), stream, distill.distillation(), distill.full);
+        TrainOptions d = defaults;
+        if (distill.full) {
+            String lora = training.rank != null ? "--lora-rank" : training.alpha != null ? "--lora-alpha" : training.dropout != null
+                    ? "--lora-dropout" : training.targets != null ? "--lora-targets" : stream ? "--stream" : null;
+            if (lora != null) {
+                throw new IllegalArgumentException(lora + ": LoRA's; --full trains every weight");
+            }
+            d = d.withLearningRate(ScheduleMethods.FULL_TRAINING_LR); // as EfficientLLM's and BiP's
+        }
+        return new Recovery.Settings(training.trainData, training.valData, training.lora(LoraConfig.defaults()), training.train(d),
+                training.valFraction(), training.valWindows(), OutputDtype.parse(mergedDtype, "--merged-dtype"), stream, distill.distillation(),
+                distill.full);
     }
 }
