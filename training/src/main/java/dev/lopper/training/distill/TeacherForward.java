@@ -102,23 +102,20 @@ public final class TeacherForward implements AutoCloseable {
                 }
             }
         }
-        if (!logits) {
-            if (!hKept) {
-                h.close();
+        NDArray out = null;
+        if (logits) {
+            try (NDManager head = scope.newSubManager()) {
+                NDArray norm = source.load(WeightNames.FINAL_NORM, head);
+                NDArray lmHead = source.load(WeightNames.head(c, source), head);
+                NDArray in = h.stopGradient();
+                in.attach(head);
+                out = keep(Decoder.linear(Decoder.rmsNorm(in, norm, c.rmsNormEps()), lmHead, null), scope);
             }
-            return new Output(null, hidden);
         }
-        try (NDManager head = scope.newSubManager()) {
-            NDArray norm = source.load(WeightNames.FINAL_NORM, head);
-            NDArray lmHead = source.load(WeightNames.head(c, source), head);
-            NDArray in = h.stopGradient();
-            in.attach(head);
-            NDArray out = keep(Decoder.linear(Decoder.rmsNorm(in, norm, c.rmsNormEps()), lmHead, null), scope);
-            if (!hKept) {
-                h.close();
-            }
-            return new Output(out, hidden);
+        if (!hKept) {
+            h.close();
         }
+        return new Output(out, hidden);
     }
 
     private static NDArray keep(NDArray a, NDManager into) {
