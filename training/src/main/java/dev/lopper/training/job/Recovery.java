@@ -12,6 +12,7 @@ import dev.lopper.training.loop.FullTrainee;
 import dev.lopper.training.loop.LossPass;
 import dev.lopper.training.loop.StreamedPass;
 import dev.lopper.training.loop.TrainOptions;
+import dev.lopper.training.loop.Trainee;
 import dev.lopper.training.loop.Trainer;
 import dev.lopper.training.loop.TrainingMethod;
 import dev.lopper.training.loop.LossTerm;
@@ -152,15 +153,10 @@ public final class Recovery {
             try (Teacher teacher = Teacher.open(s.distill(), md, teacherHash, data, listener);
                  FullTrainee full = s.full() ? new FullTrainee(FullModel.load(md.config(), md.checkpoint(), device), s.options(),
                          () -> FullModel.LayerTransform.NONE, teacher.term()) : null) {
-                Trainer<?> trainer;
-                if (full != null) {
-                    trainer = new Trainer<>(full, TrainingMethod.none(), data, s.options(), job.checkpoints(), listener);
-                } else {
-                    LossPass pass = s.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
-                            : LossPass.inMemory(model, teacher.term());
-                    trainer = new Trainer<>(new LoraTrainee(pass, lora, s.options()), TrainingMethod.none(), data, s.options(),
-                            job.checkpoints(), listener);
-                }
+                Trainee trainee = full != null ? full
+                        : new LoraTrainee(s.stream() ? new StreamedPass(md.config(), md.checkpoint(), teacher.term())
+                                : LossPass.inMemory(model, teacher.term()), lora, s.options());
+                Trainer<Trainee> trainer = new Trainer<>(trainee, TrainingMethod.none(), data, s.options(), job.checkpoints(), listener);
                 Trainer.Result result = job.train(trainer, onStart, UnaryOperator.identity(),
                         "lopper recover " + (s.full() ? "--full " : "") + md.path().getFileName());
                 long params = full != null ? full.modelParameters() : lora.parameterCount();
