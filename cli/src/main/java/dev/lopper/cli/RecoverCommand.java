@@ -100,7 +100,7 @@ public final class RecoverCommand implements Callable<Integer> {
             m.put("interrupted", t.interrupted());
             m.put("stopped_early", t.stoppedEarly());
             m.put("trainable_parameters", r.trainableParameters());
-            m.put("loss", request().settings().distill() == null ? "causal-lm" : "distillation");
+            m.put("loss", recovery.distill.teacher == null ? "causal-lm" : "distillation");
             m.put("val_loss_before", loss[0]);
             m.put("val_loss_after", loss[1]);
             m.put("tokens_per_second", t.tokensPerSecond());
