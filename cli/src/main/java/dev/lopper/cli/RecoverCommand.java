@@ -67,11 +67,12 @@ public final class RecoverCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Recovery.Request request = request(); // --train-data (or --data) is given: Validation requires it
-        Path data = request.settings().data();
+        old.applyTo(training);
+        Path data = training.trainData; // given: Validation requires --train-data (or --data)
         if (!Files.exists(data)) {
             throw new IllegalArgumentException("--train-data " + data + ": does not exist (expected a .txt file, a .jsonl file or a directory of text files)");
         }
+        Recovery.Request request = request();
         PrintWriter err = spec.commandLine().getErr();
         boolean quiet = Boolean.getBoolean("lopper.quiet");
         Recovery.Outcome r;

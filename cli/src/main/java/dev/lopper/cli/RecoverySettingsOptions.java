@@ -39,8 +39,8 @@ final class RecoverySettingsOptions {
             }
             d = d.withLearningRate(ScheduleMethods.FULL_TRAINING_LR); // as EfficientLLM's and BiP's
         }
-        return new Recovery.Settings(training.trainData, training.valData, training.lora(LoraConfig.defaults()), training.train(d),
-                training.valFraction(), training.valWindows(), OutputDtype.parse(mergedDtype, "--merged-dtype"), stream, distill.distillation(),
-                distill.full);
+        TrainOptions o = training.train(d); // before the LoRA settings: the first bad option is the one reported
+        return new Recovery.Settings(training.trainData, training.valData, training.lora(LoraConfig.defaults()), o, training.valFraction(),
+                training.valWindows(), OutputDtype.parse(mergedDtype, "--merged-dtype"), stream, distill.distillation(), distill.full);
     }
 }
