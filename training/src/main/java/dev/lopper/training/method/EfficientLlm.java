@@ -14,7 +14,6 @@ import dev.lopper.training.loop.FullModel;
 import dev.lopper.training.loop.FullTrainee;
 import dev.lopper.training.loop.Gradients;
 
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -69,8 +68,8 @@ public final class EfficientLlm implements FullTrainingMethod {
     private final ModelConfig original;
     private final Settings settings;
     private KeptUnits units;
-    private double[][] groupSaliency;
-    private double[][] channelSaliency;
+    /** Saliency summed since the last removal, on the original model's units. */
+    private UnitScores saliency;
     private List<LayerSelection> pending;
 
     /** The method for a run of {@code steps} steps removing {@code ratio}: 4 removals in the first half (Lopper's choice). */
@@ -82,17 +81,7 @@ public final class EfficientLlm implements FullTrainingMethod {
         this.original = original;
         this.settings = settings;
         this.units = KeptUnits.whole(original);
-        reset();
-    }
-
-    private void reset() {
-        int n = original.numLayers();
-        groupSaliency = new double[n][];
-        channelSaliency = new double[n][];
-        for (int l = 0; l < n; l++) {
-            groupSaliency[l] = new double[original.layer(l).numKvHeads()];
-            channelSaliency[l] = new double[original.layer(l).intermediateSize()];
-        }
+        this.saliency = UnitScores.zeros(original);
     }
 
     @Override
@@ -105,13 +94,9 @@ public final class EfficientLlm implements FullTrainingMethod {
         return JSON.valueToTree(settings);
     }
 
-    /** Saliency summed since the last removal, [layer][original KV group] (read-only view for tests and reports). */
-    public double[][] groupSaliency() {
-        return groupSaliency;
-    }
-
-    public double[][] channelSaliency() {
-        return channelSaliency;
+    /** Saliency summed since the last removal, on the original model's units (read-only view for tests and reports). */
+    public UnitScores saliency() {
+        return saliency;
     }
 
     @Override
@@ -132,8 +117,8 @@ public final class EfficientLlm implements FullTrainingMethod {
         StructureGraph graph = StructureGraph.of(model.config());
         Map<String, NDArray> w = model.weights();
         for (int l = 0; l < model.config().numLayers(); l++) {
-            add(graph.kvGroups(l), StructureGraph.Kind.KV_GROUP, l, groupSaliency[l], w, grads);
-            add(graph.mlpChannels(l), StructureGraph.Kind.MLP_CHANNEL, l, channelSaliency[l], w, grads);
+            add(graph.kvGroups(l), StructureGraph.Kind.KV_GROUP, l, saliency.groups()[l], w, grads);
+            add(graph.mlpChannels(l), StructureGraph.Kind.MLP_CHANNEL, l, saliency.channels()[l], w, grads);
         }
     }
 
@@ -168,33 +153,17 @@ public final class EfficientLlm implements FullTrainingMethod {
 
     /** Global allocation of {@code ratio} over the original model; units already removed score -infinity. */
     List<LayerSelection> allocate(double ratio) {
-        int n = original.numLayers();
-        double[][] g = new double[n][];
-        double[][] c = new double[n][];
-        for (int l = 0; l < n; l++) {
-            g[l] = masked(groupSaliency[l], units.kept().get(l).keptKvGroups());
-            c[l] = masked(channelSaliency[l], units.kept().get(l).keptChannels());
-        }
-        Scores scores = new Scores(NAME, true, StructureGraph.Kind.KV_GROUP, g, null, c, null);
+        Scores scores = saliency.masked(units.kept()).scores(NAME, true);
         Allocation.Options o = new Allocation.Options(ratio, Set.of("heads", "channels"), "global", StructureGraph.Kind.KV_GROUP,
                 null, null, 0, 0);
         return Allocation.strategy("global").select(StructureGraph.of(original), scores, o);
-    }
-
-    private static double[] masked(double[] s, int[] kept) {
-        double[] out = new double[s.length];
-        Arrays.fill(out, Double.NEGATIVE_INFINITY);
-        for (int k : kept) {
-            out[k] = s[k];
-        }
-        return out;
     }
 
     @Override
     public void cut(List<LayerSelection> current) {
         units = units.keep(pending);
         pending = null;
-        reset(); // each decision rests on the weights as trained since the last one
+        saliency = UnitScores.zeros(original); // each decision rests on the weights as trained since the last one
     }
 
     @Override
@@ -206,15 +175,14 @@ public final class EfficientLlm implements FullTrainingMethod {
             groups[l] = units.kept().get(l).keptKvGroups();
             channels[l] = units.kept().get(l).keptChannels();
         }
-        return JSON.valueToTree(new State(groupSaliency, channelSaliency, groups, channels));
+        return JSON.valueToTree(new State(saliency.groups(), saliency.channels(), groups, channels));
     }
 
     @Override
     public void restore(JsonNode state) {
         try {
             State s = JSON.treeToValue(state, State.class);
-            groupSaliency = s.groupSaliency();
-            channelSaliency = s.channelSaliency();
+            saliency = new UnitScores(s.groupSaliency(), s.channelSaliency());
             List<LayerSelection> kept = new java.util.ArrayList<>();
             for (int l = 0; l < original.numLayers(); l++) {
                 kept.add(new LayerSelection(l, false, s.groups()[l], Allocation.headsOfGroups(original.layer(l), s.groups()[l]), s.channels()[l]));

@@ -127,10 +127,10 @@ public class EfficientLlmTest {
                     }
                 }
                 for (int i = 0; i < eg.length; i++) {
-                    assertEquals(eg[i], e.groupSaliency()[l][i], 1e-4 * eg[i], "layer " + l + " group " + i);
+                    assertEquals(eg[i], e.saliency().groups()[l][i], 1e-4 * eg[i], "layer " + l + " group " + i);
                 }
                 for (int i = 0; i < ec.length; i++) {
-                    assertEquals(ec[i], e.channelSaliency()[l][i], 1e-4 * ec[i], "layer " + l + " channel " + i);
+                    assertEquals(ec[i], e.saliency().channels()[l][i], 1e-4 * ec[i], "layer " + l + " channel " + i);
                 }
             }
         }
