@@ -143,12 +143,10 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
                 p.get(Param.DOWN_BIAS), p.get(Param.Q_NORM), p.get(Param.K_NORM));
     }
 
-    /** Logits [B, T, vocab] of ids [B, T] with weights {@code w}, every intermediate in {@code scope}. */
-    public NDArray logits(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform) {
-        return logits(scope, ids, w, transform, new int[0], new ArrayList<>());
-    }
-
-    /** As above, adding the outputs of layers {@code keep} (ascending) to {@code hidden}, in the autograd graph. */
+    /**
+     * Logits [B, T, vocab] of ids [B, T] with weights {@code w}, every intermediate in {@code scope}; the outputs of
+     * layers {@code keep} (ascending) are added to {@code hidden}, in the autograd graph.
+     */
     public NDArray logits(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform, int[] keep, List<NDArray> hidden) {
         int next = 0;
         int t = (int) ids.getShape().get(1);
@@ -170,7 +168,7 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
 
     /** HF's causal-LM loss (mean over shifted targets) of ids [B, T]. */
     public NDArray loss(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform) {
-        return CausalLm.loss(logits(scope, ids, w, transform), ids);
+        return CausalLm.loss(logits(scope, ids, w, transform, new int[0], new ArrayList<>()), ids);
     }
 
     /** The weights as a {@link TensorSource} (for {@code Surgery} and {@code ModelWriter}); arrays are shared. */

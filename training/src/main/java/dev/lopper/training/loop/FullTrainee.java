@@ -79,9 +79,7 @@ public final class FullTrainee implements Trainee, AutoCloseable {
             loss = l.getFloat();
             gc.backward(l);
         }
-        for (String n : model.names()) {
-            grads.add(n, leaves.get(n).getGradient());
-        }
+        leaves.forEach((n, leaf) -> grads.add(n, leaf.getGradient()));
         return loss;
     }
 
@@ -122,21 +120,14 @@ public final class FullTrainee implements Trainee, AutoCloseable {
 
     @Override
     public Map<String, float[]> cut(List<LayerSelection> kept, Map<String, NDArray> moments) {
-        ModelConfig config = model.config();
-        Map<String, NDArray> m = new LinkedHashMap<>();
-        Map<String, NDArray> v = new LinkedHashMap<>();
-        for (String n : model.names()) {
-            m.put(n, moments.get(n + ".exp_avg"));
-            v.put(n, moments.get(n + ".exp_avg_sq"));
-        }
         FullModel next = model.cut(kept);
         Map<String, float[]> out = new LinkedHashMap<>();
-        var mCut = Surgery.apply(config, FullModel.source(m), kept).tensors();
-        var vCut = Surgery.apply(config, FullModel.source(v), kept).tensors();
-        try (NDManager scope = next.manager().newSubManager()) {
-            for (String n : next.names()) {
-                out.put(n + ".exp_avg", mCut.load(n, scope).toFloatArray());
-                out.put(n + ".exp_avg_sq", vCut.load(n, scope).toFloatArray());
+        for (String moment : List.of(".exp_avg", ".exp_avg_sq")) { // each moment is cut as the weights are
+            Map<String, NDArray> byWeight = new LinkedHashMap<>();
+            model.names().forEach(n -> byWeight.put(n, moments.get(n + moment)));
+            var cut = Surgery.apply(model.config(), FullModel.source(byWeight), kept).tensors();
+            try (NDManager scope = next.manager().newSubManager()) {
+                next.names().forEach(n -> out.put(n + moment, cut.load(n, scope).toFloatArray()));
             }
         }
         model.close();

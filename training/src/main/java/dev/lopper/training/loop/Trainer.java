@@ -97,10 +97,10 @@ public final class Trainer<T extends Trainee> {
     private List<ParamGroup> groups;
     private List<AdamW> optimizers;
     private volatile boolean stopRequested;
-    private long runStart;
+    private long start;
     private long lastProgress;
-    private int runResumedFrom;
-    private long runTokensPerStep;
+    private int resumedFrom;
+    private long tokensPerStep;
 
     /** @param checkpoints where checkpoints are written and resumed from (null: none) */
     public Trainer(T trainee, TrainingMethod<? super T> method, TrainingData data, TrainOptions options, Path checkpoints,
@@ -145,15 +145,12 @@ public final class Trainer<T extends Trainee> {
             history.add(new Point(0, null, val, 0, trainee.modelParameters(), null));
             best = val;
         }
-        int resumedFrom = step;
+        resumedFrom = step;
         boolean early = o.patience() > 0 && sinceBest >= o.patience();
         boolean saved = true;
-        long start = System.nanoTime();
-        long tokensPerStep = (long) o.accumulation() * o.microBatch() * trainee.tokensPerWindow(o.seqLen()) * method.batchesPerStep();
-        runStart = start;
+        start = System.nanoTime();
         lastProgress = start;
-        runResumedFrom = resumedFrom;
-        runTokensPerStep = tokensPerStep;
+        tokensPerStep = (long) o.accumulation() * o.microBatch() * trainee.tokensPerWindow(o.seqLen()) * method.batchesPerStep();
         while (step < o.steps() && !early && !stopRequested) {
             double lr = groups.get(0).rate().at(step);
             double loss = trainStep(step);
@@ -230,19 +227,19 @@ public final class Trainer<T extends Trainee> {
     /** A progress line inside a step when {@link #PROGRESS_SECONDS} passed since the last one. */
     private void progressWithin(int step, int micro) {
         long now = System.nanoTime();
-        if (runStart == 0 || now - lastProgress < progressSeconds() * 1e9) {
+        if (start == 0 || now - lastProgress < progressSeconds() * 1e9) {
             return;
         }
         lastProgress = now;
-        double secs = Math.max(1e-9, (now - runStart) / 1e9);
-        double done = (step - runResumedFrom + (micro + 1.0) / o.accumulation()) * runTokensPerStep;
+        double secs = Math.max(1e-9, (now - start) / 1e9);
+        double done = (step - resumedFrom + (micro + 1.0) / o.accumulation()) * tokensPerStep;
         double rate = done / secs;
-        double left = (o.steps() - step - (micro + 1.0) / o.accumulation()) * runTokensPerStep;
+        double left = (o.steps() - step - (micro + 1.0) / o.accumulation()) * tokensPerStep;
         listener.within(step + 1, micro + 1, o.accumulation(), rate, rate > 0 ? left / rate : 0);
     }
 
     /** Mean loss over the validation windows (no dropout, no gradients). */
-    public double validate() {
+    private double validate() {
         long[][] v = data.validation();
         double sum = 0;
         for (int first = 0; first < v.length; first += o.microBatch()) {
@@ -283,7 +280,7 @@ public final class Trainer<T extends Trainee> {
         groups = trainee.groups();
         optimizers = new ArrayList<>();
         for (ParamGroup g : groups) {
-            AdamW opt = new AdamW(g.arrays(), g.manager(), 0.9, 0.999, 1e-8, g.weightDecay());
+            AdamW opt = new AdamW(g.arrays(), g.manager(), g.weightDecay());
             if (saved != null) {
                 opt.restore(g.names(), saved.moments(), saved.steps().getOrDefault(g.name(), 0L));
             }
