@@ -29,7 +29,7 @@ import java.util.Map;
 
 /**
  * A model whose every weight is trainable: all tensors fp32 in one manager, by HF name, with a forward pass that
- * runs on any name-to-array map (the weights themselves, or autograd-leaf aliases of them from {@link #leaves}).
+ * runs on any name-to-array map (the weights themselves, or autograd-leaf aliases of them from {@link F32Tensors#leaves}).
  * The layer math is {@link Decoder#layer}'s, the loss {@link CausalLm#loss}'s; nothing is duplicated.
  *
  * <p>Memory for full training is stated up front by {@link #trainingBytes}: weights + gradients + AdamW's two
@@ -115,21 +115,6 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
 
     public long parameterCount() {
         return weights.values().stream().mapToLong(NDArray::size).sum();
-    }
-
-    /**
-     * Autograd leaves aliasing every weight (same storage, owned by {@code scope}); after a backward their
-     * {@code getGradient()} holds d loss / d weight.
-     */
-    public Map<String, NDArray> leaves(NDManager scope) {
-        Map<String, NDArray> out = new LinkedHashMap<>();
-        weights.forEach((name, w) -> {
-            NDArray leaf = w.stopGradient();
-            leaf.attach(scope);
-            leaf.setRequiresGradient(true);
-            out.put(name, leaf);
-        });
-        return out;
     }
 
     /** Layer {@code i}'s weights taken from {@code w} (the model's arrays or leaves). */

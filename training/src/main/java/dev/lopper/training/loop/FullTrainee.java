@@ -70,7 +70,7 @@ public final class FullTrainee implements Trainee, AutoCloseable {
     @Override
     public double train(MicroBatch b, Gradients grads) {
         term.prepare(b);
-        Map<String, NDArray> leaves = model.leaves(b.scope());
+        Map<String, NDArray> leaves = F32Tensors.leaves(model.weights(), b.scope());
         double loss;
         try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
             List<NDArray> hidden = new java.util.ArrayList<>();

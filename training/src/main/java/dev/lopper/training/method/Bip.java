@@ -205,7 +205,7 @@ public final class Bip implements FullTrainingMethod {
     public List<LayerSelection> afterUpdate(int step, FullTrainee trainee, StepData data) {
         upperStep(step, trainee.model(), data);
         if (step + 1 == settings.steps()) {
-            return finalSelections();
+            return kept();
         }
         return null;
     }
@@ -289,11 +289,6 @@ public final class Bip implements FullTrainingMethod {
         return out;
     }
 
-    @Override
-    public List<LayerSelection> kept() {
-        return finalSelections();
-    }
-
     /** The same fraction of every layer's units: uniform. */
     @Override
     public String allocation() {
@@ -301,7 +296,8 @@ public final class Bip implements FullTrainingMethod {
     }
 
     /** The units the current masks keep, one selection per layer (original indices = the model's, no earlier cut). */
-    public List<LayerSelection> finalSelections() {
+    @Override
+    public List<LayerSelection> kept() {
         List<LayerSelection> out = new ArrayList<>();
         for (int l = 0; l < original.numLayers(); l++) {
             int[] g = kept(mask(groupScores[l]));

@@ -27,6 +27,7 @@ import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.Trainee;
 import dev.lopper.training.loop.TrainingMethod;
 
+import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -116,8 +117,8 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
         NDManager scope = b.scope();
         SplittableRandom noise = new SplittableRandom(b.seed());
         LoraHook loraHook = new LoraHook(lora, scope, true, true);
-        Map<String, NDArray> logAlphas = pruning ? leaves(masks.logAlphas(), scope) : Map.of();
-        Map<String, NDArray> lambdas = pruning ? leaves(masks.lambdas(), scope) : Map.of();
+        Map<String, NDArray> logAlphas = pruning ? F32Tensors.leaves(masks.logAlphas(), scope) : Map.of();
+        Map<String, NDArray> lambdas = pruning ? F32Tensors.leaves(masks.lambdas(), scope) : Map.of();
         double loss;
         double lag = 0;
         try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
@@ -133,7 +134,7 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
                 hook = new MaskHook(loraHook, headZ, channelZ);
             }
             NDArray ids = withPrompt(scope, b.ids());
-            NDArray total = loss(CausalLm.logits(model, scope, ids, hook, i -> LossPass.seedLayer(b.seed(), i)), ids, prompt.length);
+            NDArray total = loss(CausalLm.logits(model, scope, ids, hook, i -> LossPass.seedLayer(b.seed(), i), new int[0], new ArrayList<>()), ids, prompt.length);
             loss = total.getFloat();
             if (pruning) {
                 NDArray s = masks.expectedSize(List.copyOf(logAlphas.values())).mul(Scalars.of(scope, 1.0 / masks.prunable())).neg().add(1);
@@ -158,18 +159,6 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
     private static NDArray sample(NDArray logAlpha, RandomGenerator noise, NDManager scope) {
         float[] u = HardConcrete.logitNoise(noise, (int) logAlpha.size());
         return HardConcrete.sample(logAlpha, F32Tensors.owned(scope, u, logAlpha.getShape()));
-    }
-
-    /** Autograd leaves sharing each tensor's storage, owned by {@code scope} (as {@link LoraHook}'s aliases), in order. */
-    private static Map<String, NDArray> leaves(Map<String, NDArray> tensors, NDManager scope) {
-        Map<String, NDArray> out = new LinkedHashMap<>();
-        tensors.forEach((name, x) -> {
-            NDArray leaf = x.stopGradient();
-            leaf.attach(scope);
-            leaf.setRequiresGradient(true);
-            out.put(name, leaf);
-        });
-        return out;
     }
 
     /** The prompt's tokens, then the windows: [microBatch, prompt + T]. */

@@ -168,13 +168,8 @@ public final class EfficientLlm implements FullTrainingMethod {
 
     @Override
     public JsonNode state() {
-        int n = original.numLayers();
-        int[][] groups = new int[n][];
-        int[][] channels = new int[n][];
-        for (int l = 0; l < n; l++) {
-            groups[l] = units.kept().get(l).keptKvGroups();
-            channels[l] = units.kept().get(l).keptChannels();
-        }
+        int[][] groups = units.kept().stream().map(LayerSelection::keptKvGroups).toArray(int[][]::new);
+        int[][] channels = units.kept().stream().map(LayerSelection::keptChannels).toArray(int[][]::new);
         return JSON.valueToTree(new State(saliency.groups(), saliency.channels(), groups, channels));
     }
 

@@ -72,20 +72,15 @@ public final class HardMasks {
         int[] headsLeft = new int[layers];
         int[] channelsLeft = new int[layers];
         for (int i = 0; i < layers; i++) {
-            if (masks.heads()[i] != null) {
-                float[] a = masks.heads()[i].toFloatArray();
-                heads[i] = soft(a);
-                headsLeft[i] = a.length;
-                for (int j = 0; j < a.length; j++) {
-                    all.add(new Unit(a[j], true, i, j, masks.perGroup()[i]));
-                }
-            }
-            if (masks.channels()[i] != null) {
-                float[] a = masks.channels()[i].toFloatArray();
-                channels[i] = soft(a);
-                channelsLeft[i] = a.length;
-                for (int j = 0; j < a.length; j++) {
-                    all.add(new Unit(a[j], false, i, j, masks.perChannel()[i]));
+            for (boolean head : new boolean[] {true, false}) {
+                NDArray logAlpha = (head ? masks.heads() : masks.channels())[i];
+                if (logAlpha != null) {
+                    float[] a = logAlpha.toFloatArray();
+                    (head ? heads : channels)[i] = soft(a);
+                    (head ? headsLeft : channelsLeft)[i] = a.length;
+                    for (int j = 0; j < a.length; j++) {
+                        all.add(new Unit(a[j], head, i, j, (head ? masks.perGroup() : masks.perChannel())[i]));
+                    }
                 }
             }
         }

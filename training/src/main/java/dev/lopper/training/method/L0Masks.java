@@ -5,6 +5,7 @@ import dev.lopper.training.job.Compresso;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.lopper.model.Scalars;
 import dev.lopper.model.config.LayerShape;
@@ -161,12 +162,9 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
         double[][] out = new double[logAlpha.length][];
         for (int i = 0; i < logAlpha.length; i++) {
             if (logAlpha[i] != null) {
-                float[] f = logAlpha[i].toFloatArray();
-                double[] d = new double[f.length];
-                for (int j = 0; j < f.length; j++) {
-                    d[j] = f[j];
+                try (NDArray d = logAlpha[i].toType(DataType.FLOAT64, false)) { // exact widening
+                    out[i] = HardConcrete.deterministic(d.toDoubleArray());
                 }
-                out[i] = HardConcrete.deterministic(d);
             }
         }
         return out;

@@ -60,7 +60,7 @@ public final class LoraPruneImportance {
                     NDArray w = weights.load(p.tensorName(ad.layer()), m, DataType.FLOAT32);
                     NDArray s = g.get(rows).mul(w.add(ba.get(rows))).abs();
                     boolean columns = p == Param.O || p == Param.DOWN;
-                    double[] v = toDoubles(s.sum(new int[] {columns ? 0 : 1}));
+                    double[] v = s.sum(new int[] {columns ? 0 : 1}).toType(DataType.FLOAT64, false).toDoubleArray(); // exact widening
                     add(config, ad.layer(), p, v, out);
                 }
             }
@@ -92,14 +92,5 @@ public final class LoraPruneImportance {
         for (int j = 0; j < units.length; j++) {
             target[j] += units[j] / norm;
         }
-    }
-
-    private static double[] toDoubles(NDArray x) {
-        float[] f = x.toFloatArray();
-        double[] out = new double[f.length];
-        for (int i = 0; i < f.length; i++) {
-            out[i] = f[i];
-        }
-        return out;
     }
 }

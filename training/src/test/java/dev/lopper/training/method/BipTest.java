@@ -228,7 +228,7 @@ public class BipTest {
             Bip bip = new Bip(m, Bip.Settings.paper(0.5, 10));
             NDArray ids = s.create(IDS, new Shape(2, 12));
             float masked = m.loss(s, ids, m.weights(), bip.transform()).getFloat();
-            try (FullModel small = m.cut(bip.finalSelections())) {
+            try (FullModel small = m.cut(bip.kept())) {
                 assertEquals(masked, small.loss(s, ids, small.weights(), FullModel.LayerTransform.NONE).getFloat(), 1e-5);
             }
         }
