@@ -63,8 +63,6 @@ public final class Trainer<T extends Trainee> {
 
         default void validated(int step, double loss) { }
 
-        default void checkpointed(int step, Path dir) { }
-
         default void resumed(int step, Path dir) { }
 
         default void pruned(int step, long paramsBefore, long paramsAfter) { }
@@ -320,7 +318,6 @@ public final class Trainer<T extends Trainee> {
         }
         Checkpoints.State s = new Checkpoints.State(step, steps, (long) step * o.accumulation() * o.microBatch() * method.batchesPerStep(),
                 o.seed(), comparable(), trainee.shape(), method.state(), history, best, sinceBest);
-        Path dir = Checkpoints.save(checkpoints, s, params, moments);
-        listener.checkpointed(step, dir);
+        Checkpoints.save(checkpoints, s, params, moments);
     }
 }

@@ -1,6 +1,6 @@
 package dev.lopper.training.method;
 
-import dev.lopper.training.loop.F32Tensors;
+import dev.lopper.training.loop.Checkpoints;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
@@ -107,6 +107,8 @@ public final class Bip implements FullTrainingMethod {
         int n = original.numLayers();
         groupScores = new float[n][];
         channelScores = new float[n][];
+        groupMomentum = new float[n][]; // a layer's buffers start with its first update (null until then)
+        channelMomentum = new float[n][];
         StructureGraph graph = StructureGraph.of(original);
         try (NDManager scope = model.manager().newSubManager()) {
             for (int l = 0; l < n; l++) {
@@ -219,39 +221,32 @@ public final class Bip implements FullTrainingMethod {
             gg[l] = new float[groupScores[l].length];
             gc[l] = new float[channelScores[l].length];
         }
-        try (NDManager scope = model.manager().newSubManager()) {
-            for (int micro = 0; micro < data.accumulation(); micro++) {
-                try (NDManager sub = scope.newSubManager()) {
-                    NDArray[] sg = new NDArray[n];
-                    NDArray[] sc = new NDArray[n];
-                    for (int l = 0; l < n; l++) {
-                        sg[l] = leaf(sub, groupScores[l]);
-                        sc[l] = leaf(sub, channelScores[l]);
-                    }
-                    FullModel.LayerTransform ste = (layer, w, sc2) -> masked(w, straightThrough(sg[layer], mask(groupScores[layer]), sc2),
-                            straightThrough(sc[layer], mask(channelScores[layer]), sc2));
-                    try (GradientCollector c = Engine.getInstance().newGradientCollector()) {
-                        NDArray loss = model.loss(sub, data.extraBatch(sub, step, micro), model.weights(), ste)
-                                .mul((float) (1.0 / data.accumulation()));
-                        c.backward(loss);
-                    }
-                    data.progress(step, micro);
-                    for (int l = 0; l < n; l++) {
-                        add(gg[l], sg[l].getGradient().toFloatArray());
-                        add(gc[l], sc[l].getGradient().toFloatArray());
-                    }
+        for (int micro = 0; micro < data.accumulation(); micro++) {
+            try (NDManager sub = model.manager().newSubManager()) {
+                NDArray[] sg = new NDArray[n];
+                NDArray[] sc = new NDArray[n];
+                for (int l = 0; l < n; l++) {
+                    sg[l] = leaf(sub, groupScores[l]);
+                    sc[l] = leaf(sub, channelScores[l]);
+                }
+                FullModel.LayerTransform ste = (layer, w, sc2) -> masked(w, straightThrough(sg[layer], mask(groupScores[layer]), sc2),
+                        straightThrough(sc[layer], mask(channelScores[layer]), sc2));
+                try (GradientCollector c = Engine.getInstance().newGradientCollector()) {
+                    NDArray loss = model.loss(sub, data.extraBatch(sub, step, micro), model.weights(), ste)
+                            .mul((float) (1.0 / data.accumulation()));
+                    c.backward(loss);
+                }
+                data.progress(step, micro);
+                for (int l = 0; l < n; l++) {
+                    add(gg[l], sg[l].getGradient().toFloatArray());
+                    add(gc[l], sc[l].getGradient().toFloatArray());
                 }
             }
         }
         float lr = (float) settings.maskLrAt(step);
-        boolean first = groupMomentum == null;
-        if (first) {
-            groupMomentum = new float[n][];
-            channelMomentum = new float[n][];
-        }
         for (int l = 0; l < n; l++) {
-            groupMomentum[l] = sgd(groupScores[l], gg[l], first ? null : groupMomentum[l], lr);
-            channelMomentum[l] = sgd(channelScores[l], gc[l], first ? null : channelMomentum[l], lr);
+            groupMomentum[l] = sgd(groupScores[l], gg[l], groupMomentum[l], lr);
+            channelMomentum[l] = sgd(channelScores[l], gc[l], channelMomentum[l], lr);
         }
     }
 
@@ -322,15 +317,11 @@ public final class Bip implements FullTrainingMethod {
 
     @Override
     public void restore(JsonNode state) {
-        try {
-            State s = JSON.treeToValue(state, State.class);
-            groupScores = s.groupScores();
-            channelScores = s.channelScores();
-            groupMomentum = s.groupMomentum();
-            channelMomentum = s.channelMomentum();
-            finished = s.finished();
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IllegalArgumentException("bip checkpoint state: " + e.getMessage());
-        }
+        State s = Checkpoints.read(state, State.class, "bip checkpoint state");
+        groupScores = s.groupScores();
+        channelScores = s.channelScores();
+        groupMomentum = s.groupMomentum();
+        channelMomentum = s.channelMomentum();
+        finished = s.finished();
     }
 }

@@ -10,6 +10,7 @@ import dev.lopper.pruning.allocation.KeptUnits;
 import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.FullModel;
 import dev.lopper.training.loop.FullTrainee;
 import dev.lopper.training.loop.Gradients;
@@ -175,17 +176,12 @@ public final class EfficientLlm implements FullTrainingMethod {
 
     @Override
     public void restore(JsonNode state) {
-        try {
-            State s = JSON.treeToValue(state, State.class);
-            saliency = new UnitScores(s.groupSaliency(), s.channelSaliency());
-            List<LayerSelection> kept = new java.util.ArrayList<>();
-            for (int l = 0; l < original.numLayers(); l++) {
-                kept.add(new LayerSelection(l, false, s.groups()[l], Allocation.headsOfGroups(original.layer(l), s.groups()[l]), s.channels()[l]));
-            }
-            units = KeptUnits.of(original, kept);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IllegalArgumentException("efficientllm checkpoint state: " + e.getMessage());
+        State s = Checkpoints.read(state, State.class, "efficientllm checkpoint state");
+        saliency = new UnitScores(s.groupSaliency(), s.channelSaliency());
+        List<LayerSelection> kept = new java.util.ArrayList<>();
+        for (int l = 0; l < original.numLayers(); l++) {
+            kept.add(new LayerSelection(l, false, s.groups()[l], Allocation.headsOfGroups(original.layer(l), s.groups()[l]), s.channels()[l]));
         }
+        units = KeptUnits.of(original, kept);
     }
-
 }

@@ -1,5 +1,6 @@
 package dev.lopper.training.method;
 
+import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.ParamGroup;
 import dev.lopper.training.loop.TrainOptions;
 
@@ -177,11 +178,8 @@ public final class LoraPrune implements ScheduleMethod {
 
     @Override
     public void restore(JsonNode state) {
-        try {
-            importance = state.get("kv").isNull() ? null : new UnitScores(JSON.treeToValue(state.get("kv"), double[][].class),
-                    JSON.treeToValue(state.get("channels"), double[][].class));
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IllegalArgumentException("lora-prune: unreadable checkpoint state: " + e.getMessage(), e);
-        }
+        String what = "lora-prune: unreadable checkpoint state";
+        importance = state.get("kv").isNull() ? null : new UnitScores(Checkpoints.read(state.get("kv"), double[][].class, what),
+                Checkpoints.read(state.get("channels"), double[][].class, what));
     }
 }
