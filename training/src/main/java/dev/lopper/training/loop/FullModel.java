@@ -177,11 +177,6 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
         return load(r.config(), r.tensors(), manager.getDevice());
     }
 
-    /** Names in order (the optimizer's parameter order). */
-    public List<String> names() {
-        return new ArrayList<>(weights.keySet());
-    }
-
     @Override
     public void close() {
         manager.close();

@@ -104,7 +104,7 @@ public final class FullTrainee implements Trainee, AutoCloseable {
         ObjectNode n = JSON.createObjectNode();
         n.set("config", model.config().toJson());
         ArrayNode order = n.putArray("names");
-        model.names().forEach(order::add);
+        model.weights().keySet().forEach(order::add);
         return n;
     }
 
@@ -124,10 +124,10 @@ public final class FullTrainee implements Trainee, AutoCloseable {
         Map<String, float[]> out = new LinkedHashMap<>();
         for (String moment : List.of(".exp_avg", ".exp_avg_sq")) { // each moment is cut as the weights are
             Map<String, NDArray> byWeight = new LinkedHashMap<>();
-            model.names().forEach(n -> byWeight.put(n, moments.get(n + moment)));
+            model.weights().keySet().forEach(n -> byWeight.put(n, moments.get(n + moment)));
             var cut = Surgery.apply(model.config(), FullModel.source(byWeight), kept).tensors();
             try (NDManager scope = next.manager().newSubManager()) {
-                next.names().forEach(n -> out.put(n + moment, cut.load(n, scope).toFloatArray()));
+                next.weights().keySet().forEach(n -> out.put(n + moment, cut.load(n, scope).toFloatArray()));
             }
         }
         model.close();

@@ -176,10 +176,9 @@ public final class Trainer<T extends Trainee> {
             double secs = (System.nanoTime() - start) / 1e9;
             listener.step(p, o.steps(), (step - resumedFrom) * tokensPerStep / secs, (o.steps() - step) * secs / (step - resumedFrom));
             lastProgress = System.nanoTime();
-            saved = false;
-            if ((o.checkpointEvery() > 0 && step % o.checkpointEvery() == 0) || step == o.steps() || early) {
+            saved = (o.checkpointEvery() > 0 && step % o.checkpointEvery() == 0) || step == o.steps() || early;
+            if (saved) {
                 checkpoint(step, history, best, sinceBest);
-                saved = true;
             }
         }
         if (!saved) {

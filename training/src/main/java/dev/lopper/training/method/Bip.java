@@ -146,14 +146,6 @@ public final class Bip implements FullTrainingMethod {
         return JSON.valueToTree(settings);
     }
 
-    public float[][] groupScores() {
-        return groupScores;
-    }
-
-    public float[][] channelScores() {
-        return channelScores;
-    }
-
     /** The binary mask of {@code scores}: 0 for the {@code int(ratio x n)} smallest |s| (ties: lower index first). */
     public float[] mask(float[] scores) {
         int n = scores.length;

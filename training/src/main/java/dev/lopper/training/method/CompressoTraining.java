@@ -17,6 +17,7 @@ import dev.lopper.model.Scalars;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.training.lora.LoraAdapters;
 import dev.lopper.training.lora.LoraHook;
+import dev.lopper.training.loop.Batches;
 import dev.lopper.training.loop.CausalLm;
 import dev.lopper.training.loop.F32Tensors;
 import dev.lopper.training.loop.Gradients;
@@ -213,23 +214,15 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
     /** Stops the run at the first non-finite loss or gradient, naming what went non-finite (never trains on NaN). */
     @Override
     public void afterBackward(int step, CompressoTraining self, Gradients grads) {
-        double l = norm(grads.list("lora"));
-        double a = norm(grads.list("log_alpha"));
-        double m = norm(grads.list("lambda"));
+        double l = Batches.norm(grads.list("lora"));
+        double a = Batches.norm(grads.list("log_alpha"));
+        double m = Batches.norm(grads.list("lambda"));
         double s = pruning(step) ? sparsity : 0;
         if (!Double.isFinite(ce + lagrangian + s + l + a + m)) {
             throw new IllegalStateException(String.format(java.util.Locale.ROOT,
                     "compresso step %d: non-finite training values (LM loss %s, Lagrangian %s, expected sparsity %s, gradient norms: LoRA %s, "
                             + "log_alpha %s, multipliers %s)", step + 1, ce, lagrangian, s, l, a, m));
         }
-    }
-
-    private static double norm(List<NDArray> grads) {
-        double sq = 0;
-        for (NDArray g : grads) {
-            sq += g.square().sum().getFloat();
-        }
-        return Math.sqrt(sq);
     }
 
     @Override

@@ -95,11 +95,6 @@ public final class EfficientLlm implements FullTrainingMethod {
         return JSON.valueToTree(settings);
     }
 
-    /** Saliency summed since the last removal, on the original model's units (read-only view for tests and reports). */
-    public UnitScores saliency() {
-        return saliency;
-    }
-
     @Override
     public List<LayerSelection> kept() {
         return units.kept();
