@@ -22,10 +22,12 @@ import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.surgery.Surgery;
 
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.BiFunction;
 
 /**
  * A model whose every weight is trainable: all tensors fp32 in one manager, by HF name, with a forward pass that
@@ -54,28 +56,23 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
 
     /** Loads every tensor of {@code source} as fp32 onto {@code device} (names in the source's order). */
     public static FullModel load(ModelConfig config, TensorSource source, Device device) {
-        return build(config, device, m -> {
-            Map<String, NDArray> w = new LinkedHashMap<>();
-            for (String name : source.names()) {
-                w.put(name, source.load(name, m));
-            }
-            return w;
-        });
+        return build(config, device, source.names(), source::load);
     }
 
     /** A model from tensors held as Java floats (a checkpoint being resumed), in libtorch-owned storage. */
     public static FullModel of(ModelConfig config, Map<String, F32Tensors.Loaded> tensors, Device device) {
-        return build(config, device, m -> {
-            Map<String, NDArray> w = new LinkedHashMap<>();
-            tensors.forEach((name, t) -> w.put(name, F32Tensors.owned(m, t.data(), new Shape(t.shape()))));
-            return w;
-        });
+        return build(config, device, tensors.keySet(), (name, m) -> F32Tensors.owned(m, tensors.get(name).data(),
+                new Shape(tensors.get(name).shape())));
     }
 
-    private static FullModel build(ModelConfig config, Device device, java.util.function.Function<NDManager, Map<String, NDArray>> tensors) {
+    /** The model whose tensor {@code name} (in {@code names}' order) {@code tensor} makes in the model's manager. */
+    private static FullModel build(ModelConfig config, Device device, Collection<String> names,
+                                   BiFunction<String, NDManager, NDArray> tensor) {
         NDManager m = NDManager.newBaseManager(device);
         try {
-            FullModel model = new FullModel(config, m, tensors.apply(m));
+            Map<String, NDArray> w = new LinkedHashMap<>();
+            names.forEach(name -> w.put(name, tensor.apply(name, m)));
+            FullModel model = new FullModel(config, m, w);
             model.checkComplete();
             return model;
         } catch (RuntimeException e) {
