@@ -49,17 +49,14 @@ public record UnitScores(double[][] groups, double[][] channels) {
         return new UnitScores(g, c);
     }
 
-    private static int[] kept(LayerSelection s, boolean group) {
-        return group ? s.keptKvGroups() : s.keptChannels();
-    }
-
     public UnitScores copy() {
         return map((row, l, group) -> row.clone());
     }
 
     /** The scores of the units {@code kept} keeps (one selection per layer), in its order: those of the cut model. */
     public UnitScores pick(List<LayerSelection> kept) {
-        return map((row, l, group) -> Arrays.stream(kept(kept.get(l), group)).mapToDouble(i -> row[i]).toArray());
+        return map((row, l, group) -> Arrays.stream(group ? kept.get(l).keptKvGroups() : kept.get(l).keptChannels())
+                .mapToDouble(i -> row[i]).toArray());
     }
 
     /** The same units, those {@code kept} does not keep (one selection per layer) at -infinity. */
@@ -67,7 +64,7 @@ public record UnitScores(double[][] groups, double[][] channels) {
         return map((row, l, group) -> {
             double[] out = new double[row.length];
             Arrays.fill(out, Double.NEGATIVE_INFINITY);
-            for (int k : kept(kept.get(l), group)) {
+            for (int k : group ? kept.get(l).keptKvGroups() : kept.get(l).keptChannels()) {
                 out[k] = row[k];
             }
             return out;
