@@ -127,10 +127,9 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
             if (pruning) {
                 NDArray[] headZ = new NDArray[model.config().numLayers()];
                 NDArray[] channelZ = new NDArray[model.config().numLayers()];
-                Iterator<NDArray> a = logAlphas.values().iterator(); // per layer its heads', then its channels' log_alpha
-                for (int i = 0; i < headZ.length; i++) {
-                    headZ[i] = masks.heads()[i] == null ? null : sample(a.next(), noise, scope);
-                    channelZ[i] = masks.channels()[i] == null ? null : sample(a.next(), noise, scope);
+                Iterator<NDArray> a = logAlphas.values().iterator(); // the leaves of masks.units(), in order
+                for (L0Masks.Units u : masks.units()) {
+                    (u.head() ? headZ : channelZ)[u.layer()] = sample(a.next(), noise, scope);
                 }
                 hook = new MaskHook(loraHook, headZ, channelZ);
             }

@@ -71,17 +71,12 @@ public final class HardMasks {
         List<Unit> all = new ArrayList<>();
         int[] headsLeft = new int[layers];
         int[] channelsLeft = new int[layers];
-        for (int i = 0; i < layers; i++) {
-            for (boolean head : new boolean[] {true, false}) {
-                NDArray logAlpha = (head ? masks.heads() : masks.channels())[i];
-                if (logAlpha != null) {
-                    float[] a = logAlpha.toFloatArray();
-                    (head ? heads : channels)[i] = soft(a);
-                    (head ? headsLeft : channelsLeft)[i] = a.length;
-                    for (int j = 0; j < a.length; j++) {
-                        all.add(new Unit(a[j], head, i, j, (head ? masks.perGroup() : masks.perChannel())[i]));
-                    }
-                }
+        for (L0Masks.Units u : masks.units()) {
+            float[] a = u.logAlpha().toFloatArray();
+            (u.head() ? heads : channels)[u.layer()] = soft(a);
+            (u.head() ? headsLeft : channelsLeft)[u.layer()] = a.length;
+            for (int j = 0; j < a.length; j++) {
+                all.add(new Unit(a[j], u.head(), u.layer(), j, u.perUnit()));
             }
         }
         all.sort(java.util.Comparator.comparingDouble(Unit::logAlpha).thenComparing(Unit::head).thenComparingInt(Unit::layer)
