@@ -134,7 +134,8 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
                 hook = new MaskHook(loraHook, headZ, channelZ);
             }
             NDArray ids = withPrompt(scope, b.ids());
-            NDArray total = loss(CausalLm.logits(model, scope, ids, hook, i -> LossPass.seedLayer(b.seed(), i), new int[0], new ArrayList<>()), ids, prompt.length);
+            NDArray logits = CausalLm.logits(model, scope, ids, hook, i -> LossPass.seedLayer(b.seed(), i), new int[0], new ArrayList<>());
+            NDArray total = loss(logits, ids, prompt.length);
             loss = total.getFloat();
             if (pruning) {
                 NDArray s = masks.expectedSize(List.copyOf(logAlphas.values())).mul(Scalars.of(scope, 1.0 / masks.prunable())).neg().add(1);

@@ -72,8 +72,9 @@ public final class LoraPruneImportance {
     private static void add(ModelConfig config, int layer, Param p, double[] v, UnitScores into) {
         LayerShape s = config.layer(layer);
         int d = config.headDim();
+        boolean mlp = p == Param.GATE || p == Param.UP || p == Param.DOWN;
         double[] units;
-        if (p == Param.GATE || p == Param.UP || p == Param.DOWN) {
+        if (mlp) {
             units = v;
         } else {
             // q rows / o columns: query head h covers [h d, (h + 1) d) and belongs to group h / r; k/v: group g's d rows
@@ -88,7 +89,7 @@ public final class LoraPruneImportance {
             norm += x * x;
         }
         norm = Math.sqrt(norm) + 1e-8;
-        double[] target = units.length == s.numKvHeads() && !(p == Param.GATE || p == Param.UP || p == Param.DOWN) ? into.groups()[layer] : into.channels()[layer];
+        double[] target = mlp ? into.channels()[layer] : into.groups()[layer];
         for (int j = 0; j < units.length; j++) {
             target[j] += units[j] / norm;
         }
