@@ -44,12 +44,7 @@ public final class HardMasks {
                 continue;
             }
             float[] a = (heads ? masks.heads()[i] : masks.channels()[i]).toFloatArray();
-            int best = 0;
-            for (int j = 1; j < a.length; j++) {
-                if (a[j] > a[best]) {
-                    best = j;
-                }
-            }
+            int best = java.util.stream.IntStream.range(0, a.length).reduce((x, y) -> a[y] > a[x] ? y : x).orElseThrow(); // first on ties
             z[i][best] = HardConcrete.sigmoid(a[best] / HardConcrete.TEMPERATURE * HardConcrete.MAGICAL_NUMBER);
         }
     }
