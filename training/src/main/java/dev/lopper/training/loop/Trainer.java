@@ -203,13 +203,7 @@ public final class Trainer<T extends Trainee> {
                 progressWithin(step, micro);
             }
             method.afterBackward(step, trainee, grads);
-            List<NDArray> clipped = new ArrayList<>();
-            for (ParamGroup g : groups) {
-                if (g.clipped()) {
-                    clipped.addAll(grads.list(g.name()));
-                }
-            }
-            Batches.clip(clipped, o.maxGradNorm());
+            Batches.clip(groups.stream().filter(ParamGroup::clipped).flatMap(g -> grads.list(g.name()).stream()).toList(), o.maxGradNorm());
             method.beforeUpdate(step, trainee, grads);
             for (int i = 0; i < groups.size(); i++) {
                 double rate = groups.get(i).rate().at(step);
@@ -288,14 +282,19 @@ public final class Trainer<T extends Trainee> {
     /** Cuts the trainee and every optimizer's moments with the same selections and rebuilds the optimizers. */
     private void applyCut(List<LayerSelection> cut) {
         Map<String, NDArray> moments = new LinkedHashMap<>();
+        Map<String, Long> steps = optimizerState(moments);
+        newOptimizers(new Checkpoints.Moments(trainee.cut(cut, moments), steps));
+        method.cut(cut);
+    }
+
+    /** Every optimizer's moments ({@code NAME.exp_avg}, {@code NAME.exp_avg_sq}) into {@code moments}; returns its steps per group. */
+    private Map<String, Long> optimizerState(Map<String, NDArray> moments) {
         Map<String, Long> steps = new LinkedHashMap<>();
         for (int i = 0; i < groups.size(); i++) {
             moments.putAll(optimizers.get(i).state(groups.get(i).names()));
             steps.put(groups.get(i).name(), optimizers.get(i).steps());
         }
-        Map<String, float[]> next = trainee.cut(cut, moments);
-        newOptimizers(new Checkpoints.Moments(next, steps));
-        method.cut(cut);
+        return steps;
     }
 
     /** The options as compared on resume (how often checkpoints are written may change between runs). */
@@ -308,13 +307,9 @@ public final class Trainer<T extends Trainee> {
             return;
         }
         Map<String, NDArray> params = new LinkedHashMap<>();
+        groups.forEach(g -> params.putAll(g.tensors()));
         Map<String, NDArray> moments = new LinkedHashMap<>();
-        Map<String, Long> steps = new LinkedHashMap<>();
-        for (int i = 0; i < groups.size(); i++) {
-            params.putAll(groups.get(i).tensors());
-            moments.putAll(optimizers.get(i).state(groups.get(i).names()));
-            steps.put(groups.get(i).name(), optimizers.get(i).steps());
-        }
+        Map<String, Long> steps = optimizerState(moments);
         Checkpoints.State s = new Checkpoints.State(step, steps, (long) step * o.accumulation() * o.microBatch() * method.batchesPerStep(),
                 o.seed(), comparable(), trainee.shape(), method.state(), history, best, sinceBest);
         Checkpoints.save(checkpoints, s, params, moments);
