@@ -82,18 +82,17 @@ public final class Bip implements FullTrainingMethod {
         }
     }
 
-    /** What a checkpoint keeps. */
+    /**
+     * What BiP learns, [layer][unit] (the arrays are updated in place), and what a checkpoint keeps. A layer's
+     * momentum buffers start with its first update (null until then); {@code finished}: the units are cut.
+     */
     record State(float[][] groupScores, float[][] channelScores, float[][] groupMomentum, float[][] channelMomentum,
                  boolean finished) {
     }
 
     private final ModelConfig original;
     private final Settings settings;
-    private float[][] groupScores;
-    private float[][] channelScores;
-    private float[][] groupMomentum;
-    private float[][] channelMomentum;
-    private boolean finished;
+    private State learned;
 
     /** The paper's settings ({@link Settings#paper}) for a run of {@code steps} steps removing {@code ratio}. */
     public static Bip of(FullModel original, double ratio, int steps) {
@@ -105,15 +104,12 @@ public final class Bip implements FullTrainingMethod {
         this.original = model.config();
         this.settings = settings;
         int n = original.numLayers();
-        groupScores = new float[n][];
-        channelScores = new float[n][];
-        groupMomentum = new float[n][]; // a layer's buffers start with its first update (null until then)
-        channelMomentum = new float[n][];
+        learned = new State(new float[n][], new float[n][], new float[n][], new float[n][], false);
         StructureGraph graph = StructureGraph.of(original);
         try (NDManager scope = model.manager().newSubManager()) {
             for (int l = 0; l < n; l++) {
-                groupScores[l] = norms(graph.kvGroups(l), model, scope);
-                channelScores[l] = norms(graph.mlpChannels(l), model, scope);
+                learned.groupScores()[l] = norms(graph.kvGroups(l), model, scope);
+                learned.channelScores()[l] = norms(graph.mlpChannels(l), model, scope);
             }
         }
     }
@@ -165,10 +161,12 @@ public final class Bip implements FullTrainingMethod {
     /** The current mask as a layer transform (none once the units are cut); the trainee asks for it every pass. */
     @Override
     public FullModel.LayerTransform transform() {
-        if (finished) {
+        if (learned.finished()) {
             return FullModel.LayerTransform.NONE;
         }
-        return (layer, w, scope) -> masked(w, scope.create(mask(groupScores[layer])), scope.create(mask(channelScores[layer])));
+        float[][] g = learned.groupScores();
+        float[][] c = learned.channelScores();
+        return (layer, w, scope) -> masked(w, scope.create(mask(g[layer])), scope.create(mask(c[layer])));
     }
 
     /**
@@ -207,6 +205,8 @@ public final class Bip implements FullTrainingMethod {
     /** One upper-level update of every score on the step's second batch. */
     void upperStep(int step, FullModel model, StepData data) {
         int n = original.numLayers();
+        float[][] groupScores = learned.groupScores();
+        float[][] channelScores = learned.channelScores();
         float[][] gg = new float[n][];
         float[][] gc = new float[n][];
         for (int l = 0; l < n; l++) {
@@ -237,8 +237,8 @@ public final class Bip implements FullTrainingMethod {
         }
         float lr = (float) settings.maskLrAt(step);
         for (int l = 0; l < n; l++) {
-            groupMomentum[l] = sgd(groupScores[l], gg[l], groupMomentum[l], lr);
-            channelMomentum[l] = sgd(channelScores[l], gc[l], channelMomentum[l], lr);
+            learned.groupMomentum()[l] = sgd(groupScores[l], gg[l], learned.groupMomentum()[l], lr);
+            learned.channelMomentum()[l] = sgd(channelScores[l], gc[l], learned.channelMomentum()[l], lr);
         }
     }
 
@@ -287,8 +287,8 @@ public final class Bip implements FullTrainingMethod {
     public List<LayerSelection> kept() {
         List<LayerSelection> out = new ArrayList<>();
         for (int l = 0; l < original.numLayers(); l++) {
-            int[] g = kept(mask(groupScores[l]));
-            out.add(new LayerSelection(l, false, g, Allocation.headsOfGroups(original.layer(l), g), kept(mask(channelScores[l]))));
+            int[] g = kept(mask(learned.groupScores()[l]));
+            out.add(new LayerSelection(l, false, g, Allocation.headsOfGroups(original.layer(l), g), kept(mask(learned.channelScores()[l]))));
         }
         return out;
     }
@@ -299,21 +299,16 @@ public final class Bip implements FullTrainingMethod {
 
     @Override
     public void cut(List<LayerSelection> current) {
-        finished = true;
+        learned = new State(learned.groupScores(), learned.channelScores(), learned.groupMomentum(), learned.channelMomentum(), true);
     }
 
     @Override
     public JsonNode state() {
-        return JSON.valueToTree(new State(groupScores, channelScores, groupMomentum, channelMomentum, finished));
+        return JSON.valueToTree(learned);
     }
 
     @Override
     public void restore(JsonNode state) {
-        State s = Checkpoints.read(state, State.class, "bip checkpoint state");
-        groupScores = s.groupScores();
-        channelScores = s.channelScores();
-        groupMomentum = s.groupMomentum();
-        channelMomentum = s.channelMomentum();
-        finished = s.finished();
+        learned = Checkpoints.read(state, State.class, "bip checkpoint state");
     }
 }
