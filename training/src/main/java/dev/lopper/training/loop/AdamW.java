@@ -17,28 +17,27 @@ import java.util.Map;
  * checkpoint stores them bit for bit ({@link #state}) and a resumed run continues exactly.
  *
  * <pre>{@code
- * AdamW opt = new AdamW(params, manager, 0.9, 0.999, 1e-8, 0.0);
+ * AdamW opt = new AdamW(params, manager, 0.0);   // betas 0.9, 0.999, eps 1e-8
  * opt.step(grads, lr);            // grads in the same order as params
  * }</pre>
  */
 public final class AdamW {
+    /** PyTorch's defaults, which every training run here uses. */
+    private static final double BETA1 = 0.9;
+    private static final double BETA2 = 0.999;
+    private static final double EPS = 1e-8;
+
     private final List<NDArray> params;
     private final NDManager manager;
-    private final double beta1;
-    private final double beta2;
-    private final double eps;
     private final double weightDecay;
     private final NDArray[] m;
     private final NDArray[] v;
     private long t;
 
     /** @param manager owns the moments (the parameters' manager, so they live as long as the adapters) */
-    public AdamW(List<NDArray> params, NDManager manager, double beta1, double beta2, double eps, double weightDecay) {
+    public AdamW(List<NDArray> params, NDManager manager, double weightDecay) {
         this.params = List.copyOf(params);
         this.manager = manager;
-        this.beta1 = beta1;
-        this.beta2 = beta2;
-        this.eps = eps;
         this.weightDecay = weightDecay;
         this.m = new NDArray[params.size()];
         this.v = new NDArray[params.size()];
@@ -51,8 +50,8 @@ public final class AdamW {
     /** One update of every parameter in place with gradients {@code grads} (same order) at learning rate {@code lr}. */
     public void step(List<NDArray> grads, double lr) {
         t++;
-        double bc1 = 1 - Math.pow(beta1, t);
-        double bc2 = Math.sqrt(1 - Math.pow(beta2, t));
+        double bc1 = 1 - Math.pow(BETA1, t);
+        double bc2 = Math.sqrt(1 - Math.pow(BETA2, t));
         try (NDManager scope = manager.newSubManager()) {
             for (int i = 0; i < params.size(); i++) {
                 NDArray p = params.get(i);
@@ -64,9 +63,9 @@ public final class AdamW {
                 if (weightDecay != 0) {
                     p.muli(1 - lr * weightDecay);
                 }
-                m[i].muli(beta1).addi(g.mul(1 - beta1));
-                v[i].muli(beta2).addi(g.square().mul(1 - beta2));
-                NDArray denom = v[i].sqrt().div(bc2).add(eps);
+                m[i].muli(BETA1).addi(g.mul(1 - BETA1));
+                v[i].muli(BETA2).addi(g.square().mul(1 - BETA2));
+                NDArray denom = v[i].sqrt().div(bc2).add(EPS);
                 p.subi(m[i].div(denom).mul(lr / bc1));
             }
         }

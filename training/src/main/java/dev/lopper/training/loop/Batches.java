@@ -7,8 +7,8 @@ import ai.djl.ndarray.types.Shape;
 import java.util.List;
 
 /**
- * The two small pieces both trainers share (LoRA {@link Trainer}, full-parameter {@link FullTrainer}): a micro-batch
- * of token windows as one [n, T] array, and PyTorch's {@code clip_grad_norm_}.
+ * Small pieces of the {@link Trainer}'s step: a micro-batch of token windows as one [n, T] array, and PyTorch's
+ * {@code clip_grad_norm_} with the global norm it reads (also Compresso's check for non-finite gradients).
  */
 public final class Batches {
     private Batches() {
@@ -29,15 +29,20 @@ public final class Batches {
      * (0: no clipping). Returns the norm before clipping.
      */
     static double clip(List<NDArray> grads, double max) {
-        double sq = 0;
-        for (NDArray g : grads) {
-            sq += g.square().sum().getFloat();
-        }
-        double norm = Math.sqrt(sq);
+        double norm = norm(grads);
         if (max > 0 && norm > max) {
             double coef = max / (norm + 1e-6);
             grads.forEach(g -> g.muli(coef));
         }
         return norm;
+    }
+
+    /** The global L2 norm of {@code grads} (a sum of each tensor's squares, in order). */
+    public static double norm(List<NDArray> grads) {
+        double sq = 0;
+        for (NDArray g : grads) {
+            sq += g.square().sum().getFloat();
+        }
+        return Math.sqrt(sq);
     }
 }

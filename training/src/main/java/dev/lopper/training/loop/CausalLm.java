@@ -29,16 +29,13 @@ public final class CausalLm {
 
     /** Logits [B, T, vocab] of token ids [B, T] (on the model's device, owned by {@code scope}). */
     public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook) {
-        return logits(model, scope, ids, hook, i -> { });
+        return logits(model, scope, ids, hook, i -> { }, new int[0], new java.util.ArrayList<>());
     }
 
-    /** As above, calling {@code beforeLayer} with each layer's index before running it (dropout seeding). */
-    public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook,
-                                 java.util.function.IntConsumer beforeLayer) {
-        return logits(model, scope, ids, hook, beforeLayer, new int[0], new java.util.ArrayList<>());
-    }
-
-    /** As above, adding the outputs of layers {@code keep} (ascending) to {@code hidden}, in the autograd graph. */
+    /**
+     * As above, calling {@code beforeLayer} with each layer's index before running it (dropout seeding) and adding
+     * the outputs of layers {@code keep} (ascending) to {@code hidden}, in the autograd graph.
+     */
     public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook,
                                  java.util.function.IntConsumer beforeLayer, int[] keep, java.util.List<NDArray> hidden) {
         int next = 0;

@@ -1,6 +1,7 @@
 package dev.lopper.training.loop;
 
 import ai.djl.ndarray.NDArray;
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -58,7 +59,7 @@ public final class Checkpoints {
     record Moments(Map<String, float[]> moments, Map<String, Long> steps) {
     }
 
-    static Path save(Path dir, State state, Map<String, NDArray> params, Map<String, NDArray> moments) throws IOException {
+    static void save(Path dir, State state, Map<String, NDArray> params, Map<String, NDArray> moments) throws IOException {
         Path target = dir.resolve(String.format("%s%06d", PREFIX, state.step()));
         Files.createDirectories(dir);
         Path tmp = AtomicDirectory.createTemp(target);
@@ -76,7 +77,6 @@ public final class Checkpoints {
                 AtomicDirectory.deleteTree(old);
             }
         }
-        return target;
     }
 
     /**
@@ -112,6 +112,15 @@ public final class Checkpoints {
             return JSON.readValue(checkpoint.resolve(STATE).toFile(), State.class);
         } catch (IOException e) {
             throw new IllegalArgumentException(checkpoint.resolve(STATE) + ": unreadable checkpoint state: " + e.getMessage());
+        }
+    }
+
+    /** A method's checkpointed state ({@code node}) as {@code type}; one that does not fit fails, prefixed {@code what}. */
+    public static <T> T read(JsonNode node, Class<T> type, String what) {
+        try {
+            return JSON.treeToValue(node, type);
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException(what + ": " + e.getMessage(), e);
         }
     }
 

@@ -1,6 +1,7 @@
 package dev.lopper.training.loop;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import dev.lopper.model.ModelFormatException;
 import dev.lopper.model.io.SafeTensorsFile;
@@ -16,7 +17,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-/** Small fp32 tensor files (adapters, optimizer moments), written and read bit for bit. */
+/**
+ * fp32 tensors as training holds them: small files (adapters, optimizer moments) written and read bit for bit,
+ * tensors in libtorch-owned storage, and autograd leaves aliasing them.
+ */
 public final class F32Tensors {
     private F32Tensors() {
     }
@@ -64,6 +68,21 @@ public final class F32Tensors {
     }
 
     /** Copies {@code data} into {@code target} in place (its storage stays the one libtorch allocated). */
+    /** An autograd leaf sharing {@code x}'s storage (no copy), owned by {@code scope}; after a backward its gradient is dL/dx. */
+    public static NDArray leaf(NDArray x, NDManager scope) {
+        NDArray leaf = x.stopGradient();
+        leaf.attach(scope);
+        leaf.setRequiresGradient(true);
+        return leaf;
+    }
+
+    /** A {@link #leaf} of every tensor, under the same names, in the same order. */
+    public static Map<String, NDArray> leaves(Map<String, NDArray> tensors, NDManager scope) {
+        Map<String, NDArray> out = new LinkedHashMap<>();
+        tensors.forEach((name, x) -> out.put(name, leaf(x, scope)));
+        return out;
+    }
+
     public static void copyInto(NDArray target, float[] data) {
         try (NDArray src = owned(target.getManager(), data, target.getShape())) {
             target.set(new ai.djl.ndarray.index.NDIndex(":"), src);

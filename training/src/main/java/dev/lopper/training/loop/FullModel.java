@@ -22,14 +22,16 @@ import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.surgery.Surgery;
 
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.BiFunction;
 
 /**
  * A model whose every weight is trainable: all tensors fp32 in one manager, by HF name, with a forward pass that
- * runs on any name-to-array map (the weights themselves, or autograd-leaf aliases of them from {@link #leaves}).
+ * runs on any name-to-array map (the weights themselves, or autograd-leaf aliases of them from {@link F32Tensors#leaves}).
  * The layer math is {@link Decoder#layer}'s, the loss {@link CausalLm#loss}'s; nothing is duplicated.
  *
  * <p>Memory for full training is stated up front by {@link #trainingBytes}: weights + gradients + AdamW's two
@@ -54,28 +56,23 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
 
     /** Loads every tensor of {@code source} as fp32 onto {@code device} (names in the source's order). */
     public static FullModel load(ModelConfig config, TensorSource source, Device device) {
-        return build(config, device, m -> {
-            Map<String, NDArray> w = new LinkedHashMap<>();
-            for (String name : source.names()) {
-                w.put(name, source.load(name, m));
-            }
-            return w;
-        });
+        return build(config, device, source.names(), source::load);
     }
 
     /** A model from tensors held as Java floats (a checkpoint being resumed), in libtorch-owned storage. */
     public static FullModel of(ModelConfig config, Map<String, F32Tensors.Loaded> tensors, Device device) {
-        return build(config, device, m -> {
-            Map<String, NDArray> w = new LinkedHashMap<>();
-            tensors.forEach((name, t) -> w.put(name, F32Tensors.owned(m, t.data(), new Shape(t.shape()))));
-            return w;
-        });
+        return build(config, device, tensors.keySet(), (name, m) -> F32Tensors.owned(m, tensors.get(name).data(),
+                new Shape(tensors.get(name).shape())));
     }
 
-    private static FullModel build(ModelConfig config, Device device, java.util.function.Function<NDManager, Map<String, NDArray>> tensors) {
+    /** The model whose tensor {@code name} (in {@code names}' order) {@code tensor} makes in the model's manager. */
+    private static FullModel build(ModelConfig config, Device device, Collection<String> names,
+                                   BiFunction<String, NDManager, NDArray> tensor) {
         NDManager m = NDManager.newBaseManager(device);
         try {
-            FullModel model = new FullModel(config, m, tensors.apply(m));
+            Map<String, NDArray> w = new LinkedHashMap<>();
+            names.forEach(name -> w.put(name, tensor.apply(name, m)));
+            FullModel model = new FullModel(config, m, w);
             model.checkComplete();
             return model;
         } catch (RuntimeException e) {
@@ -117,21 +114,6 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
         return weights.values().stream().mapToLong(NDArray::size).sum();
     }
 
-    /**
-     * Autograd leaves aliasing every weight (same storage, owned by {@code scope}); after a backward their
-     * {@code getGradient()} holds d loss / d weight.
-     */
-    public Map<String, NDArray> leaves(NDManager scope) {
-        Map<String, NDArray> out = new LinkedHashMap<>();
-        weights.forEach((name, w) -> {
-            NDArray leaf = w.stopGradient();
-            leaf.attach(scope);
-            leaf.setRequiresGradient(true);
-            out.put(name, leaf);
-        });
-        return out;
-    }
-
     /** Layer {@code i}'s weights taken from {@code w} (the model's arrays or leaves). */
     public LayerWeights layer(int i, Map<String, NDArray> w) {
         LayerSpec spec = LayerSpec.of(config, i);
@@ -143,12 +125,10 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
                 p.get(Param.DOWN_BIAS), p.get(Param.Q_NORM), p.get(Param.K_NORM));
     }
 
-    /** Logits [B, T, vocab] of ids [B, T] with weights {@code w}, every intermediate in {@code scope}. */
-    public NDArray logits(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform) {
-        return logits(scope, ids, w, transform, new int[0], new ArrayList<>());
-    }
-
-    /** As above, adding the outputs of layers {@code keep} (ascending) to {@code hidden}, in the autograd graph. */
+    /**
+     * Logits [B, T, vocab] of ids [B, T] with weights {@code w}, every intermediate in {@code scope}; the outputs of
+     * layers {@code keep} (ascending) are added to {@code hidden}, in the autograd graph.
+     */
     public NDArray logits(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform, int[] keep, List<NDArray> hidden) {
         int next = 0;
         int t = (int) ids.getShape().get(1);
@@ -170,7 +150,7 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
 
     /** HF's causal-LM loss (mean over shifted targets) of ids [B, T]. */
     public NDArray loss(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform) {
-        return CausalLm.loss(logits(scope, ids, w, transform), ids);
+        return CausalLm.loss(logits(scope, ids, w, transform, new int[0], new ArrayList<>()), ids);
     }
 
     /** The weights as a {@link TensorSource} (for {@code Surgery} and {@code ModelWriter}); arrays are shared. */
@@ -192,11 +172,6 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
     public FullModel cut(List<LayerSelection> selections) {
         Surgery.Result r = Surgery.apply(config, source(), selections);
         return load(r.config(), r.tensors(), manager.getDevice());
-    }
-
-    /** Names in order (the optimizer's parameter order). */
-    public List<String> names() {
-        return new ArrayList<>(weights.keySet());
     }
 
     @Override

@@ -70,7 +70,7 @@ public final class FullTrainee implements Trainee, AutoCloseable {
     @Override
     public double train(MicroBatch b, Gradients grads) {
         term.prepare(b);
-        Map<String, NDArray> leaves = model.leaves(b.scope());
+        Map<String, NDArray> leaves = F32Tensors.leaves(model.weights(), b.scope());
         double loss;
         try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
             List<NDArray> hidden = new java.util.ArrayList<>();
@@ -79,9 +79,7 @@ public final class FullTrainee implements Trainee, AutoCloseable {
             loss = l.getFloat();
             gc.backward(l);
         }
-        for (String n : model.names()) {
-            grads.add(n, leaves.get(n).getGradient());
-        }
+        leaves.forEach((n, leaf) -> grads.add(n, leaf.getGradient()));
         return loss;
     }
 
@@ -106,7 +104,7 @@ public final class FullTrainee implements Trainee, AutoCloseable {
         ObjectNode n = JSON.createObjectNode();
         n.set("config", model.config().toJson());
         ArrayNode order = n.putArray("names");
-        model.names().forEach(order::add);
+        model.weights().keySet().forEach(order::add);
         return n;
     }
 
@@ -122,21 +120,14 @@ public final class FullTrainee implements Trainee, AutoCloseable {
 
     @Override
     public Map<String, float[]> cut(List<LayerSelection> kept, Map<String, NDArray> moments) {
-        ModelConfig config = model.config();
-        Map<String, NDArray> m = new LinkedHashMap<>();
-        Map<String, NDArray> v = new LinkedHashMap<>();
-        for (String n : model.names()) {
-            m.put(n, moments.get(n + ".exp_avg"));
-            v.put(n, moments.get(n + ".exp_avg_sq"));
-        }
         FullModel next = model.cut(kept);
         Map<String, float[]> out = new LinkedHashMap<>();
-        var mCut = Surgery.apply(config, FullModel.source(m), kept).tensors();
-        var vCut = Surgery.apply(config, FullModel.source(v), kept).tensors();
-        try (NDManager scope = next.manager().newSubManager()) {
-            for (String n : next.names()) {
-                out.put(n + ".exp_avg", mCut.load(n, scope).toFloatArray());
-                out.put(n + ".exp_avg_sq", vCut.load(n, scope).toFloatArray());
+        for (String moment : List.of(".exp_avg", ".exp_avg_sq")) { // each moment is cut as the weights are
+            Map<String, NDArray> byWeight = new LinkedHashMap<>();
+            model.weights().keySet().forEach(n -> byWeight.put(n, moments.get(n + moment)));
+            var cut = Surgery.apply(model.config(), FullModel.source(byWeight), kept).tensors();
+            try (NDManager scope = next.manager().newSubManager()) {
+                next.weights().keySet().forEach(n -> out.put(n + moment, cut.load(n, scope).toFloatArray()));
             }
         }
         model.close();

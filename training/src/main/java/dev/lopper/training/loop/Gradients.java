@@ -54,11 +54,6 @@ public final class Gradients {
         throw new IllegalArgumentException("no trained tensor '" + name + "'");
     }
 
-    /** The gradients of group {@code group} by tensor name, in the group's order. */
-    public Map<String, NDArray> group(String group) {
-        return groups.get(group);
-    }
-
     /** Every gradient of group {@code group}, in the group's order. */
     public List<NDArray> list(String group) {
         return new ArrayList<>(groups.get(group).values());

@@ -54,10 +54,9 @@ public interface LossPass {
                     loss = l.getFloat();
                     gc.backward(l);
                 }
-                int i = 0;
-                for (LoraAdapters.Adapter a : lora.adapters()) {
-                    grads.get(i++).addi(hook.gradientA(a));
-                    grads.get(i++).addi(hook.gradientB(a));
+                List<NDArray> g = hook.gradients();
+                for (int i = 0; i < g.size(); i++) {
+                    grads.get(i).addi(g.get(i));
                 }
                 return loss;
             }

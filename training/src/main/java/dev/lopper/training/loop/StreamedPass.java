@@ -57,8 +57,7 @@ public record StreamedPass(ModelConfig config, TensorSource source, LossTerm ter
         NDArray dh;
         double loss;
         try (NDManager head = scope.newSubManager()) {
-            NDArray h = inputs.get(n).duplicate();
-            h.attach(head);
+            NDArray h = keep(inputs.get(n), head);
             h.setRequiresGradient(true);
             try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
                 NDArray l = term.loss(head(head, h), b).mul(Scalars.of(head, b.factor())); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
@@ -70,8 +69,7 @@ public record StreamedPass(ModelConfig config, TensorSource source, LossTerm ter
         for (int i = n - 1; i >= 0; i--) {
             try (NDManager layer = scope.newSubManager()) {
                 LayerWeights w = LayerWeights.load(source, config, i, layer);
-                NDArray x = inputs.get(i).duplicate();
-                x.attach(layer);
+                NDArray x = keep(inputs.get(i), layer);
                 x.setRequiresGradient(true);
                 LoraHook hook = new LoraHook(lora, layer, true, true);
                 try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {

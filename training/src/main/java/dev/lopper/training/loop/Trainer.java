@@ -63,8 +63,6 @@ public final class Trainer<T extends Trainee> {
 
         default void validated(int step, double loss) { }
 
-        default void checkpointed(int step, Path dir) { }
-
         default void resumed(int step, Path dir) { }
 
         default void pruned(int step, long paramsBefore, long paramsAfter) { }
@@ -97,10 +95,10 @@ public final class Trainer<T extends Trainee> {
     private List<ParamGroup> groups;
     private List<AdamW> optimizers;
     private volatile boolean stopRequested;
-    private long runStart;
+    private long start;
     private long lastProgress;
-    private int runResumedFrom;
-    private long runTokensPerStep;
+    private int resumedFrom;
+    private long tokensPerStep;
 
     /** @param checkpoints where checkpoints are written and resumed from (null: none) */
     public Trainer(T trainee, TrainingMethod<? super T> method, TrainingData data, TrainOptions options, Path checkpoints,
@@ -145,15 +143,12 @@ public final class Trainer<T extends Trainee> {
             history.add(new Point(0, null, val, 0, trainee.modelParameters(), null));
             best = val;
         }
-        int resumedFrom = step;
+        resumedFrom = step;
         boolean early = o.patience() > 0 && sinceBest >= o.patience();
         boolean saved = true;
-        long start = System.nanoTime();
-        long tokensPerStep = (long) o.accumulation() * o.microBatch() * trainee.tokensPerWindow(o.seqLen()) * method.batchesPerStep();
-        runStart = start;
+        start = System.nanoTime();
         lastProgress = start;
-        runResumedFrom = resumedFrom;
-        runTokensPerStep = tokensPerStep;
+        tokensPerStep = (long) o.accumulation() * o.microBatch() * trainee.tokensPerWindow(o.seqLen()) * method.batchesPerStep();
         while (step < o.steps() && !early && !stopRequested) {
             double lr = groups.get(0).rate().at(step);
             double loss = trainStep(step);
@@ -181,10 +176,9 @@ public final class Trainer<T extends Trainee> {
             double secs = (System.nanoTime() - start) / 1e9;
             listener.step(p, o.steps(), (step - resumedFrom) * tokensPerStep / secs, (o.steps() - step) * secs / (step - resumedFrom));
             lastProgress = System.nanoTime();
-            saved = false;
-            if ((o.checkpointEvery() > 0 && step % o.checkpointEvery() == 0) || step == o.steps() || early) {
+            saved = (o.checkpointEvery() > 0 && step % o.checkpointEvery() == 0) || step == o.steps() || early;
+            if (saved) {
                 checkpoint(step, history, best, sinceBest);
-                saved = true;
             }
         }
         if (!saved) {
@@ -209,13 +203,7 @@ public final class Trainer<T extends Trainee> {
                 progressWithin(step, micro);
             }
             method.afterBackward(step, trainee, grads);
-            List<NDArray> clipped = new ArrayList<>();
-            for (ParamGroup g : groups) {
-                if (g.clipped()) {
-                    clipped.addAll(grads.list(g.name()));
-                }
-            }
-            Batches.clip(clipped, o.maxGradNorm());
+            Batches.clip(groups.stream().filter(ParamGroup::clipped).flatMap(g -> grads.list(g.name()).stream()).toList(), o.maxGradNorm());
             method.beforeUpdate(step, trainee, grads);
             for (int i = 0; i < groups.size(); i++) {
                 double rate = groups.get(i).rate().at(step);
@@ -230,19 +218,19 @@ public final class Trainer<T extends Trainee> {
     /** A progress line inside a step when {@link #PROGRESS_SECONDS} passed since the last one. */
     private void progressWithin(int step, int micro) {
         long now = System.nanoTime();
-        if (runStart == 0 || now - lastProgress < progressSeconds() * 1e9) {
+        if (start == 0 || now - lastProgress < progressSeconds() * 1e9) {
             return;
         }
         lastProgress = now;
-        double secs = Math.max(1e-9, (now - runStart) / 1e9);
-        double done = (step - runResumedFrom + (micro + 1.0) / o.accumulation()) * runTokensPerStep;
+        double secs = Math.max(1e-9, (now - start) / 1e9);
+        double done = (step - resumedFrom + (micro + 1.0) / o.accumulation()) * tokensPerStep;
         double rate = done / secs;
-        double left = (o.steps() - step - (micro + 1.0) / o.accumulation()) * runTokensPerStep;
+        double left = (o.steps() - step - (micro + 1.0) / o.accumulation()) * tokensPerStep;
         listener.within(step + 1, micro + 1, o.accumulation(), rate, rate > 0 ? left / rate : 0);
     }
 
     /** Mean loss over the validation windows (no dropout, no gradients). */
-    public double validate() {
+    private double validate() {
         long[][] v = data.validation();
         double sum = 0;
         for (int first = 0; first < v.length; first += o.microBatch()) {
@@ -283,7 +271,7 @@ public final class Trainer<T extends Trainee> {
         groups = trainee.groups();
         optimizers = new ArrayList<>();
         for (ParamGroup g : groups) {
-            AdamW opt = new AdamW(g.arrays(), g.manager(), 0.9, 0.999, 1e-8, g.weightDecay());
+            AdamW opt = new AdamW(g.arrays(), g.manager(), g.weightDecay());
             if (saved != null) {
                 opt.restore(g.names(), saved.moments(), saved.steps().getOrDefault(g.name(), 0L));
             }
@@ -294,14 +282,19 @@ public final class Trainer<T extends Trainee> {
     /** Cuts the trainee and every optimizer's moments with the same selections and rebuilds the optimizers. */
     private void applyCut(List<LayerSelection> cut) {
         Map<String, NDArray> moments = new LinkedHashMap<>();
+        Map<String, Long> steps = optimizerState(moments);
+        newOptimizers(new Checkpoints.Moments(trainee.cut(cut, moments), steps));
+        method.cut(cut);
+    }
+
+    /** Every optimizer's moments ({@code NAME.exp_avg}, {@code NAME.exp_avg_sq}) into {@code moments}; returns its steps per group. */
+    private Map<String, Long> optimizerState(Map<String, NDArray> moments) {
         Map<String, Long> steps = new LinkedHashMap<>();
         for (int i = 0; i < groups.size(); i++) {
             moments.putAll(optimizers.get(i).state(groups.get(i).names()));
             steps.put(groups.get(i).name(), optimizers.get(i).steps());
         }
-        Map<String, float[]> next = trainee.cut(cut, moments);
-        newOptimizers(new Checkpoints.Moments(next, steps));
-        method.cut(cut);
+        return steps;
     }
 
     /** The options as compared on resume (how often checkpoints are written may change between runs). */
@@ -314,16 +307,11 @@ public final class Trainer<T extends Trainee> {
             return;
         }
         Map<String, NDArray> params = new LinkedHashMap<>();
+        groups.forEach(g -> params.putAll(g.tensors()));
         Map<String, NDArray> moments = new LinkedHashMap<>();
-        Map<String, Long> steps = new LinkedHashMap<>();
-        for (int i = 0; i < groups.size(); i++) {
-            params.putAll(groups.get(i).tensors());
-            moments.putAll(optimizers.get(i).state(groups.get(i).names()));
-            steps.put(groups.get(i).name(), optimizers.get(i).steps());
-        }
+        Map<String, Long> steps = optimizerState(moments);
         Checkpoints.State s = new Checkpoints.State(step, steps, (long) step * o.accumulation() * o.microBatch() * method.batchesPerStep(),
                 o.seed(), comparable(), trainee.shape(), method.state(), history, best, sinceBest);
-        Path dir = Checkpoints.save(checkpoints, s, params, moments);
-        listener.checkpointed(step, dir);
+        Checkpoints.save(checkpoints, s, params, moments);
     }
 }

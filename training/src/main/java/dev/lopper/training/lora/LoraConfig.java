@@ -10,7 +10,7 @@ import java.util.Set;
  * r 8, alpha 16, dropout 0.05, all seven projections).
  *
  * <pre>{@code
- * LoraConfig c = LoraConfig.defaults().withRank(16);
+ * LoraConfig c = new LoraConfig(16, 32, 0.05, Set.of("q_proj", "v_proj"));
  * }</pre>
  */
 public record LoraConfig(int rank, double alpha, double dropout, Set<String> targets) {
@@ -43,10 +43,6 @@ public record LoraConfig(int rank, double alpha, double dropout, Set<String> tar
     /** The factor on B A: alpha / r (PEFT's {@code scaling}). */
     public double scale() {
         return alpha / rank;
-    }
-
-    public LoraConfig withRank(int r) {
-        return new LoraConfig(r, alpha, dropout, targets);
     }
 
     /** Targets in the fixed order of {@link #ALL_TARGETS} (for files and messages). */

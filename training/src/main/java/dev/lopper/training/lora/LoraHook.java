@@ -8,8 +8,10 @@ import dev.lopper.model.ProjectionHook;
 import dev.lopper.model.Scalars;
 import dev.lopper.model.layer.Param;
 
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -89,6 +91,16 @@ public final class LoraHook implements ProjectionHook {
         long[] rows = a.rows().get(weight);
         NDArray b = rows[0] == 0 && rows[1] == a.out() ? ab[1] : ab[1].get(new NDIndex("{}:{}", rows[0], rows[1]));
         return output.add(ax.matMul(b.transpose()).mul(Scalars.of(scope, lora.config().scale())));
+    }
+
+    /** Every dL/dA and dL/dB after the backward, in {@link LoraAdapters#tensors} order (A, then B, per adapter). */
+    public List<NDArray> gradients() {
+        List<NDArray> out = new ArrayList<>();
+        for (LoraAdapters.Adapter a : lora.adapters()) {
+            out.add(gradientA(a));
+            out.add(gradientB(a));
+        }
+        return out;
     }
 
     /** dL/dA of an adapter after the backward (an alias of the leaf's gradient, owned by the scope). */

@@ -4,7 +4,6 @@ import dev.lopper.model.config.Family;
 import dev.lopper.model.layer.Param;
 
 import java.util.List;
-import java.util.Set;
 
 /**
  * A module that carries one LoRA adapter, as PEFT names it on the HF model: one per projection, except where the
@@ -52,25 +51,12 @@ public record LoraModule(String name, String block, List<Param> parts) {
 
     /** HF name of a logical projection ({@code Param.Q} -> {@code q_proj}). */
     public static String logicalName(Param p) {
-        return switch (p) {
-            case Q -> "q_proj";
-            case K -> "k_proj";
-            case V -> "v_proj";
-            case O -> "o_proj";
-            case GATE -> "gate_proj";
-            case UP -> "up_proj";
-            case DOWN -> "down_proj";
-            default -> throw new IllegalArgumentException(p + " is not a projection");
-        };
+        return SEPARATE.stream().filter(m -> m.parts.equals(List.of(p))).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException(p + " is not a projection")).name;
     }
 
     /** The module path in the HF model: {@code model.layers.3.self_attn.q_proj}. */
     public String path(int layer) {
         return "model.layers." + layer + "." + block + "." + name;
-    }
-
-    /** Module names of a set of modules (PEFT's target_modules). */
-    public static Set<String> names(List<LoraModule> modules) {
-        return Set.copyOf(modules.stream().map(LoraModule::name).toList());
     }
 }

@@ -76,11 +76,8 @@ public final class PeftIo {
         }
         Set<String> targets = new LinkedHashSet<>();
         for (JsonNode t : json.path("target_modules")) {
-            for (LoraModule m : LoraModule.of(model.family())) {
-                if (m.name().equals(t.asText())) {
-                    m.parts().forEach(p -> targets.add(LoraModule.logicalName(p)));
-                }
-            }
+            LoraModule.of(model.family()).stream().filter(m -> m.name().equals(t.asText()))
+                    .forEach(m -> m.parts().forEach(p -> targets.add(LoraModule.logicalName(p))));
         }
         if (targets.isEmpty()) {
             throw ModelFormatException.field(configFile, "target_modules", json.path("target_modules").toString(),

@@ -1,6 +1,6 @@
 package dev.lopper.training.method;
 
-import dev.lopper.training.loop.F32Tensors;
+import dev.lopper.training.loop.Checkpoints;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
@@ -82,18 +82,17 @@ public final class Bip implements FullTrainingMethod {
         }
     }
 
-    /** What a checkpoint keeps. */
+    /**
+     * What BiP learns, [layer][unit] (the arrays are updated in place), and what a checkpoint keeps. A layer's
+     * momentum buffers start with its first update (null until then); {@code finished}: the units are cut.
+     */
     record State(float[][] groupScores, float[][] channelScores, float[][] groupMomentum, float[][] channelMomentum,
                  boolean finished) {
     }
 
     private final ModelConfig original;
     private final Settings settings;
-    private float[][] groupScores;
-    private float[][] channelScores;
-    private float[][] groupMomentum;
-    private float[][] channelMomentum;
-    private boolean finished;
+    private State learned;
 
     /** The paper's settings ({@link Settings#paper}) for a run of {@code steps} steps removing {@code ratio}. */
     public static Bip of(FullModel original, double ratio, int steps) {
@@ -105,13 +104,12 @@ public final class Bip implements FullTrainingMethod {
         this.original = model.config();
         this.settings = settings;
         int n = original.numLayers();
-        groupScores = new float[n][];
-        channelScores = new float[n][];
+        learned = new State(new float[n][], new float[n][], new float[n][], new float[n][], false);
         StructureGraph graph = StructureGraph.of(original);
         try (NDManager scope = model.manager().newSubManager()) {
             for (int l = 0; l < n; l++) {
-                groupScores[l] = norms(graph.kvGroups(l), model, scope);
-                channelScores[l] = norms(graph.mlpChannels(l), model, scope);
+                learned.groupScores()[l] = norms(graph.kvGroups(l), model, scope);
+                learned.channelScores()[l] = norms(graph.mlpChannels(l), model, scope);
             }
         }
     }
@@ -144,14 +142,6 @@ public final class Bip implements FullTrainingMethod {
         return JSON.valueToTree(settings);
     }
 
-    public float[][] groupScores() {
-        return groupScores;
-    }
-
-    public float[][] channelScores() {
-        return channelScores;
-    }
-
     /** The binary mask of {@code scores}: 0 for the {@code int(ratio x n)} smallest |s| (ties: lower index first). */
     public float[] mask(float[] scores) {
         int n = scores.length;
@@ -171,10 +161,12 @@ public final class Bip implements FullTrainingMethod {
     /** The current mask as a layer transform (none once the units are cut); the trainee asks for it every pass. */
     @Override
     public FullModel.LayerTransform transform() {
-        if (finished) {
+        if (learned.finished()) {
             return FullModel.LayerTransform.NONE;
         }
-        return (layer, w, scope) -> masked(w, scope.create(mask(groupScores[layer])), scope.create(mask(channelScores[layer])));
+        float[][] g = learned.groupScores();
+        float[][] c = learned.channelScores();
+        return (layer, w, scope) -> masked(w, scope.create(mask(g[layer])), scope.create(mask(c[layer])));
     }
 
     /**
@@ -205,7 +197,7 @@ public final class Bip implements FullTrainingMethod {
     public List<LayerSelection> afterUpdate(int step, FullTrainee trainee, StepData data) {
         upperStep(step, trainee.model(), data);
         if (step + 1 == settings.steps()) {
-            return finalSelections();
+            return kept();
         }
         return null;
     }
@@ -213,45 +205,40 @@ public final class Bip implements FullTrainingMethod {
     /** One upper-level update of every score on the step's second batch. */
     void upperStep(int step, FullModel model, StepData data) {
         int n = original.numLayers();
+        float[][] groupScores = learned.groupScores();
+        float[][] channelScores = learned.channelScores();
         float[][] gg = new float[n][];
         float[][] gc = new float[n][];
         for (int l = 0; l < n; l++) {
             gg[l] = new float[groupScores[l].length];
             gc[l] = new float[channelScores[l].length];
         }
-        try (NDManager scope = model.manager().newSubManager()) {
-            for (int micro = 0; micro < data.accumulation(); micro++) {
-                try (NDManager sub = scope.newSubManager()) {
-                    NDArray[] sg = new NDArray[n];
-                    NDArray[] sc = new NDArray[n];
-                    for (int l = 0; l < n; l++) {
-                        sg[l] = leaf(sub, groupScores[l]);
-                        sc[l] = leaf(sub, channelScores[l]);
-                    }
-                    FullModel.LayerTransform ste = (layer, w, sc2) -> masked(w, straightThrough(sg[layer], mask(groupScores[layer]), sc2),
-                            straightThrough(sc[layer], mask(channelScores[layer]), sc2));
-                    try (GradientCollector c = Engine.getInstance().newGradientCollector()) {
-                        NDArray loss = model.loss(sub, data.extraBatch(sub, step, micro), model.weights(), ste)
-                                .mul((float) (1.0 / data.accumulation()));
-                        c.backward(loss);
-                    }
-                    data.progress(step, micro);
-                    for (int l = 0; l < n; l++) {
-                        add(gg[l], sg[l].getGradient().toFloatArray());
-                        add(gc[l], sc[l].getGradient().toFloatArray());
-                    }
+        for (int micro = 0; micro < data.accumulation(); micro++) {
+            try (NDManager sub = model.manager().newSubManager()) {
+                NDArray[] sg = new NDArray[n];
+                NDArray[] sc = new NDArray[n];
+                for (int l = 0; l < n; l++) {
+                    sg[l] = leaf(sub, groupScores[l]);
+                    sc[l] = leaf(sub, channelScores[l]);
+                }
+                FullModel.LayerTransform ste = (layer, w, sc2) -> masked(w, straightThrough(sg[layer], mask(groupScores[layer]), sc2),
+                        straightThrough(sc[layer], mask(channelScores[layer]), sc2));
+                try (GradientCollector c = Engine.getInstance().newGradientCollector()) {
+                    NDArray loss = model.loss(sub, data.extraBatch(sub, step, micro), model.weights(), ste)
+                            .mul((float) (1.0 / data.accumulation()));
+                    c.backward(loss);
+                }
+                data.progress(step, micro);
+                for (int l = 0; l < n; l++) {
+                    add(gg[l], sg[l].getGradient().toFloatArray());
+                    add(gc[l], sc[l].getGradient().toFloatArray());
                 }
             }
         }
         float lr = (float) settings.maskLrAt(step);
-        boolean first = groupMomentum == null;
-        if (first) {
-            groupMomentum = new float[n][];
-            channelMomentum = new float[n][];
-        }
         for (int l = 0; l < n; l++) {
-            groupMomentum[l] = sgd(groupScores[l], gg[l], first ? null : groupMomentum[l], lr);
-            channelMomentum[l] = sgd(channelScores[l], gc[l], first ? null : channelMomentum[l], lr);
+            learned.groupMomentum()[l] = sgd(groupScores[l], gg[l], learned.groupMomentum()[l], lr);
+            learned.channelMomentum()[l] = sgd(channelScores[l], gc[l], learned.channelMomentum()[l], lr);
         }
     }
 
@@ -289,11 +276,6 @@ public final class Bip implements FullTrainingMethod {
         return out;
     }
 
-    @Override
-    public List<LayerSelection> kept() {
-        return finalSelections();
-    }
-
     /** The same fraction of every layer's units: uniform. */
     @Override
     public String allocation() {
@@ -301,11 +283,12 @@ public final class Bip implements FullTrainingMethod {
     }
 
     /** The units the current masks keep, one selection per layer (original indices = the model's, no earlier cut). */
-    public List<LayerSelection> finalSelections() {
+    @Override
+    public List<LayerSelection> kept() {
         List<LayerSelection> out = new ArrayList<>();
         for (int l = 0; l < original.numLayers(); l++) {
-            int[] g = kept(mask(groupScores[l]));
-            out.add(new LayerSelection(l, false, g, Allocation.headsOfGroups(original.layer(l), g), kept(mask(channelScores[l]))));
+            int[] g = kept(mask(learned.groupScores()[l]));
+            out.add(new LayerSelection(l, false, g, Allocation.headsOfGroups(original.layer(l), g), kept(mask(learned.channelScores()[l]))));
         }
         return out;
     }
@@ -316,25 +299,16 @@ public final class Bip implements FullTrainingMethod {
 
     @Override
     public void cut(List<LayerSelection> current) {
-        finished = true;
+        learned = new State(learned.groupScores(), learned.channelScores(), learned.groupMomentum(), learned.channelMomentum(), true);
     }
 
     @Override
     public JsonNode state() {
-        return JSON.valueToTree(new State(groupScores, channelScores, groupMomentum, channelMomentum, finished));
+        return JSON.valueToTree(learned);
     }
 
     @Override
     public void restore(JsonNode state) {
-        try {
-            State s = JSON.treeToValue(state, State.class);
-            groupScores = s.groupScores();
-            channelScores = s.channelScores();
-            groupMomentum = s.groupMomentum();
-            channelMomentum = s.channelMomentum();
-            finished = s.finished();
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IllegalArgumentException("bip checkpoint state: " + e.getMessage());
-        }
+        learned = Checkpoints.read(state, State.class, "bip checkpoint state");
     }
 }

@@ -17,7 +17,7 @@ import java.util.Set;
  * {@code steps}: 1/8 and 4/8.
  *
  * <pre>{@code
- * CompressoOptions o = CompressoOptions.defaults(0.3, 200).withBatch(2, 1, 256);
+ * CompressoOptions o = CompressoOptions.defaults(0.3, 200);   // then o.trainOptions(20): the loop's options
  * }</pre>
  *
  * @param target target sparsity (fraction of head and channel parameters removed)
@@ -68,14 +68,12 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
         return (int) Math.round(steps * prepruningFraction);
     }
 
-    /** Steps of the target's warm-up: {@code round(steps x warmupFraction)}. */
-    public int warmupSteps() {
-        return (int) Math.round(steps * warmupFraction);
-    }
-
-    /** {@code get_target_sparsity} (linear scheduler, start 0) after {@code prunedSteps} steps of pruning. */
+    /**
+     * {@code get_target_sparsity} (linear scheduler, start 0) after {@code prunedSteps} steps of pruning; the warm-up
+     * lasts {@code round(steps x warmupFraction)} steps.
+     */
     public double targetAt(int prunedSteps) {
-        int w = warmupSteps();
+        int w = (int) Math.round(steps * warmupFraction);
         return w == 0 ? target : target * Math.min(1.0, (double) prunedSteps / w);
     }
 
@@ -97,28 +95,9 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
         return steps * accumulation * microBatch;
     }
 
-    public CompressoOptions withBatch(int micro, int accum, int len) {
-        return new CompressoOptions(target, steps, micro, accum, len, loraLr, regLr, droprateInit, prepruningFraction, warmupFraction,
-                maxGradNorm, checkpointEvery, seed, prompt, lora);
-    }
-
-    public CompressoOptions withLearningRates(double lora1, double reg) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, lora1, reg, droprateInit, prepruningFraction,
-                warmupFraction, maxGradNorm, checkpointEvery, seed, prompt, lora);
-    }
-
-    public CompressoOptions withSchedule(double prepruning, double warmup) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruning, warmup,
-                maxGradNorm, checkpointEvery, seed, prompt, lora);
-    }
-
+    /** The same run on other data windows, dropout and noise (they are all drawn from the seed). */
     public CompressoOptions withSeed(long s) {
         return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
                 warmupFraction, maxGradNorm, checkpointEvery, s, prompt, lora);
-    }
-
-    public CompressoOptions withCheckpointEvery(int c) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
-                warmupFraction, maxGradNorm, c, seed, prompt, lora);
     }
 }

@@ -10,11 +10,11 @@ import dev.lopper.pruning.allocation.KeptUnits;
 import dev.lopper.pruning.criteria.Scores;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.graph.StructureGraph;
+import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.FullModel;
 import dev.lopper.training.loop.FullTrainee;
 import dev.lopper.training.loop.Gradients;
 
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -69,8 +69,8 @@ public final class EfficientLlm implements FullTrainingMethod {
     private final ModelConfig original;
     private final Settings settings;
     private KeptUnits units;
-    private double[][] groupSaliency;
-    private double[][] channelSaliency;
+    /** Saliency summed since the last removal, on the original model's units. */
+    private UnitScores saliency;
     private List<LayerSelection> pending;
 
     /** The method for a run of {@code steps} steps removing {@code ratio}: 4 removals in the first half (Lopper's choice). */
@@ -82,17 +82,7 @@ public final class EfficientLlm implements FullTrainingMethod {
         this.original = original;
         this.settings = settings;
         this.units = KeptUnits.whole(original);
-        reset();
-    }
-
-    private void reset() {
-        int n = original.numLayers();
-        groupSaliency = new double[n][];
-        channelSaliency = new double[n][];
-        for (int l = 0; l < n; l++) {
-            groupSaliency[l] = new double[original.layer(l).numKvHeads()];
-            channelSaliency[l] = new double[original.layer(l).intermediateSize()];
-        }
+        this.saliency = UnitScores.zeros(original);
     }
 
     @Override
@@ -103,15 +93,6 @@ public final class EfficientLlm implements FullTrainingMethod {
     @Override
     public JsonNode options() {
         return JSON.valueToTree(settings);
-    }
-
-    /** Saliency summed since the last removal, [layer][original KV group] (read-only view for tests and reports). */
-    public double[][] groupSaliency() {
-        return groupSaliency;
-    }
-
-    public double[][] channelSaliency() {
-        return channelSaliency;
     }
 
     @Override
@@ -132,8 +113,8 @@ public final class EfficientLlm implements FullTrainingMethod {
         StructureGraph graph = StructureGraph.of(model.config());
         Map<String, NDArray> w = model.weights();
         for (int l = 0; l < model.config().numLayers(); l++) {
-            add(graph.kvGroups(l), StructureGraph.Kind.KV_GROUP, l, groupSaliency[l], w, grads);
-            add(graph.mlpChannels(l), StructureGraph.Kind.MLP_CHANNEL, l, channelSaliency[l], w, grads);
+            add(graph.kvGroups(l), StructureGraph.Kind.KV_GROUP, l, saliency.groups()[l], w, grads);
+            add(graph.mlpChannels(l), StructureGraph.Kind.MLP_CHANNEL, l, saliency.channels()[l], w, grads);
         }
     }
 
@@ -168,61 +149,34 @@ public final class EfficientLlm implements FullTrainingMethod {
 
     /** Global allocation of {@code ratio} over the original model; units already removed score -infinity. */
     List<LayerSelection> allocate(double ratio) {
-        int n = original.numLayers();
-        double[][] g = new double[n][];
-        double[][] c = new double[n][];
-        for (int l = 0; l < n; l++) {
-            g[l] = masked(groupSaliency[l], units.kept().get(l).keptKvGroups());
-            c[l] = masked(channelSaliency[l], units.kept().get(l).keptChannels());
-        }
-        Scores scores = new Scores(NAME, true, StructureGraph.Kind.KV_GROUP, g, null, c, null);
+        Scores scores = saliency.masked(units.kept()).scores(NAME, true);
         Allocation.Options o = new Allocation.Options(ratio, Set.of("heads", "channels"), "global", StructureGraph.Kind.KV_GROUP,
                 null, null, 0, 0);
         return Allocation.strategy("global").select(StructureGraph.of(original), scores, o);
-    }
-
-    private static double[] masked(double[] s, int[] kept) {
-        double[] out = new double[s.length];
-        Arrays.fill(out, Double.NEGATIVE_INFINITY);
-        for (int k : kept) {
-            out[k] = s[k];
-        }
-        return out;
     }
 
     @Override
     public void cut(List<LayerSelection> current) {
         units = units.keep(pending);
         pending = null;
-        reset(); // each decision rests on the weights as trained since the last one
+        saliency = UnitScores.zeros(original); // each decision rests on the weights as trained since the last one
     }
 
     @Override
     public JsonNode state() {
-        int n = original.numLayers();
-        int[][] groups = new int[n][];
-        int[][] channels = new int[n][];
-        for (int l = 0; l < n; l++) {
-            groups[l] = units.kept().get(l).keptKvGroups();
-            channels[l] = units.kept().get(l).keptChannels();
-        }
-        return JSON.valueToTree(new State(groupSaliency, channelSaliency, groups, channels));
+        int[][] groups = units.kept().stream().map(LayerSelection::keptKvGroups).toArray(int[][]::new);
+        int[][] channels = units.kept().stream().map(LayerSelection::keptChannels).toArray(int[][]::new);
+        return JSON.valueToTree(new State(saliency.groups(), saliency.channels(), groups, channels));
     }
 
     @Override
     public void restore(JsonNode state) {
-        try {
-            State s = JSON.treeToValue(state, State.class);
-            groupSaliency = s.groupSaliency();
-            channelSaliency = s.channelSaliency();
-            List<LayerSelection> kept = new java.util.ArrayList<>();
-            for (int l = 0; l < original.numLayers(); l++) {
-                kept.add(new LayerSelection(l, false, s.groups()[l], Allocation.headsOfGroups(original.layer(l), s.groups()[l]), s.channels()[l]));
-            }
-            units = KeptUnits.of(original, kept);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IllegalArgumentException("efficientllm checkpoint state: " + e.getMessage());
+        State s = Checkpoints.read(state, State.class, "efficientllm checkpoint state");
+        saliency = new UnitScores(s.groupSaliency(), s.channelSaliency());
+        List<LayerSelection> kept = new java.util.ArrayList<>();
+        for (int l = 0; l < original.numLayers(); l++) {
+            kept.add(new LayerSelection(l, false, s.groups()[l], Allocation.headsOfGroups(original.layer(l), s.groups()[l]), s.channels()[l]));
         }
+        units = KeptUnits.of(original, kept);
     }
-
 }

@@ -36,6 +36,9 @@ public final class HardConcrete {
     /** Bounds {@code constrain_parameters} clamps log_alpha to after every step: log(1e-2), log(1e2). */
     public static final double MIN_LOG_ALPHA = Math.log(1e-2);
     public static final double MAX_LOG_ALPHA = Math.log(1e2);
+    /** Where 0 falls before the stretch to (a, b), {@code (0 - a) / (b - a)}, and its logit ({@code cdf_qz(0)}'s). */
+    private static final double ZERO = (0 - LIMIT_A) / (LIMIT_B - LIMIT_A);
+    private static final double ZERO_LOGIT = Math.log(ZERO) - Math.log(1 - ZERO);
 
     private HardConcrete() {
     }
@@ -47,9 +50,7 @@ public final class HardConcrete {
 
     /** {@code cdf_qz(0, log_alpha)}: the probability that a sample is exactly 0. */
     public static NDArray cdfAtZero(NDArray logAlpha) {
-        double xn = (0 - LIMIT_A) / (LIMIT_B - LIMIT_A);
-        double logits = Math.log(xn) - Math.log(1 - xn);
-        return Activation.sigmoid(logAlpha.neg().add(logits * TEMPERATURE)).clip(EPSILON, 1 - EPSILON);
+        return Activation.sigmoid(logAlpha.neg().add(ZERO_LOGIT * TEMPERATURE)).clip(EPSILON, 1 - EPSILON);
     }
 
     /** {@code 1 - cdf_qz(0, log_alpha)}: each unit's expected L0 norm (probability of being kept). */
@@ -83,12 +84,10 @@ public final class HardConcrete {
      */
     public static double[] deterministic(double[] logAlpha) {
         int n = logAlpha.length;
-        double xn = (0 - LIMIT_A) / (LIMIT_B - LIMIT_A);
-        double logits = Math.log(xn) - Math.log(1 - xn);
         double expectedNonZeros = 0;
         double[] soft = new double[n];
         for (int i = 0; i < n; i++) {
-            double cdf = Math.min(1 - EPSILON, Math.max(EPSILON, sigmoid(logits * TEMPERATURE - logAlpha[i])));
+            double cdf = Math.min(1 - EPSILON, Math.max(EPSILON, sigmoid(ZERO_LOGIT * TEMPERATURE - logAlpha[i])));
             expectedNonZeros += 1 - cdf;
             soft[i] = sigmoid(logAlpha[i] / TEMPERATURE * MAGICAL_NUMBER);
         }

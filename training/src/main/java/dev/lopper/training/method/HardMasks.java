@@ -44,12 +44,7 @@ public final class HardMasks {
                 continue;
             }
             float[] a = (heads ? masks.heads()[i] : masks.channels()[i]).toFloatArray();
-            int best = 0;
-            for (int j = 1; j < a.length; j++) {
-                if (a[j] > a[best]) {
-                    best = j;
-                }
-            }
+            int best = java.util.stream.IntStream.range(0, a.length).reduce((x, y) -> a[y] > a[x] ? y : x).orElseThrow(); // first on ties
             z[i][best] = HardConcrete.sigmoid(a[best] / HardConcrete.TEMPERATURE * HardConcrete.MAGICAL_NUMBER);
         }
     }
@@ -71,22 +66,12 @@ public final class HardMasks {
         List<Unit> all = new ArrayList<>();
         int[] headsLeft = new int[layers];
         int[] channelsLeft = new int[layers];
-        for (int i = 0; i < layers; i++) {
-            if (masks.heads()[i] != null) {
-                float[] a = masks.heads()[i].toFloatArray();
-                heads[i] = soft(a);
-                headsLeft[i] = a.length;
-                for (int j = 0; j < a.length; j++) {
-                    all.add(new Unit(a[j], true, i, j, masks.perGroup()[i]));
-                }
-            }
-            if (masks.channels()[i] != null) {
-                float[] a = masks.channels()[i].toFloatArray();
-                channels[i] = soft(a);
-                channelsLeft[i] = a.length;
-                for (int j = 0; j < a.length; j++) {
-                    all.add(new Unit(a[j], false, i, j, masks.perChannel()[i]));
-                }
+        for (L0Masks.Units u : masks.units()) {
+            float[] a = u.logAlpha().toFloatArray();
+            (u.head() ? heads : channels)[u.layer()] = soft(a);
+            (u.head() ? headsLeft : channelsLeft)[u.layer()] = a.length;
+            for (int j = 0; j < a.length; j++) {
+                all.add(new Unit(a[j], u.head(), u.layer(), j, u.perUnit()));
             }
         }
         all.sort(java.util.Comparator.comparingDouble(Unit::logAlpha).thenComparing(Unit::head).thenComparingInt(Unit::layer)

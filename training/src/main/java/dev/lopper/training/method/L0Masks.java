@@ -5,6 +5,7 @@ import dev.lopper.training.job.Compresso;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.lopper.model.Scalars;
 import dev.lopper.model.config.LayerShape;
@@ -82,12 +83,26 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
     /** The log_alpha tensors by name ({@code layers.I.head_loga}, {@code layers.I.int_loga}), in a fixed order. */
     public Map<String, NDArray> logAlphas() {
         Map<String, NDArray> out = new LinkedHashMap<>();
+        units().forEach(u -> out.put(u.name(), u.logAlpha()));
+        return out;
+    }
+
+    /**
+     * One layer's log_alpha of one kind of unit (KV groups: {@code head}; channels), with the parameters one of its
+     * units holds.
+     */
+    record Units(String name, int layer, boolean head, NDArray logAlpha, long perUnit) {
+    }
+
+    /** Every log_alpha tensor, in {@link #logAlphas} order: per layer its KV groups', then its channels'. */
+    List<Units> units() {
+        List<Units> out = new ArrayList<>();
         for (int i = 0; i < heads.length; i++) {
             if (heads[i] != null) {
-                out.put("layers." + i + ".head_loga", heads[i]);
+                out.add(new Units("layers." + i + ".head_loga", i, true, heads[i], perGroup[i]));
             }
             if (channels[i] != null) {
-                out.put("layers." + i + ".int_loga", channels[i]);
+                out.add(new Units("layers." + i + ".int_loga", i, false, channels[i], perChannel[i]));
             }
         }
         return out;
@@ -106,19 +121,12 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
      * be autograd leaves): differentiable.
      */
     public NDArray expectedSize(List<NDArray> logAlphas) {
+        List<Units> units = units();
         NDArray total = null;
-        int k = 0;
-        for (int i = 0; i < heads.length; i++) {
-            if (heads[i] != null) {
-                NDArray a = logAlphas.get(k++);
-                NDArray t = HardConcrete.expectedL0(a).sum().mul(Scalars.of(a.getManager(), perGroup[i])); // owned: kept by the backward
-                total = total == null ? t : total.add(t);
-            }
-            if (channels[i] != null) {
-                NDArray a = logAlphas.get(k++);
-                NDArray t = HardConcrete.expectedL0(a).sum().mul(Scalars.of(a.getManager(), perChannel[i]));
-                total = total == null ? t : total.add(t);
-            }
+        for (int k = 0; k < units.size(); k++) {
+            NDArray a = logAlphas.get(k);
+            NDArray t = HardConcrete.expectedL0(a).sum().mul(Scalars.of(a.getManager(), units.get(k).perUnit())); // owned: kept by the backward
+            total = total == null ? t : total.add(t);
         }
         return total;
     }
@@ -161,12 +169,9 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
         double[][] out = new double[logAlpha.length][];
         for (int i = 0; i < logAlpha.length; i++) {
             if (logAlpha[i] != null) {
-                float[] f = logAlpha[i].toFloatArray();
-                double[] d = new double[f.length];
-                for (int j = 0; j < f.length; j++) {
-                    d[j] = f[j];
+                try (NDArray d = logAlpha[i].toType(DataType.FLOAT64, false)) { // exact widening
+                    out[i] = HardConcrete.deterministic(d.toDoubleArray());
                 }
-                out[i] = HardConcrete.deterministic(d);
             }
         }
         return out;

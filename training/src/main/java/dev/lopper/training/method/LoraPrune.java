@@ -1,5 +1,6 @@
 package dev.lopper.training.method;
 
+import dev.lopper.training.loop.Checkpoints;
 import dev.lopper.training.loop.ParamGroup;
 import dev.lopper.training.loop.TrainOptions;
 
@@ -16,7 +17,6 @@ import dev.lopper.pruning.graph.StructureGraph;
 import dev.lopper.training.lora.LoraAdapters;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -44,8 +44,8 @@ public final class LoraPrune implements ScheduleMethod {
     private final ScheduleRequest r;
     private final int steps;
     private final int freq;
-    private double[][] kv;
-    private double[][] ch;
+    /** The moving average of the importance, on the current model's units (null before the first step). */
+    private UnitScores importance;
 
     public LoraPrune(ScheduleRequest r) {
         this.r = r;
@@ -145,73 +145,41 @@ public final class LoraPrune implements ScheduleMethod {
 
     @Override
     public void observe(int step, LoraAdapters lora, List<NDArray> grads, StepContext c) {
-        LoraPruneImportance.Step now = LoraPruneImportance.of(lora.model(), c.weights(), lora, grads);
-        if (kv == null) {
-            kv = zeros(now.kvGroups());
-            ch = zeros(now.channels());
+        UnitScores now = LoraPruneImportance.of(lora.model(), c.weights(), lora, grads);
+        if (importance == null) {
+            importance = UnitScores.zeros(lora.model());
         }
-        if (hasNaN(now.kvGroups()) || hasNaN(now.channels())) {
+        if (now.hasNaN()) {
             return; // the official update_sensitivity_dict skips a step with NaNs
         }
-        average(kv, now.kvGroups());
-        average(ch, now.channels());
+        importance = importance.mix(BETA, now);
     }
 
     @Override
     public Scores score(StepContext c) {
-        if (kv == null) {
+        if (importance == null) {
             throw new IllegalStateException("lora-prune: no training step was observed before the first prune");
         }
-        return new Scores(NAME, false, StructureGraph.Kind.KV_GROUP, copy(kv), null, copy(ch), null);
+        return importance.copy().scores(NAME, false);
     }
 
     @Override
     public void pruned(List<LayerSelection> kept) {
-        for (int l = 0; l < kept.size(); l++) {
-            kv[l] = pick(kv[l], kept.get(l).keptKvGroups());
-            ch[l] = pick(ch[l], kept.get(l).keptChannels());
-        }
+        importance = importance.pick(kept);
     }
 
     @Override
     public JsonNode state() {
         ObjectNode n = JSON.createObjectNode();
-        n.set("kv", JSON.valueToTree(kv));
-        n.set("channels", JSON.valueToTree(ch));
+        n.set("kv", JSON.valueToTree(importance == null ? null : importance.groups()));
+        n.set("channels", JSON.valueToTree(importance == null ? null : importance.channels()));
         return n;
     }
 
     @Override
     public void restore(JsonNode state) {
-        try {
-            kv = state.get("kv").isNull() ? null : JSON.treeToValue(state.get("kv"), double[][].class);
-            ch = state.get("channels").isNull() ? null : JSON.treeToValue(state.get("channels"), double[][].class);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IllegalArgumentException("lora-prune: unreadable checkpoint state: " + e.getMessage(), e);
-        }
-    }
-
-    private static void average(double[][] s, double[][] now) {
-        for (int l = 0; l < s.length; l++) {
-            for (int j = 0; j < s[l].length; j++) {
-                s[l][j] = BETA * s[l][j] + (1 - BETA) * now[l][j];
-            }
-        }
-    }
-
-    private static boolean hasNaN(double[][] x) {
-        return Arrays.stream(x).flatMapToDouble(Arrays::stream).anyMatch(Double::isNaN);
-    }
-
-    private static double[][] zeros(double[][] like) {
-        return Arrays.stream(like).map(row -> new double[row.length]).toArray(double[][]::new);
-    }
-
-    private static double[][] copy(double[][] x) {
-        return Arrays.stream(x).map(double[]::clone).toArray(double[][]::new);
-    }
-
-    private static double[] pick(double[] v, int[] kept) {
-        return Arrays.stream(kept).mapToDouble(i -> v[i]).toArray();
+        String what = "lora-prune: unreadable checkpoint state";
+        importance = state.get("kv").isNull() ? null : new UnitScores(Checkpoints.read(state.get("kv"), double[][].class, what),
+                Checkpoints.read(state.get("channels"), double[][].class, what));
     }
 }

@@ -31,27 +31,17 @@ import java.util.Map;
  * gradients in {@code Trainer}).
  *
  * <pre>{@code
- * LoraPruneImportance.Step s = LoraPruneImportance.of(config, weights, lora, grads);
- * s.kvGroups()[3][1];   // layer 3, KV group 1
+ * UnitScores s = LoraPruneImportance.of(config, weights, lora, grads);
+ * s.groups()[3][1];   // layer 3, KV group 1
  * }</pre>
  */
 public final class LoraPruneImportance {
-    /** One step's importance: [layer][KV group] and [layer][channel]. */
-    public record Step(double[][] kvGroups, double[][] channels) {
-    }
-
     private LoraPruneImportance() {
     }
 
     /** @param grads dA, dB per adapter in {@link LoraAdapters#tensors()}'s order (A then B) */
-    public static Step of(ModelConfig config, TensorSource weights, LoraAdapters lora, List<NDArray> grads) {
-        int n = config.numLayers();
-        double[][] kv = new double[n][];
-        double[][] ch = new double[n][];
-        for (int l = 0; l < n; l++) {
-            kv[l] = new double[config.layer(l).numKvHeads()];
-            ch[l] = new double[config.layer(l).intermediateSize()];
-        }
+    public static UnitScores of(ModelConfig config, TensorSource weights, LoraAdapters lora, List<NDArray> grads) {
+        UnitScores out = UnitScores.zeros(config);
         double scale = lora.config().scale();
         List<LoraAdapters.Adapter> adapters = lora.adapters();
         try (NDManager m = lora.manager().newSubManager()) {
@@ -70,20 +60,21 @@ public final class LoraPruneImportance {
                     NDArray w = weights.load(p.tensorName(ad.layer()), m, DataType.FLOAT32);
                     NDArray s = g.get(rows).mul(w.add(ba.get(rows))).abs();
                     boolean columns = p == Param.O || p == Param.DOWN;
-                    double[] v = toDoubles(s.sum(new int[] {columns ? 0 : 1}));
-                    add(config, ad.layer(), p, v, kv, ch);
+                    double[] v = s.sum(new int[] {columns ? 0 : 1}).toType(DataType.FLOAT64, false).toDoubleArray(); // exact widening
+                    add(config, ad.layer(), p, v, out);
                 }
             }
         }
-        return new Step(kv, ch);
+        return out;
     }
 
     /** Folds one module's per-row (or per-column) sums into units, normalizes them and adds them to the groups. */
-    private static void add(ModelConfig config, int layer, Param p, double[] v, double[][] kv, double[][] ch) {
+    private static void add(ModelConfig config, int layer, Param p, double[] v, UnitScores into) {
         LayerShape s = config.layer(layer);
         int d = config.headDim();
+        boolean mlp = p == Param.GATE || p == Param.UP || p == Param.DOWN;
         double[] units;
-        if (p == Param.GATE || p == Param.UP || p == Param.DOWN) {
+        if (mlp) {
             units = v;
         } else {
             // q rows / o columns: query head h covers [h d, (h + 1) d) and belongs to group h / r; k/v: group g's d rows
@@ -98,18 +89,9 @@ public final class LoraPruneImportance {
             norm += x * x;
         }
         norm = Math.sqrt(norm) + 1e-8;
-        double[] target = units.length == s.numKvHeads() && !(p == Param.GATE || p == Param.UP || p == Param.DOWN) ? kv[layer] : ch[layer];
+        double[] target = mlp ? into.channels()[layer] : into.groups()[layer];
         for (int j = 0; j < units.length; j++) {
             target[j] += units[j] / norm;
         }
-    }
-
-    private static double[] toDoubles(NDArray x) {
-        float[] f = x.toFloatArray();
-        double[] out = new double[f.length];
-        for (int i = 0; i < f.length; i++) {
-            out[i] = f[i];
-        }
-        return out;
     }
 }

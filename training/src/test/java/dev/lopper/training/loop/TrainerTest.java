@@ -121,7 +121,7 @@ public class TrainerTest {
         Path dir = shared.resolve("other");
         train(dir, (t, s) -> { }, new java.util.ArrayList<>());
         try (ModelDir d = ModelDir.open(model); LlamaModel lm = d.loadModel(Device.cpu());
-             LoraAdapters lora = LoraAdapters.create(d.config(), LoraConfig.defaults().withRank(4), 5, Device.cpu())) {
+             LoraAdapters lora = LoraAdapters.create(d.config(), new LoraConfig(4, 16, 0.05, java.util.Set.copyOf(LoraConfig.ALL_TARGETS)), 5, Device.cpu())) {
             Trainer<LoraTrainee> t = new Trainer<>(new LoraTrainee(LossPass.inMemory(lm, LossTerm.CAUSAL_LM), lora, OPTIONS),
                     TrainingMethod.none(), data, OPTIONS, dir, Trainer.Listener.NONE);
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, t::run);

@@ -101,29 +101,34 @@ public class BipTest {
                 double[] g = norms(w, l, true);
                 double[] c = norms(w, l, false);
                 for (int i = 0; i < 2; i++) {
-                    assertEquals(g[i], bip.groupScores()[l][i], 1e-5 * g[i]);
+                    assertEquals(g[i], scores(bip, "groupScores")[l][i], 1e-5 * g[i]);
                 }
                 for (int i = 0; i < 96; i++) {
-                    assertEquals(c[i], bip.channelScores()[l][i], 1e-5 * c[i]);
+                    assertEquals(c[i], scores(bip, "channelScores")[l][i], 1e-5 * c[i]);
                 }
                 // int(0.5 x 96) = 48 channels go: those below the median norm
                 double[] sorted = c.clone();
                 Arrays.sort(sorted);
-                float[] mask = bip.mask(bip.channelScores()[l]);
+                float[] mask = bip.mask(scores(bip, "channelScores")[l]);
                 for (int i = 0; i < 96; i++) {
                     assertEquals(c[i] > sorted[47] ? 1f : 0f, mask[i], "layer " + l + " channel " + i);
                 }
-                assertArrayEquals(new float[] {g[0] > g[1] ? 1f : 0f, g[0] > g[1] ? 0f : 1f}, bip.mask(bip.groupScores()[l]));
+                assertArrayEquals(new float[] {g[0] > g[1] ? 1f : 0f, g[0] > g[1] ? 0f : 1f}, bip.mask(scores(bip, "groupScores")[l]));
             }
         }
+    }
+
+    /** BiP's scores of one kind ({@code groupScores}, {@code channelScores}), [layer][unit], as its checkpointed state holds them. */
+    private static float[][] scores(Bip bip, String kind) {
+        return new com.fasterxml.jackson.databind.ObjectMapper().convertValue(bip.state().get(kind), float[][].class);
     }
 
     /** The loss with the test's own masking: every element of each unit times {@code hard}, unit {@code (l, u)} times {@code value}. */
     private static double loss(FullModel m, Bip bip, int layer, boolean group, int unit, float value) {
         Map<String, float[]> w = floats(m);
         for (int l = 0; l < 2; l++) {
-            float[] mg = bip.mask(bip.groupScores()[l]);
-            float[] mc = bip.mask(bip.channelScores()[l]);
+            float[] mg = bip.mask(scores(bip, "groupScores")[l]);
+            float[] mc = bip.mask(scores(bip, "channelScores")[l]);
             if (l == layer) {
                 (group ? mg : mc)[unit] = value;
             }
@@ -180,8 +185,8 @@ public class BipTest {
         try (ModelDir d = ModelDir.open(model); FullModel m = FullModel.load(d.config(), d.checkpoint(), Device.cpu())) {
             double lr = 0.1, lr2 = 5.0, wd = 1e-4; // lr2 large so the implicit term g^2 shows
             Bip bip = new Bip(m, new Bip.Settings(0.5, lr, lr2, 0.9, wd, 100));
-            float[][] g0 = Arrays.stream(bip.groupScores()).map(float[]::clone).toArray(float[][]::new);
-            float[][] c0 = Arrays.stream(bip.channelScores()).map(float[]::clone).toArray(float[][]::new);
+            float[][] g0 = scores(bip, "groupScores");
+            float[][] c0 = scores(bip, "channelScores");
             double[][] expectG = new double[2][2];
             double[][] expectC = new double[2][8];
             double eps = 1e-2;
@@ -210,11 +215,11 @@ public class BipTest {
             });
             for (int l = 0; l < 2; l++) {
                 for (int u = 0; u < 2; u++) {
-                    double delta = bip.groupScores()[l][u] - g0[l][u];
+                    double delta = scores(bip, "groupScores")[l][u] - g0[l][u];
                     assertEquals(expectG[l][u], delta, 2e-5 + 0.03 * Math.abs(expectG[l][u]), "layer " + l + " group " + u);
                 }
                 for (int u = 0; u < 8; u++) {
-                    double delta = bip.channelScores()[l][u] - c0[l][u];
+                    double delta = scores(bip, "channelScores")[l][u] - c0[l][u];
                     assertEquals(expectC[l][u], delta, 2e-5 + 0.03 * Math.abs(expectC[l][u]), "layer " + l + " channel " + u);
                 }
             }
@@ -228,7 +233,7 @@ public class BipTest {
             Bip bip = new Bip(m, Bip.Settings.paper(0.5, 10));
             NDArray ids = s.create(IDS, new Shape(2, 12));
             float masked = m.loss(s, ids, m.weights(), bip.transform()).getFloat();
-            try (FullModel small = m.cut(bip.finalSelections())) {
+            try (FullModel small = m.cut(bip.kept())) {
                 assertEquals(masked, small.loss(s, ids, small.weights(), FullModel.LayerTransform.NONE).getFloat(), 1e-5);
             }
         }

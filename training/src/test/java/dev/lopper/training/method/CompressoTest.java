@@ -19,6 +19,8 @@ import dev.lopper.pruning.plan.PruningPlan;
 import dev.lopper.pruning.surgery.Surgery;
 import dev.lopper.training.loop.CausalLm;
 import dev.lopper.training.loop.F32Tensors;
+import dev.lopper.training.loop.Gradients;
+import dev.lopper.training.loop.MicroBatch;
 import dev.lopper.training.lora.LoraAdapters;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -160,11 +162,10 @@ public class CompressoTest {
             }
             F32Tensors.copyInto(masks.lambda1(), new float[] {-0.8f});
             F32Tensors.copyInto(masks.lambda2(), new float[] {1.5f});
-            List<float[]> noise = CompressoPass.noise(masks, new SplittableRandom(11));
+            // one pass in the pruning phase at target 0.4 from the first step (no pre-pruning, no warm-up), noise seed 11
+            CompressoTraining c = new CompressoTraining(lm, lora, masks, new long[0], options(1, 16, 0.2, 0, 0));
             NDArray ids = m.create(windows[0], new Shape(1, 16));
-            List<String> names = new ArrayList<>(masks.logAlphas().keySet());
             for (String name : List.of("layers.0.int_loga", "layers.1.head_loga")) {
-                int k = names.indexOf(name);
                 NDArray a = masks.logAlphas().get(name);
                 float[] base = a.toFloatArray();
                 // a random direction over this tensor: the directional derivative sums many units' gradients
@@ -174,16 +175,15 @@ public class CompressoTest {
                 }
                 double analytic;
                 try (NDManager s = m.newSubManager()) {
-                    CompressoPass.Result res = CompressoPass.run(s, lm, lora, masks, ids, 0, noise, 0.4, 1.0, 1);
-                    float[] g = res.logAlphaGrads().get(k).toFloatArray();
+                    float[] g = pass(c, s, ids).get(name).toFloatArray();
                     analytic = 0;
                     for (int j = 0; j < g.length; j++) {
                         analytic += g[j] * dir[j];
                     }
                 }
                 double h = 1e-2;
-                double up = total(lm, lora, masks, ids, noise, a, base, dir, h, m);
-                double down = total(lm, lora, masks, ids, noise, a, base, dir, -h, m);
+                double up = total(c, ids, a, base, dir, h, m);
+                double down = total(c, ids, a, base, dir, -h, m);
                 F32Tensors.copyInto(a, base);
                 double numeric = (up - down) / (2 * h);
                 assertTrue(Math.abs(analytic) > 1e-3, name + ": the gradient must not vanish (" + analytic + ")");
@@ -193,22 +193,35 @@ public class CompressoTest {
     }
 
     /** LM loss + Lagrangian with log_alpha moved by {@code h dir}. */
-    private static double total(LlamaModel lm, LoraAdapters lora, L0Masks masks, NDArray ids, List<float[]> noise, NDArray a,
-                                float[] base, float[] dir, double h, NDManager m) {
+    private static double total(CompressoTraining c, NDArray ids, NDArray a, float[] base, float[] dir, double h, NDManager m) {
         float[] moved = new float[base.length];
         for (int j = 0; j < base.length; j++) {
             moved[j] = (float) (base[j] + h * dir[j]);
         }
         F32Tensors.copyInto(a, moved);
         try (NDManager s = m.newSubManager()) {
-            CompressoPass.Result res = CompressoPass.run(s, lm, lora, masks, ids, 0, noise, 0.4, 1.0, 1);
-            return res.ce() + res.lagrangian();
+            double ce = c.train(new MicroBatch(s, ids, 0, 0, 0, 1.0, 11), zeros(c, s));
+            return ce + c.metrics(c).get("lagrangian");
         }
     }
 
-    private static CompressoOptions options(int steps) {
-        return CompressoOptions.defaults(0.4, steps).withBatch(1, 1, 16).withLearningRates(1e-3, 0.2).withSeed(3)
-                .withCheckpointEvery(3);
+    /** One micro-batch of step 0 with seed 11 (the masks' noise) and factor 1; returns the gradients by tensor name. */
+    private static Gradients pass(CompressoTraining c, NDManager s, NDArray ids) {
+        Gradients g = zeros(c, s);
+        c.train(new MicroBatch(s, ids, 0, 0, 0, 1.0, 11), g);
+        return g;
+    }
+
+    private static Gradients zeros(CompressoTraining c, NDManager s) {
+        Map<String, NDArray> z = new LinkedHashMap<>();
+        c.groups().forEach(group -> group.tensors().forEach((n, t) -> z.put(n, s.zeros(t.getShape()))));
+        return Gradients.of("all", z);
+    }
+
+    /** The official settings but for the batch (one window of {@code seqLen}), the rates, the schedule and the seed (3). */
+    private static CompressoOptions options(int steps, int seqLen, double regLr, double prepruning, double warmup) {
+        return new CompressoOptions(0.4, steps, 1, 1, seqLen, 1e-3, regLr, 0.01, prepruning, warmup, 1.0, 3, 3, null,
+                CompressoOptions.officialLora());
     }
 
     /** Trains into {@code checkpoints}; returns the final log_alphas, lambdas and adapter. */
@@ -250,8 +263,7 @@ public class CompressoTest {
                 x[j] = r.nextInt(300);
             }
         }
-        CompressoOptions o = CompressoOptions.defaults(0.4, steps).withBatch(1, 1, 8).withLearningRates(1e-3, regLr)
-                .withSchedule(0, warmup).withSeed(3);
+        CompressoOptions o = options(steps, 8, regLr, 0, warmup);
         try (ModelDir md = ModelDir.open(one); LlamaModel lm = md.loadModel(Device.cpu());
              LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), Device.cpu());
              L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), Device.cpu())) {
@@ -281,7 +293,7 @@ public class CompressoTest {
 
     @Test
     void sameSeedSameResultAndResumeEqualsUninterrupted() throws Exception {
-        CompressoOptions o = options(6).withSchedule(1.0 / 6, 0.5);
+        CompressoOptions o = options(6, 16, 0.2, 1.0 / 6, 0.5);
         Map<String, float[]> a = train(o, shared.resolve("ck-a"), -1, new ArrayList<>());
         Map<String, float[]> b = train(o, null, -1, new ArrayList<>());
         // interrupted after step 4 (a checkpoint at 3 and one on stop at 4), then resumed

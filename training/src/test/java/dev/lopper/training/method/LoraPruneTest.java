@@ -44,7 +44,7 @@ public class LoraPruneTest {
                 grads.add(m.randomNormal(0, 0.01f, a.a().getShape(), DataType.FLOAT32));
                 grads.add(m.randomNormal(0, 0.01f, a.b().getShape(), DataType.FLOAT32));
             }
-            LoraPruneImportance.Step got = LoraPruneImportance.of(c, md.checkpoint(), lora, grads);
+            UnitScores got = LoraPruneImportance.of(c, md.checkpoint(), lora, grads);
 
             double s = lora.config().scale();
             int d = c.headDim();
@@ -96,7 +96,7 @@ public class LoraPruneTest {
             }
             for (int l = 0; l < c.numLayers(); l++) {
                 for (int j = 0; j < kv[l].length; j++) {
-                    assertEquals(kv[l][j], got.kvGroups()[l][j], 1e-4 * Math.abs(kv[l][j]), "layer " + l + " group " + j);
+                    assertEquals(kv[l][j], got.groups()[l][j], 1e-4 * Math.abs(kv[l][j]), "layer " + l + " group " + j);
                 }
                 for (int j = 0; j < ch[l].length; j++) {
                     assertEquals(ch[l][j], got.channels()[l][j], 1e-4 * Math.abs(ch[l][j]) + 1e-9, "layer " + l + " channel " + j);
