@@ -55,7 +55,8 @@ public final class Compresso {
 
     /** Compresso's official training settings over {@code steps} steps, as the engine's training options. */
     static TrainOptions trainDefaults(int steps, long seed) {
-        return CompressoOptions.defaults(0.5, steps).withSeed(seed).trainOptions(Math.max(1, steps / 10));
+        int every = Math.max(1, steps / 10);
+        return CompressoOptions.defaults(0.5, steps).train().withSeed(seed).withEvery(every, every);
     }
 
     /** The request as Compresso's options (the request's training options already hold its defaults or the user's). */
@@ -64,8 +65,9 @@ public final class Compresso {
         CompressoOptions d = CompressoOptions.defaults(r.prune().ratio(), r.steps());
         Map<String, String> m = r.prune().criterionOptions();
         double regLr = m.containsKey("reg-lr") ? Double.parseDouble(m.get("reg-lr")) : d.regLr();
-        return new CompressoOptions(d.target(), d.steps(), t.microBatch(), t.accumulation(), t.seqLen(), t.learningRate(), regLr,
-                d.droprateInit(), d.prepruningFraction(), d.warmupFraction(), d.maxGradNorm(), t.checkpointEvery(), t.seed(),
+        TrainOptions train = CompressoOptions.train(r.steps(), t.microBatch(), t.accumulation(), t.seqLen(), t.learningRate(),
+                t.checkpointEvery(), t.seed());
+        return new CompressoOptions(train, d.target(), regLr, d.droprateInit(), d.prepruningFraction(), d.warmupFraction(),
                 m.get("prompt"), r.lora());
     }
 
@@ -84,25 +86,26 @@ public final class Compresso {
             throw new IllegalArgumentException("--iterative applies to one-shot criteria; --method compresso prunes on its own schedule");
         }
         CompressoOptions o = options(r);
+        TrainOptions t = o.train();
         official(r); // a bad ending value fails before any work
         Progress progress = r.prune().progress();
         progress.message(String.format(Locale.ROOT, "compresso target=%s steps=%d lr=%s reg-lr=%s lora r=%d alpha=%s on %s",
-                o.target(), o.steps(), o.loraLr(), o.regLr(), o.lora().rank(), o.lora().alpha(), o.lora().orderedTargets()));
+                o.target(), t.steps(), t.learningRate(), o.regLr(), o.lora().rank(), o.lora().alpha(), o.lora().orderedTargets()));
         Path out = r.prune().out();
         try (ModelDir md = ModelDir.open(r.prune().model())) {
             JobDir job = JobDir.open(out, "compresso", requestJson(r, o), r.prune().overwrite(), r.prune().model(), r.data());
             long[] stream = CalibrationData.tokenStream(r.data(), md.tokenizer(), "text", "--train-data");
-            if (stream.length < o.seqLen() + 1) {
+            if (stream.length < t.seqLen() + 1) {
                 throw new IllegalArgumentException("--train-data " + r.data() + ": has " + stream.length + " tokens; --train-seq-len "
-                        + o.seqLen() + " needs at least " + (o.seqLen() + 1));
+                        + t.seqLen() + " needs at least " + (t.seqLen() + 1));
             }
-            long[][] windows = CalibrationData.sample(stream, o.windows(), o.seqLen(), o.seed());
+            long[][] windows = CalibrationData.sample(stream, t.windows(), t.seqLen(), t.seed());
             long[] prompt = o.prompt() == null || o.prompt().isEmpty() ? new long[0] : md.tokenizer().encode(o.prompt());
             try (LlamaModel model = md.loadModel(r.prune().device());
-                 LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), r.prune().device());
-                 L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), r.prune().device())) {
+                 LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), t.seed(), r.prune().device());
+                 L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), t.seed(), r.prune().device())) {
                 CompressoTraining training = new CompressoTraining(model, lora, masks, prompt, o);
-                Trainer.Result result = job.train(new Trainer<>(training, training, TrainingData.trainOnly(windows), training.trainOptions(),
+                Trainer.Result result = job.train(new Trainer<>(training, training, TrainingData.trainOnly(windows), t,
                         job.checkpoints(), PruneSchedule.progressLine(progress, "")), onStart, UnaryOperator.identity(),
                         "lopper prune --method compresso " + r.prune().model().getFileName());
                 TrainingInterrupted.ifStopped(result, job.checkpoints());
@@ -144,7 +147,7 @@ public final class Compresso {
         r.prune().progress().message(String.format(Locale.ROOT, "compresso: the masks reached expected sparsity %.4f (target %.4f); %s",
                 masks.expectedSparsity(), o.target(), official ? "official ending: each layer's deterministic mask (CoFi's deterministic_z)"
                         : "finishing at the asked ratio: units ranked by their learned log_alpha (--compresso-ending official: the masks' own counts)"));
-        ObjectNode opts = new ObjectMapper().valueToTree(o);
+        ObjectNode opts = o.json();
         opts.put("finalExpectedSparsity", masks.expectedSparsity());
         opts.put("ending", official ? "official" : "ratio");
         PruningPlan plan = HardMasks.plan(md.config(), heads, channels);
@@ -152,7 +155,7 @@ public final class Compresso {
                 "the official ending keeps what the masks learned (expected sparsity %.4f); --compresso-ending ratio finishes at --ratio",
                 masks.expectedSparsity()) : "one unit of each kind kept per layer", r.prune().progress());
         plan = plan.withProvenance(NAME, opts, o.target(), List.of("heads", "channels"), "learned (hard-concrete masks)",
-                new PruningPlan.Calibration(r.data().toString(), o.windows(), o.seqLen()), o.seed()).withModelHash(ModelHash.of(md.path()));
+                new PruningPlan.Calibration(r.data().toString(), o.train().windows(), o.train().seqLen()), o.train().seed()).withModelHash(ModelHash.of(md.path()));
         try (NDManager m = NDManager.newBaseManager(Device.cpu())) {
             TensorMap merged = Merge.merged(md.checkpoint(), lora, m);
             TensorMap folded = HardMasks.fold(md.config(), merged, heads, channels, m);
@@ -167,7 +170,7 @@ public final class Compresso {
         ObjectNode n = json.createObjectNode();
         n.put("model", r.prune().model().toAbsolutePath().toString());
         n.put("data", r.data().toAbsolutePath().toString());
-        ObjectNode options = json.valueToTree(o);
+        ObjectNode options = o.json();
         options.remove("checkpointEvery"); // how often checkpoints are written changes no result
         options.set("lora", dev.lopper.training.loop.Checkpoints.tree(o.lora())); // targets in a fixed order (a Set's is per JVM)
         n.set("options", options);

@@ -1,7 +1,7 @@
 package dev.lopper.training.method;
 
-import dev.lopper.training.job.Compresso;
-
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lopper.training.lora.LoraConfig;
 import dev.lopper.training.loop.TrainOptions;
 
@@ -17,38 +17,31 @@ import java.util.Set;
  * {@code steps}: 1/8 and 4/8.
  *
  * <pre>{@code
- * CompressoOptions o = CompressoOptions.defaults(0.3, 200);   // then o.trainOptions(20): the loop's options
+ * CompressoOptions o = CompressoOptions.defaults(0.3, 200);   // o.train(): the loop's options
  * }</pre>
  *
+ * @param train the loop's options: Compresso's batch, LoRA learning rate, clipping (on LoRA), checkpoints and seed;
+ *              no weight decay, warm-up or early stop, validation every step (the groups' rates are their own)
  * @param target target sparsity (fraction of head and channel parameters removed)
  * @param prepruningFraction share of the steps trained before the masks start (LoRA only)
  * @param warmupFraction share of the steps over which the target rises linearly from 0 (counted from the
  *                       start of pruning)
  * @param prompt the collaborative prompt prepended to every training window (its tokens carry no loss), or null
  */
-public record CompressoOptions(double target, int steps, int microBatch, int accumulation, int seqLen, double loraLr,
-                               double regLr, double droprateInit, double prepruningFraction, double warmupFraction,
-                               double maxGradNorm, int checkpointEvery, long seed, String prompt, LoraConfig lora) {
+public record CompressoOptions(TrainOptions train, double target, double regLr, double droprateInit, double prepruningFraction,
+                               double warmupFraction, String prompt, LoraConfig lora) {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
     public CompressoOptions {
         if (!(target > 0 && target < 1)) {
             throw new IllegalArgumentException("--ratio " + target + ": expected a value in (0, 1)");
         }
-        if (steps < 1 || microBatch < 1 || accumulation < 1) {
-            throw new IllegalArgumentException("--steps, --micro-batch and --accumulation must be positive (found "
-                    + steps + ", " + microBatch + ", " + accumulation + ")");
-        }
-        if (seqLen < 2) {
-            throw new IllegalArgumentException("--seq-len " + seqLen + ": expected at least 2 tokens");
-        }
-        if (!(loraLr > 0) || !(regLr > 0)) {
-            throw new IllegalArgumentException("--lr " + loraLr + " / --reg-lr " + regLr + ": expected positive learning rates");
+        if (!(regLr > 0)) {
+            throw new IllegalArgumentException("--lr " + train.learningRate() + " / --reg-lr " + regLr + ": expected positive learning rates");
         }
         if (!(prepruningFraction >= 0 && prepruningFraction < 1) || !(warmupFraction >= 0 && warmupFraction <= 1)) {
             throw new IllegalArgumentException("--prepruning-fraction " + prepruningFraction + " / --warmup-fraction " + warmupFraction
                     + ": expected values in [0, 1)");
-        }
-        if (checkpointEvery < 0 || maxGradNorm < 0) {
-            throw new IllegalArgumentException("--checkpoint-every and --max-grad-norm must not be negative");
         }
     }
 
@@ -57,15 +50,20 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
         return new LoraConfig(8, 8, 0, Set.of("q_proj", "v_proj"));
     }
 
+    /** The loop's options of a Compresso run: the given batch, rate, checkpoints and seed; the official clipping 1.0. */
+    public static TrainOptions train(int steps, int microBatch, int accumulation, int seqLen, double loraLr, int checkpointEvery, long seed) {
+        return new TrainOptions(steps, microBatch, accumulation, seqLen, loraLr, 0, 0, 1.0, 1, checkpointEvery, 0, seed);
+    }
+
     /** The official settings for target sparsity {@code target} over {@code steps} steps of 1 window of 256 tokens. */
     public static CompressoOptions defaults(double target, int steps) {
-        return new CompressoOptions(target, steps, 1, 1, 256, 5e-5, 0.1, 0.01, 1.0 / 8, 4.0 / 8, 1.0,
-                Math.max(1, steps / 10), 42, null, officialLora());
+        return new CompressoOptions(train(steps, 1, 1, 256, 5e-5, Math.max(1, steps / 10), 42), target, 0.1, 0.01, 1.0 / 8, 4.0 / 8,
+                null, officialLora());
     }
 
     /** Steps of LoRA-only training before the masks start: {@code round(steps x prepruningFraction)}. */
     public int prepruningSteps() {
-        return (int) Math.round(steps * prepruningFraction);
+        return (int) Math.round(train.steps() * prepruningFraction);
     }
 
     /**
@@ -73,31 +71,26 @@ public record CompressoOptions(double target, int steps, int microBatch, int acc
      * lasts {@code round(steps x warmupFraction)} steps.
      */
     public double targetAt(int prunedSteps) {
-        int w = (int) Math.round(steps * warmupFraction);
+        int w = (int) Math.round(train.steps() * warmupFraction);
         return w == 0 ? target : target * Math.min(1.0, (double) prunedSteps / w);
     }
 
     /** HF's linear schedule without warm-up: {@code lr (steps - step) / steps}. */
     public double loraLrAt(int step) {
-        return loraLr * Math.max(0.0, (double) (steps - step) / steps);
+        return train.learningRate() * Math.max(0.0, (double) (train.steps() - step) / train.steps());
     }
 
     /**
-     * These settings as the training loop's options, validating every {@code evalEvery} steps: the batch, clipping,
-     * checkpoints and seed (the learning rates are the parameter groups' own, without warm-up: HF's linear decay).
+     * The settings as JSON with the field names and order of the job folders (job.json, checkpoints, the plan's
+     * provenance) that the flat record of earlier versions wrote: a folder written by one resumes with the other.
      */
-    public TrainOptions trainOptions(int evalEvery) {
-        return new TrainOptions(steps, microBatch, accumulation, seqLen, loraLr, 0, 0, maxGradNorm, evalEvery, checkpointEvery, 0, seed);
-    }
-
-    /** Training windows a run reads. */
-    public int windows() {
-        return steps * accumulation * microBatch;
-    }
-
-    /** The same run on other data windows, dropout and noise (they are all drawn from the seed). */
-    public CompressoOptions withSeed(long s) {
-        return new CompressoOptions(target, steps, microBatch, accumulation, seqLen, loraLr, regLr, droprateInit, prepruningFraction,
-                warmupFraction, maxGradNorm, checkpointEvery, s, prompt, lora);
+    public ObjectNode json() {
+        ObjectNode n = JSON.createObjectNode();
+        n.put("target", target).put("steps", train.steps()).put("microBatch", train.microBatch()).put("accumulation", train.accumulation());
+        n.put("seqLen", train.seqLen()).put("loraLr", train.learningRate()).put("regLr", regLr).put("droprateInit", droprateInit);
+        n.put("prepruningFraction", prepruningFraction).put("warmupFraction", warmupFraction).put("maxGradNorm", train.maxGradNorm());
+        n.put("checkpointEvery", train.checkpointEvery()).put("seed", train.seed()).put("prompt", prompt);
+        n.set("lora", JSON.valueToTree(lora));
+        return n;
     }
 }

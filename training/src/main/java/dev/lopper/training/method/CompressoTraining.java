@@ -86,7 +86,7 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
 
     /** The loop's settings: Compresso's batch, clipping, checkpoints and seed (its rates are the groups'). */
     public TrainOptions trainOptions() {
-        return o.trainOptions(1);
+        return o.train();
     }
 
     @Override
@@ -151,9 +151,9 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
         lora.tensors().keySet().forEach(name -> grads.add(name, g.next()));
         logAlphas.forEach((name, a) -> grads.add(name, a.getGradient()));
         lambdas.forEach((name, a) -> grads.add(name, a.getGradient()));
-        ce += loss / o.accumulation();
-        lagrangian += lag / o.accumulation();
-        return loss / o.accumulation();
+        ce += loss / o.train().accumulation();
+        lagrangian += lag / o.train().accumulation();
+        return loss / o.train().accumulation();
     }
 
     /** z for {@code logAlpha} with noise drawn from {@code noise} (differentiable in log_alpha). */
@@ -204,7 +204,7 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
 
     @Override
     public JsonNode describe() {
-        ObjectNode n = JSON.valueToTree(o);
+        ObjectNode n = o.json();
         n.remove("checkpointEvery");
         n.set("lora", JSON.valueToTree(o.lora().orderedTargets()));
         n.put("loraRank", o.lora().rank()).put("loraAlpha", o.lora().alpha()).put("loraDropout", o.lora().dropout());

@@ -220,7 +220,7 @@ public class CompressoTest {
 
     /** The official settings but for the batch (one window of {@code seqLen}), the rates, the schedule and the seed (3). */
     private static CompressoOptions options(int steps, int seqLen, double regLr, double prepruning, double warmup) {
-        return new CompressoOptions(0.4, steps, 1, 1, seqLen, 1e-3, regLr, 0.01, prepruning, warmup, 1.0, 3, 3, null,
+        return new CompressoOptions(CompressoOptions.train(steps, 1, 1, seqLen, 1e-3, 3, 3), 0.4, regLr, 0.01, prepruning, warmup, null,
                 CompressoOptions.officialLora());
     }
 
@@ -228,8 +228,8 @@ public class CompressoTest {
     private static Map<String, float[]> train(CompressoOptions o, Path checkpoints, int stopAfter, List<Trainer.Point> out)
             throws Exception {
         try (ModelDir md = ModelDir.open(model); LlamaModel lm = md.loadModel(Device.cpu());
-             LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), Device.cpu());
-             L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), Device.cpu())) {
+             LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.train().seed(), Device.cpu());
+             L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.train().seed(), Device.cpu())) {
             List<Trainer<?>> t = new ArrayList<>();
             CompressoTraining c = new CompressoTraining(lm, lora, masks, new long[0], o);
             t.add(new Trainer<>(c, c, TrainingData.trainOnly(windows), c.trainOptions(), checkpoints, new Trainer.Listener() {
@@ -265,8 +265,8 @@ public class CompressoTest {
         }
         CompressoOptions o = options(steps, 8, regLr, 0, warmup);
         try (ModelDir md = ModelDir.open(one); LlamaModel lm = md.loadModel(Device.cpu());
-             LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.seed(), Device.cpu());
-             L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.seed(), Device.cpu())) {
+             LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.train().seed(), Device.cpu());
+             L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.train().seed(), Device.cpu())) {
             CompressoTraining c = new CompressoTraining(lm, lora, masks, new long[0], o);
             List<Trainer.Point> h = new Trainer<>(c, c, TrainingData.trainOnly(w), c.trainOptions(), null, Trainer.Listener.NONE).run().history();
             double mean = h.subList(from, steps).stream().mapToDouble(p -> p.metrics().get("expected_sparsity")).average().orElseThrow();
