@@ -132,18 +132,10 @@ public final class Compresso {
     static PruningPlan finish(ModelDir md, LoraAdapters lora, L0Masks masks, ScheduleRequest r, CompressoOptions o, Path dir)
             throws IOException {
         boolean official = official(r);
-        double[][] heads;
-        double[][] channels;
-        if (official) {
-            heads = masks.deterministicHeads();
-            channels = masks.deterministicChannels();
-            HardMasks.keepOne(heads, masks, true);
-            HardMasks.keepOne(channels, masks, false);
-        } else {
-            double[][][] z = HardMasks.atRatio(masks, md.config().numLayers(), o.target());
-            heads = z[0];
-            channels = z[1];
-        }
+        int layers = md.config().numLayers();
+        double[][][] z = official ? HardMasks.official(masks, layers) : HardMasks.atRatio(masks, layers, o.target());
+        double[][] heads = z[0];
+        double[][] channels = z[1];
         r.prune().progress().message(String.format(Locale.ROOT, "compresso: the masks reached expected sparsity %.4f (target %.4f); %s",
                 masks.expectedSparsity(), o.target(), official ? "official ending: each layer's deterministic mask (CoFi's deterministic_z)"
                         : "finishing at the asked ratio: units ranked by their learned log_alpha (--compresso-ending official: the masks' own counts)"));

@@ -1,9 +1,8 @@
 package dev.lopper.training.method;
 
-import dev.lopper.training.job.Compresso;
-
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorMap;
@@ -13,10 +12,12 @@ import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.plan.PruningPlan;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.stream.IntStream;
 
 /**
- * The end of a Compresso run: the deterministic masks ({@link L0Masks#deterministicHeads}, ...) as a
+ * The end of a Compresso run: the deterministic masks ({@link #official}, or {@link #atRatio}) as a
  * {@link PruningPlan} (units whose mask is 0 are removed) and the kept units' soft mask values folded into the
  * weights, as the official {@code merge_weights.py} ({@code update_params}) does: a channel's value scales its
  * gate_proj and up_proj rows (the forward multiplies both outputs), a KV group's value its v_proj rows (and v bias).
@@ -27,26 +28,36 @@ import java.util.List;
  * log_alpha (Lopper's plans empty a module only when layers are a target), at its soft value.
  *
  * <pre>{@code
- * double[][] h = masks.deterministicHeads(), c = masks.deterministicChannels();
- * HardMasks.keepOne(h, masks, true); HardMasks.keepOne(c, masks, false);
- * PruningPlan plan = HardMasks.plan(config, h, c);
- * TensorMap folded = HardMasks.fold(config, merged, h, c, manager);
+ * double[][][] z = HardMasks.official(masks, config.numLayers());
+ * PruningPlan plan = HardMasks.plan(config, z[0], z[1]);
+ * TensorMap folded = HardMasks.fold(config, merged, z[0], z[1], manager);
  * }</pre>
  */
 public final class HardMasks {
     private HardMasks() {
     }
 
-    /** Where a layer's mask is all 0, the unit with the largest log_alpha keeps its soft value. */
-    public static void keepOne(double[][] z, L0Masks masks, boolean heads) {
-        for (int i = 0; i < z.length; i++) {
-            if (z[i] == null || java.util.Arrays.stream(z[i]).anyMatch(v -> v > 0)) {
-                continue;
+    /**
+     * The official ending: each layer's deterministic masks ({@link HardConcrete#deterministic}, CoFi's
+     * {@code deterministic_z}); where a layer's mask is all 0, the unit with the largest log_alpha keeps its soft value.
+     *
+     * @return {heads, channels}: per layer the mask, or null where the layer has none
+     */
+    public static double[][][] official(L0Masks masks, int layers) {
+        double[][][] z = {new double[layers][], new double[layers][]};
+        for (L0Masks.Units u : masks.units()) {
+            double[] d;
+            try (NDArray wide = u.logAlpha().toType(DataType.FLOAT64, false)) { // exact widening
+                d = HardConcrete.deterministic(wide.toDoubleArray());
             }
-            float[] a = (heads ? masks.heads()[i] : masks.channels()[i]).toFloatArray();
-            int best = java.util.stream.IntStream.range(0, a.length).reduce((x, y) -> a[y] > a[x] ? y : x).orElseThrow(); // first on ties
-            z[i][best] = HardConcrete.sigmoid(a[best] / HardConcrete.TEMPERATURE * HardConcrete.MAGICAL_NUMBER);
+            if (Arrays.stream(d).noneMatch(v -> v > 0)) {
+                float[] a = u.logAlpha().toFloatArray();
+                int best = IntStream.range(0, a.length).reduce((x, y) -> a[y] > a[x] ? y : x).orElseThrow(); // first on ties
+                d[best] = soft(a)[best];
+            }
+            z[u.head() ? 0 : 1][u.layer()] = d;
         }
+        return z;
     }
 
     /**
@@ -84,7 +95,7 @@ public final class HardMasks {
             }
             int[] left = u.head() ? headsLeft : channelsLeft;
             if (left[u.layer()] <= 1) {
-                continue; // a layer keeps one unit of each kind, as keepOne
+                continue; // a layer keeps one unit of each kind, as the official ending
             }
             left[u.layer()]--;
             (u.head() ? heads : channels)[u.layer()][u.index()] = 0;
@@ -117,7 +128,7 @@ public final class HardMasks {
     }
 
     private static int[] kept(double[] z) {
-        return java.util.stream.IntStream.range(0, z.length).filter(j -> z[j] > 0).toArray();
+        return IntStream.range(0, z.length).filter(j -> z[j] > 0).toArray();
     }
 
     /** {@code source} with each kept unit's mask value folded into its v_proj rows / gate_proj and up_proj rows. */
@@ -128,7 +139,7 @@ public final class HardMasks {
             if (heads[i] != null) {
                 float[] rows = new float[heads[i].length * d];
                 for (int g = 0; g < heads[i].length; g++) {
-                    java.util.Arrays.fill(rows, g * d, (g + 1) * d, (float) heads[i][g]);
+                    Arrays.fill(rows, g * d, (g + 1) * d, (float) heads[i][g]);
                 }
                 scaleRows(out, WeightNames.attn(i, "v_proj", "weight"), rows, m);
                 scaleRows(out, WeightNames.attn(i, "v_proj", "bias"), rows, m);
@@ -149,7 +160,7 @@ public final class HardMasks {
         if (!map.has(name)) {
             return;
         }
-        NDArray w = map.load(name, m, ai.djl.ndarray.types.DataType.FLOAT32);
+        NDArray w = map.load(name, m, DataType.FLOAT32);
         NDArray z = m.create(rows);
         map.put(name, w.getShape().dimension() == 1 ? w.mul(z) : w.mul(z.reshape(rows.length, 1)));
     }

@@ -1,11 +1,8 @@
 package dev.lopper.training.method;
 
-import dev.lopper.training.job.Compresso;
-
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.lopper.model.Scalars;
 import dev.lopper.model.config.LayerShape;
@@ -31,7 +28,6 @@ import java.util.SplittableRandom;
  * <pre>{@code
  * try (L0Masks masks = L0Masks.create(config, 0.01, 42, Device.cpu())) {
  *     double s = masks.expectedSparsity();
- *     double[][] z = masks.deterministicChannels();
  * }
  * }</pre>
  *
@@ -153,28 +149,6 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
             }
             F32Tensors.copyInto(a, v); // libtorch-owned storage (see F32Tensors), not NDArray.set(float[])
         }
-    }
-
-    /** Per layer the deterministic KV-group mask ({@link HardConcrete#deterministic}), or null (no heads). */
-    public double[][] deterministicHeads() {
-        return deterministic(heads);
-    }
-
-    /** Per layer the deterministic channel mask, or null (no MLP). */
-    public double[][] deterministicChannels() {
-        return deterministic(channels);
-    }
-
-    private static double[][] deterministic(NDArray[] logAlpha) {
-        double[][] out = new double[logAlpha.length][];
-        for (int i = 0; i < logAlpha.length; i++) {
-            if (logAlpha[i] != null) {
-                try (NDArray d = logAlpha[i].toType(DataType.FLOAT64, false)) { // exact widening
-                    out[i] = HardConcrete.deterministic(d.toDoubleArray());
-                }
-            }
-        }
-        return out;
     }
 
     @Override

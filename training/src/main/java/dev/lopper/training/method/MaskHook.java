@@ -23,22 +23,12 @@ import dev.lopper.model.layer.Param;
  * ProjectionHook h = new MaskHook(new LoraHook(lora, scope, true, true), headZ, channelZ);
  * NDArray logits = CausalLm.logits(model, scope, ids, h);
  * }</pre>
+ *
+ * @param inner the hook the masks apply after (the LoRA adapters)
+ * @param heads per layer the KV groups' mask values [numKvHeads], or null where the layer has none
+ * @param channels per layer the channels' mask values [intermediate], or null where the layer has none
  */
-public final class MaskHook implements ProjectionHook {
-    private final ProjectionHook inner;
-    private final NDArray[] heads;
-    private final NDArray[] channels;
-
-    /**
-     * @param heads per layer the KV-group mask [numKvHeads], or null (no mask in that layer)
-     * @param channels per layer the channel mask [intermediate], or null
-     */
-    public MaskHook(ProjectionHook inner, NDArray[] heads, NDArray[] channels) {
-        this.inner = inner;
-        this.heads = heads;
-        this.channels = channels;
-    }
-
+public record MaskHook(ProjectionHook inner, NDArray[] heads, NDArray[] channels) implements ProjectionHook {
     @Override
     public NDArray project(int layer, Param weight, NDArray input, NDArray output) {
         NDArray y = inner.project(layer, weight, input, output);
