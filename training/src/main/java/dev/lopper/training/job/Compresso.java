@@ -133,16 +133,14 @@ public final class Compresso {
             throws IOException {
         boolean official = official(r);
         int layers = md.config().numLayers();
-        double[][][] z = official ? HardMasks.official(masks, layers) : HardMasks.atRatio(masks, layers, o.target());
-        double[][] heads = z[0];
-        double[][] channels = z[1];
+        double[][][] z = official ? HardMasks.official(masks, layers) : HardMasks.atRatio(masks, layers, o.target()); // {heads, channels}
         r.prune().progress().message(String.format(Locale.ROOT, "compresso: the masks reached expected sparsity %.4f (target %.4f); %s",
                 masks.expectedSparsity(), o.target(), official ? "official ending: each layer's deterministic mask (CoFi's deterministic_z)"
                         : "finishing at the asked ratio: units ranked by their learned log_alpha (--compresso-ending official: the masks' own counts)"));
         ObjectNode opts = o.json();
         opts.put("finalExpectedSparsity", masks.expectedSparsity());
         opts.put("ending", official ? "official" : "ratio");
-        PruningPlan plan = HardMasks.plan(md.config(), heads, channels);
+        PruningPlan plan = HardMasks.plan(md.config(), z[0], z[1]);
         plan = AskedRatio.record(plan, o.target(), md.config(), () -> official ? String.format(Locale.ROOT,
                 "the official ending keeps what the masks learned (expected sparsity %.4f); --compresso-ending ratio finishes at --ratio",
                 masks.expectedSparsity()) : "one unit of each kind kept per layer", r.prune().progress());
@@ -150,7 +148,7 @@ public final class Compresso {
                 new PruningPlan.Calibration(r.data().toString(), o.train().windows(), o.train().seqLen()), o.train().seed()).withModelHash(ModelHash.of(md.path()));
         try (NDManager m = NDManager.newBaseManager(Device.cpu())) {
             TensorMap merged = Merge.merged(md.checkpoint(), lora, m);
-            TensorMap folded = HardMasks.fold(md.config(), merged, heads, channels, m);
+            TensorMap folded = HardMasks.fold(md.config(), merged, z[0], z[1], m);
             Surgery.Result result = Surgery.apply(md.config(), folded, plan);
             Surgery.save(result, dir, md.path(), plan, OutputDtype.resolve(r.outputType(), md, r.prune().progress()));
         }
@@ -158,8 +156,7 @@ public final class Compresso {
     }
 
     private static ObjectNode requestJson(ScheduleRequest r, CompressoOptions o) {
-        ObjectMapper json = new ObjectMapper();
-        ObjectNode n = json.createObjectNode();
+        ObjectNode n = new ObjectMapper().createObjectNode();
         n.put("model", r.prune().model().toAbsolutePath().toString());
         n.put("data", r.data().toAbsolutePath().toString());
         ObjectNode options = o.json();

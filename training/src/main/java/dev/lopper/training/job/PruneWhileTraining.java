@@ -8,6 +8,7 @@ import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.ModelWriter;
 import dev.lopper.model.util.Progress;
 import dev.lopper.pruning.allocation.Allocation;
+import dev.lopper.pruning.allocation.KeptUnits;
 import dev.lopper.pruning.graph.LayerSelection;
 import dev.lopper.pruning.plan.ModelHash;
 import dev.lopper.pruning.plan.PruningPlan;
@@ -23,9 +24,11 @@ import dev.lopper.training.method.FullTrainingMethod;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.function.Consumer;
 
 /**
@@ -75,43 +78,35 @@ public final class PruneWhileTraining {
             progress.message(String.format(Locale.ROOT, "%s trains every weight: %s (weights, gradients, 2 AdamW moments, fp32) plus activations",
                     name, mib(FullModel.trainingBytes(config))));
             JobDir job = JobDir.open(out, "prune-while-training", requestJson(r, o), r.prune().overwrite(), r.prune().model(), r.data(), r.val());
-            FullModel model = FullModel.load(config, md.checkpoint(), r.prune().device());
-            FullTrainingMethod method;
-            try {
-                method = factory.create(model, r.prune().ratio(), o.steps());
-            } catch (RuntimeException e) {
-                model.close();
-                throw e;
-            }
-            try (FullTrainee trainee = new FullTrainee(model, o, method::transform, LossTerm.CAUSAL_LM)) {
-                TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), o.windows() * method.batchesPerStep(),
-                        r.valWindows(), o.seqLen(), r.valFraction(), o.seed());
-                Trainer.Result result = job.train(new Trainer<>(trainee, method, data, o, job.checkpoints(), PruneSchedule.progressLine(progress, "")),
-                        onStart, h -> withRatio(h, config), "lopper prune --method " + name + " --ratio " + r.prune().ratio() + " "
-                                + r.prune().model().getFileName());
-                TrainingInterrupted.ifStopped(result, job.checkpoints());
-                PruningPlan plan = AskedRatio.record(plan(r, o, md, method, trainee.model().config()), r.prune().ratio(), config,
-                        () -> "the method's last cut (" + method.allocation() + " allocation of its own counts)", progress);
-                ModelWriter.save(out, trainee.model().config(), trainee.model().source(), OutputDtype.resolve(r.outputType(), md, progress), md.path(),
-                        ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));
-                plan.save(out.resolve(Surgery.PLAN_FILE));
-                job.finish();
-                return new PruneSchedule.Result(out, plan, withRatio(result.history(), config), result.resumedFrom());
+            // the trainee closes the model it holds (the original, or the cut one that replaced it); closing twice is harmless
+            try (FullModel model = FullModel.load(config, md.checkpoint(), r.prune().device())) {
+                FullTrainingMethod method = factory.create(model, r.prune().ratio(), o.steps());
+                try (FullTrainee trainee = new FullTrainee(model, o, method::transform, LossTerm.CAUSAL_LM)) {
+                    TrainingData data = TrainingData.load(r.data(), r.val(), md.tokenizer(), o.windows() * method.batchesPerStep(),
+                            r.valWindows(), o.seqLen(), r.valFraction(), o.seed());
+                    Trainer.Result result = job.train(new Trainer<>(trainee, method, data, o, job.checkpoints(), PruneSchedule.progressLine(progress, "")),
+                            onStart, h -> withRatio(h, config), "lopper prune --method " + name + " --ratio " + r.prune().ratio() + " "
+                                    + r.prune().model().getFileName());
+                    TrainingInterrupted.ifStopped(result, job.checkpoints());
+                    PruningPlan plan = AskedRatio.record(plan(r, o, md, method, trainee.model().config()), r.prune().ratio(), config,
+                            () -> "the method's last cut (" + method.allocation() + " allocation of its own counts)", progress);
+                    ModelWriter.save(out, trainee.model().config(), trainee.model().source(), OutputDtype.resolve(r.outputType(), md, progress), md.path(),
+                            ModelWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"));
+                    plan.save(out.resolve(Surgery.PLAN_FILE));
+                    job.finish();
+                    return new PruneSchedule.Result(out, plan, withRatio(result.history(), config), result.resumedFrom());
+                }
             }
         }
     }
 
     /** The curve with each step's achieved ratio (of the original model's prunable parameters), as the schedule's. */
     private static List<Trainer.Point> withRatio(List<Trainer.Point> history, ModelConfig original) {
-        long prunable = 0;
-        for (int l = 0; l < original.numLayers(); l++) {
-            prunable += Allocation.prunable(original, original.layer(l), true, true, false);
-        }
-        long before = dev.lopper.model.ModelStats.parameters(original);
-        List<Trainer.Point> out = new java.util.ArrayList<>();
+        PruningPlan.Result dense = Allocation.result(original, KeptUnits.whole(original).kept(), true, true, false, 0, 0);
+        List<Trainer.Point> out = new ArrayList<>();
         for (Trainer.Point p : history) {
-            Map<String, Double> m = new java.util.TreeMap<>(p.metrics());
-            m.put("ratio", (double) (before - p.params()) / prunable);
+            Map<String, Double> m = new TreeMap<>(p.metrics());
+            m.put("ratio", (double) (dense.paramsBefore() - p.params()) / dense.prunableParams());
             out.add(new Trainer.Point(p.step(), p.trainLoss(), p.valLoss(), p.lr(), p.params(), m));
         }
         return out;

@@ -20,7 +20,9 @@ import dev.lopper.training.loop.FullTrainee;
 
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
+import java.util.stream.IntStream;
 
 /**
  * BiP, structured (Zhang et al., NeurIPS 2022; official code {@code OPTML-Group/BiP} {@code trainer/bilevel.py},
@@ -146,15 +148,10 @@ public final class Bip implements FullTrainingMethod {
     public float[] mask(float[] scores) {
         int n = scores.length;
         int removed = Math.min(UniformAllocation.count(settings.ratio(), n, false), Math.max(0, n - 1));
-        Integer[] order = new Integer[n];
-        Arrays.setAll(order, i -> i);
-        Arrays.sort(order, (a, b) -> Float.compare(Math.abs(scores[a]), Math.abs(scores[b])) != 0
-                ? Float.compare(Math.abs(scores[a]), Math.abs(scores[b])) : Integer.compare(a, b));
         float[] m = new float[n];
         Arrays.fill(m, 1f);
-        for (int i = 0; i < removed; i++) {
-            m[order[i]] = 0f;
-        }
+        IntStream.range(0, n).boxed().sorted(Comparator.comparingDouble((Integer i) -> Math.abs(scores[i])).thenComparingInt(i -> i))
+                .limit(removed).forEach(i -> m[i] = 0f);
         return m;
     }
 
@@ -294,7 +291,7 @@ public final class Bip implements FullTrainingMethod {
     }
 
     private static int[] kept(float[] mask) {
-        return java.util.stream.IntStream.range(0, mask.length).filter(i -> mask[i] != 0).toArray();
+        return IntStream.range(0, mask.length).filter(i -> mask[i] != 0).toArray();
     }
 
     @Override
