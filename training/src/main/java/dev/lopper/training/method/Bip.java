@@ -69,11 +69,6 @@ public final class Bip implements FullTrainingMethod {
             }
         }
 
-        /** The paper's code's settings (configs/*\/bip.yml) for {@code ratio} and {@code steps}. */
-        public static Settings paper(double ratio, int steps) {
-            return new Settings(ratio, 0.1, 1e-4, 0.9, 1e-4, steps);
-        }
-
         /**
          * The mask learning rate at 0-based step {@code step}: the official {@code train.py} builds the mask
          * optimizer's policy with {@code get_lr_policy(args.mask_lr_schedule)} ({@code utils/schedules.py::step_schedule},
@@ -96,9 +91,9 @@ public final class Bip implements FullTrainingMethod {
     private final Settings settings;
     private State learned;
 
-    /** The paper's settings ({@link Settings#paper}) for a run of {@code steps} steps removing {@code ratio}. */
+    /** The paper's code's settings (configs/*\/bip.yml) for a run of {@code steps} steps removing {@code ratio}. */
     public static Bip of(FullModel original, double ratio, int steps) {
-        return new Bip(original, Settings.paper(ratio, steps));
+        return new Bip(original, new Settings(ratio, 0.1, 1e-4, 0.9, 1e-4, steps));
     }
 
     /** Scores start at each unit's weight L2 norm in {@code model} (the original, uncut model). */

@@ -24,7 +24,6 @@ import dev.lopper.training.loop.Gradients;
 import dev.lopper.training.loop.LossPass;
 import dev.lopper.training.loop.MicroBatch;
 import dev.lopper.training.loop.ParamGroup;
-import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.Trainee;
 import dev.lopper.training.loop.TrainingMethod;
 
@@ -48,7 +47,7 @@ import java.util.random.RandomGenerator;
  *
  * <pre>{@code
  * CompressoTraining c = new CompressoTraining(model, lora, masks, prompt, options);
- * new Trainer<>(c, c, TrainingData.of(windows), c.trainOptions(), checkpoints, listener).run();
+ * new Trainer<>(c, c, TrainingData.of(windows), options.train(), checkpoints, listener).run();
  * }</pre>
  */
 public final class CompressoTraining implements Trainee, TrainingMethod<CompressoTraining> {
@@ -82,11 +81,6 @@ public final class CompressoTraining implements Trainee, TrainingMethod<Compress
     @Override
     public List<ParamGroup> groups() {
         return groups;
-    }
-
-    /** The loop's settings: Compresso's batch, clipping, checkpoints and seed (its rates are the groups'). */
-    public TrainOptions trainOptions() {
-        return o.train();
     }
 
     @Override

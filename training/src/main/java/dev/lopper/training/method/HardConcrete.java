@@ -6,6 +6,8 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.nn.Activation;
 import dev.lopper.model.Scalars;
 
+import java.util.stream.IntStream;
+
 /**
  * The hard-concrete (stretched, rectified concrete) distribution of Louizos et al.'s L0 regularization, exactly
  * as CoFi's and Compresso's {@code models/l0_module.py} ({@code L0Module}) compute it: stretch interval
@@ -93,14 +95,8 @@ public final class HardConcrete {
         }
         long zeros = Math.round(n - expectedNonZeros); // Python's round() differs only at exact .5, which a float sum does not hit in practice
         if (zeros > 0) {
-            Integer[] order = new Integer[n];
-            for (int i = 0; i < n; i++) {
-                order[i] = i;
-            }
-            java.util.Arrays.sort(order, (x, y) -> soft[x] != soft[y] ? Double.compare(soft[x], soft[y]) : Integer.compare(y, x));
-            for (int k = 0; k < Math.min(zeros, n); k++) {
-                soft[order[k]] = 0;
-            }
+            IntStream.range(0, n).boxed().sorted((x, y) -> soft[x] != soft[y] ? Double.compare(soft[x], soft[y]) : Integer.compare(y, x))
+                    .limit(Math.min(zeros, n)).toList().forEach(i -> soft[i] = 0); // ranked before any is zeroed
         }
         return soft;
     }

@@ -114,17 +114,15 @@ public final class HardMasks {
 
     /** The plan keeping exactly the units with a mask above 0 (nothing in layers without masks). */
     public static PruningPlan plan(ModelConfig config, double[][] heads, double[][] channels) {
-        List<PruningPlan.LayerPlan> layers = new ArrayList<>();
         List<LayerSelection> sel = new ArrayList<>();
         for (int i = 0; i < config.numLayers(); i++) {
             int[] g = heads[i] == null ? LayerSelection.range(config.layer(i).numKvHeads()) : kept(heads[i]);
             int[] c = channels[i] == null ? LayerSelection.range(config.layer(i).intermediateSize()) : kept(channels[i]);
-            int[] q = Allocation.headsOfGroups(config.layer(i), g);
-            layers.add(PruningPlan.LayerPlan.kept(i, g, q, c));
-            sel.add(new LayerSelection(i, false, g, q, c));
+            sel.add(new LayerSelection(i, false, g, Allocation.headsOfGroups(config.layer(i), g), c));
         }
-        PruningPlan p = PruningPlan.empty().withCuts(List.of(), layers);
-        return p.withResult(Allocation.result(config, sel, true, true, false, 0, 0));
+        List<PruningPlan.LayerPlan> layers = sel.stream()
+                .map(s -> PruningPlan.LayerPlan.kept(s.layer(), s.keptKvGroups(), s.keptHeads(), s.keptChannels())).toList();
+        return PruningPlan.empty().withCuts(List.of(), layers).withResult(Allocation.result(config, sel, true, true, false, 0, 0));
     }
 
     private static int[] kept(double[] z) {

@@ -95,7 +95,7 @@ public class BipTest {
     @Test
     void scoresStartAtUnitNormsAndTheMaskKeepsTheLargestPerLayer() throws Exception {
         try (ModelDir d = ModelDir.open(model); FullModel m = FullModel.load(d.config(), d.checkpoint(), Device.cpu())) {
-            Bip bip = new Bip(m, Bip.Settings.paper(0.5, 10));
+            Bip bip = Bip.of(m, 0.5, 10);
             Map<String, float[]> w = floats(m);
             for (int l = 0; l < 2; l++) {
                 double[] g = norms(w, l, true);
@@ -230,7 +230,7 @@ public class BipTest {
     void maskedEqualsCutAndAKilledRunResumesToAPlainSmallerModel() throws Exception {
         try (ModelDir d = ModelDir.open(model); FullModel m = FullModel.load(d.config(), d.checkpoint(), Device.cpu());
              NDManager s = NDManager.newBaseManager()) {
-            Bip bip = new Bip(m, Bip.Settings.paper(0.5, 10));
+            Bip bip = Bip.of(m, 0.5, 10);
             NDArray ids = s.create(IDS, new Shape(2, 12));
             float masked = m.loss(s, ids, m.weights(), bip.transform()).getFloat();
             try (FullModel small = m.cut(bip.kept())) {
@@ -244,7 +244,7 @@ public class BipTest {
         Map<String, float[]> expected;
         try (ModelDir d = ModelDir.open(model); FullModel init = FullModel.load(d.config(), d.checkpoint(), Device.cpu())) {
             config = d.config();
-            expected = FullTrainerTest.train(shared.resolve("b-straight"), o, new Bip(init, Bip.Settings.paper(0.5, 4)), x -> { }, straight);
+            expected = FullTrainerTest.train(shared.resolve("b-straight"), o, Bip.of(init, 0.5, 4), x -> { }, straight);
         }
         List<Trainer.Point> h = straight.get(0).history();
         // uniform per layer: 1 of 2 KV groups (2 of 4 heads) and 48 of 96 channels go from each layer
@@ -254,14 +254,14 @@ public class BipTest {
         Path killed = shared.resolve("b-killed");
         List<Trainer.Result> r = new ArrayList<>();
         try (ModelDir d = ModelDir.open(model); FullModel init = FullModel.load(config, d.checkpoint(), Device.cpu())) {
-            assertThrows(IllegalStateException.class, () -> FullTrainerTest.train(killed, o, new Bip(init, Bip.Settings.paper(0.5, 4)), x -> {
+            assertThrows(IllegalStateException.class, () -> FullTrainerTest.train(killed, o, Bip.of(init, 0.5, 4), x -> {
                 if (x == 3) {
                     throw new IllegalStateException("killed");
                 }
             }, r));
         }
         try (ModelDir d = ModelDir.open(model); FullModel init = FullModel.load(config, d.checkpoint(), Device.cpu())) {
-            Map<String, float[]> resumed = FullTrainerTest.train(killed, o, new Bip(init, Bip.Settings.paper(0.5, 4)), x -> { }, r);
+            Map<String, float[]> resumed = FullTrainerTest.train(killed, o, Bip.of(init, 0.5, 4), x -> { }, r);
             assertEquals(2, r.get(0).resumedFrom());
             assertEquals(h, r.get(0).history());
             FullTrainerTest.same(expected, resumed);

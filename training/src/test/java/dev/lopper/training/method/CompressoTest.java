@@ -232,7 +232,7 @@ public class CompressoTest {
              L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.train().seed(), Device.cpu())) {
             List<Trainer<?>> t = new ArrayList<>();
             CompressoTraining c = new CompressoTraining(lm, lora, masks, new long[0], o);
-            t.add(new Trainer<>(c, c, TrainingData.trainOnly(windows), c.trainOptions(), checkpoints, new Trainer.Listener() {
+            t.add(new Trainer<>(c, c, TrainingData.trainOnly(windows), o.train(), checkpoints, new Trainer.Listener() {
                 @Override
                 public void step(Trainer.Point p, int total, double tps, double eta) {
                     if (p.step() == stopAfter) {
@@ -268,7 +268,7 @@ public class CompressoTest {
              LoraAdapters lora = LoraAdapters.create(md.config(), o.lora(), o.train().seed(), Device.cpu());
              L0Masks masks = L0Masks.create(md.config(), o.droprateInit(), o.train().seed(), Device.cpu())) {
             CompressoTraining c = new CompressoTraining(lm, lora, masks, new long[0], o);
-            List<Trainer.Point> h = new Trainer<>(c, c, TrainingData.trainOnly(w), c.trainOptions(), null, Trainer.Listener.NONE).run().history();
+            List<Trainer.Point> h = new Trainer<>(c, c, TrainingData.trainOnly(w), o.train(), null, Trainer.Listener.NONE).run().history();
             double mean = h.subList(from, steps).stream().mapToDouble(p -> p.metrics().get("expected_sparsity")).average().orElseThrow();
             return new double[] {h.get(0).metrics().get("expected_sparsity"), mean, masks.expectedSparsity()};
         }
