@@ -31,14 +31,11 @@ import java.util.SplittableRandom;
  * }
  * }</pre>
  *
- * @param heads per layer the KV-group log_alpha [numKvHeads], or null when the layer has no heads
- * @param channels per layer the channel log_alpha [intermediate], or null when the layer has no MLP
- * @param perGroup parameters one KV group of each layer holds
- * @param perChannel parameters one channel of each layer holds
+ * @param units every log_alpha tensor with what it masks: per layer its KV groups' ({@code layers.I.head_loga}),
+ *              then its channels' ({@code layers.I.int_loga}); a layer without heads or MLP has none of that kind
  * @param prunable parameters of all heads and channels (the denominator of the sparsity)
  */
-public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, NDArray[] channels, long[] perGroup,
-                      long[] perChannel, NDArray lambda1, NDArray lambda2, long prunable) implements AutoCloseable {
+public record L0Masks(NDManager manager, List<Units> units, NDArray lambda1, NDArray lambda2, long prunable) implements AutoCloseable {
     /** {@code initialize_structured_head}'s log_alpha mean (heads start fully open). */
     public static final double HEAD_INIT_MEAN = 10;
 
@@ -50,22 +47,22 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
         NDManager m = NDManager.newBaseManager(device);
         SplittableRandom rnd = new SplittableRandom(seed);
         StructureGraph g = StructureGraph.of(config);
-        int n = config.numLayers();
-        NDArray[] h = new NDArray[n];
-        NDArray[] c = new NDArray[n];
-        long[] perGroup = new long[n];
-        long[] perChannel = new long[n];
+        List<Units> units = new ArrayList<>();
         long prunable = 0;
         double channelMean = HardConcrete.initialLogAlpha(droprateInit);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < config.numLayers(); i++) {
             LayerShape s = config.layer(i);
-            h[i] = s.numKvHeads() > 0 ? normal(m, rnd, s.numKvHeads(), HEAD_INIT_MEAN) : null;
-            c[i] = s.intermediateSize() > 0 ? normal(m, rnd, s.intermediateSize(), channelMean) : null;
-            perGroup[i] = g.kvGroups(i).parametersPerUnit();
-            perChannel[i] = g.mlpChannels(i).parametersPerUnit();
-            prunable += perGroup[i] * s.numKvHeads() + perChannel[i] * s.intermediateSize();
+            long perGroup = g.kvGroups(i).parametersPerUnit();
+            long perChannel = g.mlpChannels(i).parametersPerUnit();
+            if (s.numKvHeads() > 0) {
+                units.add(new Units("layers." + i + ".head_loga", i, true, normal(m, rnd, s.numKvHeads(), HEAD_INIT_MEAN), perGroup));
+            }
+            if (s.intermediateSize() > 0) {
+                units.add(new Units("layers." + i + ".int_loga", i, false, normal(m, rnd, s.intermediateSize(), channelMean), perChannel));
+            }
+            prunable += perGroup * s.numKvHeads() + perChannel * s.intermediateSize();
         }
-        return new L0Masks(config, m, h, c, perGroup, perChannel, m.zeros(new Shape(1)), m.zeros(new Shape(1)), prunable);
+        return new L0Masks(m, List.copyOf(units), m.zeros(new Shape(1)), m.zeros(new Shape(1)), prunable);
     }
 
     private static NDArray normal(NDManager m, SplittableRandom rnd, int n, double mean) {
@@ -79,7 +76,7 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
     /** The log_alpha tensors by name ({@code layers.I.head_loga}, {@code layers.I.int_loga}), in a fixed order. */
     public Map<String, NDArray> logAlphas() {
         Map<String, NDArray> out = new LinkedHashMap<>();
-        units().forEach(u -> out.put(u.name(), u.logAlpha()));
+        units.forEach(u -> out.put(u.name(), u.logAlpha()));
         return out;
     }
 
@@ -87,21 +84,7 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
      * One layer's log_alpha of one kind of unit (KV groups: {@code head}; channels), with the parameters one of its
      * units holds.
      */
-    record Units(String name, int layer, boolean head, NDArray logAlpha, long perUnit) {
-    }
-
-    /** Every log_alpha tensor, in {@link #logAlphas} order: per layer its KV groups', then its channels'. */
-    List<Units> units() {
-        List<Units> out = new ArrayList<>();
-        for (int i = 0; i < heads.length; i++) {
-            if (heads[i] != null) {
-                out.add(new Units("layers." + i + ".head_loga", i, true, heads[i], perGroup[i]));
-            }
-            if (channels[i] != null) {
-                out.add(new Units("layers." + i + ".int_loga", i, false, channels[i], perChannel[i]));
-            }
-        }
-        return out;
+    public record Units(String name, int layer, boolean head, NDArray logAlpha, long perUnit) {
     }
 
     /** {@code lambda_1}, {@code lambda_2}. */
@@ -117,7 +100,6 @@ public record L0Masks(ModelConfig config, NDManager manager, NDArray[] heads, ND
      * be autograd leaves): differentiable.
      */
     public NDArray expectedSize(List<NDArray> logAlphas) {
-        List<Units> units = units();
         NDArray total = null;
         for (int k = 0; k < units.size(); k++) {
             NDArray a = logAlphas.get(k);

@@ -68,20 +68,20 @@ public class CompressoTest {
         try (ModelDir md = ModelDir.open(model); L0Masks masks = L0Masks.create(md.config(), 0.01, 3, Device.cpu())) {
             // hand-computed: a KV group holds 2 x 16 q rows + 16 k + 16 v rows of 64, and 32 o columns of 64: 6144
             // parameters; a channel a gate row, an up row and a down column of 64: 192; prunable 2 x (2 x 6144 + 96 x 192)
-            assertEquals(6144, masks.perGroup()[0]);
-            assertEquals(192, masks.perChannel()[0]);
+            assertEquals(6144, masks.units().get(0).perUnit());
+            assertEquals(192, masks.units().get(1).perUnit());
             assertEquals(61440, masks.prunable());
             // log_alpha: groups (-3, 2) and (0.5, 3); channels 1 + j/1000 in layer 0, 1.5 + j/1000 in layer 1
-            F32Tensors.copyInto(masks.heads()[0], new float[] {-3, 2});
-            F32Tensors.copyInto(masks.heads()[1], new float[] {0.5f, 3});
+            F32Tensors.copyInto(masks.logAlphas().get("layers.0.head_loga"), new float[] {-3, 2});
+            F32Tensors.copyInto(masks.logAlphas().get("layers.1.head_loga"), new float[] {0.5f, 3});
             float[] c0 = new float[96];
             float[] c1 = new float[96];
             for (int j = 0; j < 96; j++) {
                 c0[j] = 1 + j / 1000f;
                 c1[j] = 1.5f + j / 1000f;
             }
-            F32Tensors.copyInto(masks.channels()[0], c0);
-            F32Tensors.copyInto(masks.channels()[1], c1);
+            F32Tensors.copyInto(masks.logAlphas().get("layers.0.int_loga"), c0);
+            F32Tensors.copyInto(masks.logAlphas().get("layers.1.int_loga"), c1);
             // ratio 0.25 = 15360 parameters: group (0, 0) and group (1, 0) (12288), then the 16 lowest channels of
             // layer 0 (16 x 192 = 3072): exactly 15360
             double[][][] z = HardMasks.atRatio(masks, 2, 0.25);

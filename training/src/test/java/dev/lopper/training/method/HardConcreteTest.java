@@ -148,10 +148,10 @@ public class HardConcreteTest {
             long prunable = 0;
             for (int i = 0; i < 3; i++) {
                 LayerShape s = c.layer(i);
-                for (float a : masks.heads()[i].toFloatArray()) {
+                for (float a : masks.logAlphas().get("layers." + i + ".head_loga").toFloatArray()) {
                     expected += (1 - refCdf0(a)) * perGroup;
                 }
-                for (float a : masks.channels()[i].toFloatArray()) {
+                for (float a : masks.logAlphas().get("layers." + i + ".int_loga").toFloatArray()) {
                     expected += (1 - refCdf0(a)) * perChannel;
                 }
                 prunable += perGroup * s.numKvHeads() + perChannel * s.intermediateSize();
@@ -170,16 +170,16 @@ public class HardConcreteTest {
         RandomModels.write(dir, RandomModels.llama());
         try (ModelDir md = ModelDir.open(dir); L0Masks masks = L0Masks.create(md.config(), 0.01, 1, Device.cpu())) {
             for (int i = 0; i < md.config().numLayers(); i++) {
-                for (float a : masks.heads()[i].toFloatArray()) {
+                for (float a : masks.logAlphas().get("layers." + i + ".head_loga").toFloatArray()) {
                     assertEquals(10.0, a, 0.06); // N(10, 0.01): 6 sigma
                 }
-                for (float a : masks.channels()[i].toFloatArray()) {
+                for (float a : masks.logAlphas().get("layers." + i + ".int_loga").toFloatArray()) {
                     assertEquals(Math.log(0.99 / 0.01), a, 0.06);
                 }
             }
             assertEquals(0f, masks.lambda1().getFloat(0));
             masks.constrain();
-            for (float a : masks.heads()[0].toFloatArray()) {
+            for (float a : masks.logAlphas().get("layers.0.head_loga").toFloatArray()) {
                 assertEquals(Math.log(100), a, 1e-6, "constrain_parameters clamps to log(1e2)");
             }
         }
