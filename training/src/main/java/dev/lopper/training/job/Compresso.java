@@ -65,8 +65,8 @@ public final class Compresso {
         CompressoOptions d = CompressoOptions.defaults(r.prune().ratio(), r.steps());
         Map<String, String> m = r.prune().criterionOptions();
         double regLr = m.containsKey("reg-lr") ? Double.parseDouble(m.get("reg-lr")) : d.regLr();
-        TrainOptions train = CompressoOptions.train(r.steps(), t.microBatch(), t.accumulation(), t.seqLen(), t.learningRate(),
-                t.checkpointEvery(), t.seed());
+        TrainOptions train = d.train().withBatch(t.microBatch(), t.accumulation(), t.seqLen()).withLearningRate(t.learningRate())
+                .withEvery(1, t.checkpointEvery()).withSeed(t.seed());
         return new CompressoOptions(train, d.target(), regLr, d.droprateInit(), d.prepruningFraction(), d.warmupFraction(),
                 m.get("prompt"), r.lora());
     }

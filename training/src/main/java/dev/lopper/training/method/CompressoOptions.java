@@ -50,15 +50,13 @@ public record CompressoOptions(TrainOptions train, double target, double regLr, 
         return new LoraConfig(8, 8, 0, Set.of("q_proj", "v_proj"));
     }
 
-    /** The loop's options of a Compresso run: the given batch, rate, checkpoints and seed; the official clipping 1.0. */
-    public static TrainOptions train(int steps, int microBatch, int accumulation, int seqLen, double loraLr, int checkpointEvery, long seed) {
-        return new TrainOptions(steps, microBatch, accumulation, seqLen, loraLr, 0, 0, 1.0, 1, checkpointEvery, 0, seed);
-    }
-
-    /** The official settings for target sparsity {@code target} over {@code steps} steps of 1 window of 256 tokens. */
+    /**
+     * The official settings for target sparsity {@code target} over {@code steps} steps of 1 window of 256 tokens
+     * (the loop's options: gradient clipping 1.0, no weight decay, warm-up or early stop, validation every step).
+     */
     public static CompressoOptions defaults(double target, int steps) {
-        return new CompressoOptions(train(steps, 1, 1, 256, 5e-5, Math.max(1, steps / 10), 42), target, 0.1, 0.01, 1.0 / 8, 4.0 / 8,
-                null, officialLora());
+        TrainOptions train = new TrainOptions(steps, 1, 1, 256, 5e-5, 0, 0, 1.0, 1, Math.max(1, steps / 10), 0, 42);
+        return new CompressoOptions(train, target, 0.1, 0.01, 1.0 / 8, 4.0 / 8, null, officialLora());
     }
 
     /** Steps of LoRA-only training before the masks start: {@code round(steps x prepruningFraction)}. */

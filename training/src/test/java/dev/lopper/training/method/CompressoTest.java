@@ -1,6 +1,7 @@
 package dev.lopper.training.method;
 
 import dev.lopper.training.loop.Trainer;
+import dev.lopper.training.loop.TrainOptions;
 import dev.lopper.training.loop.TrainingData;
 
 import dev.lopper.training.job.Compresso;
@@ -220,7 +221,7 @@ public class CompressoTest {
 
     /** The official settings but for the batch (one window of {@code seqLen}), the rates, the schedule and the seed (3). */
     private static CompressoOptions options(int steps, int seqLen, double regLr, double prepruning, double warmup) {
-        return new CompressoOptions(CompressoOptions.train(steps, 1, 1, seqLen, 1e-3, 3, 3), 0.4, regLr, 0.01, prepruning, warmup, null,
+        return new CompressoOptions(new TrainOptions(steps, 1, 1, seqLen, 1e-3, 0, 0, 1.0, 1, 3, 0, 3), 0.4, regLr, 0.01, prepruning, warmup, null,
                 CompressoOptions.officialLora());
     }
 
