@@ -182,14 +182,10 @@ public final class PruneSchedule {
 
     /** The layers a plan leaves whole, e.g. "[0, 7]" ("none" when every layer lost something). */
     private static String keptWhole(PruningPlan plan, ModelConfig original) {
-        List<Integer> whole = new ArrayList<>();
-        List<LayerSelection> sel = plan.resolve(original);
-        for (LayerSelection s : sel) {
-            if (!s.removed() && s.keptKvGroups().length == original.layer(s.layer()).numKvHeads()
-                    && s.keptChannels().length == original.layer(s.layer()).intermediateSize()) {
-                whole.add(s.layer());
-            }
-        }
+        List<Integer> whole = plan.resolve(original).stream().filter(s -> !s.removed()
+                        && s.keptKvGroups().length == original.layer(s.layer()).numKvHeads()
+                        && s.keptChannels().length == original.layer(s.layer()).intermediateSize())
+                .map(LayerSelection::layer).toList();
         return whole.isEmpty() ? "none" : whole.toString();
     }
 
@@ -227,12 +223,13 @@ public final class PruneSchedule {
         double achieved = plan.result() == null ? 0 : plan.result().achievedRatio();
         progress.message(String.format(Locale.ROOT, "step %d/%d: ratio %.4f (target %s), %,d parameters", k, n, achieved,
                 phase.pruneTo() == null ? "-" : String.format(Locale.ROOT, "%.4f", phase.pruneTo()), params));
-        curve.add(new Trainer.Point(trained, null, null, 0, params, Map.of("prune_step", (double) k, "ratio", achieved)));
+        Trainer.Point mark = new Trainer.Point(trained, null, null, 0, params, Map.of("prune_step", (double) k, "ratio", achieved));
+        curve.add(mark);
         if (phase.trainSteps() > 0) {
             if (r.data() == null) {
                 throw new IllegalArgumentException("--method " + method.name() + " trains between prune steps: give --train-data FILE");
             }
-            FullModel merged = train(r, method, phase, k, n, dir, current, originalDir, trained, curve, params, achieved, onStart);
+            FullModel merged = train(r, method, phase, k, n, dir, current, originalDir, mark, curve, onStart);
             current.close();
             current = merged;
         }
@@ -243,17 +240,19 @@ public final class PruneSchedule {
 
     private static StepContext context(int k, FullModel current, ModelDir originalDir, ScheduleRequest r) {
         return new StepContext(k, current.config(), current.source(), originalDir.tokenizer(), originalDir.config(), r.prune().device(),
-                r.prune().seed(), r.prune().progress());
+                r.prune().progress());
     }
 
     /**
      * Step {@code k}'s LoRA phase on the current model (in memory), checkpoints in the step's folder; returns the
      * model with the adapters merged (fp32: the next step scores and trains on it, and a bf16 merge would round the
-     * update away) and adds the phase's rows to {@code curve}.
+     * update away) and adds the phase's rows to {@code curve}, numbered on from the step's prune row {@code mark} and
+     * with its parameters and metrics.
      */
     private FullModel train(ScheduleRequest r, ScheduleMethod method, Phase phase, int k, int n, Path dir, FullModel current,
-                            ModelDir originalDir, int offset, List<Trainer.Point> curve, long params, double achieved,
-                            Consumer<Trainer<?>> onStart) throws IOException {
+                            ModelDir originalDir, Trainer.Point mark, List<Trainer.Point> curve, Consumer<Trainer<?>> onStart)
+            throws IOException {
+        int offset = mark.step();
         Path checkpoints = dir.resolve("checkpoints");
         if (method.observesTraining() && Files.exists(checkpoints)) {
             // what the method learned in the interrupted phase is not in the checkpoint: the phase restarts
@@ -287,8 +286,7 @@ public final class PruneSchedule {
             TrainingInterrupted.ifStopped(result, checkpoints);
             for (Trainer.Point pt : result.history()) {
                 if (pt.trainLoss() != null || pt.valLoss() != null) {
-                    curve.add(new Trainer.Point(offset + pt.step(), pt.trainLoss(), pt.valLoss(), pt.lr(), params,
-                            Map.of("prune_step", (double) k, "ratio", achieved)));
+                    curve.add(new Trainer.Point(offset + pt.step(), pt.trainLoss(), pt.valLoss(), pt.lr(), mark.params(), mark.metrics()));
                 }
             }
             try (NDManager m = NDManager.newBaseManager(r.prune().device())) {
