@@ -150,15 +150,12 @@ public final class PruneSchedule {
             JobDir job = JobDir.open(out, "schedule", requestJson(r, method), r.prune().overwrite(), r.prune().model(), r.data(), r.val(),
                     r.prune().calibration());
             ModelConfig original = originalDir.config();
-            State st = new State(null, PruningPlan.empty().withModelHash(ModelHash.of(r.prune().model())), new ArrayList<>(), 0);
-            if (job.resumed()) {
-                st = restore(job, method, st, r);
-                if (st.done > 0) {
-                    progress.message(String.format(Locale.ROOT, "resuming after step %d of %d (%s)", st.done, phases.size(), job.dir()));
-                }
-            }
-            if (st.current == null) {
-                st = new State(FullModel.load(original, originalDir.checkpoint(), r.prune().device()), st.plan, st.curve, st.done);
+            State st = job.resumed() ? restore(job, method, r) : null;
+            if (st != null) {
+                progress.message(String.format(Locale.ROOT, "resuming after step %d of %d (%s)", st.done, phases.size(), job.dir()));
+            } else {
+                st = new State(FullModel.load(original, originalDir.checkpoint(), r.prune().device()),
+                        PruningPlan.empty().withModelHash(ModelHash.of(r.prune().model())), new ArrayList<>(), 0);
             }
             int resumedAfter = st.done;
             try {
@@ -314,7 +311,7 @@ public final class PruneSchedule {
     }
 
     /** The last finished step's state, its model loaded back into memory (null when no step finished). */
-    private static State restore(JobDir job, ScheduleMethod method, State fresh, ScheduleRequest r) throws IOException {
+    private static State restore(JobDir job, ScheduleMethod method, ScheduleRequest r) throws IOException {
         Path steps = job.resolve("steps");
         Path last = null;
         if (Files.isDirectory(steps)) {
@@ -323,7 +320,7 @@ public final class PruneSchedule {
             }
         }
         if (last == null) {
-            return fresh;
+            return null;
         }
         JsonNode d = JSON.readTree(last.resolve("done.json").toFile());
         PruningPlan plan = PruningPlan.parse(d.get("plan"), last.resolve("done.json"));
