@@ -17,6 +17,7 @@ import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.IntBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -234,11 +235,11 @@ public final class TeacherCache implements AutoCloseable {
             }
             TeacherCache c = new TeacherCache(dir, ch, t, k, n);
             for (int w = 0; w < windows.length; w++) {
-                int[] ids = c.ids(w);
+                IntBuffer ids = c.readRecords(w, 1, t * 4L).asIntBuffer(); // a record's first section: the window's tokens
                 for (int i = 0; i < t; i++) {
-                    if (ids[i] != windows[w][i]) {
+                    if (ids.get(i) != windows[w][i]) {
                         throw new IllegalArgumentException(where + "window " + w + " holds other tokens than this run's (token " + i + ": "
-                                + ids[i] + ", expected " + windows[w][i] + "); the cache was built for other training data, "
+                                + ids.get(i) + ", expected " + windows[w][i] + "); the cache was built for other training data, "
                                 + "--seed or --train-seq-len: give another --teacher-cache directory");
                     }
                 }
@@ -259,14 +260,7 @@ public final class TeacherCache implements AutoCloseable {
         }
     }
 
-    /** The token ids of window {@code w}. */
-    private int[] ids(int w) {
-        ByteBuffer b = readRecords(w, 1, seqLen * 4L);
-        int[] out = new int[seqLen];
-        b.asIntBuffer().get(out);
-        return out;
-    }
-
+    /** The first {@code bytesEach} bytes of records {@code first .. first + n - 1}, one after the other (little-endian). */
     private ByteBuffer readRecords(long first, int n, long bytesEach) {
         long record = seqLen * bytesPerToken(k);
         ByteBuffer all = ByteBuffer.allocate((int) (n * bytesEach)).order(ByteOrder.LITTLE_ENDIAN);
