@@ -75,7 +75,6 @@ public final class TeacherForward implements AutoCloseable {
         ModelConfig c = dir.config();
         java.util.List<NDArray> hidden = new java.util.ArrayList<>();
         int last = logits ? c.numLayers() : (keep.length == 0 ? 0 : keep[keep.length - 1] + 1);
-        int next = 0;
         boolean hKept = false;
         TensorSource source = dir.checkpoint();
         long b = ids.getShape().get(0);
@@ -95,10 +94,9 @@ public final class TeacherForward implements AutoCloseable {
                     h.close();
                 }
                 h = out;
-                hKept = next < keep.length && keep[next] == i;
+                hKept = java.util.Arrays.binarySearch(keep, i) >= 0; // keep is ascending
                 if (hKept) {
                     hidden.add(out); // owned by scope, returned
-                    next++;
                 }
             }
         }
