@@ -82,9 +82,7 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
     }
 
     private void checkComplete() {
-        for (String n : List.of(WeightNames.EMBED, WeightNames.FINAL_NORM)) {
-            require(n);
-        }
+        List.of(WeightNames.EMBED, WeightNames.FINAL_NORM).forEach(this::require);
         for (int i = 0; i < config.numLayers(); i++) {
             LayerSpec spec = LayerSpec.of(config, i);
             spec.params().forEach((p, shape) -> {
