@@ -163,10 +163,9 @@ public final class PruneSchedule {
                     st = step(r, method, phases.get(k - 1), k, phases.size(), job, originalDir, st, onStart);
                 }
                 Curve.write(st.curve, job.dir(), "lopper prune " + method.name() + " " + r.prune().model().getFileName());
-                PruningPlan plan = st.plan.result() != null ? st.plan
+                PruningPlan composed = st.plan.result() != null ? st.plan
                         : st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
-                PruningPlan composed = plan;
-                plan = AskedRatio.record(plan, r.prune().ratio(), original, () -> String.format(Locale.ROOT,
+                PruningPlan plan = AskedRatio.record(composed, r.prune().ratio(), original, () -> String.format(Locale.ROOT,
                         "the allocation's counts (%s), layers kept whole: %s", composed.allocation(), keptWhole(composed, original)), progress);
                 writeFinal(st.current, originalDir, out, plan, phases, OutputDtype.resolve(r.outputType(), originalDir, progress));
                 job.finish();
