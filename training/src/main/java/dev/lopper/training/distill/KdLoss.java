@@ -65,11 +65,9 @@ public final class KdLoss implements LossTerm {
     /** Runs the teacher for the micro-batch before the student's pass (its arrays live in the batch's scope). */
     @Override
     public void prepare(MicroBatch b) {
-        preparedFor = null;
-        prepared = null;
-        TeacherForward.Output t = teacher(b.scope(), b);
+        preparedFor = null; // until the teacher's pass has succeeded
+        prepared = teacher(b.scope(), b);
         preparedFor = b;
-        prepared = t;
     }
 
     /** What the teacher must give for {@code b}: logits (no cache) and the compared layers' outputs; null if nothing. */

@@ -17,6 +17,7 @@ import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.IntBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -76,9 +77,17 @@ public final class TeacherCache implements AutoCloseable {
         this.windows = windows;
     }
 
+    /**
+     * The one layout, written by {@link #build} and read by {@link #read}: the bytes a token takes in each section
+     * of a record, in file order: its id (int32), k ids (int32), k log-probabilities (fp16), the tail (fp32).
+     */
+    private static int[] sectionBytes(int k) {
+        return new int[] {4, 4 * k, 2 * k, 4};
+    }
+
     /** Bytes a cached token takes: its id, k ids and k fp16 log-probabilities, the fp32 tail. */
     public static long bytesPerToken(int k) {
-        return 4L + 4L * k + 2L * k + 4L;
+        return java.util.Arrays.stream(sectionBytes(k)).asLongStream().sum();
     }
 
     /** Windows the cache holds. */
@@ -129,18 +138,16 @@ public final class TeacherCache implements AutoCloseable {
                         for (int i = 0; i < n; i++) {
                             System.arraycopy(windows[first + i], 0, flat, i * t, t);
                         }
-                        NDList top = KdLoss.topK(teacher.run(m, m.create(flat, new Shape(n, t)), new int[0], true).logits(), k, d.temperature());
-                        byte[] ids = top.get(0).toType(DataType.INT32, false).toByteArray();
-                        byte[] logp = top.get(1).toType(DataType.FLOAT16, false).toByteArray();
-                        byte[] tail = top.get(2).toType(DataType.FLOAT32, false).toByteArray();
+                        NDArray tokens = m.create(flat, new Shape(n, t));
+                        NDList top = KdLoss.topK(teacher.run(m, tokens, new int[0], true).logits(), k, d.temperature());
+                        byte[][] sections = {tokens.toType(DataType.INT32, false).toByteArray(), top.get(0).toType(DataType.INT32, false).toByteArray(),
+                            top.get(1).toType(DataType.FLOAT16, false).toByteArray(), top.get(2).toType(DataType.FLOAT32, false).toByteArray()};
                         for (int i = 0; i < n; i++) {
-                            ByteBuffer rec = ByteBuffer.allocate((int) (t * bytesPerToken(k))).order(ByteOrder.LITTLE_ENDIAN);
-                            for (long id : windows[first + i]) {
-                                rec.putInt((int) id);
+                            ByteBuffer rec = ByteBuffer.allocate((int) (t * bytesPerToken(k)));
+                            for (int sec = 0; sec < sections.length; sec++) {
+                                int len = t * sectionBytes(k)[sec];
+                                rec.put(sections[sec], i * len, len);
                             }
-                            rec.put(ids, i * t * k * 4, t * k * 4);
-                            rec.put(logp, i * t * k * 2, t * k * 2);
-                            rec.put(tail, i * t * 4, t * 4);
                             rec.flip();
                             sha.update(rec.duplicate());
                             while (rec.hasRemaining()) {
@@ -228,11 +235,11 @@ public final class TeacherCache implements AutoCloseable {
             }
             TeacherCache c = new TeacherCache(dir, ch, t, k, n);
             for (int w = 0; w < windows.length; w++) {
-                int[] ids = c.ids(w);
+                IntBuffer ids = c.readRecords(w, 1, t * 4L).asIntBuffer(); // a record's first section: the window's tokens
                 for (int i = 0; i < t; i++) {
-                    if (ids[i] != windows[w][i]) {
+                    if (ids.get(i) != windows[w][i]) {
                         throw new IllegalArgumentException(where + "window " + w + " holds other tokens than this run's (token " + i + ": "
-                                + ids[i] + ", expected " + windows[w][i] + "); the cache was built for other training data, "
+                                + ids.get(i) + ", expected " + windows[w][i] + "); the cache was built for other training data, "
                                 + "--seed or --train-seq-len: give another --teacher-cache directory");
                     }
                 }
@@ -253,14 +260,7 @@ public final class TeacherCache implements AutoCloseable {
         }
     }
 
-    /** The token ids of window {@code w}. */
-    private int[] ids(int w) {
-        ByteBuffer b = readRecords(w, 1, seqLen * 4L);
-        int[] out = new int[seqLen];
-        b.asIntBuffer().get(out);
-        return out;
-    }
-
+    /** The first {@code bytesEach} bytes of records {@code first .. first + n - 1}, one after the other (little-endian). */
     private ByteBuffer readRecords(long first, int n, long bytesEach) {
         long record = seqLen * bytesPerToken(k);
         ByteBuffer all = ByteBuffer.allocate((int) (n * bytesEach)).order(ByteOrder.LITTLE_ENDIAN);
@@ -285,44 +285,35 @@ public final class TeacherCache implements AutoCloseable {
         if (first + n > windows) {
             throw new IllegalArgumentException("--teacher-cache " + dir + ": window " + (first + n - 1) + " asked, the cache holds " + windows);
         }
+        if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) { // the sections are copied as they are stored
+            throw new UnsupportedOperationException("teacher caches are read on little-endian machines only");
+        }
         long record = seqLen * bytesPerToken(k);
         ByteBuffer all = readRecords(first, n, record);
-        int ids = seqLen * 4;
-        int topIds = seqLen * k * 4;
-        int logp = seqLen * k * 2;
-        int tail = seqLen * 4;
-        ByteBuffer bIds = ByteBuffer.allocateDirect(n * topIds).order(ByteOrder.nativeOrder());
-        ByteBuffer bLogp = ByteBuffer.allocateDirect(n * logp).order(ByteOrder.nativeOrder());
-        ByteBuffer bTail = ByteBuffer.allocateDirect(n * tail).order(ByteOrder.nativeOrder());
-        for (int i = 0; i < n; i++) {
-            int at = (int) (i * record) + ids;
-            copy(all, at, topIds, bIds);
-            copy(all, at + topIds, logp, bLogp);
-            copy(all, at + topIds + logp, tail, bTail);
+        int[] widths = sectionBytes(k);
+        ByteBuffer[] sections = new ByteBuffer[widths.length]; // [0], the token ids, was checked by open
+        for (int sec = 1; sec < widths.length; sec++) {
+            sections[sec] = ByteBuffer.allocateDirect(n * seqLen * widths[sec]).order(ByteOrder.nativeOrder());
         }
-        bIds.flip();
-        bLogp.flip();
-        bTail.flip();
+        for (int i = 0; i < n; i++) {
+            int at = (int) (i * record) + seqLen * widths[0];
+            for (int sec = 1; sec < widths.length; sec++) {
+                sections[sec].put(all.slice(at, seqLen * widths[sec]));
+                at += seqLen * widths[sec];
+            }
+        }
         // each is converted (or duplicated) into libtorch-owned storage: a tensor over a Java buffer dies with it
         NDArray idx;
         NDArray lp;
         NDArray tl;
-        try (NDArray i32 = m.create(bIds, new Shape(n, seqLen, k), DataType.INT32);
-             NDArray f16 = m.create(bLogp, new Shape(n, seqLen, k), DataType.FLOAT16);
-             NDArray f32 = m.create(bTail, new Shape(n, seqLen), DataType.FLOAT32)) {
+        try (NDArray i32 = m.create(sections[1].flip(), new Shape(n, seqLen, k), DataType.INT32);
+             NDArray f16 = m.create(sections[2].flip(), new Shape(n, seqLen, k), DataType.FLOAT16);
+             NDArray f32 = m.create(sections[3].flip(), new Shape(n, seqLen), DataType.FLOAT32)) {
             idx = i32.toType(DataType.INT64, true);
             lp = f16.toType(DataType.FLOAT32, true);
             tl = f32.duplicate();
         }
         return new TopK(idx, lp, tl);
-    }
-
-    /** Copies {@code len} little-endian bytes at {@code at} of {@code src} into {@code dst} in native order (same width). */
-    private static void copy(ByteBuffer src, int at, int len, ByteBuffer dst) {
-        if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
-            throw new UnsupportedOperationException("teacher caches are read on little-endian machines only");
-        }
-        dst.put(src.slice(at, len));
     }
 
     private static MessageDigest sha256() {

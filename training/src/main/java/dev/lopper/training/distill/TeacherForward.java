@@ -13,6 +13,7 @@ import dev.lopper.model.WeightNames;
 import dev.lopper.model.config.ModelConfig;
 import dev.lopper.model.io.TensorSource;
 import dev.lopper.pruning.plan.ModelHash;
+import dev.lopper.training.loop.F32Tensors;
 
 import java.nio.file.Path;
 
@@ -75,7 +76,6 @@ public final class TeacherForward implements AutoCloseable {
         ModelConfig c = dir.config();
         java.util.List<NDArray> hidden = new java.util.ArrayList<>();
         int last = logits ? c.numLayers() : (keep.length == 0 ? 0 : keep[keep.length - 1] + 1);
-        int next = 0;
         boolean hKept = false;
         TensorSource source = dir.checkpoint();
         long b = ids.getShape().get(0);
@@ -88,17 +88,16 @@ public final class TeacherForward implements AutoCloseable {
                 LayerWeights w = LayerWeights.load(source, c, i, layer);
                 NDList rope = new Rope(c).tables(layer, 0, t);
                 NDArray mask = Masks.causal(layer, t, c.slidingWindow(), null);
-                NDArray in = h.stopGradient();
-                in.attach(layer);
-                NDArray out = keep(Decoder.layer(w, in, rope.get(0), rope.get(1), mask, c.rmsNormEps(), c.headDim(), LayerHooks.NONE), scope);
+                NDArray in = F32Tensors.alias(h, layer);
+                NDArray out = F32Tensors.keep(Decoder.layer(w, in, rope.get(0), rope.get(1), mask, c.rmsNormEps(), c.headDim(),
+                        LayerHooks.NONE), scope);
                 if (!hKept) {
                     h.close();
                 }
                 h = out;
-                hKept = next < keep.length && keep[next] == i;
+                hKept = java.util.Arrays.binarySearch(keep, i) >= 0; // keep is ascending
                 if (hKept) {
                     hidden.add(out); // owned by scope, returned
-                    next++;
                 }
             }
         }
@@ -107,21 +106,14 @@ public final class TeacherForward implements AutoCloseable {
             try (NDManager head = scope.newSubManager()) {
                 NDArray norm = source.load(WeightNames.FINAL_NORM, head);
                 NDArray lmHead = source.load(WeightNames.head(c, source), head);
-                NDArray in = h.stopGradient();
-                in.attach(head);
-                out = keep(Decoder.linear(Decoder.rmsNorm(in, norm, c.rmsNormEps()), lmHead, null), scope);
+                NDArray in = F32Tensors.alias(h, head);
+                out = F32Tensors.keep(Decoder.linear(Decoder.rmsNorm(in, norm, c.rmsNormEps()), lmHead, null), scope);
             }
         }
         if (!hKept) {
             h.close();
         }
         return new Output(out, hidden);
-    }
-
-    private static NDArray keep(NDArray a, NDManager into) {
-        NDArray c = a.duplicate();
-        c.attach(into);
-        return c;
     }
 
     @Override

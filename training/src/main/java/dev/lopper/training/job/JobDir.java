@@ -18,6 +18,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
@@ -171,8 +172,7 @@ public record JobDir(Path out, Path dir, boolean resumed) {
     /** Whether the job folder holds anything a resume would continue from. */
     private static boolean hasProgress(Path dir) throws IOException {
         try (Stream<Path> s = Files.walk(dir)) {
-            return s.anyMatch(p -> p.getFileName().toString().equals(Checkpoints.STATE) || p.getFileName().toString().equals("done.json")
-                    || p.getFileName().toString().equals("config.json"));
+            return s.anyMatch(p -> Set.of(Checkpoints.STATE, "done.json", "config.json").contains(p.getFileName().toString()));
         }
     }
 

@@ -40,7 +40,7 @@ import java.util.function.Consumer;
  * <pre>{@code
  * PruneRequest prune = PruneRequest.builder(model).criterion("flap").ratio(0.2).calibration(text).out(out).build();
  * PruneAndRecover.Request r = new PruneAndRecover.Request(prune, new Recovery.Settings(null, null, LoraConfig.defaults(),
- *         TrainOptions.defaults(100), 0.05, 16, DataType.FLOAT32));
+ *         TrainOptions.defaults(100), 0.05, 16, DataType.FLOAT32, false, null, false));
  * PruneAndRecover.check(r);                      // bad combinations fail here, before any work
  * PruneAndRecover.Outcome o = PruneAndRecover.run(r, Trainer.Listener.NONE, trainer -> { });
  * }</pre>

@@ -150,15 +150,12 @@ public final class PruneSchedule {
             JobDir job = JobDir.open(out, "schedule", requestJson(r, method), r.prune().overwrite(), r.prune().model(), r.data(), r.val(),
                     r.prune().calibration());
             ModelConfig original = originalDir.config();
-            State st = new State(null, PruningPlan.empty().withModelHash(ModelHash.of(r.prune().model())), new ArrayList<>(), 0);
-            if (job.resumed()) {
-                st = restore(job, method, st, r);
-                if (st.done > 0) {
-                    progress.message(String.format(Locale.ROOT, "resuming after step %d of %d (%s)", st.done, phases.size(), job.dir()));
-                }
-            }
-            if (st.current == null) {
-                st = new State(FullModel.load(original, originalDir.checkpoint(), r.prune().device()), st.plan, st.curve, st.done);
+            State st = job.resumed() ? restore(job, method, r) : null;
+            if (st != null) {
+                progress.message(String.format(Locale.ROOT, "resuming after step %d of %d (%s)", st.done, phases.size(), job.dir()));
+            } else {
+                st = new State(FullModel.load(original, originalDir.checkpoint(), r.prune().device()),
+                        PruningPlan.empty().withModelHash(ModelHash.of(r.prune().model())), new ArrayList<>(), 0);
             }
             int resumedAfter = st.done;
             try {
@@ -166,10 +163,9 @@ public final class PruneSchedule {
                     st = step(r, method, phases.get(k - 1), k, phases.size(), job, originalDir, st, onStart);
                 }
                 Curve.write(st.curve, job.dir(), "lopper prune " + method.name() + " " + r.prune().model().getFileName());
-                PruningPlan plan = st.plan.result() != null ? st.plan
+                PruningPlan composed = st.plan.result() != null ? st.plan
                         : st.plan.withResult(Allocation.result(original, st.plan.resolve(original), true, true, false, 0, 0));
-                PruningPlan composed = plan;
-                plan = AskedRatio.record(plan, r.prune().ratio(), original, () -> String.format(Locale.ROOT,
+                PruningPlan plan = AskedRatio.record(composed, r.prune().ratio(), original, () -> String.format(Locale.ROOT,
                         "the allocation's counts (%s), layers kept whole: %s", composed.allocation(), keptWhole(composed, original)), progress);
                 writeFinal(st.current, originalDir, out, plan, phases, OutputDtype.resolve(r.outputType(), originalDir, progress));
                 job.finish();
@@ -182,14 +178,10 @@ public final class PruneSchedule {
 
     /** The layers a plan leaves whole, e.g. "[0, 7]" ("none" when every layer lost something). */
     private static String keptWhole(PruningPlan plan, ModelConfig original) {
-        List<Integer> whole = new ArrayList<>();
-        List<LayerSelection> sel = plan.resolve(original);
-        for (LayerSelection s : sel) {
-            if (!s.removed() && s.keptKvGroups().length == original.layer(s.layer()).numKvHeads()
-                    && s.keptChannels().length == original.layer(s.layer()).intermediateSize()) {
-                whole.add(s.layer());
-            }
-        }
+        List<Integer> whole = plan.resolve(original).stream().filter(s -> !s.removed()
+                        && s.keptKvGroups().length == original.layer(s.layer()).numKvHeads()
+                        && s.keptChannels().length == original.layer(s.layer()).intermediateSize())
+                .map(LayerSelection::layer).toList();
         return whole.isEmpty() ? "none" : whole.toString();
     }
 
@@ -227,12 +219,13 @@ public final class PruneSchedule {
         double achieved = plan.result() == null ? 0 : plan.result().achievedRatio();
         progress.message(String.format(Locale.ROOT, "step %d/%d: ratio %.4f (target %s), %,d parameters", k, n, achieved,
                 phase.pruneTo() == null ? "-" : String.format(Locale.ROOT, "%.4f", phase.pruneTo()), params));
-        curve.add(new Trainer.Point(trained, null, null, 0, params, Map.of("prune_step", (double) k, "ratio", achieved)));
+        Trainer.Point mark = new Trainer.Point(trained, null, null, 0, params, Map.of("prune_step", (double) k, "ratio", achieved));
+        curve.add(mark);
         if (phase.trainSteps() > 0) {
             if (r.data() == null) {
                 throw new IllegalArgumentException("--method " + method.name() + " trains between prune steps: give --train-data FILE");
             }
-            FullModel merged = train(r, method, phase, k, n, dir, current, originalDir, trained, curve, params, achieved, onStart);
+            FullModel merged = train(r, method, phase, k, n, dir, current, originalDir, mark, curve, onStart);
             current.close();
             current = merged;
         }
@@ -243,17 +236,19 @@ public final class PruneSchedule {
 
     private static StepContext context(int k, FullModel current, ModelDir originalDir, ScheduleRequest r) {
         return new StepContext(k, current.config(), current.source(), originalDir.tokenizer(), originalDir.config(), r.prune().device(),
-                r.prune().seed(), r.prune().progress());
+                r.prune().progress());
     }
 
     /**
      * Step {@code k}'s LoRA phase on the current model (in memory), checkpoints in the step's folder; returns the
      * model with the adapters merged (fp32: the next step scores and trains on it, and a bf16 merge would round the
-     * update away) and adds the phase's rows to {@code curve}.
+     * update away) and adds the phase's rows to {@code curve}, numbered on from the step's prune row {@code mark} and
+     * with its parameters and metrics.
      */
     private FullModel train(ScheduleRequest r, ScheduleMethod method, Phase phase, int k, int n, Path dir, FullModel current,
-                            ModelDir originalDir, int offset, List<Trainer.Point> curve, long params, double achieved,
-                            Consumer<Trainer<?>> onStart) throws IOException {
+                            ModelDir originalDir, Trainer.Point mark, List<Trainer.Point> curve, Consumer<Trainer<?>> onStart)
+            throws IOException {
+        int offset = mark.step();
         Path checkpoints = dir.resolve("checkpoints");
         if (method.observesTraining() && Files.exists(checkpoints)) {
             // what the method learned in the interrupted phase is not in the checkpoint: the phase restarts
@@ -287,8 +282,7 @@ public final class PruneSchedule {
             TrainingInterrupted.ifStopped(result, checkpoints);
             for (Trainer.Point pt : result.history()) {
                 if (pt.trainLoss() != null || pt.valLoss() != null) {
-                    curve.add(new Trainer.Point(offset + pt.step(), pt.trainLoss(), pt.valLoss(), pt.lr(), params,
-                            Map.of("prune_step", (double) k, "ratio", achieved)));
+                    curve.add(new Trainer.Point(offset + pt.step(), pt.trainLoss(), pt.valLoss(), pt.lr(), mark.params(), mark.metrics()));
                 }
             }
             try (NDManager m = NDManager.newBaseManager(r.prune().device())) {
@@ -316,7 +310,7 @@ public final class PruneSchedule {
     }
 
     /** The last finished step's state, its model loaded back into memory (null when no step finished). */
-    private static State restore(JobDir job, ScheduleMethod method, State fresh, ScheduleRequest r) throws IOException {
+    private static State restore(JobDir job, ScheduleMethod method, ScheduleRequest r) throws IOException {
         Path steps = job.resolve("steps");
         Path last = null;
         if (Files.isDirectory(steps)) {
@@ -325,7 +319,7 @@ public final class PruneSchedule {
             }
         }
         if (last == null) {
-            return fresh;
+            return null;
         }
         JsonNode d = JSON.readTree(last.resolve("done.json").toFile());
         PruningPlan plan = PruningPlan.parse(d.get("plan"), last.resolve("done.json"));

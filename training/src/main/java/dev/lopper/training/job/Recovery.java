@@ -49,7 +49,7 @@ import java.util.function.UnaryOperator;
  *
  * <pre>{@code
  * Recovery.Request r = new Recovery.Request(pruned, out, Device.cpu(), false, new Recovery.Settings(data, null,
- *         LoraConfig.defaults(), TrainOptions.defaults(200), 0.05, 16, DataType.FLOAT32));
+ *         LoraConfig.defaults(), TrainOptions.defaults(200), 0.05, 16, DataType.FLOAT32, false, null, false));
  * Recovery.Outcome o = Recovery.run(r, Trainer.Listener.NONE, trainer -> { });
  * }</pre>
  */
@@ -70,11 +70,6 @@ public final class Recovery {
      */
     public record Settings(Path data, Path val, LoraConfig lora, TrainOptions options, double valFraction, int valWindows,
                            DataType mergedType, boolean stream, Distillation distill, boolean full) {
-        /** LoRA recovery on the causal-LM loss (no teacher), the whole model in memory. */
-        public Settings(Path data, Path val, LoraConfig lora, TrainOptions options, double valFraction, int valWindows, DataType mergedType) {
-            this(data, val, lora, options, valFraction, valWindows, mergedType, false, null, false);
-        }
-
         public Settings {
             if (full && stream) {
                 throw new IllegalArgumentException("--full trains every weight in memory; --stream streams a frozen model's layers for LoRA: give one of them");

@@ -119,12 +119,7 @@ public final class ScheduleMethods {
     /** adapt-pruner's own options and every option of the criteria it can run within layers ({@code criterion}). */
     private static Set<String> adaptPrunerOptions() {
         Set<String> s = new TreeSet<>(Set.of("step-ratio", "criterion"));
-        for (String c : Criteria.names()) {
-            Set<String> o = Criteria.options(c);
-            if (o != null) {
-                s.addAll(o);
-            }
-        }
+        Criteria.names().stream().map(Criteria::options).filter(java.util.Objects::nonNull).forEach(s::addAll);
         return Set.copyOf(s);
     }
 }

@@ -11,7 +11,7 @@ import java.nio.file.Path;
  *
  * <pre>{@code
  * ScheduleRequest r = new ScheduleRequest(PruneRequest.builder(model).criterion("magnitude").ratio(0.5).out(out).build(),
- *         4, 10, null, data, null, LoraConfig.defaults(), TrainOptions.defaults(10), 4);
+ *         4, 10, null, data, null, LoraConfig.defaults(), TrainOptions.defaults(10), 4, 0.05, null);
  * }</pre>
  *
  * @param prune the prune settings: model, {@code criterion} (a criterion for {@code --iterative}, or a method
@@ -31,15 +31,6 @@ import java.nio.file.Path;
 public record ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
                               LoraConfig lora, TrainOptions train, int valWindows, double valFraction,
                               ai.djl.ndarray.types.DataType outputType) {
-    /**
-     * A request holding out 5% of {@code data} for validation when {@code val} is null, writing the final model in the
-     * input model's dtype ({@link OutputDtype}).
-     */
-    public ScheduleRequest(PruneRequest prune, Integer iterations, int trainStepsPerStep, Integer steps, Path data, Path val,
-                           LoraConfig lora, TrainOptions train, int valWindows) {
-        this(prune, iterations, trainStepsPerStep, steps, data, val, lora, train, valWindows, 0.05, null);
-    }
-
     public ScheduleRequest {
         if (val == null && !(valFraction > 0 && valFraction < 1)) {
             throw new IllegalArgumentException("--val-fraction " + valFraction + ": expected a value in (0, 1)");

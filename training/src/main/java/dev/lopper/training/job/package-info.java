@@ -9,7 +9,7 @@
  *
  * <pre>{@code
  * Recovery.Outcome o = Recovery.run(new Recovery.Request(pruned, out, Device.cpu(), false, new Recovery.Settings(data, null,
- *         LoraConfig.defaults(), TrainOptions.defaults(200), 0.05, 16, DataType.FLOAT32)), Trainer.Listener.NONE, t -> { });
+ *         LoraConfig.defaults(), TrainOptions.defaults(200), 0.05, 16, DataType.FLOAT32, false, null, false)), Trainer.Listener.NONE, t -> { });
  * PruneSchedule.Result s = new PruneSchedule().run(scheduleRequest);        // lopper prune --method lora-prune ...
  * }</pre>
  */

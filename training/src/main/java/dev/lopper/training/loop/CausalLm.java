@@ -38,7 +38,6 @@ public final class CausalLm {
      */
     public static NDArray logits(LlamaModel model, NDManager scope, NDArray ids, ProjectionHook hook,
                                  java.util.function.IntConsumer beforeLayer, int[] keep, java.util.List<NDArray> hidden) {
-        int next = 0;
         int t = (int) ids.getShape().get(1);
         NDList rope = model.ropeTables(scope, t);
         NDArray mask = model.mask(scope, t, null);
@@ -48,9 +47,8 @@ public final class CausalLm {
             beforeLayer.accept(i);
             h = Decoder.layer(model.layerWeights(i), h, rope.get(0), rope.get(1), mask, c.rmsNormEps(), c.headDim(),
                     LayerHooks.NONE, null, hook);
-            if (next < keep.length && keep[next] == i) {
+            if (java.util.Arrays.binarySearch(keep, i) >= 0) { // keep is ascending
                 hidden.add(h);
-                next++;
             }
         }
         return model.head(h);

@@ -19,7 +19,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
-import java.util.function.Supplier;
 import java.util.stream.Stream;
 
 /**
@@ -80,13 +79,13 @@ public final class Checkpoints {
     }
 
     /**
-     * Puts checkpoint {@code dir} back: checks the options, restores the trainee's tensors (and shape), then the
-     * optimizers ({@code optimizers} builds them for the restored groups) and the method's state.
+     * Puts checkpoint {@code dir} back: checks the options against {@code now} (the run's {@link #comparable} options),
+     * restores the trainee's tensors (and shape), then the optimizers ({@code optimizers} builds them for the restored
+     * groups) and the method's state.
      */
-    static <T extends Trainee> State restore(Path dir, Supplier<JsonNode> options, T trainee, TrainingMethod<? super T> method,
+    static <T extends Trainee> State restore(Path dir, JsonNode now, T trainee, TrainingMethod<? super T> method,
                                              Consumer<Moments> optimizers) {
         State s = state(dir);
-        JsonNode now = options.get();
         if (!s.options().toString().equals(now.toString())) {
             throw new IllegalArgumentException(dir + ": this checkpoint was written with other options (" + s.options() + ", now "
                     + now + "); run with the same options to resume, or --overwrite to start over");

@@ -67,11 +67,26 @@ public final class F32Tensors {
         }
     }
 
-    /** Copies {@code data} into {@code target} in place (its storage stays the one libtorch allocated). */
+    /**
+     * {@code x}'s storage (no copy) as a tensor owned by {@code scope}, outside any autograd graph: every intermediate
+     * computed from it lands in scope.
+     */
+    public static NDArray alias(NDArray x, NDManager scope) {
+        NDArray a = x.stopGradient();
+        a.attach(scope);
+        return a;
+    }
+
+    /** A copy of {@code a} owned by {@code into}: it outlives the (sub)manager that computed it. */
+    public static NDArray keep(NDArray a, NDManager into) {
+        NDArray c = a.duplicate();
+        c.attach(into);
+        return c;
+    }
+
     /** An autograd leaf sharing {@code x}'s storage (no copy), owned by {@code scope}; after a backward its gradient is dL/dx. */
     public static NDArray leaf(NDArray x, NDManager scope) {
-        NDArray leaf = x.stopGradient();
-        leaf.attach(scope);
+        NDArray leaf = alias(x, scope);
         leaf.setRequiresGradient(true);
         return leaf;
     }
@@ -83,6 +98,7 @@ public final class F32Tensors {
         return out;
     }
 
+    /** Copies {@code data} into {@code target} in place (its storage stays the one libtorch allocated). */
     public static void copyInto(NDArray target, float[] data) {
         try (NDArray src = owned(target.getManager(), data, target.getShape())) {
             target.set(new ai.djl.ndarray.index.NDIndex(":"), src);

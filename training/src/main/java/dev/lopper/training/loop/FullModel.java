@@ -82,9 +82,7 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
     }
 
     private void checkComplete() {
-        for (String n : List.of(WeightNames.EMBED, WeightNames.FINAL_NORM)) {
-            require(n);
-        }
+        List.of(WeightNames.EMBED, WeightNames.FINAL_NORM).forEach(this::require);
         for (int i = 0; i < config.numLayers(); i++) {
             LayerSpec spec = LayerSpec.of(config, i);
             spec.params().forEach((p, shape) -> {
@@ -130,7 +128,6 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
      * layers {@code keep} (ascending) are added to {@code hidden}, in the autograd graph.
      */
     public NDArray logits(NDManager scope, NDArray ids, Map<String, NDArray> w, LayerTransform transform, int[] keep, List<NDArray> hidden) {
-        int next = 0;
         int t = (int) ids.getShape().get(1);
         NDList rope = new Rope(config).tables(scope, 0, t);
         NDArray mask = Masks.causal(scope, t, config.slidingWindow(), null);
@@ -139,9 +136,8 @@ public record FullModel(ModelConfig config, NDManager manager, Map<String, NDArr
         for (int i = 0; i < config.numLayers(); i++) {
             h = Decoder.layer(transform.apply(i, layer(i, w), scope), h, rope.get(0), rope.get(1), mask, config.rmsNormEps(),
                     config.headDim(), LayerHooks.NONE);
-            if (next < keep.length && keep[next] == i) {
+            if (java.util.Arrays.binarySearch(keep, i) >= 0) { // keep is ascending
                 hidden.add(h);
-                next++;
             }
         }
         NDArray head = w.containsKey(WeightNames.LM_HEAD) ? w.get(WeightNames.LM_HEAD) : w.get(WeightNames.EMBED); // tied

@@ -57,19 +57,19 @@ public record StreamedPass(ModelConfig config, TensorSource source, LossTerm ter
         NDArray dh;
         double loss;
         try (NDManager head = scope.newSubManager()) {
-            NDArray h = keep(inputs.get(n), head);
+            NDArray h = F32Tensors.keep(inputs.get(n), head);
             h.setRequiresGradient(true);
             try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
                 NDArray l = term.loss(head(head, h), b).mul(Scalars.of(head, b.factor())); // owned fp32 constant: MulBackward keeps it until gc.backward (Scalars)
                 loss = l.getFloat();
                 gc.backward(l);
             }
-            dh = keep(h.getGradient(), scope);
+            dh = F32Tensors.keep(h.getGradient(), scope);
         }
         for (int i = n - 1; i >= 0; i--) {
             try (NDManager layer = scope.newSubManager()) {
                 LayerWeights w = LayerWeights.load(source, config, i, layer);
-                NDArray x = keep(inputs.get(i), layer);
+                NDArray x = F32Tensors.keep(inputs.get(i), layer);
                 x.setRequiresGradient(true);
                 LoraHook hook = new LoraHook(lora, layer, true, true);
                 try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
@@ -85,7 +85,7 @@ public record StreamedPass(ModelConfig config, TensorSource source, LossTerm ter
                     }
                     k += 2;
                 }
-                NDArray below = keep(x.getGradient(), scope);
+                NDArray below = F32Tensors.keep(x.getGradient(), scope);
                 dh.close();
                 dh = below;
                 inputs.get(i + 1).close();
@@ -110,7 +110,7 @@ public record StreamedPass(ModelConfig config, TensorSource source, LossTerm ter
             try (NDManager layer = scope.newSubManager()) {
                 LayerWeights w = LayerWeights.load(source, config, i, layer);
                 LossPass.seedLayer(seed, i);
-                h.add(keep(layer(layer, w, h.get(i), new LoraHook(lora, layer, dropout, false)), scope));
+                h.add(F32Tensors.keep(layer(layer, w, h.get(i), new LoraHook(lora, layer, dropout, false)), scope));
             }
         }
         return h;
@@ -120,27 +120,14 @@ public record StreamedPass(ModelConfig config, TensorSource source, LossTerm ter
         int t = (int) x.getShape().get(1);
         NDList rope = new Rope(config).tables(m, 0, t);
         NDArray mask = Masks.causal(m, t, config.slidingWindow(), null);
-        NDArray in = x.getManager() == m ? x : alias(x, m);
+        NDArray in = x.getManager() == m ? x : F32Tensors.alias(x, m);
         return Decoder.layer(w, in, rope.get(0), rope.get(1), mask, config.rmsNormEps(), config.headDim(), LayerHooks.NONE, null, hook);
     }
 
     private NDArray head(NDManager m, NDArray h) {
         NDArray norm = source.load(WeightNames.FINAL_NORM, m);
         NDArray lmHead = source.load(WeightNames.head(config, source), m);
-        NDArray in = h.getManager() == m ? h : alias(h, m);
+        NDArray in = h.getManager() == m ? h : F32Tensors.alias(h, m);
         return Decoder.linear(Decoder.rmsNorm(in, norm, config.rmsNormEps()), lmHead, null);
-    }
-
-    /** A no-copy alias of {@code x} owned by {@code m}, so every intermediate computed from it lands in m. */
-    private static NDArray alias(NDArray x, NDManager m) {
-        NDArray a = x.stopGradient();
-        a.attach(m);
-        return a;
-    }
-
-    private static NDArray keep(NDArray a, NDManager into) {
-        NDArray c = a.duplicate();
-        c.attach(into);
-        return c;
     }
 }

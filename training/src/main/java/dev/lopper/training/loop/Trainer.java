@@ -129,7 +129,7 @@ public final class Trainer<T extends Trainee> {
         if (resume == null) {
             newOptimizers(null);
         } else { // the optimizers are made once, for the restored groups (their moments live as long as the trainee)
-            Checkpoints.State s = Checkpoints.restore(resume, this::comparable, trainee, method, this::newOptimizers);
+            Checkpoints.State s = Checkpoints.restore(resume, comparable(), trainee, method, this::newOptimizers);
             step = s.step();
             history.addAll(s.history());
             best = s.best();

@@ -44,10 +44,6 @@ public record LoraAdapters(ModelConfig model, LoraConfig config, NDManager manag
      * @param rows each logical projection's rows [from, to) of B (one entry, all rows, unless the module is fused)
      */
     public record Adapter(int layer, LoraModule module, long in, long out, Map<Param, long[]> rows, NDArray a, NDArray b) {
-        /** PEFT's tensor name prefix: {@code base_model.model.model.layers.3.self_attn.q_proj}. */
-        public String peftPrefix() {
-            return "base_model.model." + module.path(layer);
-        }
     }
 
     /** Fresh adapters (A Kaiming-uniform from {@code seed}, B zero) for every targeted module of every layer. */
@@ -117,8 +113,8 @@ public record LoraAdapters(ModelConfig model, LoraConfig config, NDManager manag
     public Map<String, NDArray> tensors() {
         Map<String, NDArray> t = new LinkedHashMap<>();
         for (Adapter a : adapters) {
-            t.put(a.peftPrefix() + ".lora_A.weight", a.a());
-            t.put(a.peftPrefix() + ".lora_B.weight", a.b());
+            t.put(a.module().peftPrefix(a.layer()) + ".lora_A.weight", a.a());
+            t.put(a.module().peftPrefix(a.layer()) + ".lora_B.weight", a.b());
         }
         return t;
     }

@@ -7,6 +7,7 @@ import ai.djl.ndarray.types.DataType;
 import dev.lopper.model.ProjectionHook;
 import dev.lopper.model.Scalars;
 import dev.lopper.model.layer.Param;
+import dev.lopper.training.loop.F32Tensors;
 
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -57,8 +58,7 @@ public final class LoraHook implements ProjectionHook {
     }
 
     private NDArray alias(NDArray x, boolean trainable) {
-        NDArray leaf = x.stopGradient(); // same storage, no copy
-        leaf.attach(scope);
+        NDArray leaf = F32Tensors.alias(x, scope); // same storage, no copy
         if (trainable) {
             leaf.setRequiresGradient(true);
         }

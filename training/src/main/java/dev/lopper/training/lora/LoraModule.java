@@ -55,8 +55,11 @@ public record LoraModule(String name, String block, List<Param> parts) {
                 .orElseThrow(() -> new IllegalArgumentException(p + " is not a projection")).name;
     }
 
-    /** The module path in the HF model: {@code model.layers.3.self_attn.q_proj}. */
-    public String path(int layer) {
-        return "model.layers." + layer + "." + block + "." + name;
+    /**
+     * PEFT's tensor name prefix for this module in {@code layer}: its path in the HF model under PEFT's wrapper,
+     * {@code base_model.model.model.layers.3.self_attn.q_proj}.
+     */
+    public String peftPrefix(int layer) {
+        return "base_model.model.model.layers." + layer + "." + block + "." + name;
     }
 }

@@ -10,10 +10,10 @@ import dev.lopper.model.ModelDir;
 import dev.lopper.model.io.ModelWriter;
 import dev.lopper.model.io.TensorMap;
 import dev.lopper.model.io.TensorSource;
-import dev.lopper.model.layer.Param;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -35,17 +35,31 @@ public final class Merge {
     /** The base weights with every adapted projection replaced by its merged fp32 weight (arrays in {@code manager}). */
     public static TensorMap merged(TensorSource base, LoraAdapters lora, NDManager manager) {
         TensorMap out = new TensorMap(base);
-        for (LoraAdapters.Adapter a : lora.adapters()) {
-            NDArray delta = copy(a.b(), manager).matMul(copy(a.a(), manager)).mul(lora.config().scale()); // [out, in]
-            for (Map.Entry<Param, long[]> e : a.rows().entrySet()) {
-                String name = e.getKey().tensorName(a.layer());
-                NDArray w = base.load(name, manager);
-                long[] r = e.getValue();
-                NDArray rows = r[0] == 0 && r[1] == a.out() ? delta : delta.get(new NDIndex("{}:{}", r[0], r[1]));
-                out.put(name, w.add(rows));
-            }
-        }
+        byTensor(lora).forEach((name, part) -> out.put(name, merged(base, name, part.getKey(), part.getValue(), lora.config(), manager)));
         return out;
+    }
+
+    /** Every adapted tensor's name, with its adapter and the rows of the adapter's output that go to it. */
+    private static Map<String, Map.Entry<LoraAdapters.Adapter, long[]>> byTensor(LoraAdapters lora) {
+        Map<String, Map.Entry<LoraAdapters.Adapter, long[]>> adapted = new LinkedHashMap<>();
+        for (LoraAdapters.Adapter a : lora.adapters()) {
+            a.rows().forEach((p, rows) -> adapted.put(p.tensorName(a.layer()), Map.entry(a, rows)));
+        }
+        return adapted;
+    }
+
+    /**
+     * W + (alpha / r) (B A)[rows] for tensor {@code name}, in {@code m}: B A multiplied where the adapters live, the
+     * rest on {@code m}'s device.
+     */
+    private static NDArray merged(TensorSource base, String name, LoraAdapters.Adapter a, long[] r, LoraConfig c, NDManager m) {
+        // the product moved to m; the adapters themselves are never attached to it (they stay the trainer's until
+        // LoraAdapters closes)
+        NDArray ba = a.b().matMul(a.a());
+        ba.attach(m);
+        NDArray delta = copy(ba, m).mul(c.scale()); // [out, in]
+        NDArray rows = r[0] == 0 && r[1] == a.out() ? delta : delta.get(new NDIndex("{}:{}", r[0], r[1]));
+        return base.load(name, m).add(rows);
     }
 
     /** A copy of {@code x} on {@code manager}'s device, owned by it (adapters may live on a GPU). */
@@ -74,20 +88,16 @@ public final class Merge {
                         "merged LoRA r=" + lora.config().rank() + " alpha=" + lora.config().alpha())));
     }
 
-    /** The base with each adapted projection's merged weight computed when loaded (the same operations as {@link #merged}). */
+    /** The base with each adapted projection's merged weight computed when loaded (on the CPU, one tensor at a time). */
     private static final class Lazy implements TensorSource {
         private final TensorSource base;
         private final LoraAdapters lora;
-        private final Map<String, Map.Entry<LoraAdapters.Adapter, long[]>> adapted = new java.util.HashMap<>();
+        private final Map<String, Map.Entry<LoraAdapters.Adapter, long[]>> adapted;
 
         Lazy(TensorSource base, LoraAdapters lora) {
             this.base = base;
             this.lora = lora;
-            for (LoraAdapters.Adapter a : lora.adapters()) {
-                for (Map.Entry<Param, long[]> e : a.rows().entrySet()) {
-                    adapted.put(e.getKey().tensorName(a.layer()), Map.entry(a, e.getValue()));
-                }
-            }
+            this.adapted = byTensor(lora);
         }
 
         @Override
@@ -111,17 +121,9 @@ public final class Merge {
             if (e == null) {
                 return base.load(name, manager, type);
             }
-            LoraAdapters.Adapter a = e.getKey();
-            long[] r = e.getValue();
             float[] merged;
-            try (NDManager tmp = NDManager.newBaseManager(ai.djl.Device.cpu())) {
-                // B A computed where the adapters live, the product moved to the scratch manager; the adapters
-                // themselves are never attached to it (they stay the trainer's until LoraAdapters closes)
-                NDArray ba = a.b().matMul(a.a());
-                ba.attach(tmp);
-                NDArray delta = copy(ba, tmp).mul(lora.config().scale()); // [out, in], on the CPU
-                NDArray rows = r[0] == 0 && r[1] == a.out() ? delta : delta.get(new NDIndex("{}:{}", r[0], r[1]));
-                merged = base.load(name, tmp).add(rows).toFloatArray();
+            try (NDManager tmp = NDManager.newBaseManager(ai.djl.Device.cpu())) { // on the CPU
+                merged = merged(base, name, e.getKey(), e.getValue(), lora.config(), tmp).toFloatArray();
             }
             // a fresh tensor libtorch owns (F32Tensors.owned): nothing of the scratch manager's memory is shared
             NDArray out = F32Tensors.owned(manager, merged, base.shape(name));

@@ -86,7 +86,7 @@ public final class PeftIo {
         LoraConfig c = new LoraConfig(json.path("r").asInt(), json.path("lora_alpha").asDouble(), json.path("lora_dropout").asDouble(0), targets);
         Map<String, F32Tensors.Loaded> tensors = F32Tensors.read(dir.resolve(WEIGHTS));
         return LoraAdapters.build(model, c, device, (layer, module, shapeA, shapeB, m) -> {
-            String prefix = "base_model.model." + module.path(layer);
+            String prefix = module.peftPrefix(layer);
             return new NDArray[] {tensor(tensors, prefix + ".lora_A.weight", shapeA, m, dir), tensor(tensors, prefix + ".lora_B.weight", shapeB, m, dir)};
         });
     }

@@ -20,6 +20,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * LoRAPrune ({@code aim-uofa/LoRAPrune}, {@code --method lora-prune}): structures ranked by the LoRA-estimated
@@ -89,35 +90,36 @@ public final class LoraPrune implements ScheduleMethod {
     @Override
     public List<Phase> phases() {
         double fin = r.prune().ratio();
-        List<Integer> at = new ArrayList<>();
-        List<Double> ratios = new ArrayList<>();
+        TreeMap<Integer, Double> prunes = new TreeMap<>(); // after step t's gradient, prune to this ratio
         for (int t = 0; t < steps; t++) {
             double q = RatioSchedule.cubic(t, steps, WARMUP, COOLDOWN, 0, fin);
-            if ((t % freq == 0 && q > 0 && q < fin) || (q >= fin && (ratios.isEmpty() || ratios.get(ratios.size() - 1) < fin))) {
-                at.add(t);
-                ratios.add(Math.min(q, fin));
+            if ((t % freq == 0 && q > 0 && q < fin) || (q >= fin && !reaches(prunes, fin))) {
+                prunes.put(t, Math.min(q, fin));
             }
-            if (q >= fin && !ratios.isEmpty() && ratios.get(ratios.size() - 1) >= fin) {
+            if (q >= fin && reaches(prunes, fin)) {
                 break;
             }
         }
-        if (ratios.isEmpty() || ratios.get(ratios.size() - 1) < fin) {
-            // a short run whose schedule never reaches the target inside it: the last step prunes to it
-            if (!at.isEmpty() && at.get(at.size() - 1) == steps - 1) {
-                ratios.set(ratios.size() - 1, fin);
-            } else {
-                at.add(steps - 1);
-                ratios.add(fin);
-            }
+        if (!reaches(prunes, fin)) {
+            // a short run whose schedule never reaches the target inside it: the last step prunes to it (in place of
+            // a smaller prune there)
+            prunes.put(steps - 1, fin);
         }
         List<Phase> p = new ArrayList<>();
         int done = 0;
-        for (int i = 0; i < at.size(); i++) {
-            p.add(new Phase(i == 0 ? null : ratios.get(i - 1), at.get(i) + 1 - done));
-            done = at.get(i) + 1;
+        Double before = null;
+        for (Map.Entry<Integer, Double> e : prunes.entrySet()) {
+            p.add(new Phase(before, e.getKey() + 1 - done));
+            done = e.getKey() + 1;
+            before = e.getValue();
         }
-        p.add(new Phase(ratios.isEmpty() ? null : ratios.get(ratios.size() - 1), steps - done));
+        p.add(new Phase(before, steps - done));
         return p;
+    }
+
+    /** Whether the last of {@code prunes} reaches the final ratio. */
+    private static boolean reaches(TreeMap<Integer, Double> prunes, double fin) {
+        return !prunes.isEmpty() && prunes.lastEntry().getValue() >= fin;
     }
 
     @Override

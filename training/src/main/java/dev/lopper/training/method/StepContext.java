@@ -20,9 +20,8 @@ import dev.lopper.model.util.Progress;
  * @param tokenizer the model's tokenizer
  * @param original the original model's config
  * @param device where to compute
- * @param seed the run's seed
  * @param progress progress lines
  */
 public record StepContext(int step, ModelConfig config, TensorSource weights, Tokenizer tokenizer, ModelConfig original, Device device,
-                          long seed, Progress progress) {
+                          Progress progress) {
 }

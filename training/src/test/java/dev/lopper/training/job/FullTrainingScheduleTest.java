@@ -45,7 +45,7 @@ public class FullTrainingScheduleTest {
         for (String method : new String[] {"efficientllm", "bip"}) {
             Path out = shared.resolve(method);
             ScheduleRequest r = new ScheduleRequest(PruneRequest.builder(model).criterion(method).ratio(0.5).out(out).build(), null, 0, 3,
-                    text, null, LoraConfig.defaults(), TRAIN, 2);
+                    text, null, LoraConfig.defaults(), TRAIN, 2, 0.05, null);
             PruneSchedule.Result first = new PruneSchedule().run(r);
             assertEquals(method, first.plan().criterion());
             assertTrue(Files.isRegularFile(out.resolve("curve.csv")) && Files.isRegularFile(out.resolve("curve.png")));
@@ -59,7 +59,7 @@ public class FullTrainingScheduleTest {
             assertEquals(3, again.resumedAfter());
         }
         ScheduleRequest noData = new ScheduleRequest(PruneRequest.builder(model).criterion("bip").ratio(0.5).out(shared.resolve("x")).build(),
-                null, 0, 3, null, null, LoraConfig.defaults(), TRAIN, 2);
+                null, 0, 3, null, null, LoraConfig.defaults(), TRAIN, 2, 0.05, null);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new PruneSchedule().run(noData));
         assertTrue(e.getMessage().contains("--train-data"), e.getMessage());
     }
@@ -93,6 +93,6 @@ public class FullTrainingScheduleTest {
 
     private static ScheduleRequest request(String method, Path out, dev.lopper.model.util.Progress progress) {
         return new ScheduleRequest(PruneRequest.builder(model).criterion(method).ratio(0.5).progress(progress).out(out).build(), null, 0, 3,
-                text, null, LoraConfig.defaults(), TRAIN, 2);
+                text, null, LoraConfig.defaults(), TRAIN, 2, 0.05, null);
     }
 }

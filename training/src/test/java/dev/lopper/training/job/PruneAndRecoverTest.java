@@ -62,7 +62,7 @@ public class PruneAndRecoverTest {
     }
 
     private static PruneAndRecover.Request chained(PruneRequest p, Path data) {
-        return new PruneAndRecover.Request(p, new Recovery.Settings(data, null, LoraConfig.defaults(), OPTIONS, 0.1, 4, DataType.FLOAT32));
+        return new PruneAndRecover.Request(p, new Recovery.Settings(data, null, LoraConfig.defaults(), OPTIONS, 0.1, 4, DataType.FLOAT32, false, null, false));
     }
 
     /** What {@code lopper prune} then {@code lopper recover} give: the merged model's directory. */
@@ -70,7 +70,7 @@ public class PruneAndRecoverTest {
         new Pruner().run(p);
         Path rec = p.out().resolveSibling(p.out().getFileName() + "-rec");
         Recovery.run(new Recovery.Request(p.out(), rec, ai.djl.Device.cpu(), false, new Recovery.Settings(data, null,
-                LoraConfig.defaults(), o, 0.1, 4, DataType.FLOAT32)), Trainer.Listener.NONE, t -> { });
+                LoraConfig.defaults(), o, 0.1, 4, DataType.FLOAT32, false, null, false)), Trainer.Listener.NONE, t -> { });
         return rec;
     }
 
@@ -203,7 +203,7 @@ public class PruneAndRecoverTest {
                 .calibration(calib).samples(4).seqLen(64).out(dir).build();
         Map<String, float[]> expected = tensors(separately(p.apply(tmp.resolve("fx-sep")), calib, o));
         Path out = tmp.resolve("fx-chained");
-        PruneAndRecover.run(new PruneAndRecover.Request(p.apply(out), new Recovery.Settings(null, null, LoraConfig.defaults(), o, 0.1, 4, DataType.FLOAT32)),
+        PruneAndRecover.run(new PruneAndRecover.Request(p.apply(out), new Recovery.Settings(null, null, LoraConfig.defaults(), o, 0.1, 4, DataType.FLOAT32, false, null, false)),
                 Trainer.Listener.NONE, t -> { });
         same(expected, tensors(out));
     }

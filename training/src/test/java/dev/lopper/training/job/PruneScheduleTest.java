@@ -54,7 +54,7 @@ public class PruneScheduleTest {
     }
 
     private static ScheduleRequest request(PruneRequest.Builder b, Integer iterations, int trainSteps, Path out) {
-        return new ScheduleRequest(b.out(out).build(), iterations, trainSteps, null, TEXT, null, LoraConfig.defaults(), TRAIN, 2);
+        return new ScheduleRequest(b.out(out).build(), iterations, trainSteps, null, TEXT, null, LoraConfig.defaults(), TRAIN, 2, 0.05, null);
     }
 
     @Test

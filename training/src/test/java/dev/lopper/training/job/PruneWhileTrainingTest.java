@@ -45,7 +45,7 @@ public class PruneWhileTrainingTest {
 
     private static ScheduleRequest request(String method, double ratio, Path out, TrainOptions o) {
         return new ScheduleRequest(PruneRequest.builder(model).criterion(method).ratio(ratio).out(out).build(), null, 0, o.steps(), TEXT,
-                null, dev.lopper.training.lora.LoraConfig.defaults(), o, 4);
+                null, dev.lopper.training.lora.LoraConfig.defaults(), o, 4, 0.05, null);
     }
 
     @ParameterizedTest

@@ -61,13 +61,13 @@ public class AdaptPrunerMethodTest {
     }
 
     private static ScheduleRequest request(PruneRequest.Builder b, int trainSteps, Path out) {
-        return new ScheduleRequest(b.out(out).build(), null, trainSteps, null, text, null, LoraConfig.defaults(), TRAIN, 2);
+        return new ScheduleRequest(b.out(out).build(), null, trainSteps, null, text, null, LoraConfig.defaults(), TRAIN, 2, 0.05, null);
     }
 
     @Test
     void stepsOfStepRatioUpToTheTargetAndThePapersDefaults() {
         AdaptPrunerMethod m = new AdaptPrunerMethod(new ScheduleRequest(PruneRequest.builder(model).criterion("adapt-pruner")
-                .ratio(0.2).out(shared.resolve("x")).build(), null, 3, null, text, null, LoraConfig.defaults(), TRAIN, 2));
+                .ratio(0.2).out(shared.resolve("x")).build(), null, 3, null, text, null, LoraConfig.defaults(), TRAIN, 2, 0.05, null));
         assertEquals(List.of(new Phase(0.05, 3), new Phase(0.1, 3), new Phase(0.15000000000000002, 3), new Phase(0.2, 3)), m.phases());
         assertTrue(m.settings().get("criterion").startsWith("llm-pruner (paper) {taylor=param_first}"), m.settings().toString());
         assertTrue(m.settings().get("step_ratio").startsWith("0.05 (paper)"));
@@ -76,7 +76,7 @@ public class AdaptPrunerMethodTest {
         assertThrows(IllegalArgumentException.class, () -> new AdaptPrunerMethod(request(magnitude(0.2, "0"), 0, shared.resolve("z"))));
         // --steps 10 over 4 prune steps: 3, 3, 2, 2
         AdaptPrunerMethod budget = new AdaptPrunerMethod(new ScheduleRequest(magnitude(0.2, "0.05").out(shared.resolve("w")).build(), null, 0, 10,
-                text, null, LoraConfig.defaults(), TRAIN, 2));
+                text, null, LoraConfig.defaults(), TRAIN, 2, 0.05, null));
         assertEquals(List.of(3, 3, 2, 2), budget.phases().stream().map(Phase::trainSteps).toList());
     }
 

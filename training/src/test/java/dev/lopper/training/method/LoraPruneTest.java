@@ -111,7 +111,7 @@ public class LoraPruneTest {
     void oneLinearLearningRateScheduleOverTheRun() {
         Path tmp2 = tmp.resolve("rate");
         ScheduleRequest r = new ScheduleRequest(PruneRequest.builder(tmp2).criterion(LoraPrune.NAME).ratio(0.5).out(tmp2.resolve("o")).build(),
-                null, 0, 40, tmp2, null, LoraConfig.defaults(), dev.lopper.training.loop.TrainOptions.defaults(40).withLearningRate(2e-4), 2);
+                null, 0, 40, tmp2, null, LoraConfig.defaults(), dev.lopper.training.loop.TrainOptions.defaults(40).withLearningRate(2e-4), 2, 0.05, null);
         dev.lopper.training.loop.ParamGroup.Rate rate = new LoraPrune(r).runRate(r.train());
         // HF's get_linear_schedule_with_warmup(num_warmup_steps=0, num_training_steps=40): lr (40 - t) / 40
         assertEquals(2e-4, rate.at(0), 1e-18);
@@ -127,7 +127,7 @@ public class LoraPruneTest {
         assertEquals(0.5, RatioSchedule.cubic(90, 100, 0.1, 0.1, 0, 0.5), 1e-15); // 1 - 80/80 = 0
         assertEquals(0.5, RatioSchedule.cubic(91, 100, 0.1, 0.1, 0, 0.5));
         ScheduleRequest r = new ScheduleRequest(PruneRequest.builder(tmp).criterion(LoraPrune.NAME).ratio(0.5).out(tmp.resolve("o")).build(),
-                null, 0, 100, tmp, null, LoraConfig.defaults(), dev.lopper.training.loop.TrainOptions.defaults(100), 2);
+                null, 0, 100, tmp, null, LoraConfig.defaults(), dev.lopper.training.loop.TrainOptions.defaults(100), 2, 0.05, null);
         List<Phase> p = new LoraPrune(r).phases();
         // prunes after steps 20, 30, ..., 80 (t % 10 == 0, 0 < ratio < 0.5), then the final 0.5 at step 90, 9 steps of cool-down
         assertEquals(new Phase(null, 21), p.get(0));
@@ -149,7 +149,7 @@ public class LoraPruneTest {
                 .withLearningRate(1e-2).withSeed(3);
         java.util.function.BiFunction<Path, dev.lopper.model.util.Progress, ScheduleRequest> req = (out, progress) -> new ScheduleRequest(
                 PruneRequest.builder(model).criterion(LoraPrune.NAME).option("prune-freq", "2").ratio(0.5).progress(progress)
-                        .out(out).build(), null, 0, 6, text, null, LoraConfig.defaults(), t, 2);
+                        .out(out).build(), null, 0, 6, text, null, LoraConfig.defaults(), t, 2, 0.05, null);
         Path straight = tmp.resolve("straight");
         PruneSchedule.Result r = new PruneSchedule().run(req.apply(straight, dev.lopper.model.util.Progress.NONE));
         // layers 0..4 pruned (int(0.1 x 6) = 0 kept first, the last kept): int(0.5 x 96) = 48 channels, 1 of 2 KV groups
