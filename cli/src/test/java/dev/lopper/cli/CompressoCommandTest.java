@@ -30,11 +30,7 @@ class CompressoCommandTest {
         model = tmp.resolve("m");
         RandomModels.write(model, RandomModels.llama().withHeads(4, 2));
         text = tmp.resolve("train.txt");
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 200; i++) {
-            sb.append("In the beginning God created the heaven and the earth. Verse ").append(i % 17).append(".\n");
-        }
-        Files.writeString(text, sb.toString());
+        RandomModels.writeTrainingText(text, 200);
     }
 
     private static String[] compresso(Path out, String... extra) {

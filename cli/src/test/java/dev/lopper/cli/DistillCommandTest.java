@@ -27,11 +27,7 @@ class DistillCommandTest {
         model = tmp.resolve("m");
         RandomModels.write(model, RandomModels.llama().withHeads(4, 2).withLayers(3));
         text = tmp.resolve("train.txt");
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 300; i++) {
-            sb.append("In the beginning God created the heaven and the earth. Verse ").append(i % 17).append(".\n");
-        }
-        Files.writeString(text, sb.toString());
+        RandomModels.writeTrainingText(text, 300);
         pruned = tmp.resolve("pruned");
         CliTest.Result p = CliTest.run("prune", model.toString(), "--ratio", "0.4", "--out", pruned.toString());
         assertEquals(0, p.code(), p.err());

@@ -33,11 +33,7 @@ class PruneWhileTrainingCommandTest {
         model = tmp.resolve("m");
         RandomModels.write(model, RandomModels.llama());
         text = tmp.resolve("train.txt");
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 300; i++) {
-            sb.append("In the beginning God created the heaven and the earth. Verse ").append(i % 17).append(".\n");
-        }
-        Files.writeString(text, sb.toString());
+        RandomModels.writeTrainingText(text, 300);
     }
 
     private static String[] args(String method, Path out, String... extra) {

@@ -31,11 +31,7 @@ class RecoverCommandTest {
         Path model = tmp.resolve("m");
         RandomModels.write(model, RandomModels.llama().withHeads(4, 2).withLayers(3));
         text = tmp.resolve("train.txt");
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 300; i++) {
-            sb.append("In the beginning God created the heaven and the earth. Verse ").append(i % 17).append(".\n");
-        }
-        Files.writeString(text, sb.toString());
+        RandomModels.writeTrainingText(text, 300);
         pruned = tmp.resolve("pruned");
         // global allocation: layers end up with different shapes
         CliTest.Result p = CliTest.run("prune", model.toString(), "--ratio", "0.4", "--allocation", "global", "--out", pruned.toString());

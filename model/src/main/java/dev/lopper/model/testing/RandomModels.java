@@ -80,6 +80,18 @@ public final class RandomModels {
     private RandomModels() {
     }
 
+    /**
+     * Writes a small training text for these models to {@code file}: {@code lines} lines of one sentence with 17
+     * verse numbers, so that a few training steps visibly lower its loss.
+     */
+    public static void writeTrainingText(Path file, int lines) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < lines; i++) {
+            sb.append("In the beginning God created the heaven and the earth. Verse ").append(i % 17).append(".\n");
+        }
+        Files.writeString(file, sb.toString());
+    }
+
     /** Writes the model described by {@code spec} into {@code dir} and returns its config. */
     public static ModelConfig write(Path dir, Spec spec) throws IOException {
         ObjectNode json = configJson(spec);

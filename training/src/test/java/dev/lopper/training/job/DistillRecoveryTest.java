@@ -56,11 +56,7 @@ public class DistillRecoveryTest {
         student = tmp.resolve("student");
         new Pruner().run(PruneRequest.builder(teacher).criterion("magnitude").ratio(0.4).allocation("global").out(student).build());
         text = tmp.resolve("train.txt");
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 300; i++) {
-            sb.append("In the beginning God created the heaven and the earth. Verse ").append(i % 17).append(".\n");
-        }
-        Files.writeString(text, sb.toString());
+        RandomModels.writeTrainingText(text, 300);
     }
 
     private static Recovery.Request request(Path out, Distillation d, boolean full) {
