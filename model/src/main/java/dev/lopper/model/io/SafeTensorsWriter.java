@@ -11,7 +11,6 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.List;
 import java.util.Map;
@@ -72,11 +71,8 @@ public final class SafeTensorsWriter {
             head.put((byte) ' ');
         }
         head.flip();
-        Path dir = file.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        // not createTempFile: its 0600 would outlive the rename; CREATE_NEW follows the user's umask
-        Path tmp = dir.resolve("." + file.getFileName() + ".tmp-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
-        try {
+        Files.createDirectories(file.toAbsolutePath().getParent());
+        AtomicFile.write(file, tmp -> {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
                 writeFully(ch, head);
                 for (Entry e : entries) {
@@ -89,10 +85,7 @@ public final class SafeTensorsWriter {
                 }
                 ch.force(true);
             }
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        });
     }
 
     /** Writes all of {@code b} at the channel's position. */
